@@ -1,0 +1,62 @@
+"""Helpers for tests: waiting on conditions and reading back what was stored.
+
+Read-back goes straight to the servers' HTTP APIs with urllib, independent of
+the product's own storage client, so a bug there cannot hide itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout: float = 20.0, what: str = "condition",
+               interval: float = 0.05) -> T:
+    """Return the first truthy value of ``check()``; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # the server may be restarting
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" +
+                         (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def influx_query(url: str, db: str, q: str) -> list[dict[str, Any]]:
+    """Run InfluxQL on a 1.x server; return the series of the first statement."""
+    data = urllib.parse.urlencode({"db": db, "q": q, "epoch": "ms"}).encode()
+    with urllib.request.urlopen(f"{url}/query", data=data, timeout=10) as r:
+        body = json.load(r)
+    res = body["results"][0]
+    if "error" in res:
+        raise AssertionError(f"query failed: {res['error']}")
+    return list(res.get("series", []))
+
+
+def influx_rows(url: str, db: str, q: str) -> list[dict[str, Any]]:
+    """Flatten a query's series into dicts (tags merged in)."""
+    rows: list[dict[str, Any]] = []
+    for s in influx_query(url, db, q):
+        for values in s["values"]:
+            row = dict(zip(s["columns"], values, strict=True))
+            row.update(s.get("tags", {}))
+            rows.append(row)
+    return rows
+
+
+def vm_export(url: str, match: str) -> list[dict[str, Any]]:
+    """Read series back from victoria-metrics (``/api/v1/export``, JSON lines)."""
+    q = urllib.parse.urlencode({"match[]": match})
+    with urllib.request.urlopen(f"{url}/api/v1/export?{q}", timeout=10) as r:
+        return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
