@@ -1,0 +1,136 @@
+"""The manual-ack MQTT layer against a real mosquitto: unacked means redelivered."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from enmon.localrun import Mosquitto
+from ingest.mqtt import AckingSubscriber, Delivery, MqttSettings, shared
+
+TOPIC = "enmon/v1/site-a/gw-01/telemetry"
+FILTER = shared("enmon/v1/+/+/telemetry")
+
+
+def publisher(server: Mosquitto) -> paho.Client:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
+                    protocol=paho.MQTTv5)
+    c.connect(server.host, server.port)
+    c.loop_start()
+    return c
+
+
+def publish(c: paho.Client, payload: bytes, topic: str = TOPIC) -> None:
+    info = c.publish(topic, payload, qos=1)
+    info.wait_for_publish(timeout=10)
+    assert info.is_published()
+
+
+async def next_delivery(sub: AckingSubscriber, timeout: float = 20) -> Delivery:
+    return await asyncio.wait_for(sub.get(), timeout)
+
+
+async def test_unacked_is_redelivered_acked_is_not(mosquitto: Mosquitto) -> None:
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-t1")
+    pub = publisher(mosquitto)
+    try:
+        async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+            await sub.wait_ready()
+            publish(pub, b"first")
+            d = await next_delivery(sub)
+            assert d.payload == b"first" and not d.dup
+            # leave it unacked and go away (session kept)
+
+        async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+            d = await next_delivery(sub)
+            assert d.payload == b"first", "an unacked message must come back"
+            assert d.dup
+            assert d.ack()
+
+        async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+            await sub.wait_ready()
+            publish(pub, b"marker")
+            # the broker resends in-flight messages before new ones, so if "first"
+            # were still owed it would arrive before the marker
+            d = await next_delivery(sub)
+            assert d.payload == b"marker", f"acked message came back: {d.payload!r}"
+            assert d.ack()
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+
+
+async def test_messages_published_while_away_wait_in_the_session(mosquitto: Mosquitto) -> None:
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-t2")
+    async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+        await sub.wait_ready()
+    pub = publisher(mosquitto)
+    try:
+        for i in range(5):
+            publish(pub, f"m{i}".encode())
+        async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+            got = [await next_delivery(sub) for _ in range(5)]
+            assert [d.payload for d in got] == [f"m{i}".encode() for i in range(5)]
+            assert all(d.ack() for d in got)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+
+
+async def test_receive_maximum_bounds_unacked_messages(mosquitto: Mosquitto) -> None:
+    """Flat memory when the database is slow: the broker stops at Receive Maximum."""
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-t3",
+                            receive_maximum=10)
+    pub = publisher(mosquitto)
+    try:
+        async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+            await sub.wait_ready()
+            for i in range(30):
+                publish(pub, f"m{i}".encode())
+            held = [await next_delivery(sub) for _ in range(10)]
+            # a marker sent now must not overtake: 20 are waiting behind the 10 unacked
+            publish(pub, b"marker")
+            received, acked = 10, 0
+            while True:
+                # invariant: never more than receive_maximum unacked in our hands
+                assert received - acked <= 10, (received, acked)
+                held[0].ack()
+                held.pop(0)
+                acked += 1
+                d = await next_delivery(sub)
+                received += 1
+                held.append(d)
+                if d.payload == b"marker":
+                    break
+            assert received == 31
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+
+
+async def test_reconnect_after_broker_restart(mosquitto: Mosquitto) -> None:
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-t4")
+    async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+        await sub.wait_ready()
+        pub = publisher(mosquitto)
+        publish(pub, b"before")
+        assert (await next_delivery(sub)).payload == b"before"  # not acked
+        pub.loop_stop()
+        pub.disconnect()
+        mosquitto.stop()  # graceful: mosquitto saves sessions to its persistence file
+        mosquitto.start()
+        await sub.wait_ready(timeout=60)
+        again = await next_delivery(sub, timeout=60)
+        assert again.payload == b"before", "unacked message lost across a broker restart"
+        assert again.ack()
+        pub = publisher(mosquitto)
+        publish(pub, b"after")
+        while (d2 := await next_delivery(sub, timeout=60)).payload != b"after":
+            pass
+        assert d2.ack()
+        assert sub.reconnects >= 1
+        pub.loop_stop()
+        pub.disconnect()
