@@ -1,0 +1,411 @@
+"""The ingest pipeline: receive → validate → batch → write durably → acknowledge.
+
+The one promise: a message is acknowledged to the broker only after everything
+it produced (its readings, or the ``rejected`` record saying why not) is in the
+database. Everything else follows from it:
+
+* a crash at any moment leaves the unacknowledged messages with the broker, which
+  redelivers them; writes are idempotent (a ``meter`` point is keyed by its tags
+  and reading time), so a redelivered batch overwrites itself: exactly once stored;
+* while the database is down the writer retries with capped exponential backoff
+  and acknowledges nothing; the broker stops sending at Receive Maximum, so memory
+  stays flat and the backlog waits in the broker's persistent session;
+* a batch the database refuses as *bad* (HTTP 400) is split per message so one
+  poisonous message cannot block the others; what still fails is stored as a
+  ``rejected`` record (reason ``db_refused``).
+
+Two tasks and two bounded queues: the collector turns deliveries into batches of
+lines (CPU, pure :class:`Processor`), the writer writes them in order and acks.
+At most ``max_inflight_batches`` batches wait between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+
+from enmon import wire
+from enmon.errors import SinkError, WireError
+from ingest.completeness import DayCompleteness, SeqAggregate, completeness, day_bounds, day_of
+from ingest.lineproto import batch_lines, line, payload_hash
+from ingest.metrics import Stats, stats_line
+from ingest.mqtt import AckingSubscriber, Delivery
+from ingest.storage import InfluxQL, Writer
+
+log = logging.getLogger("enmon.ingest")
+
+# Reasons ingest adds to the wire contract's (enmon.wire.Reason)
+TS_FUTURE = "ts_future"  # reading more than future_reject_s ahead of ingest's clock
+DB_REFUSED = "db_refused"  # the database refused the message's points as invalid
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TimeLimits:
+    """When a reading's timestamp is doubtful (flagged) or impossible (refused).
+
+    Args:
+        future_flag_s: ahead of ingest's clock by more than this: stored, ``flag_ts=clock_ahead``.
+        future_reject_s: ahead by more than this: refused (``ts_future``); a point far in the
+            future would poison every "latest value" query.
+        past_flag_s: older than this when it arrives: stored, ``flag_ts=late``.
+    """
+
+    future_flag_s: float = 300.0
+    future_reject_s: float = 86_400.0
+    past_flag_s: float = 7 * 86_400.0
+
+
+@dataclass(slots=True)
+class Processed:
+    """What one message turns into."""
+
+    lines: list[str]
+    readings: int = 0
+    reasons: list[str] = field(default_factory=list)  # one per rejected message/value
+    flags: list[str] = field(default_factory=list)
+    sent_at: int = 0
+
+
+class Processor:
+    """Message → lines. Pure apart from the clock it is given; one per worker.
+
+    Rejected records get a ``worker`` tag and strictly increasing millisecond
+    timestamps per worker, so thousands of rejects per second never overwrite
+    each other (points with equal tags and time would).
+    """
+
+    def __init__(self, *, worker: str, limits: TimeLimits | None = None) -> None:
+        self.worker = worker
+        self.limits = limits or TimeLimits()
+        self._last_reject_ms = 0
+
+    def _reject_ts(self, now_ms: int) -> int:
+        self._last_reject_ms = max(now_ms, self._last_reject_ms + 1)
+        return self._last_reject_ms
+
+    def rejected(self, *, reason: str, detail: str, payload: bytes, topic: str, site: str,
+                 gateway: str, now_ms: int, device: str = "", quantity: str = "",
+                 digest: str | None = None) -> str:
+        tags = {"site": site or "_unknown", "gateway": gateway or "_unknown", "reason": reason,
+                "worker": self.worker}
+        fields: dict[str, float | int | str | bool] = {
+            "payload_sha256": digest or payload_hash(payload),
+            "detail": detail[:500],
+            "topic": topic[:300],
+            "size": len(payload),
+        }
+        if device:
+            fields["device"] = device[:64]
+        if quantity:
+            fields["quantity"] = quantity[:64]
+        return line("rejected", tags, fields, self._reject_ts(now_ms))
+
+    def process(self, payload: bytes, topic: str, now_ms: int) -> Processed:
+        try:
+            parsed = wire.parse_batch(payload, topic=topic)
+        except WireError as exc:
+            try:
+                site, gateway, _ = wire.parse_topic(topic)
+            except WireError:
+                site = gateway = ""
+            log.warning("event=rejected reason=%s topic=%r size=%d detail=%r",
+                        exc.reason, topic[:200], len(payload), exc.detail[:200])
+            return Processed([self.rejected(reason=str(exc.reason), detail=exc.detail,
+                                            payload=payload, topic=topic, site=site,
+                                            gateway=gateway, now_ms=now_ms)],
+                             reasons=[str(exc.reason)])
+        b = parsed.batch
+        out = Processed([])
+        digest = payload_hash(payload) if parsed.dropped else None
+        lim = self.limits
+        keep = []
+        for s in b.samples:
+            ahead_s = (s.ts - now_ms) / 1000
+            if ahead_s > lim.future_reject_s:
+                out.lines.append(self.rejected(
+                    reason=TS_FUTURE, detail=f"ts {s.ts} is {ahead_s:.0f}s ahead of ingest",
+                    payload=payload, topic=topic, site=b.site, gateway=b.gateway,
+                    now_ms=now_ms, device=s.device, digest=digest or payload_hash(payload)))
+                out.reasons.append(TS_FUTURE)
+                continue
+            if ahead_s > lim.future_flag_s:
+                s.flags["ts"] = "clock_ahead"
+                out.flags.append("clock_ahead")
+            elif -ahead_s > lim.past_flag_s:
+                s.flags["ts"] = "late"
+                out.flags.append("late")
+            keep.append(s)
+            out.readings += len(s.values)
+        b.samples = keep
+        out.lines.extend(batch_lines(b))
+        for d in parsed.dropped:
+            out.lines.append(self.rejected(
+                reason=str(d.reason), detail=d.detail, payload=payload, topic=topic,
+                site=b.site, gateway=b.gateway, now_ms=now_ms, device=d.device,
+                quantity=d.quantity, digest=digest))
+            out.reasons.append(str(d.reason))
+        # One point per batch for completeness; keyed by sent_at, so a redelivery of the
+        # same message overwrites it and a resend under the same seq shows as a duplicate.
+        sent_at = b.sent_at
+        if not wire.MIN_TS_MS <= sent_at <= now_ms + lim.future_reject_s * 1000:
+            sent_at = now_ms
+        out.sent_at = sent_at
+        out.lines.append(line("ingest_batch", {"site": b.site, "gateway": b.gateway},
+                              {"seq": b.seq, "samples": len(b.samples)}, sent_at))
+        return out
+
+
+@dataclass(slots=True)
+class _Pending:
+    lines: list[str]
+    deliveries: list[Delivery]
+    spans: list[tuple[int, int]]  # lines[a:b] came from deliveries[i]
+    readings: int
+    newest_sent_at: int
+    built_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PipelineSettings:
+    """Batching and retry knobs.
+
+    Args:
+        max_lines: write when a batch holds this many lines...
+        max_wait_s: ...or when its first message has waited this long.
+        max_inflight_batches: built batches waiting for the writer (memory bound).
+        retry_initial_s: first backoff after a failed write; doubles each time...
+        retry_max_s: ...up to this.
+        stats_interval_s: how often ``ingest_stats`` is written.
+        completeness_interval_s: how often today's/yesterday's completeness is recomputed
+            (0 disables).
+        day_tz: time zone of the "day" in the completeness figure.
+    """
+
+    max_lines: int = 5000
+    max_wait_s: float = 0.2
+    max_inflight_batches: int = 2
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 10.0
+    stats_interval_s: float = 10.0
+    completeness_interval_s: float = 300.0
+    day_tz: str = "UTC"
+
+
+class Pipeline:
+    """One worker's pipeline. ``run()`` until ``stop`` is set."""
+
+    def __init__(self, *, sub: AckingSubscriber, writer: Writer, worker: str,
+                 settings: PipelineSettings | None = None, limits: TimeLimits | None = None,
+                 query: InfluxQL | None = None, stats: Stats | None = None) -> None:
+        self.sub = sub
+        self.writer = writer
+        self.worker = worker
+        self.settings = settings or PipelineSettings()
+        self.processor = Processor(worker=worker, limits=limits)
+        self.query = query
+        self.stats = stats or Stats()
+        self._ready: asyncio.Queue[_Pending] = asyncio.Queue(
+            maxsize=max(1, self.settings.max_inflight_batches))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self._collect(), name="collect"),
+                 asyncio.create_task(self._write_loop(), name="write"),
+                 asyncio.create_task(self._stats_loop(), name="stats")]
+        if self.query is not None and self.settings.completeness_interval_s > 0:
+            tasks.append(asyncio.create_task(self._completeness_loop(), name="completeness"))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stopper and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            for t in [stopper, *tasks]:
+                t.cancel()
+            for t in [stopper, *tasks]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            # unacked work is simply left to the broker: it redelivers it to us or a peer
+
+    # ------------------------------------------------------------------ collect
+
+    async def _collect(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self.sub.get()
+            pending = _Pending([], [], [], 0, 0, loop.time())
+            self._add(pending, first)
+            deadline = loop.time() + s.max_wait_s
+            while len(pending.lines) < s.max_lines:
+                d = self.sub.get_nowait()
+                if d is None:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        d = await asyncio.wait_for(self.sub.get(), remaining)
+                    except TimeoutError:
+                        break
+                self._add(pending, d)
+            self.stats.queue_depth = self.sub.queued
+            await self._ready.put(pending)
+            self.stats.inflight_batches = self._ready.qsize()
+
+    def _add(self, pending: _Pending, d: Delivery) -> None:
+        st = self.stats
+        st.messages += 1
+        if d.dup:
+            st.redeliveries += 1
+        p = self.processor.process(d.payload, d.topic, int(time.time() * 1000))
+        a = len(pending.lines)
+        pending.lines.extend(p.lines)
+        pending.spans.append((a, len(pending.lines)))
+        pending.deliveries.append(d)
+        pending.readings += p.readings
+        pending.newest_sent_at = max(pending.newest_sent_at, p.sent_at)
+        for r in p.reasons:
+            st.rejected[r] += 1
+        for f in p.flags:
+            st.ts_flagged[f] += 1
+
+    # ------------------------------------------------------------------ write
+
+    async def _write_loop(self) -> None:
+        while True:
+            pending = await self._ready.get()
+            t0 = time.monotonic()
+            await self._write_durably(pending)
+            st = self.stats
+            st.batch_latency_sum_s += time.monotonic() - t0
+            for d in pending.deliveries:
+                if d.ack():
+                    st.acked += 1
+                else:
+                    st.stale_acks += 1
+            st.batches += 1
+            st.readings += pending.readings
+            st.points += len(pending.lines)
+            if pending.newest_sent_at:
+                st.lag_s = max(0.0, time.time() - pending.newest_sent_at / 1000)
+            st.inflight_batches = self._ready.qsize()
+
+    async def _write_retrying(self, lines: list[str]) -> None:
+        """Write; on a retryable failure back off and try again, forever."""
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                await self.writer.write(lines)
+                return
+            except SinkError as exc:
+                if not exc.retryable:
+                    raise
+                self.stats.write_retries += 1
+                log.warning("event=write_retry lines=%d delay_s=%.1f error=%r",
+                            len(lines), delay, str(exc)[:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+
+    async def _write_durably(self, pending: _Pending) -> None:
+        try:
+            await self._write_retrying(pending.lines)
+            return
+        except SinkError as exc:
+            self.stats.write_failures += 1
+            log.error("event=write_refused lines=%d messages=%d error=%r splitting=per_message",
+                      len(pending.lines), len(pending.deliveries), str(exc)[:300])
+        for d, (a, b) in zip(pending.deliveries, pending.spans, strict=True):
+            try:
+                await self._write_retrying(pending.lines[a:b])
+                continue
+            except SinkError as exc:
+                detail = str(exc)
+            site, gateway = "", ""
+            with contextlib.suppress(WireError):
+                site, gateway, _ = wire.parse_topic(d.topic)
+            rec = self.processor.rejected(reason=DB_REFUSED, detail=detail, payload=d.payload,
+                                          topic=d.topic, site=site, gateway=gateway,
+                                          now_ms=int(time.time() * 1000))
+            self.stats.rejected[DB_REFUSED] += 1
+            try:
+                await self._write_retrying([rec])
+            except SinkError as exc2:
+                # cannot even say why: log enough to find the payload, then move on
+                self.stats.unstorable += 1
+                log.error("event=unstorable topic=%r sha256=%s error=%r", d.topic[:200],
+                          payload_hash(d.payload), str(exc2)[:200])
+
+    # ------------------------------------------------------------------ periodic
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_interval_s)
+            self.stats.queue_depth = self.sub.queued
+            self.stats.stale_acks = self.sub.stale_acks
+            ln = stats_line(self.stats, worker=self.worker, ts_ms=int(time.time() * 1000))
+            try:
+                await self.writer.write([ln])
+            except SinkError as exc:  # self-metrics are best effort; telemetry is not
+                log.info("event=stats_not_written error=%r", str(exc)[:200])
+
+    async def _completeness_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.completeness_interval_s)
+            today = dt.datetime.now(dt.UTC)
+            day = day_of(int(today.timestamp() * 1000), self.settings.day_tz)
+            for d in (day - dt.timedelta(days=1), day):
+                try:
+                    await self.update_completeness(d, current=(d == day))
+                except SinkError as exc:
+                    log.info("event=completeness_skipped day=%s error=%r", d, str(exc)[:200])
+
+    async def update_completeness(self, day: dt.date, *, current: bool = True) -> int:
+        """Recompute and store one day's completeness; returns the gateways covered."""
+        assert self.query is not None
+        lines = await compute_completeness_lines(self.query, day, self.settings.day_tz)
+        if lines:
+            await self.writer.write([ln for ln, _ in lines])
+        if current:
+            for _, (key, c) in lines:
+                self.stats.completeness[key] = c.ratio
+                self.stats.seq_gaps[key] = c.gaps
+                self.stats.seq_duplicates[key] = c.duplicates
+        return len(lines)
+
+
+async def compute_completeness_lines(
+    query: InfluxQL, day: dt.date, tz: str = "UTC",
+) -> list[tuple[str, tuple[tuple[str, str], DayCompleteness]]]:
+    """``completeness`` points for every gateway seen on ``day`` (server-side aggregates)."""
+    start, end = day_bounds(day, tz)
+    pstart, _ = day_bounds(day - dt.timedelta(days=1), tz)
+    where = f"time >= {start}ms AND time < {end}ms"
+    agg: dict[tuple[str, str], dict[str, int]] = {}
+    for q in (f'SELECT count("seq") AS n, min("seq") AS lo, max("seq") AS hi FROM ingest_batch '
+              f"WHERE {where} GROUP BY site, gateway",
+              f'SELECT count(distinct("seq")) AS d FROM ingest_batch WHERE {where} '
+              "GROUP BY site, gateway",
+              f'SELECT max("seq") AS prev FROM ingest_batch '
+              f"WHERE time >= {pstart}ms AND time < {start}ms GROUP BY site, gateway"):
+        for row in await query.rows(q):
+            key = (str(row.get("site", "")), str(row.get("gateway", "")))
+            slot = agg.setdefault(key, {})
+            for k in ("n", "lo", "hi", "d", "prev"):
+                if row.get(k) is not None:
+                    slot[k] = int(row[k])
+    out: list[tuple[str, tuple[tuple[str, str], DayCompleteness]]] = []
+    for key, a in sorted(agg.items()):
+        if "n" not in a:
+            continue  # only the previous day had data
+        c = completeness(SeqAggregate(a["n"], a.get("d", a["n"]), a["lo"], a["hi"]), a.get("prev"))
+        ln = line("completeness", {"site": key[0], "gateway": key[1]}, {
+            "expected": c.expected, "received": c.received, "gaps": c.gaps,
+            "duplicates": c.duplicates, "ratio": c.ratio, "first_seq": c.first_seq,
+            "last_seq": c.last_seq, "day": day.isoformat(), "tz": tz,
+        }, start)
+        out.append((ln, (key, c)))
+    return out
