@@ -1,0 +1,269 @@
+"""The site model: sites → buildings → meters (real and virtual) → boilers, as YAML.
+
+One file per site describes what the rule engine needs to know about the
+buildings behind the meters: floor area and occupants (for intensities), which
+meters add up to the building total, which quota and budgets apply, and which
+meters belong to each boiler. See ``rules/sample-site.yaml`` for a documented
+example and ``rules/README.md`` for every key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from enmon import quantities
+from enmon.config import StrictModel, load_model
+from enmon.wire import ID_PATTERN
+from rules import refdata
+from rules.refdata import ExhaustCoefficients
+
+Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+ClimateZone = Literal["severe_cold_and_cold", "hot_summer_cold_winter", "hot_summer_warm_winter",
+                      "mild"]
+BuildingType = Literal["office", "hospital", "school", "retail", "hotel", "government", "other"]
+SUBITEM = re.compile(r"^\d{2}[0A-Z]\d{2}$")
+
+# The counter that measures consumption of each energy type, in its canonical unit.
+COUNTER_FOR: dict[str, str] = {
+    "electricity": "active_energy_import_kwh",
+    "water": "water_volume_m3",
+    "gas": "gas_volume_m3",
+    "heat": "heat_energy_gj",
+    "cooling": "cooling_energy_gj",
+    "steam": "steam_mass_t",
+}
+
+
+class Replacement(StrictModel):
+    """A meter swap: when, the old meter's last index and the new meter's first."""
+
+    at: int = Field(json_schema_extra={"fix": "epoch milliseconds of the swap"})
+    old_final: float
+    new_initial: float
+
+
+class Meter(StrictModel):
+    id: Id
+    gateway: Id
+    device: Id = Field(json_schema_extra={"fix": "the device name in the gateway's config"})
+    energy_type: str
+    quantity: str | None = Field(default=None, json_schema_extra={
+        "fix": "a counter from the quantity vocabulary, e.g. active_energy_import_kwh"})
+    category: str = Field(default="", json_schema_extra={
+        "fix": "a five-character sub-item code such as 01000, 01A00, 01B00, 02000"})
+    building_total: bool = Field(default=False, json_schema_extra={
+        "fix": "true for the meters whose sum is the building's total of this energy type"})
+    rollover_at: float | None = None
+    jitter: float = 0.0
+    max_rate_per_h: float | None = Field(default=None, json_schema_extra={
+        "fix": "the most this counter can rise per hour (e.g. rated kW for a kWh counter)"})
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    replacements: list[Replacement] = []
+
+    @field_validator("energy_type")
+    @classmethod
+    def _etype(cls, v: str) -> str:
+        if v not in quantities.ENERGY_TYPES:
+            known = ", ".join(quantities.ENERGY_TYPES)
+            raise ValueError(f"unknown energy type {v!r}; use one of {known}")
+        return v
+
+    @field_validator("category")
+    @classmethod
+    def _cat(cls, v: str) -> str:
+        if v and not SUBITEM.match(v):
+            raise ValueError(f"sub-item code {v!r} is not two digits + letter or 0 + two digits")
+        return v
+
+    @model_validator(mode="after")
+    def _quantity(self) -> Meter:
+        q = self.quantity or COUNTER_FOR.get(self.energy_type)
+        if q is None:
+            raise ValueError(
+                f"no default counter for energy type {self.energy_type!r}; set quantity")
+        if not quantities.is_counter(q):
+            raise ValueError(f"quantity {q!r} is not a counter in the vocabulary")
+        object.__setattr__(self, "quantity", q)
+        return self
+
+    @property
+    def counter(self) -> str:
+        assert self.quantity is not None
+        return self.quantity
+
+
+class VirtualMeter(StrictModel):
+    """A meter computed from others: Σ plus − Σ minus (e.g. total minus HVAC = other uses)."""
+
+    id: Id
+    energy_type: str
+    category: str = ""
+    plus: list[Id] = Field(min_length=1)
+    minus: list[Id] = []
+    building_total: bool = False
+
+
+class Quota(StrictModel):
+    """Either a shipped quota (``ref``) or your own (``value`` + ``unit`` + ``source``)."""
+
+    ref: str | None = Field(default=None, json_schema_extra={
+        "fix": "a key of rules/data/quotas.yaml, "
+               "e.g. gbt51161/office/A-commercial/hot_summer_cold_winter"})
+    level: Literal["constraint", "baseline", "guide"] = "constraint"
+    value: float | None = Field(default=None, gt=0)
+    unit: Literal["kWh/(m2·a)", "kgce/(m2·a)", "kgce/(person·a)", "kWh/(person·a)"] | None = None
+    source: str | None = None
+    office_correction: bool | None = None
+    seasonal_weights: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [1.0] * 12, min_length=12, max_length=12,
+        json_schema_extra={"fix": "12 relative monthly weights, January first"})
+    warn_ratio: float = Field(default=1.0, gt=0)
+    min_fraction: float = Field(default=0.05, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Quota:
+        if (self.ref is None) == (self.value is None):
+            raise ValueError(
+                "give either ref (a shipped quota) or value + unit + source (your own)")
+        if self.ref is not None:
+            refdata.quota(self.ref)  # raises a ConfigError naming near keys
+        elif self.unit is None or not self.source:
+            raise ValueError("your own quota needs unit and source")
+        return self
+
+    @property
+    def quota_unit(self) -> str:
+        if self.ref is not None:
+            return refdata.quota(self.ref).unit
+        assert self.unit is not None
+        return self.unit
+
+    @property
+    def basis(self) -> Literal["area", "person"]:
+        return "person" if "person" in self.quota_unit else "area"
+
+    @property
+    def measure(self) -> Literal["kWh", "kgce"]:
+        """What is compared: electricity kWh, or all energy converted to kgce."""
+        return "kWh" if self.quota_unit.startswith("kWh") else "kgce"
+
+
+class Budget(StrictModel):
+    """A period energy budget (用能预算)."""
+
+    name: Id
+    period: Literal["month", "year"]
+    amount: float = Field(gt=0)
+    unit: Literal["kWh", "kgce", "m3", "GJ"]
+    energy_type: str | None = None
+    warn_ratio: float = Field(default=0.8, gt=0, le=1)
+
+
+class Boiler(StrictModel):
+    id: Id
+    kind: Literal["steam", "hot_water"]
+    combustion: Literal["grate", "fluidised_bed", "chamber", "biomass", "electric"] = "chamber"
+    fuel: str = Field(json_schema_extra={
+        "fix": "a fuel of rules/data/boiler_limits.yaml, e.g. natural_gas"})
+    rated_t_h: float | None = Field(default=None, gt=0)
+    rated_mw: float | None = Field(default=None, gt=0)
+    ncv_mj_per_unit: float = Field(gt=0, json_schema_extra={
+        "fix": "net calorific value of the fuel, MJ per m3 (gas) or per kg (oil, coal)"})
+    fuel_meter: Id
+    output_meter: Id = Field(json_schema_extra={"fix": "a steam_mass_t or heat_energy_gj meter"})
+    instruments: Id | None = Field(default=None, json_schema_extra={
+        "fix": "a meter id whose device reports flue_o2_pct, flue_temp_c, feedwater_temp_c"})
+    steam_gauge_mpa: float = Field(default=0.7, ge=0)
+    steam_temp_c: float | None = None
+    feedwater_temp_c: float = 20.0
+    air_temp_c: float = 20.0
+    min_load_pct: float = Field(default=30.0, ge=0, le=100)
+    startup_min: float = Field(default=30.0, ge=0)
+    window_h: float = Field(default=24.0, gt=0)
+    min_coverage: float = Field(default=0.5, gt=0, le=1)
+    limit_pct: float | None = None
+    exhaust_loss: ExhaustCoefficients | None = None
+    other_losses_pct: float = Field(default=0.0, ge=0, json_schema_extra={
+        "fix": "q3+q4+q5+q6 in % from your boiler's test report; enmon ships no default"})
+
+    @model_validator(mode="after")
+    def _capacity(self) -> Boiler:
+        if self.rated_t_h is None and self.rated_mw is None:
+            raise ValueError("give rated_t_h (steam) or rated_mw (hot water)")
+        return self
+
+    @property
+    def rated_kw(self) -> float:
+        """Rated heat output in kW (steam: 0.7 MW per t/h as GB 24500 pairs them)."""
+        if self.rated_mw is not None:
+            return self.rated_mw * 1000
+        assert self.rated_t_h is not None
+        return self.rated_t_h * refdata.boiler_limits().mw_per_t_h.value * 1000
+
+
+class Building(StrictModel):
+    id: Id
+    name: str = ""
+    type: BuildingType = "office"
+    climate_zone: ClimateZone = "hot_summer_cold_winter"
+    floor_area_m2: float = Field(gt=0)
+    occupants: int = Field(default=0, ge=0)
+    operating_hours_per_year: float | None = Field(default=None, gt=0)
+    quota: Quota | None = None
+    budgets: list[Budget] = []
+    meters: list[Meter] = []
+    virtual_meters: list[VirtualMeter] = []
+    boilers: list[Boiler] = []
+
+
+class Site(StrictModel):
+    site: Id
+    name: str = ""
+    timezone: str = "Asia/Shanghai"
+    grid_region: str = Field(default="national", json_schema_extra={
+        "fix": "national, a grid region (华东) or a province (上海) of rules/data/factors.yaml"})
+    co2_basis: str = "mee_grid_average"
+    electricity_kgce: str = Field(default="electricity_equivalent", json_schema_extra={
+        "fix": "a coal_equivalent key of rules/data/factors.yaml for electricity"})
+    buildings: list[Building] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> Site:
+        seen: dict[str, str] = {}
+        for b in self.buildings:
+            ids = [m.id for m in b.meters] + [v.id for v in b.virtual_meters]
+            for mid in ids:
+                if mid in seen:
+                    raise ValueError(f"meter id {mid!r} is used twice "
+                                     f"(buildings {seen[mid]!r} and {b.id!r})")
+                seen[mid] = b.id
+            real = {m.id for m in b.meters}
+            for v in b.virtual_meters:
+                for ref in v.plus + v.minus:
+                    if ref not in real and ref not in ids:
+                        raise ValueError(f"virtual meter {v.id!r} refers to unknown meter "
+                                         f"{ref!r} in building {b.id!r}")
+            for bo in b.boilers:
+                refs: list[str | None] = [bo.fuel_meter, bo.output_meter, bo.instruments]
+                for mref in refs:
+                    if mref is not None and mref not in real:
+                        raise ValueError(f"boiler {bo.id!r} refers to unknown meter "
+                                         f"{mref!r} in building {b.id!r}")
+        if self.electricity_kgce not in refdata.factors().coal_equivalent:
+            raise ValueError(f"unknown electricity_kgce factor {self.electricity_kgce!r}")
+        return self
+
+    def building(self, bid: str) -> Building:
+        return next(b for b in self.buildings if b.id == bid)
+
+    def meters(self) -> list[tuple[Building, Meter]]:
+        return [(b, m) for b in self.buildings for m in b.meters]
+
+
+def load_site(path: str | Path) -> Site:
+    """Load and validate a site file (errors name the file, key and fix)."""
+    return load_model(Site, path)
