@@ -29,7 +29,7 @@ def steam_enthalpy(gauge_mpa: float, temp_c: float | None = None) -> float:
     """Specific enthalpy of steam, kJ/kg (IAPWS-IF97): saturated if no temperature given."""
     from iapws import IAPWS97
 
-    p = round(gauge_mpa, 4) + ATM_MPA
+    p = gauge_mpa + ATM_MPA
     st = IAPWS97(P=p, x=1) if temp_c is None else IAPWS97(P=p, T=temp_c + 273.15)
     return float(st.h)
 
@@ -39,7 +39,7 @@ def water_enthalpy(temp_c: float, gauge_mpa: float = 0.0) -> float:
     """Specific enthalpy of (compressed) liquid water, kJ/kg (IAPWS-IF97)."""
     from iapws import IAPWS97
 
-    return float(IAPWS97(P=round(gauge_mpa, 4) + ATM_MPA, T=round(temp_c, 3) + 273.15).h)
+    return float(IAPWS97(P=gauge_mpa + ATM_MPA, T=round(temp_c, 3) + 273.15).h)
 
 
 def steam_heat_kj(steam_t: float, *, gauge_mpa: float, feedwater_c: float,

@@ -191,7 +191,8 @@ class AlertBook:
             a.active_since, a.fired_at, a.resolved_at = now, None, None
             a.notified, a.acked_by, a.acked_at, a.last_notified = False, None, None, None
             self._move(a, State.PENDING, now, out)
-        if active and a.state == State.PENDING and now - (a.active_since or now) >= for_ms:
+        since = now if a.active_since is None else a.active_since
+        if active and a.state == State.PENDING and now - since >= for_ms:
             a.fired_at = now
             self._move(a, State.FIRING, now, out)
         if not active and a.state == State.PENDING:
