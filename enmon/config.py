@@ -46,7 +46,9 @@ def _field_fix(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     current: Any = model
     info = None
     for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if isinstance(part, int) or not (
+            isinstance(current, type) and issubclass(current, BaseModel)
+        ):
             # descend through list/dict annotations to their model
             continue
         info = current.model_fields.get(str(part))
@@ -54,7 +56,9 @@ def _field_fix(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
             return ""
         ann = info.annotation
         args = getattr(ann, "__args__", ()) or ()
-        nxt = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        nxt = next(
+            (a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
         current = nxt
     extra = getattr(info, "json_schema_extra", None) if info is not None else None
     if isinstance(extra, dict):
@@ -62,7 +66,9 @@ def _field_fix(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     return ""
 
 
-def validation_to_config_error(file: str, model: type[BaseModel], err: ValidationError) -> ConfigError:
+def validation_to_config_error(
+    file: str, model: type[BaseModel], err: ValidationError
+) -> ConfigError:
     """Turn the first pydantic error into one ConfigError; list the others in ``problem``."""
     errors = err.errors()
     first = errors[0]
@@ -92,12 +98,16 @@ def read_yaml(path: str | Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(syntax)"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(p), where, f"YAML syntax error: {problem}", "fix the indentation or quoting") from None
+        raise ConfigError(
+            str(p), where, f"YAML syntax error: {problem}", "fix the indentation or quoting"
+        ) from None
 
 
 def parse_model(model: type[M], data: Any, *, file: str = "<string>") -> M:
     if data is None:
-        raise ConfigError(file, "(top level)", "the file is empty", f"write a {model.__name__} mapping")
+        raise ConfigError(
+            file, "(top level)", "the file is empty", f"write a {model.__name__} mapping"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as err:

@@ -58,7 +58,9 @@ def ensure_installed(names: list[str], *, may_install: bool) -> None:
     log.info("event=install packages=%s", ",".join(PACKAGES[n] for n in missing))
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     # policy-rc.d keeps the packages' own services from starting on the default ports
-    rc = subprocess.run(["sh", "-c", cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    rc = subprocess.run(
+        ["sh", "-c", cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     if rc.returncode != 0 or any(find_binary(n) is None for n in missing):
         raise ServiceError(f"could not install {missing}: {rc.stderr.decode()[-400:]}")
 
@@ -80,7 +82,7 @@ def _tcp_open(host: str, port: int) -> bool:
 
 
 def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=1) as r:
         return bool(200 <= r.status < 300)
 
 
@@ -114,12 +116,19 @@ class Server:
             raise ServiceError(f"{binary} not found; install with:  sudo {install_hint(binary)}")
         logf = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.command(), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.command(),
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, not the servers directly
         )
         logf.close()
         try:
-            wait_for(lambda: self._alive_or_raise() and self.ready(), timeout, f"{self.name} on port {self.port}")
+            wait_for(
+                lambda: self._alive_or_raise() and self.ready(),
+                timeout,
+                f"{self.name} on port {self.port}",
+            )
         except ServiceError:
             self.kill()
             raise
@@ -203,7 +212,7 @@ class InfluxDB1(Server):
         return f"http://{self.host}:{self.port}"
 
     def ready(self) -> bool:
-        with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:  # noqa: S310
+        with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:
             return bool(r.status == 204)
 
     def command(self) -> list[str]:
@@ -246,3 +255,70 @@ class VictoriaMetrics(Server):
             "-search.latencyOffset=0s",
             "-loggerLevel=ERROR",
         ]
+
+
+@dataclass(kw_only=True)
+class Part:
+    """One enmon process (``python -m enmon ARGS``) with its log in ``workdir``.
+
+    ``stop()`` is a clean shutdown (SIGTERM: the part flushes and says goodbye);
+    ``kill()`` is SIGKILL, for crash tests.
+    """
+
+    name: str
+    args: list[str]
+    workdir: Path
+    env: dict[str, str] | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        import sys
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        logf = self.log_path.open("ab")
+        env = dict(os.environ, **(self.env or {}))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "enmon", *self.args],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        logf.close()
+        log.info("event=started part=%s pid=%d", self.name, self.proc.pid)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("event=part_kill part=%s reason=no_exit_after_sigterm", self.name)
+                self.proc.kill()
+                self.proc.wait(5)
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except FileNotFoundError:
+            return ""

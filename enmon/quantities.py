@@ -15,7 +15,15 @@ from typing import Literal
 Kind = Literal["counter", "gauge"]
 
 ENERGY_TYPES: tuple[str, ...] = (
-    "electricity", "water", "gas", "heat", "cooling", "steam", "coal", "diesel", "lpg",
+    "electricity",
+    "water",
+    "gas",
+    "heat",
+    "cooling",
+    "steam",
+    "coal",
+    "diesel",
+    "lpg",
     "other",
 )
 

@@ -180,7 +180,12 @@ def batch_to_dict(batch: Batch) -> dict[str, Any]:
             for name, m in batch.devices.items()
         },
         "samples": [
-            {"device": s.device, "ts": s.ts, "values": s.values, **({"flags": s.flags} if s.flags else {})}
+            {
+                "device": s.device,
+                "ts": s.ts,
+                "values": s.values,
+                **({"flags": s.flags} if s.flags else {}),
+            }
             for s in batch.samples
         ],
     }
@@ -191,7 +196,9 @@ def encode_batch(batch: Batch) -> bytes:
     for s in batch.samples:
         for q, v in s.values.items():
             if not math.isfinite(v):
-                raise WireError(Reason.NON_FINITE, f"{s.device}.{q} = {v!r}: a failed read has no value")
+                raise WireError(
+                    Reason.NON_FINITE, f"{s.device}.{q} = {v!r}: a failed read has no value"
+                )
     data = dumps(batch_to_dict(batch))
     if len(data) > MAX_PAYLOAD_BYTES:
         raise WireError(Reason.TOO_LARGE, f"batch is {len(data)} bytes, limit {MAX_PAYLOAD_BYTES}")
@@ -223,13 +230,20 @@ def _parse_devices(raw: Any) -> dict[str, DeviceMeta]:
         for key in ("building", "category", "energy_type", "profile"):
             v = meta.get(key, "")
             if not isinstance(v, str) or len(v) > 64:
-                raise WireError(Reason.BAD_TYPE, f"devices.{name}.{key} must be a string ≤ 64 chars")
+                raise WireError(
+                    Reason.BAD_TYPE, f"devices.{name}.{key} must be a string ≤ 64 chars"
+                )
             if key in ("building", "category") and v and not _ID.fullmatch(v):
-                raise WireError(Reason.BAD_ID, f"devices.{name}.{key} {v!r} must match {ID_PATTERN}")
+                raise WireError(
+                    Reason.BAD_ID, f"devices.{name}.{key} {v!r} must match {ID_PATTERN}"
+                )
             fields[key] = v
         et = fields["energy_type"] or "other"
         if et not in ENERGY_TYPES:
-            raise WireError(Reason.BAD_ENERGY_TYPE, f"devices.{name}.energy_type {et!r} is not one of {ENERGY_TYPES}")
+            raise WireError(
+                Reason.BAD_ENERGY_TYPE,
+                f"devices.{name}.energy_type {et!r} is not one of {ENERGY_TYPES}",
+            )
         out[name] = DeviceMeta(fields["building"], fields["category"], et, fields["profile"])
     return out
 
@@ -291,14 +305,28 @@ def parse_batch(payload: bytes, *, topic: str | None = None) -> ParsedBatch:
             dropped.append(Dropped(Reason.UNKNOWN_DEVICE, f"{device!r} not in devices", device, ts))
             continue
         if ts < MIN_TS_MS or ts > 2**53:
-            dropped.append(Dropped(Reason.TS_OUT_OF_RANGE, f"ts {ts} is not epoch ms after 2000", device, ts))
+            dropped.append(
+                Dropped(Reason.TS_OUT_OF_RANGE, f"ts {ts} is not epoch ms after 2000", device, ts)
+            )
             continue
         values: dict[str, float] = {}
         for q, v in values_raw.items():
             if q not in QUANTITIES:
-                dropped.append(Dropped(Reason.UNKNOWN_QUANTITY, f"{q!r} is not in the vocabulary", device, ts, str(q)[:64]))
+                dropped.append(
+                    Dropped(
+                        Reason.UNKNOWN_QUANTITY,
+                        f"{q!r} is not in the vocabulary",
+                        device,
+                        ts,
+                        str(q)[:64],
+                    )
+                )
             elif isinstance(v, bool) or not isinstance(v, int | float):
-                dropped.append(Dropped(Reason.BAD_TYPE, f"{q} is {type(v).__name__}, not a number", device, ts, q))
+                dropped.append(
+                    Dropped(
+                        Reason.BAD_TYPE, f"{q} is {type(v).__name__}, not a number", device, ts, q
+                    )
+                )
             elif not math.isfinite(v):
                 dropped.append(Dropped(Reason.NON_FINITE, f"{q} is {v!r}", device, ts, q))
             else:
@@ -308,6 +336,14 @@ def parse_batch(payload: bytes, *, topic: str | None = None) -> ParsedBatch:
             if q in QUANTITIES and isinstance(f, str) and _FLAG.fullmatch(f):
                 flags[q] = f
             else:
-                dropped.append(Dropped(Reason.BAD_FLAG, f"flag {str(q)[:64]!r}={str(f)[:64]!r}", device, ts, str(q)[:64]))
+                dropped.append(
+                    Dropped(
+                        Reason.BAD_FLAG,
+                        f"flag {str(q)[:64]!r}={str(f)[:64]!r}",
+                        device,
+                        ts,
+                        str(q)[:64],
+                    )
+                )
         samples.append(Sample(device, ts, values, flags))
     return ParsedBatch(Batch(site, gateway, seq, sent_at, devices, samples), dropped)

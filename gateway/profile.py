@@ -23,15 +23,40 @@ RegType = Literal["u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64"]
 Order = Literal["big", "little"]
 Function = Literal["holding", "input"]
 
-WORDS: dict[str, int] = {"u16": 1, "i16": 1, "u32": 2, "i32": 2, "u64": 4, "i64": 4, "f32": 2, "f64": 4}
-_STRUCT: dict[str, str] = {"u16": "H", "i16": "h", "u32": "I", "i32": "i", "u64": "Q", "i64": "q", "f32": "f", "f64": "d"}
+WORDS: dict[str, int] = {
+    "u16": 1,
+    "i16": 1,
+    "u32": 2,
+    "i32": 2,
+    "u64": 4,
+    "i64": 4,
+    "f32": 2,
+    "f64": 4,
+}
+_STRUCT: dict[str, str] = {
+    "u16": "H",
+    "i16": "h",
+    "u32": "I",
+    "i32": "i",
+    "u64": "Q",
+    "i64": "q",
+    "f32": "f",
+    "f64": "d",
+}
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 
 class Register(StrictModel):
     """Where one quantity lives in a Modbus device and how to scale it."""
 
-    address: Annotated[int, Field(ge=0, le=0xFFFF, json_schema_extra={"fix": "0-based protocol address 0..65535 (register 30001 → 0)"})]
+    address: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=0xFFFF,
+            json_schema_extra={"fix": "0-based protocol address 0..65535 (register 30001 → 0)"},
+        ),
+    ]
     function: Function | None = None
     type: RegType | None = None
     byte_order: Order | None = None
@@ -51,7 +76,7 @@ class Limits(StrictModel):
     """What the device accepts in one request."""
 
     max_registers: Annotated[int, Field(ge=1, le=125)] = 125
-    # inclusive [start, end] address ranges that must never be read (device answers with an exception)
+    # inclusive [start, end] address ranges never to read (the device answers with an exception)
     forbidden: list[tuple[int, int]] = []
 
 
@@ -86,7 +111,9 @@ class ModbusProfile(StrictModel):
     name: str
     protocol: Literal["modbus"] = "modbus"
     energy_type: str = "electricity"
-    source: str = Field(min_length=5, json_schema_extra={"fix": "name the manual and section the map comes from"})
+    source: str = Field(
+        min_length=5, json_schema_extra={"fix": "name the manual and section the map comes from"}
+    )
     confidence: Literal["R", "U", "I"] = "U"
     defaults: Defaults = Defaults()
     limits: Limits = Limits()
@@ -135,7 +162,9 @@ class ModbusProfile(StrictModel):
 # --------------------------------------------------------------------------- codec
 
 
-def decode(words: list[int], type_: RegType, byte_order: Order = "big", word_order: Order = "big") -> float:
+def decode(
+    words: list[int], type_: RegType, byte_order: Order = "big", word_order: Order = "big"
+) -> float:
     """Registers (16-bit words as read off the wire) -> number.
 
     ``word_order`` big means the most significant word comes first (ABCD);
@@ -149,11 +178,16 @@ def decode(words: list[int], type_: RegType, byte_order: Order = "big", word_ord
     return float(struct.unpack(">" + _STRUCT[type_], raw)[0])
 
 
-def encode(value: float, type_: RegType, byte_order: Order = "big", word_order: Order = "big") -> list[int]:
+def encode(
+    value: float, type_: RegType, byte_order: Order = "big", word_order: Order = "big"
+) -> list[int]:
     """Number -> registers; the inverse of :func:`decode` (used by firmware_sim)."""
     code = _STRUCT[type_]
-    raw = struct.pack(">" + code, value if code in "fd" else int(round(value)))
-    ws = [int.from_bytes(raw[i : i + 2], "big" if byte_order == "big" else "little") for i in range(0, len(raw), 2)]
+    raw = struct.pack(">" + code, value if code in "fd" else round(value))
+    ws = [
+        int.from_bytes(raw[i : i + 2], "big" if byte_order == "big" else "little")
+        for i in range(0, len(raw), 2)
+    ]
     return ws if word_order == "big" else list(reversed(ws))
 
 

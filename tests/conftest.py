@@ -31,7 +31,7 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 def influxdb(tmp_path: Path) -> Iterator[InfluxDB1]:
-    """influxd 1.6 with database ``enmon`` created (``influxdb.url``, ``tests.conftest.INFLUX_DB``)."""
+    """influxd 1.6 with database ``enmon`` created (see ``influxdb.url``, ``INFLUX_DB``)."""
     server = InfluxDB1(workdir=tmp_path / "influxd")
     server.start()
     data = urllib.parse.urlencode({"q": f'CREATE DATABASE "{INFLUX_DB}"'}).encode()

@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T], timeout: float = 20.0, what: str = "condition",
-               interval: float = 0.05) -> T:
+def wait_until(
+    check: Callable[[], T], timeout: float = 20.0, what: str = "condition", interval: float = 0.05
+) -> T:
     """Return the first truthy value of ``check()``; fail the test after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -29,8 +30,10 @@ def wait_until(check: Callable[[], T], timeout: float = 20.0, what: str = "condi
         except Exception as exc:  # the server may be restarting
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" +
-                         (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}"
+        + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 def influx_query(url: str, db: str, q: str) -> list[dict[str, Any]]:

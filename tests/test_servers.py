@@ -9,8 +9,9 @@ from tests.conftest import INFLUX_DB
 from tests.support import influx_query
 
 
-def test_servers_start_restart_and_stop(mosquitto: Mosquitto, influxdb: InfluxDB1,
-                                        victoria: VictoriaMetrics) -> None:
+def test_servers_start_restart_and_stop(
+    mosquitto: Mosquitto, influxdb: InfluxDB1, victoria: VictoriaMetrics
+) -> None:
     pids = [s.pid for s in (mosquitto, influxdb, victoria)]
     assert all(pids)
     assert influx_query(influxdb.url, INFLUX_DB, "SHOW DATABASES")

@@ -1,0 +1,92 @@
+"""The one ``enmon`` command.
+
+Each deployable part owns a typer app in its ``cli.py``; they are mounted here.
+Those modules import only typer at module level (heavy imports happen inside
+the commands), so ``enmon gateway …`` on a Raspberry Pi never imports server
+libraries, and a part whose extra is not installed simply says so when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from enmon.errors import EnmonError
+
+app = typer.Typer(
+    help="enmon — energy monitoring: meters → gateway → MQTT → ingest → InfluxDB → rules.\n\n"
+    "Start with `enmon demo` to see every part run on this machine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# (sub-command, module with `app`, one-line help)
+_PARTS = [
+    ("gateway", "gateway.cli", "Edge gateway: probe, check and run."),
+    ("sim", "firmware_sim.cli", "Simulated meters on real protocols."),
+    ("ingest", "ingest.cli", "MQTT → InfluxDB ingest worker."),
+    ("rules", "rules.cli", "Rule engine: alerts and notifications."),
+]
+
+
+def _mount() -> None:
+    for name, module, help_text in _PARTS:
+        try:
+            sub = importlib.import_module(module).app
+        except ImportError as exc:  # the part's extra is not installed
+            missing = typer.Typer(help=f"{help_text} (unavailable: {exc.name} not installed)")
+
+            @missing.callback(invoke_without_command=True)
+            def _unavailable(exc: ImportError = exc, name: str = name) -> None:
+                typer.echo(
+                    f"enmon {name}: needs {exc.name}; "
+                    "pip install 'enmon[server]' or 'enmon[gateway]'",
+                    err=True,
+                )
+                raise typer.Exit(2)
+
+            app.add_typer(missing, name=name)
+            continue
+        app.add_typer(sub, name=name, help=help_text)
+
+
+@app.callback()
+def _root(
+    log_level: str = typer.Option(
+        "INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR", envvar="ENMON_LOG_LEVEL"
+    ),
+) -> None:
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def demo(
+    duration: float = typer.Option(
+        0, "--duration", help="stop after this many seconds (0: until Ctrl-C)"
+    ),
+    install: bool = typer.Option(
+        True,
+        "--install/--no-install",
+        help="apt-get install mosquitto/influxdb if missing (needs root)",
+    ),
+) -> None:
+    """Run every part on this machine: servers, a simulated meter, gateway, ingest, rules."""
+    from enmon.demo import run_demo
+
+    raise typer.Exit(run_demo(duration=duration, may_install=install))
+
+
+def main() -> None:
+    _mount()
+    try:
+        app()
+    except EnmonError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)

@@ -1,0 +1,123 @@
+"""InfluxDB line protocol for the storage schema of design.md — pure, no I/O.
+
+``meter`` points are keyed by their tags and the reading's timestamp, so a
+replayed batch overwrites the same points instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+
+from enmon.wire import Batch, Dropped
+
+_MEAS = str.maketrans({",": r"\,", " ": r"\ "})
+_TAG = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+
+
+def escape_tag(value: str) -> str:
+    # newlines cannot be escaped in line protocol at all; they never reach a tag
+    return value.replace("\\", "\\\\").translate(_TAG).replace("\n", " ")
+
+
+def escape_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def fmt_field(value: float | int | str | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite field value {value!r}")
+        return repr(value)  # shortest text that reads back as the same double
+    return escape_str(value)
+
+
+def line(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, float | int | str | bool],
+    ts_ms: int,
+) -> str:
+    """One point. Empty tag values are left out (InfluxDB refuses them)."""
+    tag_part = "".join(f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
+    field_part = ",".join(f"{escape_tag(k)}={fmt_field(v)}" for k, v in fields.items())
+    return f"{measurement.translate(_MEAS)}{tag_part} {field_part} {ts_ms}"
+
+
+def batch_lines(batch: Batch) -> list[str]:
+    """Every sample of a batch as a ``meter`` point (samples without values are skipped)."""
+    out: list[str] = []
+    for s in batch.samples:
+        if not s.values and not s.flags:
+            continue
+        meta = batch.devices[s.device]
+        tags = {
+            "site": batch.site,
+            "gateway": batch.gateway,
+            "device": s.device,
+            "building": meta.building,
+            "category": meta.category,
+            "energy_type": meta.energy_type,
+        }
+        fields: dict[str, float | int | str | bool] = dict(s.values)
+        for q, flag in s.flags.items():
+            fields[f"flag_{q}"] = flag
+        fields["seq"] = batch.seq
+        out.append(line("meter", tags, fields, s.ts))
+    return out
+
+
+def payload_hash(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def rejected_line(
+    *,
+    reason: str,
+    detail: str,
+    payload: bytes,
+    topic: str,
+    site: str,
+    gateway: str,
+    ts_ms: int,
+    device: str = "",
+    quantity: str = "",
+) -> str:
+    """What ingest refused and why, so nothing vanishes silently."""
+    tags = {"site": site or "_unknown", "gateway": gateway or "_unknown", "reason": reason}
+    fields: dict[str, float | int | str | bool] = {
+        "payload_sha256": payload_hash(payload),
+        "detail": detail[:500],
+        "topic": topic[:300],
+        "size": len(payload),
+    }
+    if device:
+        fields["device"] = device
+    if quantity:
+        fields["quantity"] = quantity
+    return line("rejected", tags, fields, ts_ms)
+
+
+def dropped_lines(
+    dropped: Iterable[Dropped], *, payload: bytes, topic: str, site: str, gateway: str, ts_ms: int
+) -> list[str]:
+    # distinct timestamps (+i ms) so several drops from one payload do not overwrite each other
+    return [
+        rejected_line(
+            reason=str(d.reason),
+            detail=d.detail,
+            payload=payload,
+            topic=topic,
+            site=site,
+            gateway=gateway,
+            ts_ms=ts_ms + i,
+            device=d.device,
+            quantity=d.quantity,
+        )
+        for i, d in enumerate(dropped)
+    ]

@@ -1,0 +1,192 @@
+"""Talking to InfluxDB: write line protocol, read with InfluxQL.
+
+Two write paths, one read path:
+
+- v1 (``api: v1``): ``POST /write?db=&rp=&precision=ms`` with optional user/password —
+  InfluxDB 1.x (Debian ships 1.6, which speaks only this).
+- v2 (``api: v2``): influxdb-client's async write API (token/org/bucket) — InfluxDB 2.x,
+  3.x, and anything implementing ``/api/v2/write``.
+- reads use InfluxQL over ``/query``, which 1.x, 2.x (with a DBRP mapping) and 3.x
+  all answer, so rules and reports are portable.
+
+Errors become :class:`SinkError`; ``retryable`` says whether trying again can help
+(server down, 5xx, timeouts) or not (bad data, 4xx), which is what decides between
+"keep the message unacknowledged and back off" and "store it in ``rejected``".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+import aiohttp
+from pydantic import Field
+
+from enmon.config import StrictModel
+from enmon.errors import SinkError
+
+
+class InfluxConfig(StrictModel):
+    """Where readings go. Secrets are named by env var, never written in the file."""
+
+    api: Literal["v1", "v2"] = "v1"
+    url: str = Field(
+        default="http://127.0.0.1:8086", json_schema_extra={"fix": "e.g. http://127.0.0.1:8086"}
+    )
+    database: str = "enmon"
+    retention_policy: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    org: str | None = None
+    bucket: str | None = None
+    token_env: str | None = None
+    timeout_s: float = 10.0
+
+    def secret(self, env: str | None) -> str | None:
+        import os
+
+        return os.environ.get(env) if env else None
+
+
+class Writer(Protocol):
+    async def write(self, lines: list[str]) -> None: ...
+    async def close(self) -> None: ...
+
+
+class _Http:
+    def __init__(self, cfg: InfluxConfig) -> None:
+        self.cfg = cfg
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {}
+            token = self.cfg.secret(self.cfg.token_env)
+            if self.cfg.api == "v2" and token:
+                headers["Authorization"] = f"Token {token}"
+            self._session = aiohttp.ClientSession(
+                headers=headers, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+            )
+        return self._session
+
+    def auth_params(self) -> dict[str, str]:
+        p: dict[str, str] = {}
+        if self.cfg.username:
+            p["u"] = self.cfg.username
+            p["p"] = self.cfg.secret(self.cfg.password_env) or ""
+        return p
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class InfluxV1Writer(_Http):
+    """``/write`` of InfluxDB 1.x."""
+
+    async def write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        params = {"db": self.cfg.database, "precision": "ms", **self.auth_params()}
+        if self.cfg.retention_policy:
+            params["rp"] = self.cfg.retention_policy
+        body = "\n".join(lines).encode()
+        try:
+            async with self.session().post(f"{self.cfg.url}/write", params=params, data=body) as r:
+                if r.status == 204:
+                    return
+                text = (await r.text())[:300]
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise SinkError(
+                f"influx write failed: {type(exc).__name__}: {exc}", retryable=True
+            ) from exc
+        # 4xx is the data's fault (except auth/limits, which an operator can fix without data loss)
+        retryable = r.status >= 500 or r.status in (401, 403, 404, 429)
+        raise SinkError(f"influx write HTTP {r.status}: {text}", retryable=retryable)
+
+
+class InfluxV2Writer:
+    """influxdb-client's async write API (token/org/bucket)."""
+
+    def __init__(self, cfg: InfluxConfig) -> None:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+        if not (cfg.org and cfg.bucket):
+            raise SinkError("influx api v2 needs org and bucket", retryable=False)
+        self.cfg = cfg
+        self._client = InfluxDBClientAsync(
+            url=cfg.url,
+            token=cfg.secret(cfg.token_env) or "",
+            org=cfg.org,
+            timeout=int(cfg.timeout_s * 1000),
+        )
+        self._api = self._client.write_api()
+
+    async def write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        from influxdb_client.client.write_api import WritePrecision
+        from influxdb_client.rest import ApiException
+
+        try:
+            await self._api.write(
+                bucket=str(self.cfg.bucket),
+                org=str(self.cfg.org),
+                record=lines,
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # a str constant
+            )
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            raise SinkError(
+                f"influx v2 write HTTP {status}: {str(exc.body)[:300]}",
+                retryable=status >= 500 or status in (401, 403, 404, 429),
+            ) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise SinkError(
+                f"influx v2 write failed: {type(exc).__name__}: {exc}", retryable=True
+            ) from exc
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def make_writer(cfg: InfluxConfig) -> Writer:
+    return InfluxV2Writer(cfg) if cfg.api == "v2" else InfluxV1Writer(cfg)
+
+
+class InfluxQL(_Http):
+    """Read with InfluxQL over ``/query`` (1.x, 2.x with DBRP, 3.x)."""
+
+    async def query(self, q: str, *, epoch: str = "ms") -> list[dict[str, Any]]:
+        """Run one statement; return its series as ``{"name", "tags", "columns", "values"}``."""
+        params = {"db": self.cfg.database, "q": q, "epoch": epoch, **self.auth_params()}
+        if self.cfg.retention_policy:
+            params["rp"] = self.cfg.retention_policy
+        try:
+            async with self.session().post(f"{self.cfg.url}/query", data=params) as r:
+                body = await r.json(content_type=None)
+                status = r.status
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            raise SinkError(f"influx query failed: {type(exc).__name__}: {exc}") from exc
+        if status != 200:
+            raise SinkError(
+                f"influx query HTTP {status}: {str(body)[:300]}", retryable=status >= 500
+            )
+        result = body["results"][0]
+        if "error" in result:
+            raise SinkError(f"influx query error: {result['error']}", retryable=False)
+        return list(result.get("series", []))
+
+    async def rows(self, q: str) -> list[dict[str, Any]]:
+        """The query's points as flat dicts (tags merged in)."""
+        out: list[dict[str, Any]] = []
+        for s in await self.query(q):
+            tags = s.get("tags", {})
+            for values in s["values"]:
+                row = dict(zip(s["columns"], values, strict=True))
+                row.update(tags)
+                out.append(row)
+        return out
+
+    async def create_database(self) -> None:
+        await self.query(f'CREATE DATABASE "{self.cfg.database}"')
