@@ -1,0 +1,79 @@
+"""Simulated DL/T 645-2007 electricity meters on a pty (RS-485) or TCP link.
+
+Several meters can share one bus, each at its 12-digit address, each serving a
+DL/T 645 profile's data identifiers with values from a dict or a callable.
+Answers a read (C=0x11) with 0x91 + DI + BCD value, an unknown DI with the
+abnormal answer 0xD1 / ERR 0x02 ("no requested data"), and the read-address
+broadcast (C=0x13) when exactly one meter is on the bus — as real meters do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from firmware_sim.faults import Faults, corrupt
+from firmware_sim.rtu import LineServer, Values, _values
+from gateway import dlt645 as d
+
+
+@dataclass
+class Meter:
+    profile: d.Dlt645Profile
+    values: Values
+    faults: Faults = field(default_factory=Faults)
+
+
+class Dlt645Server(LineServer):
+    def __init__(self, meters: Mapping[str, Meter], *, link: Literal["pty", "tcp"] = "pty",
+                 baud: int | None = None) -> None:
+        super().__init__(link=link, baud=baud, silence=0.05)
+        self.meters = dict(meters)
+
+    def _answer(self, frame: d.Frame) -> bytes | None:
+        if frame.control == d.C_READ_ADDRESS:
+            if len(self.meters) != 1:
+                return None  # several meters would collide on the wire
+            addr = next(iter(self.meters))
+            return d.build_frame(addr, d.C_READ_ADDRESS_OK, d.address_bytes(addr))
+        wildcard = frame.address == "AAAAAAAAAAAA"
+        if wildcard and len(self.meters) != 1:
+            return None
+        addr = next(iter(self.meters)) if wildcard else frame.address
+        meter = self.meters.get(addr)
+        if meter is None:
+            return None
+        self.requests += 1
+        fault = meter.faults.pick()
+        if fault == "timeout":
+            return None
+        if fault == "garbage":
+            return meter.faults.garbage_bytes(12)
+        if frame.control != d.C_READ or len(frame.data) != 4:
+            return d.build_frame(addr, d.C_READ_ERR, b"\x01")
+        di = frame.data[::-1].hex().upper()
+        item_q = next(((q, it) for q, it in meter.profile.quantities.items()
+                       if it.di.upper() == di), None)
+        vals = _values(meter.values)
+        if fault == "exception" or item_q is None or item_q[0] not in vals:
+            return d.build_frame(addr, d.C_READ_ERR, b"\x02")
+        q, item = item_q
+        answer = d.build_frame(addr, d.C_READ_OK, frame.data + d.item_bytes(item, vals[q]))
+        return corrupt(answer) if fault == "crc" else answer
+
+    def feed(self, buf: bytearray) -> list[bytes]:
+        out: list[bytes] = []
+        while True:
+            try:
+                frame, used = d.find_frame(bytes(buf))
+            except d.Dlt645FrameError:
+                start = buf.find(b"\x68")
+                del buf[: start + 1]
+                continue
+            del buf[:used]
+            if frame is None:
+                return out
+            a = self._answer(frame)
+            if a is not None:
+                out.append(a)

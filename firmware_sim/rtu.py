@@ -1,0 +1,270 @@
+"""Simulated serial buses: pty pairs (and TCP sockets) carrying real frames.
+
+A :class:`LineServer` owns the device end of a link — the master side of a
+pty pair whose slave path the gateway opens as a serial port, or a TCP
+listening socket for RTU-over-TCP serial servers — and runs in a thread so the
+simulated devices are independent of the gateway's event loop. With ``baud``
+set it emulates the line's timing: every answer is delayed by the time its
+request and answer would take on the wire (11 bits per character), so a
+benchmark over the pty sees what a 9600-baud RS-485 line would give.
+
+:class:`ModbusSlaveServer` puts any number of Modbus units on one such link
+(an RS-485 bus with 32 meters is one server with 32 units), each serving a
+device profile with values from a dict or a callable, with optional
+:class:`~firmware_sim.faults.Faults`. Framing is RTU on a pty and RTU or
+MBAP (Modbus TCP) on a socket. The frames are checked against pymodbus'
+client in the tests, so sim and gateway do not share blind spots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pty
+import select
+import socket
+import threading
+import time
+import tty
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from firmware_sim.faults import Faults, corrupt
+from gateway import modbus_frames as mf
+from gateway.profile import ModbusProfile, from_canonical
+
+log = logging.getLogger("enmon.sim.line")
+
+Values = Mapping[str, float] | Callable[[], Mapping[str, float]]
+
+
+def _values(source: Values) -> Mapping[str, float]:
+    return source() if callable(source) else source
+
+
+class LineServer:
+    """Owns one link end in a thread; subclasses turn received bytes into answers.
+
+    Args:
+        link: ``"pty"`` (``.device`` is the path to open) or ``"tcp"`` (``.port``).
+        baud: emulate the line timing of this baud rate (None: answer at once).
+        silence: idle time after which a partial frame in the buffer is discarded.
+    """
+
+    def __init__(self, *, link: Literal["pty", "tcp"] = "pty", baud: int | None = None,
+                 silence: float = 0.05, host: str = "127.0.0.1") -> None:
+        self.link, self.baud, self.silence, self.host = link, baud, silence, host
+        self.device = ""
+        self.port = 0
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fds: list[int] = []
+        self._listener: socket.socket | None = None
+        self._slave_fd = -1
+
+    # subclasses ------------------------------------------------------------
+    def feed(self, buf: bytearray) -> list[bytes]:
+        """Consume complete requests from ``buf`` and return the answers to send."""
+        raise NotImplementedError
+
+    def tick(self) -> list[bytes]:
+        """Unsolicited output (streaming instruments); called every few ms."""
+        return []
+
+    # lifecycle -------------------------------------------------------------
+    def start(self) -> LineServer:
+        if self.link == "pty":
+            master, slave = pty.openpty()
+            tty.setraw(slave)
+            tty.setraw(master)
+            self._fds = [master]
+            self._slave_fd = slave  # keep open so the master never sees EIO between opens
+            self.device = os.ttyname(slave)
+        else:
+            self._listener = socket.create_server((self.host, 0))
+            self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(target=self._run, name=f"sim-{self.link}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self._slave_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._slave_fd)
+        if self._listener is not None:
+            self._listener.close()
+
+    def __enter__(self) -> LineServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # loop ------------------------------------------------------------------
+    def _send(self, fd: int, data: bytes, request_len: int) -> None:
+        if self.baud:
+            time.sleep((request_len + len(data)) * mf.char_time(self.baud))
+        try:
+            if self.link == "pty":
+                os.write(fd, data)
+            else:
+                socket.socket(fileno=os.dup(fd)).sendall(data)  # dup: do not close ours
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        bufs: dict[int, bytearray] = {fd: bytearray() for fd in self._fds}
+        last_rx: dict[int, float] = {}
+        socks: dict[int, socket.socket] = {}
+        while not self._stop.is_set():
+            watch = list(bufs)
+            if self._listener is not None:
+                watch.append(self._listener.fileno())
+            try:
+                ready, _, _ = select.select(watch, [], [], 0.005)
+            except (OSError, ValueError):
+                break
+            now = time.monotonic()
+            for fd in ready:
+                if self._listener is not None and fd == self._listener.fileno():
+                    conn, _ = self._listener.accept()
+                    socks[conn.fileno()] = conn
+                    bufs[conn.fileno()] = bytearray()
+                    continue
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    if fd in socks:
+                        socks.pop(fd).close()
+                        bufs.pop(fd, None)
+                    continue
+                bufs[fd] += chunk
+                last_rx[fd] = now
+                before = len(bufs[fd])
+                answers = self.feed(bufs[fd])
+                used = before - len(bufs[fd])
+                for a in answers:
+                    self._send(fd, a, used)
+            for fd, buf in bufs.items():
+                if buf and now - last_rx.get(fd, now) > self.silence:
+                    buf.clear()  # a partial or garbage frame: the line went quiet
+            for out in self.tick():
+                for fd in bufs:
+                    self._send(fd, out, 0)
+        for s in socks.values():
+            s.close()
+
+
+@dataclass
+class Unit:
+    """One simulated Modbus device on a bus."""
+
+    profile: ModbusProfile
+    values: Values
+    faults: Faults = field(default_factory=Faults)
+
+    def registers(self, function: str, address: int, count: int) -> list[int] | int:
+        """The register image for one read, or a Modbus exception code."""
+        for lo, hi in self.profile.limits.forbidden:
+            if address <= hi and lo < address + count:
+                return 2
+        if count > self.profile.limits.max_registers:
+            return 3
+        image = [0] * count
+        vals = _values(self.values)
+        for f in self.profile.fields():
+            if f.function != function or f.quantity not in vals:
+                continue
+            off = f.address - address
+            if off < 0 or off + f.words > count:
+                continue
+            image[off : off + f.words] = from_canonical(f, vals[f.quantity])
+        return image
+
+
+class ModbusSlaveServer(LineServer):
+    """Any number of Modbus units on one link (RTU framing, or MBAP on TCP)."""
+
+    def __init__(self, units: Mapping[int, Unit], *, framing: Literal["rtu", "tcp"] = "rtu",
+                 link: Literal["pty", "tcp"] = "pty", baud: int | None = None) -> None:
+        super().__init__(link=link, baud=baud,
+                         silence=max(0.02, 3.5 * mf.char_time(baud)) if baud else 0.02)
+        self.units = dict(units)
+        self.framing = framing
+
+    def answer(self, unit_id: int, pdu: bytes) -> tuple[bytes | None, str | None]:
+        """PDU in → (PDU out or None for silence, the fault applied)."""
+        unit = self.units.get(unit_id)
+        if unit is None or unit_id == 0:
+            return None, None  # absent unit or broadcast: silence, as on a real bus
+        self.requests += 1
+        fault = unit.faults.pick()
+        if fault == "timeout":
+            return None, fault
+        try:
+            fc, address, count = mf.parse_request_pdu(pdu)
+        except ValueError:
+            return mf.exception_pdu(pdu[0] if pdu else 0, 1), None
+        function = mf.CODE_FUNCTION.get(fc)
+        if function is None:
+            return mf.exception_pdu(fc, 1), None
+        if fault == "exception":
+            return mf.exception_pdu(fc, unit.faults.exception_code), fault
+        if not 1 <= count <= mf.MAX_READ:
+            return mf.exception_pdu(fc, 3), None
+        regs = unit.registers(function, address, count)
+        if isinstance(regs, int):
+            return mf.exception_pdu(fc, regs), None
+        return mf.response_pdu(fc, regs), fault
+
+    def _mangle(self, unit_id: int, frame: bytes, fault: str | None) -> bytes:
+        if fault == "crc":
+            return corrupt(frame)
+        if fault == "garbage":
+            return self.units[unit_id].faults.garbage_bytes(len(frame))
+        return frame
+
+    def feed(self, buf: bytearray) -> list[bytes]:
+        out: list[bytes] = []
+        if self.framing == "tcp":
+            while len(buf) >= 7:
+                n = mf.tcp_frame_length(bytes(buf[:6]))
+                if n is None or len(buf) < n:
+                    break
+                frame = bytes(buf[:n])
+                del buf[:n]
+                pdu, fault = self.answer(frame[6], frame[7:])
+                if pdu is not None:
+                    mbap = frame[:4] + (len(pdu) + 1).to_bytes(2, "big") + frame[6:7]
+                    out.append(mbap + self._mangle(frame[6], pdu, fault))
+            return out
+        # RTU: every read request is 8 bytes; resynchronise after noise by dropping a byte
+        while len(buf) >= 8:
+            frame = bytes(buf[:8])
+            if not mf.check_crc(frame):
+                del buf[:1]
+                continue
+            del buf[:8]
+            pdu, fault = self.answer(frame[0], frame[1:6])
+            if pdu is not None:
+                out.append(self._mangle(frame[0], mf.with_crc(frame[:1] + pdu), fault))
+        return out
+
+
+def open_pty_pair() -> tuple[int, str]:
+    """A raw pty pair: (master fd, slave path). For tests that drive a link by hand."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    tty.setraw(master)
+    return master, os.ttyname(slave)

@@ -1,0 +1,137 @@
+"""Device drivers: a profile plus an address, compiled once into read steps.
+
+A driver does no I/O itself. It turns its profile into a fixed list of
+:class:`Step` s (request bytes, how long the answer is, how to decode it) at
+start-up — ``check()`` once, ``process()`` into an immutable plan, as in
+Telegraf — and the bus scheduler executes the steps. That keeps every
+protocol's half-duplex timing, retries and error accounting in one place
+(:mod:`gateway.bus`) and every protocol's bytes pure and testable.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway import dlt645 as d
+from gateway import modbus_frames as mf
+from gateway.planner import Read, plan
+from gateway.profile import Field_, ModbusProfile, to_canonical
+from gateway.serial_line import SerialLineProfile, parse_line
+
+Framing = Literal["rtu", "tcp"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One transaction: ``request()`` (None = just listen), answer length, decoder."""
+
+    label: str
+    request: Callable[[], bytes | None]
+    length: Callable[[bytes], int | None]
+    parse: Callable[[bytes], dict[str, float]]
+
+
+class Driver:
+    name: str
+    profile_name: str
+    steps: list[Step]
+
+
+def _decode_read(read: Read, regs: list[int]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for f in read.fields:
+        assert isinstance(f, Field_)
+        out[f.quantity] = to_canonical(f, read.words_of(f, regs))
+    return out
+
+
+class ModbusDriver(Driver):
+    """A Modbus device on RTU (serial or RTU-over-TCP) or Modbus TCP framing."""
+
+    _tids = itertools.count(1)
+
+    def __init__(self, name: str, profile: ModbusProfile, unit: int, *, framing: Framing = "rtu",
+                 gap: int = 0, quantities: list[str] | None = None) -> None:
+        self.name, self.profile_name, self.unit, self.framing = name, profile.model, unit, framing
+        fields = [f for f in profile.fields() if quantities is None or f.quantity in quantities]
+        self.reads = plan(fields, max_registers=profile.limits.max_registers, gap=gap,
+                          forbidden=profile.limits.forbidden)
+        self.steps = [self._step(r) for r in self.reads]
+
+    def _step(self, read: Read) -> Step:
+        req = mf.ReadRequest(self.unit, read.function, read.address, read.count)  # type: ignore[arg-type]
+        label = f"unit {self.unit} {read.function} {read.address}+{read.count}"
+        if self.framing == "rtu":
+            raw = mf.rtu_request(req)
+
+            def parse_rtu(frame: bytes) -> dict[str, float]:
+                return _decode_read(read, mf.parse_rtu_response(req, frame))
+
+            return Step(label, lambda: raw, mf.rtu_response_length, parse_rtu)
+
+        state = {"tid": 0}
+
+        def request() -> bytes:
+            state["tid"] = next(self._tids) & 0xFFFF
+            return mf.tcp_request(req, state["tid"])
+
+        def parse_tcp(frame: bytes) -> dict[str, float]:
+            return _decode_read(read, mf.parse_tcp_response(req, state["tid"], frame))
+
+        return Step(label, request, mf.tcp_frame_length, parse_tcp)
+
+
+class Dlt645Driver(Driver):
+    """A DL/T 645-2007 meter: one read per data identifier (the protocol has no block reads
+    that every meter supports)."""
+
+    def __init__(self, name: str, profile: d.Dlt645Profile, address: str) -> None:
+        d.address_bytes(address)  # validate early
+        self.name, self.profile_name, self.address = name, profile.model, address
+        self.steps = [self._step(q, item) for q, item in profile.quantities.items()]
+
+    def _step(self, quantity: str, item: d.Dlt645Item) -> Step:
+        raw = d.read_request(self.address, item.di)
+
+        def parse(frame: bytes) -> dict[str, float]:
+            found, _ = d.find_frame(frame)
+            if found is None:
+                raise d.Dlt645FrameError(f"meter {self.address}: no frame in {frame.hex()}")
+            value = d.parse_read_response(self.address, item.di, found)
+            return {quantity: d.item_value(item, value)}
+
+        return Step(f"meter {self.address} DI {item.di}", lambda: raw, d.frame_length, parse)
+
+
+class LineDriver(Driver):
+    """An ASCII instrument: one request/answer (or one streamed line) per cycle."""
+
+    def __init__(self, name: str, profile: SerialLineProfile) -> None:
+        self.name, self.profile_name, self.profile = name, profile.model, profile
+        term = profile.terminator_bytes()
+        req = profile.request_bytes()
+
+        if req is not None:
+            def length(buf: bytes) -> int | None:
+                i = buf.find(term)
+                return None if i < 0 else i + len(term)
+
+            def parse(frame: bytes) -> dict[str, float]:
+                return parse_line(profile, frame)
+        else:
+            # streaming: the first line may be cut; take the first whole one
+            def length(buf: bytes) -> int | None:
+                i = buf.find(term)
+                if i < 0:
+                    return None
+                j = buf.find(term, i + len(term))
+                return None if j < 0 else j + len(term)
+
+            def parse(frame: bytes) -> dict[str, float]:
+                i = frame.find(term)
+                return parse_line(profile, frame[i + len(term) :])
+
+        self.steps = [Step(f"{profile.model} line", lambda: req, length, parse)]
