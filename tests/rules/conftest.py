@@ -1,0 +1,102 @@
+"""Fixtures of the rules tests: a local HTTP receiver and a local SMTP server (STARTTLS)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server on loopback that records requests and answers as told."""
+
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+    reply: dict[str, Any] = field(default_factory=dict)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append({"path": request.path, "query": dict(request.query),
+                              "headers": dict(request.headers), "body": body})
+        self.arrived.set()
+        return web.json_response(self.reply, status=self.status)
+
+    async def wait_for(self, n: int, timeout: float = 20.0) -> None:
+        async def _wait() -> None:
+            while len(self.requests) < n:
+                self.arrived.clear()
+                await self.arrived.wait()
+        await asyncio.wait_for(_wait(), timeout)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    rec.url = f"http://127.0.0.1:{port}"
+    yield rec
+    await runner.cleanup()
+
+
+@pytest.fixture
+def tls_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (the SMTP server's STARTTLS identity)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@dataclass
+class Smtp:
+    host: str
+    port: int
+    cafile: str
+    messages: list[Any]
+
+
+@pytest.fixture
+def smtp_server(tls_cert: tuple[Path, Path]) -> Iterator[Smtp]:
+    """aiosmtpd on loopback that *requires* STARTTLS before accepting mail."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    got: list[Any] = []
+
+    class Keep(Message):
+        def handle_message(self, message: Any) -> None:
+            got.append(message)
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(tls_cert[0]), str(tls_cert[1]))
+    port = free_port()
+    ctl = Controller(Keep(), hostname="127.0.0.1", port=port, tls_context=ctx,
+                     require_starttls=True)
+    ctl.start()
+    yield Smtp("127.0.0.1", port, str(tls_cert[0]), got)
+    ctl.stop()

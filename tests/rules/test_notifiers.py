@@ -1,0 +1,192 @@
+"""Notifier channels against a local HTTP receiver and a local SMTP server; the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from rules.channels import (
+    DingTalkChannel,
+    EmailChannel,
+    FeishuChannel,
+    NotifyError,
+    WebhookChannel,
+    WeComChannel,
+    make_senders,
+)
+from rules.outbox import Outbox
+from tests.rules.conftest import Receiver, Smtp, free_port
+from tests.support import wait_until
+
+NOTE: dict[str, Any] = {
+    "kind": "firing", "ts": 1_763_726_400_000, "fingerprint": "0123456789abcdef",
+    "rule": "quota_early_warning", "labels": {"site": "campus", "building": "office-1"},
+    "severity": "warning", "value": 912_345.0, "fired_at": 1_763_726_400_000,
+    "summary": "projected 912 345 kWh > quota 850 000 kWh",
+}
+
+
+@pytest.fixture
+async def http() -> Any:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+        yield s
+
+
+async def test_webhook_body_is_hmac_signed(receiver: Receiver, http: aiohttp.ClientSession,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_KEY", "s3cret")
+    hook = WebhookChannel(name="ops", url=receiver.url + "/hook", secret_env="HOOK_KEY")
+    s = make_senders([hook], http)
+    await s["ops"].send(NOTE)
+    req = receiver.requests[0]
+    ts = req["headers"]["X-Enmon-Timestamp"]
+    expect = hmac.new(b"s3cret", ts.encode() + b"." + req["body"], hashlib.sha256).hexdigest()
+    assert req["headers"]["X-Enmon-Signature"] == "sha256=" + expect
+    assert json.loads(req["body"])["fingerprint"] == NOTE["fingerprint"]
+    # a tampered body would not verify
+    bad = hmac.new(b"s3cret", ts.encode() + b"." + req["body"] + b" ", hashlib.sha256).hexdigest()
+    assert bad != expect
+
+
+async def test_wecom_robot_markdown(receiver: Receiver, http: aiohttp.ClientSession,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WECOM_URL", receiver.url + "/cgi-bin/webhook/send?key=abc")
+    receiver.reply = {"errcode": 0, "errmsg": "ok"}
+    await make_senders([WeComChannel(name="wx", url_env="WECOM_URL")], http)["wx"].send(NOTE)
+    req = receiver.requests[0]
+    body = json.loads(req["body"])
+    assert req["query"]["key"] == "abc" and body["msgtype"] == "markdown"
+    assert "office-1" in body["markdown"]["content"]
+    assert "enmon rules ack 0123456789abcdef" in body["markdown"]["content"]
+
+
+async def test_robot_error_code_is_a_failure(receiver: Receiver, http: aiohttp.ClientSession,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WECOM_URL", receiver.url + "/send?key=wrong")
+    receiver.reply = {"errcode": 93000, "errmsg": "invalid webhook url"}
+    with pytest.raises(NotifyError) as e:
+        await make_senders([WeComChannel(name="wx", url_env="WECOM_URL")], http)["wx"].send(NOTE)
+    assert not e.value.retryable and "93000" in str(e.value)
+
+
+async def test_dingtalk_signed_request(receiver: Receiver, http: aiohttp.ClientSession,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DD_URL", receiver.url + "/robot/send?access_token=tok")
+    monkeypatch.setenv("DD_SECRET", "SECabc")
+    receiver.reply = {"errcode": 0}
+    await make_senders([DingTalkChannel(name="dd", url_env="DD_URL", secret_env="DD_SECRET")],
+                       http)["dd"].send(NOTE)
+    q = receiver.requests[0]["query"]  # aiohttp has already URL-decoded the sign
+    ts = q["timestamp"]
+    # DingTalk: sign = base64(HmacSHA256(key=secret, msg=timestamp + "\n" + secret))
+    expect = base64.b64encode(hmac.new(b"SECabc", f"{ts}\nSECabc".encode(),
+                                       hashlib.sha256).digest()).decode()
+    assert q["sign"] == expect and q["access_token"] == "tok"
+    assert abs(int(ts) - time.time() * 1000) < 60_000
+    assert json.loads(receiver.requests[0]["body"])["msgtype"] == "markdown"
+
+
+async def test_feishu_signed_request(receiver: Receiver, http: aiohttp.ClientSession,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FS_URL", receiver.url + "/open-apis/bot/v2/hook/xyz")
+    monkeypatch.setenv("FS_SECRET", "fs-secret")
+    receiver.reply = {"code": 0, "msg": "success"}
+    await make_senders([FeishuChannel(name="fs", url_env="FS_URL", secret_env="FS_SECRET")],
+                       http)["fs"].send(NOTE)
+    body = json.loads(receiver.requests[0]["body"])
+    # Feishu: sign = base64(HmacSHA256(key=timestamp + "\n" + secret, msg=""))
+    key = f"{body['timestamp']}\nfs-secret".encode()
+    assert body["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+    assert body["msg_type"] == "text" and "quota_early_warning" in body["content"]["text"]
+
+
+async def test_email_over_starttls(smtp_server: Smtp, http: aiohttp.ClientSession) -> None:
+    ch = EmailChannel(name="mail", host=smtp_server.host, port=smtp_server.port,
+                      ca_file=smtp_server.cafile, sender="enmon@campus.example",
+                      to=["fm@campus.example"])
+    await make_senders([ch], http)["mail"].send(NOTE)
+    assert len(smtp_server.messages) == 1
+    m = smtp_server.messages[0]
+    assert m["Subject"] == "[FIRING] [warning] quota_early_warning office-1"
+    assert "projected 912 345 kWh" in m.get_payload()
+
+
+async def test_email_refuses_plaintext_when_starttls_is_off(smtp_server: Smtp,
+                                                            http: aiohttp.ClientSession) -> None:
+    ch = EmailChannel(name="mail", host=smtp_server.host, port=smtp_server.port, starttls=False,
+                      sender="enmon@campus.example", to=["fm@campus.example"])
+    with pytest.raises(NotifyError):
+        await make_senders([ch], http)["mail"].send(NOTE)  # the server demands STARTTLS
+    assert smtp_server.messages == []
+
+
+async def test_outbox_one_failing_channel_never_blocks_the_others(
+        receiver: Receiver, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    dead_port = free_port()  # nothing listens here: connection refused
+    senders = make_senders([
+        WebhookChannel(name="good", url=receiver.url + "/good"),
+        WebhookChannel(name="down", url=f"http://127.0.0.1:{dead_port}/x"),
+    ], http)
+    box = Outbox(tmp_path / "outbox.db", senders, base_delay_s=0.05, max_delay_s=0.2)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(box.run(stop))
+    for i in range(5):
+        box.enqueue({**NOTE, "ts": NOTE["ts"] + i})
+    await receiver.wait_for(5)
+    assert [json.loads(r["body"])["ts"] - NOTE["ts"] for r in receiver.requests] == [0, 1, 2, 3, 4]
+    await asyncio.to_thread(wait_until, lambda: box.failures.get("down", 0) >= 3, 20,
+                            "retries on the dead channel")
+    assert box.counts()["down"]["pending"] == 5  # kept, in order, still retrying
+    stop.set()
+    await runner
+    box.close()
+
+
+async def test_outbox_survives_restart_and_delivers_after_recovery(
+        receiver: Receiver, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    senders = make_senders([WebhookChannel(name="hook", url=receiver.url + "/h")], http)
+    receiver.status = 503
+    box = Outbox(tmp_path / "outbox.db", senders, base_delay_s=0.05, max_delay_s=0.1)
+    box.enqueue(NOTE)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(box.run(stop))
+    await receiver.wait_for(2)  # refused twice: retried with backoff
+    stop.set()
+    await runner
+    box.close()
+    # the process restarts; the receiver is healthy again
+    receiver.status = 200
+    n_before = len(receiver.requests)
+    box2 = Outbox(tmp_path / "outbox.db", senders, base_delay_s=0.05, max_delay_s=0.1)
+    assert box2.counts()["hook"]["pending"] == 1
+    stop2 = asyncio.Event()
+    runner2 = asyncio.create_task(box2.run(stop2))
+    await asyncio.to_thread(wait_until, lambda: box2.delivered["hook"] == 1, 20, "delivery")
+    stop2.set()
+    await runner2
+    assert box2.counts() == {}
+    assert len(receiver.requests) == n_before + 1
+    box2.close()
+
+
+async def test_outbox_moves_a_refused_message_to_dead(receiver: Receiver,
+                                                      http: aiohttp.ClientSession,
+                                                      tmp_path: Path) -> None:
+    receiver.status = 400  # our request's fault: retrying cannot help
+    senders = make_senders([WebhookChannel(name="h", url=receiver.url)], http)
+    box = Outbox(tmp_path / "o.db", senders)
+    box.enqueue(NOTE)
+    assert await box.deliver_once("h") == 0.0
+    dead = box.rows("dead")
+    assert len(dead) == 1 and "HTTP 400" in dead[0]["last_error"]
+    box.close()
+
