@@ -29,6 +29,7 @@ _PARTS = [
     ("sim", "firmware_sim.cli", "Simulated meters on real protocols."),
     ("ingest", "ingest.cli", "MQTT → InfluxDB ingest worker."),
     ("rules", "rules.cli", "Rule engine: alerts and notifications."),
+    ("deploy", "enmon.deploy", "Deploy: broker credentials, TLS, health checks."),
 ]
 
 

@@ -496,15 +496,24 @@ def make_credentials(
 
 
 def _chown_broker_files(broker_dir: Path, owner: str) -> None:
-    """Mosquitto started as root drops to its own user before reading these files."""
+    """Mosquitto started as root drops to its own user before reading these files.
+
+    ``owner`` is a user name on this machine or ``UID[:GID]`` (the eclipse-mosquitto
+    image runs as 1883:1883, a user the host need not have).
+    """
     import pwd
 
-    try:
-        pw = pwd.getpwnam(owner)
-    except KeyError:
-        raise CredentialsError(f"--owner {owner!r} is not a user on this machine") from None
+    if re.fullmatch(r"\d+(:\d+)?", owner):
+        uid_s, _, gid_s = owner.partition(":")
+        uid, gid = int(uid_s), int(gid_s or uid_s)
+    else:
+        try:
+            pw = pwd.getpwnam(owner)
+        except KeyError:
+            raise CredentialsError(f"--owner {owner!r} is not a user on this machine") from None
+        uid, gid = pw.pw_uid, pw.pw_gid
     for f in [broker_dir, *broker_dir.iterdir()]:
-        os.chown(f, pw.pw_uid, pw.pw_gid)
+        os.chown(f, uid, gid)
 
 
 # --------------------------------------------------------------------------- systemd
@@ -556,6 +565,35 @@ class Watchdog:
             return False
         self._last = now
         return sd_notify("WATCHDOG=1", environ=self._env)
+
+
+# --------------------------------------------------------------------------- health
+
+_TCP_ESTABLISHED = "01"
+
+
+def established_peer_ports(proc_net_tcp: str) -> set[int]:
+    """Remote ports of ESTABLISHED sockets in a ``/proc/net/tcp`` or ``tcp6`` listing."""
+    ports: set[int] = set()
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == _TCP_ESTABLISHED:
+            ports.add(int(fields[2].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def connected_to(ports: Iterable[int], *, proc: Path = Path("/proc/net")) -> dict[int, bool]:
+    """Whether this network namespace holds an established connection to each port.
+
+    In a container the namespace is the service's own, so "connected to 1883" means the
+    worker holds its broker session: a liveness signal that needs no cooperation from it.
+    """
+    seen: set[int] = set()
+    for name in ("tcp", "tcp6"):
+        path = proc / name
+        if path.exists():
+            seen |= established_peer_ports(path.read_text())
+    return {p: p in seen for p in ports}
 
 
 # --------------------------------------------------------------------------- CLI
@@ -689,3 +727,25 @@ def credentials(
     console = Console()
     console.print(table)
     console.print(f"broker files: {out / 'broker'} (include enmon-listener.conf in mosquitto.conf)")
+
+
+@app.command()
+def health(
+    peer_port: Annotated[
+        list[int],
+        typer.Option(
+            "--peer-port",
+            help="Port this container must hold an established TCP connection to "
+            "(repeat), e.g. 1883 for the broker.",
+        ),
+    ],
+) -> None:
+    """Container health check: exit 0 when connected to every --peer-port, else 1.
+
+    Used by deploy/compose for ingest and rules, which serve no HTTP: a worker that lost
+    its broker connection and cannot get it back is reported unhealthy.
+    """
+    state = connected_to(peer_port)
+    for port, ok in state.items():
+        typer.echo(f"peer_port={port} connected={'yes' if ok else 'no'}")
+    raise typer.Exit(0 if all(state.values()) else 1)
