@@ -19,9 +19,10 @@ import yaml
 
 from enmon.deploy import SERVICES, connected_to, gateway_principal, make_credentials
 from enmon.deploy import service_principal as svc
-from enmon.localrun import Server, free_port
+from enmon.localrun import InfluxDB1, Server, free_port
+from tests.conftest import INFLUX_DB
 from tests.deploy.mqttc import Probe, connected
-from tests.support import wait_until
+from tests.support import influx_query, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
@@ -130,15 +131,23 @@ def test_service_configs_match_their_schemas_and_identities() -> None:
     assert "ENMON_INFLUX_TOKEN" in env
 
 
-def test_grafana_provisioning_points_at_the_dashboards() -> None:
+def test_grafana_dashboards_run_on_real_influxql(influxdb: InfluxDB1) -> None:
+    """Every panel's query is valid InfluxQL (run on influxd 1.6, the oldest read API we
+    support) against the datasource that provisioning creates."""
     ds = yaml.safe_load((COMPOSE_DIR / "grafana/provisioning/datasources/enmon.yaml").read_text())
     uid = ds["datasources"][0]["uid"]
-    for f in (COMPOSE_DIR / "grafana" / "dashboards").glob("*.json"):
+    assert ds["datasources"][0]["jsonData"]["dbName"] == INFLUX_DB
+    dashboards = list((COMPOSE_DIR / "grafana" / "dashboards").glob("*.json"))
+    assert dashboards
+    for f in dashboards:
         dash = json.loads(f.read_text())
         for panel in dash["panels"]:
             assert panel["datasource"]["uid"] == uid, f"{f.name}: {panel['title']}"
             for t in panel["targets"]:
                 assert "$timeFilter" in t["query"], f"{f.name}: unbounded query in {panel['title']}"
+                q = t["query"].replace("$timeFilter", "time > now() - 1h")
+                q = q.replace("$__interval", "1m")
+                influx_query(influxdb.url, INFLUX_DB, q)  # raises on a syntax error
 
 
 # --------------------------------------------------------------------------- the real broker
