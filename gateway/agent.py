@@ -1,7 +1,11 @@
-"""The gateway's run loop: poll every device, convert, batch, publish.
+"""The gateway's run loop: poll every bus, validate, queue on disk, forward.
 
-I/O lives here (Modbus, MQTT, the seq file); everything it decides with is pure
-and lives elsewhere (``gateway.profile`` decodes, ``enmon.wire`` builds the batch).
+I/O lives here and in :mod:`gateway.bus` / :mod:`gateway.mqtt`; everything it
+decides with is pure and lives elsewhere (profiles and framing decode, the
+planner coalesces, :mod:`gateway.validation` flags, :mod:`enmon.wire` builds
+the batch). One cycle: all buses are polled concurrently (devices on one bus
+strictly in turn), the readings become one batch, the batch is committed to the
+disk queue with the next ``seq``, and the uplink forwards the queue.
 """
 
 from __future__ import annotations
@@ -9,207 +13,228 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from collections import defaultdict
+from typing import Any
 
 from enmon import wire
-from enmon.errors import DriverError
-from gateway.config import Device, GatewayConfig
+from gateway import modbus_frames as mf
+from gateway.bus import Bus, BusDevice, Timing
+from gateway.config import (
+    Device,
+    GatewayConfig,
+    RtuOverTcpTransport,
+    SerialTransport,
+    TcpTransport,
+    bus_key,
+    check_profiles,
+)
+from gateway.diskqueue import DiskQueue
+from gateway.dlt645 import Dlt645Profile
+from gateway.drivers import Dlt645Driver, Driver, Framing, LineDriver, ModbusDriver
+from gateway.library import AnyProfile
 from gateway.mqtt import Uplink
-from gateway.profile import Field_, ModbusProfile, load_profile, to_canonical
+from gateway.profile import ModbusProfile
+from gateway.serial_line import SerialLineProfile
+from gateway.transport import Link, SerialLink, TcpLink
+from gateway.validation import CounterLimits, EdgeValidator
 
 log = logging.getLogger("enmon.gateway")
 
-
-class SeqStore:
-    """``seq`` survives restarts: it is on disk before the batch that carries it leaves."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._last = int(path.read_text().strip() or "-1")
-        except FileNotFoundError:
-            self._last = -1
-
-    def next(self) -> int:
-        self._last += 1
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            f.write(str(self._last))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        return self._last
+#: gap fill when the device config does not say: any hole that fits in one read
+DEFAULT_GAP = mf.MAX_READ
 
 
-@dataclass(frozen=True, slots=True)
-class Read:
-    """One Modbus transaction: ``count`` registers from ``address``, and the fields in it."""
-
-    function: str
-    address: int
-    count: int
-    fields: tuple[Field_, ...]
+def make_link(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> Link:
+    if isinstance(t, SerialTransport):
+        return SerialLink(t.port, baud=t.baud, parity=t.parity, stopbits=t.stopbits)
+    return TcpLink(t.host, t.port)
 
 
-def plan_reads(profile: ModbusProfile) -> list[Read]:
-    """Group fields into contiguous reads no longer than the device's limit."""
-    reads: list[Read] = []
-    limit = profile.limits.max_registers
-    for function in ("holding", "input"):
-        fs = sorted(
-            (f for f in profile.fields() if f.function == function), key=lambda f: f.address
-        )
-        group: list[Field_] = []
-        for f in fs:
-            if group and f.address + f.words - group[0].address > limit:
-                reads.append(_read(function, group))
-                group = []
-            group.append(f)
-        if group:
-            reads.append(_read(function, group))
-    return reads
+def make_driver(d: Device, profile: AnyProfile) -> Driver:
+    if isinstance(profile, ModbusProfile):
+        framing: Framing = "tcp" if isinstance(d.transport, TcpTransport) else "rtu"
+        return ModbusDriver(d.name, profile, d.unit_id, framing=framing,
+                            gap=DEFAULT_GAP if d.gap is None else d.gap, quantities=d.quantities)
+    if isinstance(profile, Dlt645Profile):
+        assert d.address is not None  # check_profiles guarantees it
+        return Dlt645Driver(d.name, profile, d.address)
+    assert isinstance(profile, SerialLineProfile)
+    return LineDriver(d.name, profile)
 
 
-def _read(function: str, group: list[Field_]) -> Read:
-    start = group[0].address
-    end = max(f.address + f.words for f in group)
-    return Read(function, start, end - start, tuple(group))
+def make_timing(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> Timing:
+    if t.inter_frame_s is not None:
+        gap = t.inter_frame_s
+    elif isinstance(t, SerialTransport):
+        gap = mf.silent_interval(t.baud)
+    else:
+        gap = 0.0
+    return Timing(timeout_s=t.timeout_s, retries=t.retries, inter_frame_s=gap,
+                  offline_after=t.offline_after, backoff_max_cycles=t.backoff_max_cycles)
 
 
-@dataclass
-class ModbusTcpDevice:
-    cfg: Device
-    profile: ModbusProfile
-    client: AsyncModbusTcpClient = field(init=False)
-
-    def __post_init__(self) -> None:
-        t = self.cfg.transport
-        self.client = AsyncModbusTcpClient(
-            t.host, port=t.port, timeout=t.timeout_s, retries=t.retries
-        )
-        self.reads = plan_reads(self.profile)
-
-    async def poll(self) -> dict[str, float]:
-        """Read every quantity; a failed transaction yields no value for its fields (never 0)."""
-        if not self.client.connected:
-            await self.client.connect()
-            if not self.client.connected:
-                raise DriverError(
-                    f"{self.cfg.name}: cannot connect to "
-                    f"{self.cfg.transport.host}:{self.cfg.transport.port}"
-                )
-        values: dict[str, float] = {}
-        errors: list[str] = []
-        for r in self.reads:
-            fn = (
-                self.client.read_holding_registers
-                if r.function == "holding"
-                else self.client.read_input_registers
-            )
-            try:
-                resp = await fn(r.address, count=r.count, device_id=self.cfg.unit_id)
-            except ModbusException as exc:
-                errors.append(f"{r.function}@{r.address}: {exc}")
-                continue
-            if resp.isError():
-                errors.append(f"{r.function}@{r.address}: exception response {resp}")
-                continue
-            regs = resp.registers
-            for f in r.fields:
-                off = f.address - r.address
-                values[f.quantity] = to_canonical(f, list(regs[off : off + f.words]))
-        if errors and not values:
-            raise DriverError(f"{self.cfg.name}: " + "; ".join(errors))
-        for e in errors:
-            log.warning("event=read_failed device=%s detail=%s", self.cfg.name, e)
-        return values
-
-    def close(self) -> None:
-        self.client.close()
-
-
-@dataclass
-class Stats:
-    polls_ok: int = 0
-    polls_failed: int = 0
-    batches_sent: int = 0
-    batches_acked: int = 0
+def build_buses(cfg: GatewayConfig, profiles: list[AnyProfile]) -> list[Bus]:
+    grouped: dict[str, list[tuple[Device, AnyProfile]]] = defaultdict(list)
+    for d, p in zip(cfg.devices, profiles, strict=True):
+        grouped[bus_key(d.transport)].append((d, p))
+    buses = []
+    for key, members in grouped.items():
+        link = make_link(members[0][0].transport)
+        devs = [BusDevice(make_driver(d, p), make_timing(d.transport)) for d, p in members]
+        buses.append(Bus(key, link, devs))
+    return buses
 
 
 class Gateway:
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, *, config_file: str = "<config>") -> None:
         self.cfg = cfg
-        self.stats = Stats()
-        self.seq = SeqStore(cfg.state_dir / "seq")
-        self.devices = [ModbusTcpDevice(d, load_profile(d.profile)) for d in cfg.devices]
-        self.meta = {
-            d.cfg.name: wire.DeviceMeta(
-                building=d.cfg.building,
-                category=d.cfg.category,
-                energy_type=d.cfg.energy_type or d.profile.energy_type,
-                profile=d.profile.model,
-            )
-            for d in self.devices
-        }
-        self.uplink = Uplink(cfg.mqtt, cfg.site, cfg.gateway, self._on_acked)
+        profiles = check_profiles(cfg, config_file)
+        self.buses = build_buses(cfg, profiles)
+        self.queue = DiskQueue(cfg.state_dir / "queue.db", max_bytes=int(cfg.queue.max_mb * 1e6))
+        self.meta: dict[str, wire.DeviceMeta] = {}
+        self.validators: dict[str, EdgeValidator] = {}
+        saved = self.queue.get_state("baselines") or {}
+        for d, p in zip(cfg.devices, profiles, strict=True):
+            self.meta[d.name] = wire.DeviceMeta(
+                building=d.building, category=d.category,
+                energy_type=d.energy_type or p.energy_type, profile=p.model)
+            limits = {q: CounterLimits(c.capacity, c.max_rate_per_h) for q, c in d.counters.items()}
+            base = {q: (float(v), int(t)) for q, (v, t) in saved.get(d.name, {}).items()}
+            self.validators[d.name] = EdgeValidator(limits=limits, baselines=base)
+        self.uplink = Uplink(cfg.mqtt, cfg.site, cfg.gateway, self.queue)
+        self.cycle = 0
+        self.started = time.monotonic()
 
-    def _on_acked(self, seq: int) -> None:
-        self.stats.batches_acked += 1
-        log.debug("event=batch_acked seq=%d", seq)
+    # ------------------------------------------------------------------ poll
 
     async def poll_once(self) -> list[wire.Sample]:
+        results = await asyncio.gather(*(b.poll_cycle(self.cycle) for b in self.buses))
+        self.cycle += 1
         samples: list[wire.Sample] = []
-        for dev in self.devices:
-            ts = int(time.time() * 1000)
-            try:
-                values = await dev.poll()
-            except DriverError as exc:
-                self.stats.polls_failed += 1
-                log.warning("event=poll_failed device=%s error=%s", dev.cfg.name, exc)
-                continue
-            self.stats.polls_ok += 1
-            samples.append(wire.Sample(dev.cfg.name, ts, values))
+        for readings in results:
+            for r in readings:
+                if not r.values:
+                    continue
+                values, flags = self.validators[r.device].check(r.ts_ms, r.values)
+                for q, f in flags.items():
+                    log.warning("event=flagged device=%s quantity=%s flag=%s", r.device, q, f)
+                if values or flags:
+                    samples.append(wire.Sample(r.device, r.ts_ms, values, flags))
         return samples
 
-    def publish(self, samples: list[wire.Sample]) -> int:
-        seq = self.seq.next()
-        batch = wire.Batch(
-            self.cfg.site, self.cfg.gateway, seq, int(time.time() * 1000), self.meta, samples
-        )
-        self.uplink.publish_telemetry(seq, wire.encode_batch(batch))
-        self.stats.batches_sent += 1
-        log.info("event=batch_published seq=%d samples=%d", seq, len(samples))
+    def enqueue(self, samples: list[wire.Sample]) -> int:
+        devices = {s.device: self.meta[s.device] for s in samples}
+
+        def build(seq: int) -> tuple[bytes, int]:
+            batch = wire.Batch(self.cfg.site, self.cfg.gateway, seq, int(time.time() * 1000),
+                               devices, samples)
+            return wire.encode_batch(batch), len(samples)
+
+        seq = self.queue.append(build, int(time.time() * 1000))
+        log.info("event=batch_queued seq=%d samples=%d", seq, len(samples))
         return seq
 
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        devices: dict[str, Any] = {}
+        ok = failed = 0
+        lat = 0.0
+        for b in self.buses:
+            for dev in b.devices:
+                s = dev.stats
+                ok += s.ok
+                failed += s.failed
+                lat += s.latency_sum_s
+                devices[dev.driver.name] = {
+                    "online": s.online, "ok": s.ok, "failed": s.failed,
+                    "timeouts": s.timeouts, "frame_errors": s.frame_errors,
+                    "exceptions": s.exceptions, "latency_ms": round(s.last_latency_s * 1000, 1),
+                }
+        q = self.queue.stats()
+        flags: dict[str, int] = defaultdict(int)
+        for v in self.validators.values():
+            for k, n in v.counts.items():
+                flags[k] += n
+        polls = ok + failed
+        return {
+            "ts": int(time.time() * 1000),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "cycles": self.cycle,
+            "poll_success_rate": round(ok / polls, 4) if polls else None,
+            "poll_latency_ms": round(lat / polls * 1000, 1) if polls else None,
+            "queue": {"depth": q.depth, "bytes": q.bytes, "dropped_batches": q.dropped_batches,
+                      "dropped_samples": q.dropped_samples, "next_seq": q.next_seq},
+            "mqtt": {"connected": self.uplink.connected.is_set(), "acked": self.uplink.acked,
+                     "in_flight": self.uplink.in_flight, "connects": self.uplink.connects},
+            "flags": dict(flags),
+            "devices": devices,
+        }
+
+    def _save_baselines(self) -> None:
+        self.queue.set_state("baselines", {
+            name: {q: list(vt) for q, vt in v.baselines.items()}
+            for name, v in self.validators.items()})
+
+    # ------------------------------------------------------------------ run
+
+    async def _forward(self, stop: asyncio.Event) -> None:
+        last_flush = time.monotonic()
+        while not stop.is_set():
+            self.uplink.pump()
+            if time.monotonic() - last_flush >= 1.0:
+                await asyncio.to_thread(self.queue.flush_acks)
+                last_flush = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.05)
+
     async def run(self, stop: asyncio.Event) -> None:
+        q = self.queue.stats()
+        log.info("event=gateway_start site=%s gateway=%s buses=%d devices=%d queued=%d "
+                 "next_seq=%d", self.cfg.site, self.cfg.gateway, len(self.buses),
+                 len(self.cfg.devices), q.depth, q.next_seq)
         self.uplink.start()
+        forward = asyncio.create_task(self._forward(stop))
         interval = self.cfg.poll.interval_s
         next_tick = time.monotonic()
+        next_health = time.monotonic() + min(self.cfg.poll.health_interval_s, 5.0)
         try:
             while not stop.is_set():
                 samples = await self.poll_once()
                 if samples:
-                    self.publish(samples)
+                    await asyncio.to_thread(self.enqueue, samples)
+                    self.uplink.pump()
+                if time.monotonic() >= next_health:
+                    h = self.health()
+                    self.uplink.publish_health(h)
+                    log.info("event=health cycles=%d success_rate=%s queue_depth=%d dropped=%d "
+                             "acked=%d", h["cycles"], h["poll_success_rate"], h["queue"]["depth"],
+                             h["queue"]["dropped_batches"], h["mqtt"]["acked"])
+                    await asyncio.to_thread(self._save_baselines)
+                    next_health = time.monotonic() + self.cfg.poll.health_interval_s
                 next_tick += interval
                 delay = next_tick - time.monotonic()
-                if delay < 0:  # we overran: skip missed ticks rather than burst
+                if delay < 0:  # overran: skip missed ticks rather than burst
                     next_tick = time.monotonic()
                     delay = 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
         finally:
+            stop.set()
+            await forward
+            # a clean stop forwards what it can for a few seconds; the rest waits on disk
             deadline = time.monotonic() + 5
-            while self.uplink.unacked and time.monotonic() < deadline:
+            while time.monotonic() < deadline and self.uplink.connected.is_set():
+                self.uplink.pump()
+                if self.queue.stats().depth == 0:
+                    break
                 await asyncio.sleep(0.05)
-            if self.uplink.unacked:
-                log.warning("event=shutdown_unacked batches=%d", self.uplink.unacked)
+            depth = self.queue.stats().depth
+            if depth:
+                log.warning("event=shutdown_queued batches=%d", depth)
+            self._save_baselines()
             self.uplink.stop()
-            for d in self.devices:
-                d.close()
+            self.queue.close()
+            for b in self.buses:
+                await b.close()

@@ -1,51 +1,80 @@
-"""``enmon gateway …``: what a deployer runs on the box next to the meters."""
+"""``enmon gateway …``: what a deployer runs on the box next to the meters.
+
+    enmon gateway profiles                         the meter models enmon knows
+    enmon gateway check -c gw.yaml                 validate the config and its profiles
+    enmon gateway probe -c gw.yaml main            read one device once, print a table
+    enmon gateway probe --profile acrel-adl400 --serial /dev/ttyUSB0 --unit 3
+    enmon gateway scan --serial /dev/ttyUSB0 --units 1-32   which unit ids answer
+    enmon gateway run -c gw.yaml                   poll forever (systemd service)
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 app = typer.Typer(
-    help="Edge gateway: poll Modbus meters and publish readings over MQTT.", no_args_is_help=True
+    help="Edge gateway: poll meters (Modbus TCP/RTU, DL/T 645, serial sensors) and publish "
+    "readings over MQTT with a disk queue.",
+    no_args_is_help=True,
 )
 
-ConfigOpt = typer.Option(..., "-c", "--config", help="gateway YAML file", exists=False)
+ConfigOpt = typer.Option(..., "-c", "--config", help="gateway YAML file")
+
+
+def _describe(t: Any) -> str:
+    if t.type == "serial":
+        return f"{t.port} {t.baud} {t.parity}{8}{t.stopbits}"
+    return f"{t.type} {t.host}:{t.port}"
 
 
 @app.command()
 def check(config: Path = ConfigOpt) -> None:
-    """Validate a gateway config and every profile it names; print what would be polled."""
-    from gateway.config import load_config
-    from gateway.profile import load_profile
+    """Validate a gateway config and every profile it names; print what would be polled.
+
+    Errors name the file, the key and the fix, e.g.
+    ``gw.yaml: devices.2.address: missing for a DL/T 645 profile (fix: …)``.
+    """
+    from gateway.agent import make_driver
+    from gateway.config import check_profiles, load_config
 
     cfg = load_config(config)
-    for d in cfg.devices:
-        p = load_profile(d.profile)
-        typer.echo(
-            f"{d.name}: {p.manufacturer} {p.name} unit {d.unit_id} "
-            f"@ {d.transport.host}:{d.transport.port}, {len(p.quantities)} quantities"
-        )
+    profiles = check_profiles(cfg, str(config))
+    for d, p in zip(cfg.devices, profiles, strict=True):
+        drv = make_driver(d, p)
+        who = f"address {d.address}" if d.address else f"unit {d.unit_id}"
+        typer.echo(f"{d.name}: {p.manufacturer} {p.name} [{p.protocol}, confidence "
+                   f"{p.confidence}] {who} @ {_describe(d.transport)}, "
+                   f"{len(p.quantities)} quantities in {len(drv.steps)} transactions")
+    if cfg.mqtt.username and cfg.mqtt.password_env is None and cfg.mqtt.password_file is None:
+        typer.echo("warning: mqtt.username without password_env/password_file", err=True)
     typer.echo(f"{config}: OK ({len(cfg.devices)} devices)")
 
 
 @app.command()
 def run(config: Path = ConfigOpt) -> None:
-    """Poll the configured devices forever and publish batches (Ctrl-C / SIGTERM stops)."""
+    """Poll the configured devices forever; batches go to a disk queue, then MQTT.
+
+    SIGTERM / Ctrl-C stops cleanly (queued batches stay on disk for the next start).
+    """
     from gateway.agent import Gateway
     from gateway.config import load_config
 
     cfg = load_config(config)
+    gw = Gateway(cfg, config_file=str(config))
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Gateway(cfg).run(stop)
+        await gw.run(stop)
 
     asyncio.run(main())
     logging.getLogger("enmon.gateway").info("event=stopped")
@@ -53,9 +82,202 @@ def run(config: Path = ConfigOpt) -> None:
 
 @app.command()
 def profiles() -> None:
-    """List the meter profiles shipped with enmon."""
-    from gateway.profile import library, load_profile
+    """List the meter profiles shipped with enmon (model, maker, protocol, confidence)."""
+    from gateway import library
 
-    for name in library():
-        p = load_profile(name)
-        typer.echo(f"{name:28} {p.manufacturer} {p.name} [{p.protocol}, confidence {p.confidence}]")
+    for name in library.names():
+        p = library.load(name)
+        typer.echo(f"{name:30} {p.protocol:11} {p.confidence}  {p.manufacturer} — {p.name}")
+
+
+def _adhoc_device(profile: str, unit: int, address: str | None, serial: str | None, baud: int,
+                  parity: str, host: str | None, tcp_port: int, rtu_over_tcp: bool,
+                  timeout: float) -> Any:
+    from gateway.config import Device
+
+    if serial:
+        transport: dict[str, Any] = {"type": "serial", "port": serial, "baud": baud,
+                                     "parity": parity, "timeout_s": timeout, "retries": 0}
+    elif host:
+        transport = {"type": "rtu_over_tcp" if rtu_over_tcp else "tcp", "host": host,
+                     "port": tcp_port, "timeout_s": timeout, "retries": 0}
+    else:
+        raise typer.BadParameter("give --serial PORT or --host HOST")
+    return Device.model_validate({"name": "probe", "profile": profile, "unit_id": unit,
+                                  "address": address, "transport": transport})
+
+
+@app.command()
+def probe(
+    device: str = typer.Argument(None, help="device name from the config (with -c)"),
+    config: Path = typer.Option(None, "-c", "--config", help="gateway YAML file"),
+    profile: str = typer.Option(None, help="ad hoc: profile name or YAML path"),
+    unit: int = typer.Option(1, help="ad hoc: Modbus unit id"),
+    address: str = typer.Option(None, help="ad hoc: DL/T 645 meter address (12 digits)"),
+    serial: str = typer.Option(None, help="ad hoc: serial port, e.g. /dev/ttyUSB0"),
+    baud: int = typer.Option(9600),
+    parity: str = typer.Option("N"),
+    host: str = typer.Option(None, help="ad hoc: Modbus TCP or serial-server host"),
+    tcp_port: int = typer.Option(502),
+    rtu_over_tcp: bool = typer.Option(False, help="the host is a serial server (RTU framing)"),
+    timeout: float = typer.Option(1.0, help="seconds per transaction"),
+) -> None:
+    """Read one device once and print every quantity, like modpoll.
+
+    A failed transaction shows its error and leaves its quantities empty (never 0).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from enmon import quantities
+    from enmon.config import parse_model
+    from gateway.agent import make_driver, make_link, make_timing
+    from gateway.bus import Bus, BusDevice
+    from gateway.config import Device, check_profiles, load_config
+
+    if config is not None:
+        cfg = load_config(config)
+        found = [d for d in cfg.devices if d.name == device]
+        if not found:
+            raise typer.BadParameter(f"no device {device!r} in {config}; "
+                                     f"have {[d.name for d in cfg.devices]}")
+        dev = found[0]
+        p = check_profiles(cfg.model_copy(update={"devices": [dev]}), str(config))[0]
+    else:
+        if profile is None:
+            raise typer.BadParameter("give -c CONFIG DEVICE, or --profile with a transport")
+        dev = parse_model(Device, _adhoc_device(profile, unit, address, serial, baud, parity,
+                                                host, tcp_port, rtu_over_tcp, timeout).model_dump())
+        from gateway import library
+
+        p = library.load(dev.profile)
+    driver = make_driver(dev, p)
+    timing = make_timing(dev.transport)
+    errors: list[str] = []
+
+    class _Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            errors.append(record.getMessage())
+
+    bus_log = logging.getLogger("enmon.gateway.bus")
+    bus_log.addHandler(_Capture(logging.WARNING))
+    bus_log.propagate = False
+    link = make_link(dev.transport)
+    bus = Bus("probe", link, [BusDevice(driver, timing)])
+
+    async def once() -> Any:
+        try:
+            return await bus.poll_device(bus.devices[0])
+        finally:
+            await bus.close()
+
+    t0 = time.monotonic()
+    reading = asyncio.run(once())
+    elapsed = time.monotonic() - t0
+    table = Table(title=f"{dev.name}: {p.manufacturer} {p.name} @ {_describe(dev.transport)}")
+    for col in ("quantity", "value", "unit", "source"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for q, item in p.quantities.items():
+        if dev.quantities is not None and q not in dev.quantities:
+            continue
+        v = reading.values.get(q)
+        src = getattr(item, "di", None) or getattr(item, "group", None) or (
+            f"{getattr(item, 'function', None) or 'default'} {getattr(item, 'address', '')}")
+        table.add_row(q, "—" if v is None else f"{v:.6g}", quantities.QUANTITIES[q].unit,
+                      str(src))
+    Console().print(table)
+    for e in errors:
+        typer.echo(f"error: {e}", err=True)
+    typer.echo(f"{len(reading.values)}/{len(table.rows)} values in {len(driver.steps)} "
+               f"transactions, {elapsed * 1000:.0f} ms")
+    if not reading.values:
+        raise typer.Exit(1)
+
+
+def _units(spec: str) -> list[int]:
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    if not out or min(out) < 1 or max(out) > 247:
+        raise typer.BadParameter("units are 1..247, e.g. 1-32 or 1,5,9")
+    return out
+
+
+@app.command()
+def scan(
+    serial: str = typer.Option(None, help="serial port, e.g. /dev/ttyUSB0"),
+    baud: int = typer.Option(9600),
+    parity: str = typer.Option("N"),
+    host: str = typer.Option(None, help="Modbus TCP gateway or serial-server host"),
+    tcp_port: int = typer.Option(502),
+    rtu_over_tcp: bool = typer.Option(False, help="the host is a serial server (RTU framing)"),
+    protocol: str = typer.Option("modbus", help="modbus or dlt645"),
+    units: str = typer.Option("1-247", help="Modbus unit ids to try, e.g. 1-32"),
+    register: int = typer.Option(0, help="register to read for the presence check"),
+    function: str = typer.Option("holding", help="holding or input"),
+    timeout: float = typer.Option(0.2, help="seconds to wait per unit"),
+) -> None:
+    """Find which Modbus unit ids answer on a bus (or the DL/T 645 meter's address).
+
+    Any answer counts, an exception response too: the device is there, only the
+    register is wrong for it. DL/T 645 uses the read-address broadcast, which
+    works with exactly one meter on the bus.
+    """
+    from gateway import dlt645 as d
+    from gateway import modbus_frames as mf
+    from gateway.transport import Link, LinkTimeout, SerialLink, TcpLink
+
+    link: Link
+    if serial:
+        link = SerialLink(serial, baud=baud, parity=parity)  # type: ignore[arg-type]
+        framing = "rtu"
+    elif host:
+        link = TcpLink(host, tcp_port)
+        framing = "rtu" if rtu_over_tcp else "tcp"
+    else:
+        raise typer.BadParameter("give --serial PORT or --host HOST")
+
+    async def go() -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        await link.open()
+        try:
+            if protocol == "dlt645":
+                try:
+                    raw = await link.transact(d.read_address_request(), d.frame_length, timeout * 5)
+                    meter, _ = d.find_frame(raw)
+                    if meter is not None:
+                        found.append((meter.address, "answered read-address"))
+                except (LinkTimeout, d.Dlt645FrameError) as exc:
+                    typer.echo(f"no answer: {exc}", err=True)
+                return found
+            for u in _units(units):
+                req = mf.ReadRequest(u, function, register, 1)  # type: ignore[arg-type]
+                try:
+                    if framing == "rtu":
+                        frame = await link.transact(mf.rtu_request(req), mf.rtu_response_length,
+                                                    timeout)
+                        mf.parse_rtu_response(req, frame)
+                    else:
+                        frame = await link.transact(mf.tcp_request(req, u), mf.tcp_frame_length,
+                                                    timeout)
+                        mf.parse_tcp_response(req, u, frame)
+                    found.append((str(u), "answered"))
+                except mf.ModbusException as exc:
+                    found.append((str(u), f"present (exception {exc.code})"))
+                except mf.FrameError as exc:
+                    found.append((str(u), f"garbled answer: {exc}"))
+                except LinkTimeout:
+                    pass
+                await asyncio.sleep(mf.silent_interval(baud) if serial else 0)
+            return found
+        finally:
+            await link.close()
+
+    t0 = time.monotonic()
+    found = asyncio.run(go())
+    for who, what in found:
+        typer.echo(f"{who:>14}  {what}")
+    typer.echo(f"{len(found)} found in {time.monotonic() - t0:.1f} s")
+    if not found:
+        raise typer.Exit(1)

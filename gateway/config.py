@@ -5,26 +5,39 @@ Example::
     site: hosp-a
     gateway: gw-01
     state_dir: /var/lib/enmon/gw-01
-    mqtt: {host: broker.example, port: 8883, username: gw-01, password_file: /etc/enmon/gw-01.pass,
-           tls: {ca_file: /etc/enmon/ca.pem}}
-    poll: {interval_s: 10}
+    mqtt: {host: broker.example, port: 8883, username: gw-01,
+           password_file: /etc/enmon/gw-01.pass, tls: {ca_file: /etc/enmon/ca.pem}}
+    poll: {interval_s: 10, health_interval_s: 60}
+    queue: {max_mb: 64}
     devices:
       - {name: main, profile: eastron-sdm630, unit_id: 1,
          transport: {type: tcp, host: 192.168.1.50, port: 502},
          building: outpatient, category: 01A00}
+      - {name: ahu-1, profile: acrel-adl400, unit_id: 3,
+         transport: {type: serial, port: /dev/ttyUSB0, baud: 9600, parity: N}}
+      - {name: boiler-meter, profile: chint-dtsu666-dlt645, address: "000012345678",
+         transport: {type: serial, port: /dev/ttyUSB1, baud: 2400, parity: E}}
+
+Devices on the same serial port (or the same TCP serial server) form one bus
+and are polled one transaction at a time; their line settings must agree.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from enmon.config import StrictModel, load_model
+from enmon.errors import ConfigError
 from enmon.wire import ID_PATTERN
 
+if TYPE_CHECKING:
+    from gateway.library import AnyProfile
+
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+Seconds = Annotated[float, Field(gt=0, le=60)]
 
 
 class TLS(StrictModel):
@@ -34,7 +47,7 @@ class TLS(StrictModel):
     cert_file: Path | None = None
     key_file: Path | None = None
     insecure: bool = Field(
-        default=False, json_schema_extra={"fix": "only for lab brokers with self-signed certs"}
+        False, json_schema_extra={"fix": "only for lab brokers with self-signed certs"}
     )
 
     @model_validator(mode="after")
@@ -54,23 +67,77 @@ class MQTT(StrictModel):
     password_file: Path | None = None
     tls: TLS | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    # batches handed to the client library before their PUBACK arrived
+    window: Annotated[int, Field(ge=1, le=100)] = 10
+    reconnect_min_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0
+    reconnect_max_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
 
     def password(self) -> str | None:
         import os
 
         if self.password_file is not None:
-            return self.password_file.read_text().strip()
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(str(self.password_file), "mqtt.password_file",
+                                  f"cannot read: {exc.strerror}",
+                                  "make the file readable by the gateway user") from None
         if self.password_env is not None:
-            return os.environ.get(self.password_env)
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError("(environment)", "mqtt.password_env",
+                                  f"variable {self.password_env} is not set",
+                                  "set it in the service's environment file")
+            return value
         return None
 
 
-class TcpTransport(StrictModel):
+class _Timing(StrictModel):
+    timeout_s: Seconds = 1.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 1
+    # silence after each transaction; None = the line's 3.5-character time
+    inter_frame_s: Annotated[float, Field(ge=0, le=5)] | None = None
+    offline_after: Annotated[int, Field(ge=1, le=100)] = 3
+    backoff_max_cycles: Annotated[int, Field(ge=1, le=1000)] = 16
+
+
+class TcpTransport(_Timing):
+    """Modbus TCP (MBAP framing)."""
+
     type: Literal["tcp"] = "tcp"
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 502
-    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    retries: Annotated[int, Field(ge=0, le=10)] = 1
+
+
+class RtuOverTcpTransport(_Timing):
+    """A serial device server: raw serial bytes over TCP (Modbus RTU framing, DL/T 645, ASCII)."""
+
+    type: Literal["rtu_over_tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class SerialTransport(_Timing):
+    """An RS-485 adapter on this box."""
+
+    type: Literal["serial"]
+    port: str = Field(json_schema_extra={"fix": "the device path, e.g. /dev/ttyUSB0"})
+    baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    timeout_s: Seconds = 0.5
+
+
+Transport = Annotated[
+    TcpTransport | RtuOverTcpTransport | SerialTransport, Field(discriminator="type")
+]
+
+
+class CounterCheck(StrictModel):
+    """Edge validation hints for one cumulative quantity."""
+
+    capacity: Annotated[float, Field(gt=0)] | None = None
+    max_rate_per_h: Annotated[float, Field(gt=0)] | None = None
 
 
 class Device(StrictModel):
@@ -81,16 +148,35 @@ class Device(StrictModel):
         }
     )
     unit_id: Annotated[
-        int, Field(ge=0, le=247, json_schema_extra={"fix": "a Modbus unit id is 1..247"})
+        int, Field(ge=1, le=247, json_schema_extra={"fix": "a Modbus unit id is 1..247"})
     ] = 1
-    transport: TcpTransport
+    # DL/T 645 meters: the 12-digit communication address (nameplate), or AAAAAAAAAAAA alone
+    address: Annotated[str, Field(pattern=r"^([0-9]{12}|AAAAAAAAAAAA)$", json_schema_extra={
+        "fix": "12 digits as on the nameplate, quoted: \"000012345678\""})] | None = None
+    transport: Transport
     building: Annotated[str, Field(pattern=f"^({ID_PATTERN})?$")] = ""
     category: Annotated[str, Field(pattern=f"^({ID_PATTERN})?$")] = ""
     energy_type: str | None = None
+    # largest hole (registers) read and discarded to save a transaction; None: any that fits
+    gap: Annotated[int, Field(ge=0, le=125)] | None = None
+    quantities: list[str] | None = None  # poll only these (default: all in the profile)
+    counters: dict[str, CounterCheck] = {}
 
 
 class Poll(StrictModel):
     interval_s: Annotated[float, Field(ge=0.1, le=86_400)] = 10.0
+    health_interval_s: Annotated[float, Field(ge=0.5, le=86_400)] = 60.0
+
+
+class Queue(StrictModel):
+    max_mb: Annotated[float, Field(gt=0, le=100_000)] = 64.0
+
+
+def bus_key(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> str:
+    """Devices with the same key share one half-duplex bus (one transaction at a time)."""
+    if isinstance(t, SerialTransport):
+        return f"serial:{t.port}"
+    return f"{t.type}:{t.host}:{t.port}"
 
 
 class GatewayConfig(StrictModel):
@@ -101,17 +187,77 @@ class GatewayConfig(StrictModel):
     )
     mqtt: MQTT = MQTT()
     poll: Poll = Poll()
+    queue: Queue = Queue()
     devices: list[Device]
 
     @model_validator(mode="after")
     def _unique(self) -> GatewayConfig:
         seen: set[str] = set()
-        for d in self.devices:
+        line: dict[str, tuple[int, str, int]] = {}
+        ids: dict[tuple[str, object], str] = {}
+        for i, d in enumerate(self.devices):
             if d.name in seen:
-                raise ValueError(f"device name {d.name!r} is used twice")
+                raise ValueError(f"devices.{i}.name: device name {d.name!r} is used twice")
             seen.add(d.name)
+            key = bus_key(d.transport)
+            if isinstance(d.transport, SerialTransport):
+                t = d.transport
+                settings = (t.baud, t.parity, t.stopbits)
+                if line.setdefault(key, settings) != settings:
+                    raise ValueError(
+                        f"devices.{i}.transport: {t.port} is set to {settings} here but "
+                        f"{line[key]} for an earlier device; one port has one line setting")
+            who = d.address if d.address is not None else d.unit_id
+            other = ids.setdefault((key, who), d.name)
+            if other != d.name:
+                raise ValueError(f"devices.{i}: {d.name!r} and {other!r} both answer as "
+                                 f"{who} on {key}")
         return self
 
 
 def load_config(path: str | Path) -> GatewayConfig:
     return load_model(GatewayConfig, path)
+
+
+def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
+    """Load every device's profile and check that device and profile fit together.
+
+    Returns the profiles in device order; raises ConfigError naming file, key and fix.
+    """
+    from gateway import library
+    from gateway.dlt645 import Dlt645Profile
+    from gateway.profile import ModbusProfile
+    from gateway.serial_line import SerialLineProfile
+
+    out: list[AnyProfile] = []
+    for i, d in enumerate(cfg.devices):
+        key = f"devices.{i}"
+        try:
+            p = library.load(d.profile)
+        except ConfigError as exc:
+            raise ConfigError(file, f"{key}.profile", f"profile {d.profile!r}: {exc}",
+                              "run `enmon gateway profiles` for the shipped models") from None
+        if isinstance(p, Dlt645Profile) and d.address is None:
+            raise ConfigError(file, f"{key}.address", "missing for a DL/T 645 profile",
+                              'the 12-digit meter address from the nameplate, e.g. "000012345678"')
+        if not isinstance(p, Dlt645Profile) and d.address is not None:
+            raise ConfigError(file, f"{key}.address", f"{p.protocol} profiles have no address",
+                              "remove it (Modbus devices use unit_id)")
+        if isinstance(d.transport, TcpTransport) and not isinstance(p, ModbusProfile):
+            raise ConfigError(file, f"{key}.transport.type",
+                              f"'tcp' is Modbus TCP but {d.profile} speaks {p.protocol}",
+                              "use type: serial or type: rtu_over_tcp")
+        if isinstance(p, SerialLineProfile):
+            shared = [o.name for o in cfg.devices
+                      if o is not d and bus_key(o.transport) == bus_key(d.transport)]
+            if shared:
+                raise ConfigError(file, f"{key}.transport",
+                                  f"a line sensor cannot share its port with {shared}",
+                                  "give the instrument its own serial port")
+        for j, q in enumerate(d.quantities or []):
+            if q not in p.quantities:
+                raise ConfigError(file, f"{key}.quantities.{j}",
+                                  f"{q!r} is not in profile {d.profile}",
+                                  f"one of: {', '.join(p.quantities)}")
+        out.append(p)
+    return out

@@ -1,9 +1,27 @@
-"""MQTT uplink on paho-mqtt 2.x: QoS 1 telemetry, retained birth, LWT.
+"""MQTT uplink on paho-mqtt 2.x: the disk queue's only reader.
 
-paho runs its network loop in its own thread; ``on_publish`` tells us when the
-broker has acknowledged (PUBACK) a message, which is the only moment a batch
-may be forgotten. A message not acknowledged before a disconnect is published
-again after the reconnect by paho (``seq`` lets ingest spot the duplicate).
+Batches are never handed to paho straight from the poller. The poller appends
+to the :class:`~gateway.diskqueue.DiskQueue`; :meth:`Uplink.pump` hands the
+oldest un-sent batches to paho, at most ``window`` at a time and only while
+connected, and ``on_publish`` (the broker's PUBACK) is the only thing that
+removes a batch from disk. Consequences:
+
+* a broker outage of hours costs no RAM: the backlog stays on disk (bounded,
+  oldest-first drops counted) and paho never holds more than ``window``;
+* after a reconnect paho itself re-sends the ≤ ``window`` batches it held
+  (same order, DUP set) and the pump continues after them — nothing is sent twice
+  by us, and order is kept because one connection carries everything in seq order;
+* after a crash or ``kill -9`` paho's memory is gone, so a fresh process sends
+  everything still on disk, oldest first, with the original ``seq`` and timestamps.
+
+The one duplicate QoS 1 cannot rule out — the broker got a batch but its PUBACK
+was lost with the connection — reaches ingest with a ``seq`` it has seen and
+is discarded there (writes are idempotent anyway).
+
+Also here: retained birth ``{"state":"online"}`` / LWT ``{"state":"offline"}``
+on the status topic, TLS (CA, client cert/key), username/password (the password
+is passed to paho and never logged), reconnect with exponential backoff
+(paho's ``reconnect_delay_set``), and QoS 0 ``health`` messages.
 """
 
 from __future__ import annotations
@@ -12,7 +30,6 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -21,27 +38,28 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from enmon import wire
 from gateway.config import MQTT
+from gateway.diskqueue import DiskQueue
 
 log = logging.getLogger("enmon.gateway.mqtt")
 
 
 class Uplink:
-    """Publishes telemetry and status for one gateway.
+    """Forwards the disk queue to the broker for one gateway."""
 
-    ``on_acked(key)`` is called (from paho's thread) when the broker acknowledged
-    the message published with ``publish_telemetry(key, payload)``.
-    """
-
-    def __init__(self, cfg: MQTT, site: str, gateway: str, on_acked: Callable[[int], None]) -> None:
-        self.cfg, self.site, self.gateway = cfg, site, gateway
-        self._on_acked = on_acked
+    def __init__(self, cfg: MQTT, site: str, gateway: str, queue: DiskQueue) -> None:
+        self.cfg, self.site, self.gateway, self.queue = cfg, site, gateway, queue
         self._lock = threading.Lock()
-        self._mid_to_key: dict[int, int] = {}
-        self._unacked: dict[int, bytes] = {}  # key -> payload, in publish order
-        self._early_acks: set[int] = set()
+        self._mid_to_seq: dict[int, int] = {}
+        self._early: set[int] = set()  # PUBACKs that beat publish() returning the mid
+        self._handed: set[int] = set()  # seqs paho holds, not yet acknowledged
+        self._last_handed = -1
+        self.acked = 0
+        self.refused = 0
+        self.connects = 0
         self.connected = threading.Event()
         self.status_topic = wire.status_topic(site, gateway)
         self.telemetry_topic = wire.telemetry_topic(site, gateway)
+        self.health_topic = wire.health_topic(site, gateway)
         client_id = cfg.client_id or f"enmon-gw-{site}-{gateway}"
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         if cfg.username:
@@ -55,7 +73,11 @@ class Uplink:
             )
             c.tls_insecure_set(cfg.tls.insecure)
         c.will_set(self.status_topic, wire.dumps({"state": "offline"}), qos=1, retain=True)
-        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.reconnect_delay_set(min_delay=max(1, int(cfg.reconnect_min_s)),
+                              max_delay=int(cfg.reconnect_max_s))
+        # paho's own window must not be smaller than ours (+1 for status messages)
+        c.max_inflight_messages_set(cfg.window + 2)
+        c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
@@ -63,93 +85,98 @@ class Uplink:
 
     # -- paho thread -------------------------------------------------------------------
 
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: object,
-        flags: paho.ConnectFlags,
-        rc: ReasonCode,
-        props: Properties | None,
-    ) -> None:
+    def _on_connect(self, client: paho.Client, userdata: object, flags: paho.ConnectFlags,
+                    rc: ReasonCode, props: Properties | None) -> None:
         if rc.is_failure:
-            log.warning("event=mqtt_connect_refused reason=%s", rc)
+            # bad credentials / not authorised: paho keeps retrying with backoff
+            log.warning("event=mqtt_connect_refused reason=%r", str(rc))
             return
-        log.info("event=mqtt_connected host=%s port=%d", self.cfg.host, self.cfg.port)
+        self.connects += 1
+        log.info("event=mqtt_connected host=%s port=%d tls=%s user=%s",
+                 self.cfg.host, self.cfg.port, self.cfg.tls is not None, self.cfg.username or "-")
         birth = {"state": "online", "ts": int(time.time() * 1000)}
         client.publish(self.status_topic, wire.dumps(birth), qos=1, retain=True)
-        # paho itself re-sends every unacknowledged QoS 1 message (same mid, DUP set)
-        # after a reconnect, in order; we only track the acknowledgements.
         self.connected.set()
 
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: object,
-        flags: paho.DisconnectFlags,
-        rc: ReasonCode,
-        props: Properties | None,
-    ) -> None:
+    def _on_disconnect(self, client: paho.Client, userdata: object, flags: paho.DisconnectFlags,
+                       rc: ReasonCode, props: Properties | None) -> None:
+        if self.connected.is_set():
+            log.warning("event=mqtt_disconnected reason=%r in_flight=%d", str(rc),
+                        len(self._handed))
         self.connected.clear()
-        log.warning("event=mqtt_disconnected reason=%s", rc)
 
-    def _on_publish(
-        self,
-        client: paho.Client,
-        userdata: object,
-        mid: int,
-        rc: ReasonCode,
-        props: Properties | None,
-    ) -> None:
+    def _on_publish(self, client: paho.Client, userdata: object, mid: int, rc: ReasonCode,
+                    props: Properties | None) -> None:
         with self._lock:
-            key = self._mid_to_key.pop(mid, None)
-            if key is None:
-                # PUBACK raced ahead of _send recording the mid
-                self._early_acks.add(mid)
+            seq = self._mid_to_seq.pop(mid, None)
+            if seq is None:
+                self._early.add(mid)
                 return
-        self._acked(key)
+        self._acked(seq, rc)
 
-    def _acked(self, key: int) -> None:
+    def _acked(self, seq: int, rc: ReasonCode | None) -> None:
+        if rc is not None and rc.is_failure:
+            # the broker refused it (e.g. not authorised): keep it on disk for the next start
+            self.refused += 1
+            log.error("event=publish_refused seq=%d reason=%r", seq, str(rc))
+            with self._lock:
+                self._handed.discard(seq)
+            return
+        self.queue.ack(seq)
         with self._lock:
-            if self._unacked.pop(key, None) is None:
-                return  # a replayed copy was acknowledged already
-        self._on_acked(key)
+            self._handed.discard(seq)
+            self.acked += 1
 
-    # -- caller thread -------------------------------------------------------------------
-
-    def _send(self, key: int, payload: bytes) -> None:
-        # Never hold our lock across publish(): paho calls on_publish with its own
-        # message lock held, so holding ours here could deadlock the two threads.
-        info = self.client.publish(self.telemetry_topic, payload, qos=1)
-        with self._lock:
-            early = info.mid in self._early_acks
-            self._early_acks.discard(info.mid)
-            if not early:
-                self._mid_to_key[info.mid] = key
-        if early:
-            self._acked(key)
-
-    def publish_telemetry(self, key: int, payload: bytes) -> None:
-        with self._lock:
-            self._unacked[key] = payload
-        self._send(key, payload)  # paho queues it while we are disconnected
+    # -- asyncio thread ------------------------------------------------------------------
 
     @property
-    def unacked(self) -> int:
+    def in_flight(self) -> int:
         with self._lock:
-            return len(self._unacked)
+            return len(self._handed)
+
+    def pump(self) -> int:
+        """Hand the next batches to paho while connected; returns how many."""
+        if not self.connected.is_set():
+            return 0
+        room = self.cfg.window - self.in_flight
+        if room <= 0:
+            return 0
+        sent = 0
+        for item in self.queue.peek(after=self._last_handed, limit=room):
+            # never hold our lock across publish(): paho calls on_publish with its own
+            # lock held, so the two threads could deadlock
+            with self._lock:
+                self._handed.add(item.seq)
+            info = self.client.publish(self.telemetry_topic, item.payload, qos=1)
+            if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
+                with self._lock:
+                    self._handed.discard(item.seq)
+                break
+            self._last_handed = item.seq
+            with self._lock:
+                early = info.mid in self._early
+                self._early.discard(info.mid)
+                if not early:
+                    self._mid_to_seq[info.mid] = item.seq
+            if early:
+                self._acked(item.seq, None)
+            sent += 1
+        return sent
+
+    def publish_health(self, payload: dict[str, object]) -> None:
+        if self.connected.is_set():
+            self.client.publish(self.health_topic, wire.dumps(payload), qos=0)
 
     def start(self) -> None:
-        self.client.connect_async(
-            self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=True
-        )
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s,
+                                  clean_start=True)
         self.client.loop_start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say goodbye: retained offline status, then disconnect (no LWT on a clean stop)."""
         if self.connected.is_set():
-            info = self.client.publish(
-                self.status_topic, wire.dumps({"state": "offline"}), qos=1, retain=True
-            )
+            info = self.client.publish(self.status_topic, wire.dumps({"state": "offline"}),
+                                       qos=1, retain=True)
             info.wait_for_publish(timeout)
         self.client.disconnect()
         self.client.loop_stop()

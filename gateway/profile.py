@@ -17,7 +17,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from enmon import quantities
-from enmon.config import StrictModel, load_model
+from enmon.config import StrictModel, parse_model, read_yaml
+from enmon.errors import ConfigError
 
 RegType = Literal["u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64"]
 Order = Literal["big", "little"]
@@ -213,7 +214,14 @@ def profile_path(name: str) -> Path:
 
 @cache
 def load_profile(name: str) -> ModbusProfile:
-    return load_model(ModbusProfile, profile_path(name))
+    """A Modbus profile; DL/T 645 and serial-line ones load with ``gateway.library.load``."""
+    path = profile_path(name)
+    data = read_yaml(path)
+    if isinstance(data, dict) and data.get("protocol", "modbus") != "modbus":
+        raise ConfigError(str(path), "protocol",
+                          f"{data['protocol']!r} profile where a Modbus one is needed",
+                          "pick a modbus profile (enmon gateway profiles)")
+    return parse_model(ModbusProfile, data, file=str(path))
 
 
 def library() -> list[str]:
