@@ -1,0 +1,67 @@
+"""A deployer's config mistakes come back as one line naming the file, the key and a fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from enmon.errors import ConfigError
+from gateway.config import load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "gateway.yaml"
+    p.write_text(text)
+    return p
+
+
+BASE = """
+site: hosp-a
+gateway: gw-01
+state_dir: /tmp/x
+devices:
+  - name: main
+    profile: eastron-sdm630
+    unit_id: {unit}
+    transport: {{type: tcp, host: 127.0.0.1, port: 502}}
+"""
+
+
+def test_out_of_range_value_names_file_key_and_fix(tmp_path: Path) -> None:
+    p = write(tmp_path, BASE.format(unit=300))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    err = e.value
+    assert err.file == str(p)
+    assert err.key == "devices.0.unit_id"
+    assert "300" in err.problem
+    assert "1..247" in err.fix
+    assert str(p) in str(err) and "devices.0.unit_id" in str(err)
+
+
+def test_typo_key_is_an_error_not_ignored(tmp_path: Path) -> None:
+    p = write(tmp_path, BASE.format(unit=1) + "pol: {interval_s: 5}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert e.value.key == "pol"
+    assert "spelling" in e.value.fix
+
+
+def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "site: [unclosed\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert e.value.key.startswith("line ")
+
+
+def test_missing_file_and_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="empty"):
+        load_config(write(tmp_path, ""))
+
+
+def test_a_good_file_loads(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, BASE.format(unit=7)))
+    assert cfg.devices[0].unit_id == 7 and cfg.poll.interval_s == 10.0
