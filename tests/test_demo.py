@@ -1,0 +1,56 @@
+"""`enmon demo --duration N` ends by itself, exit 0, having printed readings and an
+alert, and leaves no process of its own running."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(f"{pid}: {cmd}")
+    return found
+
+
+def test_demo_runs_and_cleans_up() -> None:
+    duration = 40
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "enmon",
+            "--log-level",
+            "WARNING",
+            "demo",
+            "--duration",
+            str(duration),
+            "--no-install",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 120,
+        env=dict(os.environ, COLUMNS="200"),
+    )
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert len(re.findall(r"^reading ", out, re.M)) >= 5, out
+    assert re.search(r"^ALERT FIRING", out, re.M), out
+    work = re.search(r"\(dir (/\S+enmon-demo-\S+)\)", out)
+    assert work, out
+    assert _processes_mentioning(work.group(1)) == [], "demo left processes behind"
