@@ -102,7 +102,8 @@ class Bus:
                 done = False
                 for attempt in range(t.retries + 1):
                     try:
-                        frame = await self.link.transact(step.request(), step.length, t.timeout_s)
+                        frame = await self.link.transact(step.request(), step.length, t.timeout_s,
+                                                         quiet=step.quiet)
                         values.update(step.parse(frame))
                         answered = done = True
                     except LinkTimeout as exc:

@@ -32,6 +32,7 @@ class Step:
     request: Callable[[], bytes | None]
     length: Callable[[bytes], int | None]
     parse: Callable[[bytes], dict[str, float]]
+    quiet: bool = True  # a pause inside an incomplete answer means garbage (not for streams)
 
 
 class Driver:
@@ -134,4 +135,5 @@ class LineDriver(Driver):
                 i = frame.find(term)
                 return parse_line(profile, frame[i + len(term) :])
 
-        self.steps = [Step(f"{profile.model} line", lambda: req, length, parse)]
+        self.steps = [Step(f"{profile.model} line", lambda: req, length, parse,
+                           quiet=req is not None)]

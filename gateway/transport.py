@@ -28,10 +28,16 @@ class LinkError(DriverError):
     """The link itself failed (port vanished, TCP connection refused or reset)."""
 
 
+class LinkGarbled(DriverError):
+    """Bytes arrived, then the line went quiet before a complete frame: noise or a cut answer."""
+
+
 class Link:
     """Base: ``transact`` = flush, write, read one frame."""
 
     name = "link"
+    #: an answer that stops for this long before it is complete is garbage (None: never)
+    quiet_s: float | None = None
 
     async def open(self) -> None:
         raise NotImplementedError
@@ -51,24 +57,43 @@ class Link:
     def flush_input(self) -> int:
         return len(self._take())
 
-    async def transact(self, request: bytes | None, length: LengthFn, timeout: float) -> bytes:
-        """Send ``request`` (None: just listen) and return one frame of ``length(buf)`` bytes."""
+    def is_open(self) -> bool:
+        raise NotImplementedError
+
+    async def transact(self, request: bytes | None, length: LengthFn, timeout: float, *,
+                       quiet: bool = True) -> bytes:
+        """Send ``request`` (None: just listen) and return one frame of ``length(buf)`` bytes.
+
+        ``quiet``: treat a pause of ``quiet_s`` inside an incomplete answer as garbage (off
+        for streaming instruments, whose pauses between lines are normal).
+        """
+        quiet_s = self.quiet_s if quiet else None
+        if not self.is_open():
+            await self.open()
         self.flush_input()
         if request is not None:
             await self.write(request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         buf = b""
+        last_rx = 0.0
         while True:
-            buf += self._take()
+            chunk = self._take()
+            if chunk:
+                buf += chunk
+                last_rx = loop.time()
             n = length(buf)
             if n is not None and len(buf) >= n:
                 return buf[:n]
-            left = deadline - loop.time()
+            now = loop.time()
+            if buf and quiet_s is not None and now - last_rx >= quiet_s:
+                raise LinkGarbled(f"{self.name}: {len(buf)} bytes then silence: {buf[:24].hex()}")
+            left = deadline - now
             if left <= 0:
                 raise LinkTimeout(f"{self.name}: no complete answer in {timeout:.3f}s"
                                   + (f" (got {len(buf)} bytes)" if buf else ""))
-            await self._wait_data(left)
+            wait = left if not buf or quiet_s is None else min(left, quiet_s)
+            await self._wait_data(wait)
 
 
 class SerialLink(Link):
@@ -79,6 +104,8 @@ class SerialLink(Link):
         self.port, self.baud, self.parity, self.stopbits, self.bytesize = (
             port, baud, parity, stopbits, bytesize)
         self.name = port
+        # 20 character times (a real answer never pauses that long), at least 20 ms
+        self.quiet_s = max(0.02, 20 * 11 / baud)
         self._ser: object | None = None
         self._buf = bytearray()
         self._event = asyncio.Event()
@@ -93,6 +120,9 @@ class SerialLink(Link):
             raise LinkError(f"cannot open {self.port}: {exc}") from None
         self._ser = ser
         asyncio.get_running_loop().add_reader(ser.fileno(), self._on_readable)
+
+    def is_open(self) -> bool:
+        return self._ser is not None
 
     def _on_readable(self) -> None:
         ser = self._ser
@@ -139,6 +169,7 @@ class TcpLink(Link):
     def __init__(self, host: str, port: int, *, connect_timeout: float = 3.0) -> None:
         self.host, self.port, self.connect_timeout = host, port, connect_timeout
         self.name = f"{host}:{port}"
+        self.quiet_s = 0.25  # a segment split across the network may pause; garbage still ends
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._buf = bytearray()
@@ -152,6 +183,9 @@ class TcpLink(Link):
         except (OSError, TimeoutError) as exc:
             raise LinkError(f"cannot connect to {self.name}: {exc or 'timeout'}") from None
         self._pump = asyncio.create_task(self._read_loop())
+
+    def is_open(self) -> bool:
+        return self._writer is not None
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
@@ -183,7 +217,8 @@ class TcpLink(Link):
         if self._writer is None:
             await self.close()
             await self.open()
-        assert self._writer is not None
+        if self._writer is None:
+            raise LinkError(f"{self.name}: not connected")
         try:
             self._writer.write(data)
             await self._writer.drain()
