@@ -134,12 +134,22 @@ def text(n: dict[str, Any]) -> str:
 
 
 def message(note: Any) -> dict[str, Any]:
-    """A lifecycle Notification as the JSON the channels and the outbox carry."""
+    """A lifecycle Notification as the JSON the channels and the outbox carry.
+
+    The labels are also copied to the top level (``site``, ``device``, ``building`` …)
+    and ``state`` is ``firing`` or ``resolved``, so a receiver can route on plain keys.
+    """
     return {
-        "kind": note.kind, "ts": note.ts, "fingerprint": note.fingerprint, "rule": note.rule,
+        **{k: v for k, v in note.labels.items() if k not in _RESERVED},
+        "kind": note.kind, "state": "resolved" if note.kind == "resolved" else "firing",
+        "ts": note.ts, "fingerprint": note.fingerprint, "rule": note.rule,
         "labels": dict(note.labels), "severity": note.severity, "value": note.value,
-        "summary": note.summary, "fired_at": note.fired_at,
+        "summary": note.summary, "fired_at": note.fired_at, "since_ms": note.since,
     }
+
+
+_RESERVED = {"kind", "state", "ts", "fingerprint", "rule", "labels", "severity", "value",
+             "summary", "fired_at", "since_ms"}
 
 
 # --------------------------------------------------------------------------- signing

@@ -1,24 +1,42 @@
-"""``enmon rules …``: evaluate rules and notify."""
+"""``enmon rules …``: run the rule engine, check site files, acknowledge and silence alerts."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
 import signal
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import typer
 
 app = typer.Typer(
-    help="Rule engine: thresholds → alerts → webhook and InfluxDB `alert`.", no_args_is_help=True
+    help="Rule engine: quotas, boiler efficiency, data quality and thresholds → alerts → "
+         "webhook / WeCom / DingTalk / Feishu / e-mail / MQTT and the InfluxDB `alert` history.\n\n"
+         "Start with `enmon rules check -c rules.yaml`, then `enmon rules run -c rules.yaml`. "
+         "See rules/README.md and rules/sample-rules.yaml, rules/sample-site.yaml.",
+    no_args_is_help=True,
 )
+
+URL = typer.Option("http://127.0.0.1:8095", "--url", help="the rules service's HTTP API")
+TOKEN = typer.Option(None, "--token-env", help="env var holding the API bearer token")
 
 
 @app.command()
 def run(config: Path = typer.Option(..., "-c", "--config", help="rules YAML file")) -> None:
     """Run the rule engine until Ctrl-C / SIGTERM."""
+    import logging
+
     from rules.config import load_config
     from rules.service import run as run_service
 
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cfg = load_config(config)
 
     async def main() -> None:
@@ -29,3 +47,119 @@ def run(config: Path = typer.Option(..., "-c", "--config", help="rules YAML file
         await run_service(cfg, stop)
 
     asyncio.run(main())
+
+
+@app.command()
+def check(config: Path = typer.Option(None, "-c", "--config", help="rules YAML file"),
+          site: list[Path] = typer.Option([], "--site", help="a site file to check on its own")
+          ) -> None:
+    """Validate a rules file and its site files; print what will be watched and against what."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rules.config import load_config
+    from rules.scheduled import Scheduler
+    from rules.site import load_site
+
+    files = list(site)
+    if config is not None:
+        cfg = load_config(config)
+        files += cfg.sites
+        typer.echo(f"{config}: ok — {len(cfg.thresholds)} thresholds, "
+                   f"{len(cfg.all_channels())} channels, state in {cfg.state_dir}")
+    table = Table("site", "building", "m²", "meters", "boilers", "quota (annual intensity)")
+    for f in files:
+        s = load_site(f)
+        for b in s.buildings:
+            if b.quota is None:
+                q = "—"
+            elif b.quota.ref:
+                q = (f"{Scheduler.intensity(b):.2f} {b.quota.quota_unit} "
+                     f"({b.quota.ref}, {b.quota.level})")
+            else:
+                q = f"{b.quota.value:g} {b.quota.unit} ({b.quota.source})"
+            table.add_row(s.site, b.id, f"{b.floor_area_m2:g}", str(len(b.meters)),
+                          str(len(b.boilers)), q)
+    Console().print(table)
+
+
+def _call(method: str, url: str, body: dict[str, Any] | None, token_env: str | None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token_env:
+        headers["Authorization"] = f"Bearer {os.environ.get(token_env, '')}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:300]
+        typer.echo(f"error: HTTP {exc.code}: {detail}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.echo(f"error: cannot reach the rules service at {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def alerts(url: str = URL, all_: bool = typer.Option(False, "--all", help="include resolved")
+           ) -> None:
+    """List pending and firing alerts (fingerprint, rule, labels, since)."""
+    rows = _call("GET", f"{url}/alerts", None, None)
+    for a in rows:
+        if not all_ and a["state"] not in ("pending", "firing"):
+            continue
+        ack = f" acked by {a['acked_by']}" if a.get("acked_by") else ""
+        labels = ",".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))
+        typer.echo(f"{a['fingerprint']}  {a['state']:8} {a['severity']:8} {a['rule']}  {labels}"
+                   f"  {a.get('summary', '')}{ack}")
+
+
+@app.command()
+def ack(fingerprint: str = typer.Argument(..., help="alert fingerprint (unique prefix is enough)"),
+        by: str = typer.Option(os.environ.get("USER", "cli"), "--by", help="who acknowledges"),
+        url: str = URL, token_env: str | None = TOKEN) -> None:
+    """Acknowledge an alert: no more repeats until it resolves and fires again."""
+    r = _call("POST", f"{url}/alerts/{fingerprint}/ack", {"by": by}, token_env)
+    typer.echo(f"acknowledged {r['acknowledged']} by {r['by']}")
+
+
+def _duration(text: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text)
+    if not m:
+        raise typer.BadParameter("use e.g. 30m, 2h, 1d")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+@app.command()
+def silence(match: list[str] = typer.Option(..., "--match", help="label=pattern, repeatable"),
+            for_: str = typer.Option("2h", "--for", help="how long, e.g. 30m, 2h, 1d"),
+            comment: str = typer.Option("", "--comment"),
+            by: str = typer.Option(os.environ.get("USER", "cli"), "--by"),
+            url: str = URL, token_env: str | None = TOKEN) -> None:
+    """Silence matching alerts for a while (state changes are still recorded)."""
+    matchers = dict(m.split("=", 1) for m in match if "=" in m)
+    if len(matchers) != len(match):
+        raise typer.BadParameter("each --match is label=pattern")
+    r = _call("POST", f"{url}/silences", {"match": matchers, "duration_s": _duration(for_),
+                                           "comment": comment, "by": by}, token_env)
+    typer.echo(f"silence {r['id']} until {r['ends']} (epoch ms) for {r['matchers']}")
+
+
+@app.command()
+def outbox(config: Path = typer.Option(..., "-c", "--config", help="rules YAML file"),
+           dead: bool = typer.Option(False, "--dead", help="list messages that gave up")) -> None:
+    """Show queued and undeliverable notifications (read-only)."""
+    import sqlite3
+
+    from rules.config import load_config
+
+    cfg = load_config(config)
+    db = sqlite3.connect(f"file:{cfg.state_dir / 'outbox.db'}?mode=ro", uri=True)
+    for ch, state, n in db.execute(
+            "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state"):
+        typer.echo(f"{ch:20} {state:8} {n}")
+    if dead:
+        for rid, ch, err in db.execute(
+                "SELECT id, channel, last_error FROM outbox WHERE state = 'dead' ORDER BY id"):
+            typer.echo(f"#{rid} {ch}: {err}")

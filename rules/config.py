@@ -1,4 +1,7 @@
-"""Rules configuration (YAML, validated)."""
+"""Rules configuration (YAML, validated): what to watch, who to tell, where state lives.
+
+See ``rules/sample-rules.yaml`` for a documented example of every key.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,22 @@ from enmon.config import StrictModel, load_model
 from enmon.quantities import QUANTITIES
 from ingest.config import BrokerConfig
 from ingest.storage import InfluxConfig
+from rules.channels import ChannelConfig, WebhookChannel
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Severity = Literal["info", "warning", "critical"]
 
 
 class ThresholdRule(StrictModel):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    """Fire when ``quantity`` is above ``above`` for ``for_s``; clear below ``clear_below``."""
+
+    name: Name
     quantity: str = Field(json_schema_extra={"fix": "a quantity name such as active_power_kw"})
     above: float
     clear_below: float
     for_s: Annotated[float, Field(ge=0)] = 0.0
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = "warning"
+    repeat_s: Annotated[float, Field(gt=0)] = 4 * 3600.0
     devices: list[str] = Field(
         default_factory=list, json_schema_extra={"fix": "device names; empty = all"}
     )
@@ -34,15 +44,89 @@ class ThresholdRule(StrictModel):
 
 
 class Webhook(StrictModel):
+    """Shorthand for a webhook channel without a signing key (kept for old configs)."""
+
     url: str
+
+
+class Quality(StrictModel):
+    """Data-quality checks. Targets are configuration: the NDRC definitions were not found."""
+
+    meter_offline_s: Annotated[float, Field(gt=0)] = 900.0
+    gateway_offline_grace_s: Annotated[float, Field(ge=0)] = 60.0
+    flatline_s: Annotated[float, Field(gt=0)] = 3600.0
+    flatline_quantities: list[str] = ["active_power_kw"]
+    counter_jitter: Annotated[float, Field(ge=0)] = 0.01
+    completeness_target: Annotated[float, Field(gt=0, le=1)] = 0.95
+    completeness_window_s: Annotated[float, Field(gt=0)] = 3600.0
+    severity: Severity = "warning"
+    repeat_s: Annotated[float, Field(gt=0)] = 12 * 3600.0
+
+
+class Schedule(StrictModel):
+    """Scheduled checks over InfluxDB: rollups, quotas, budgets, boilers, completeness."""
+
+    interval_s: Annotated[float, Field(gt=0)] = 300.0
+    rollup_lookback_h: Annotated[float, Field(gt=0)] = 3.0
+    quota_repeat_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
+    boiler_repeat_s: Annotated[float, Field(gt=0)] = 12 * 3600.0
+
+
+class Http(StrictModel):
+    """The ack/silence API. Loopback by default; a bearer token from the env when exposed."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8095
+    token_env: str | None = None
+
+
+class Maintenance(StrictModel):
+    name: Name
+    match: dict[str, str] = Field(json_schema_extra={
+        "fix": "label patterns, e.g. {site: campus, building: 'lab-*'}"})
+    weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(json_schema_extra={
+        "fix": "0 = Monday … 6 = Sunday"})
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    tz: str = "Asia/Shanghai"
 
 
 class RulesConfig(StrictModel):
     mqtt: BrokerConfig = BrokerConfig()
     influx: InfluxConfig = InfluxConfig()
+    sites: list[Path] = Field(default_factory=list, json_schema_extra={
+        "fix": "paths of site files (see rules/sample-site.yaml); relative to this file"})
+    state_dir: Path = Path("rules-state")
+    http: Http | None = Field(default=None, json_schema_extra={
+        "fix": "http: {host: 127.0.0.1, port: 8095} to accept acks and silences over HTTP"})
+    channels: list[Annotated[ChannelConfig, Field(discriminator="type")]] = []
     webhooks: list[Webhook] = []
     thresholds: list[ThresholdRule] = []
+    quality: Quality = Quality()
+    schedule: Schedule = Schedule()
+    maintenance: list[Maintenance] = []
+
+    def all_channels(self) -> list[ChannelConfig]:
+        legacy = [WebhookChannel(name=f"webhook-{i}", url=w.url)
+                  for i, w in enumerate(self.webhooks)]
+        return [*self.channels, *legacy]
+
+    @model_validator(mode="after")
+    def _names(self) -> RulesConfig:
+        names = [c.name for c in self.all_channels()]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"channel names must be unique: {', '.join(sorted(dup))}")
+        for q in self.quality.flatline_quantities:
+            if q not in QUANTITIES:
+                raise ValueError(f"unknown quantity {q!r} in quality.flatline_quantities")
+        return self
 
 
 def load_config(path: str | Path) -> RulesConfig:
-    return load_model(RulesConfig, path)
+    """Load a rules file; relative site and state paths are relative to the file."""
+    cfg = load_model(RulesConfig, path)
+    base = Path(path).resolve().parent
+    sites = [p if p.is_absolute() else base / p for p in cfg.sites]
+    state = cfg.state_dir if cfg.state_dir.is_absolute() else base / cfg.state_dir
+    return cfg.model_copy(update={"sites": sites, "state_dir": state})

@@ -96,6 +96,7 @@ class Notification:
     value: float | None
     summary: str
     fired_at: int | None
+    since: int | None = None  # when the condition first held (start of pending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +186,10 @@ class AlertBook:
                 return out
             a = self.alerts[fp] = Alert(fp, rule, dict(labels), severity)
         a.severity = severity
-        if active:
-            a.value, a.summary = value, summary or a.summary
+        if value is not None and (active or a.state == State.FIRING):
+            a.value = value  # the value that resolved it is what the receiver wants to see
+        if summary:
+            a.summary = summary
         if active and a.state in (State.INACTIVE, State.RESOLVED):
             a.active_since, a.fired_at, a.resolved_at = now, None, None
             a.notified, a.acked_by, a.acked_at, a.last_notified = False, None, None, None
@@ -239,7 +242,7 @@ class AlertBook:
 
     def _note(self, a: Alert, kind: NotificationKind, now: int) -> Notification:
         return Notification(now, kind, a.fingerprint, a.rule, dict(a.labels), a.severity, a.value,
-                            a.summary, a.fired_at)
+                            a.summary, a.fired_at, a.active_since)
 
     # ------------------------------------------------------------------ operator actions
 

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_head ON outbox (channel, state, id);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -78,6 +79,34 @@ class Outbox:
             if ev is not None:
                 ev.set()
         return len(names)
+
+    def commit(self, items: Iterable[tuple[str, Mapping[str, Any]]],
+               state: Mapping[str, Any] | None = None) -> int:
+        """Queue ``(channel, note)`` items and save the alert state in ONE transaction.
+
+        This is what makes a restart safe: either the state says "notified" and the
+        notification is queued, or neither happened (a crash in between cannot
+        produce a lost or a repeated notification).
+        """
+        now = self.clock()
+        rows = [(ch, json.dumps(n, ensure_ascii=False, sort_keys=True), now, now)
+                for ch, n in items if ch in self.senders]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO outbox (channel, body, next_at, created_at) VALUES (?, ?, ?, ?)", rows)
+            if state is not None:
+                self.db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('alerts', ?)",
+                                (json.dumps(state, ensure_ascii=False),))
+        for ch in {r[0] for r in rows}:
+            ev = self._wake.get(ch)
+            if ev is not None:
+                ev.set()
+        return len(rows)
+
+    def load_state(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT value FROM kv WHERE key = 'alerts'").fetchone()
+        return json.loads(row[0]) if row else None
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -1,141 +1,287 @@
-"""The rules process: follow telemetry, evaluate thresholds, record and notify alerts."""
+"""The rules process: follow telemetry and gateway status, run scheduled checks, keep alerts.
+
+Wiring only; the decisions are in ``rules.engine`` (pure) and ``rules.lifecycle``.
+
+Durability: every outcome of the alert book is committed to the outbox database
+in one SQLite transaction together with the book's new state. Alert history rows
+(InfluxDB ``alert``), MQTT alert messages and user notifications are all outbox
+channels, so InfluxDB, the broker or a robot being down delays them but never
+loses them, and a restart (even ``kill -9``) neither re-notifies nor forgets.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
+from dataclasses import asdict
 from typing import Any
 
 import aiohttp
 import aiomqtt
+from aiohttp import web
 
 from enmon import wire
-from enmon.errors import WireError
+from enmon.errors import SinkError, WireError
 from ingest.lineproto import line
-from ingest.storage import make_writer
-from rules.config import RulesConfig, ThresholdRule
-from rules.notify import post_webhook
-from rules.threshold import Threshold, Tracker, Transition
+from ingest.storage import InfluxQL, Writer, make_writer
+from rules.channels import NotifyError, Sender, make_senders, message
+from rules.config import RulesConfig
+from rules.engine import Engine
+from rules.lifecycle import AlertBook, Change, Outcome, Silence
+from rules.outbox import Outbox
+from rules.scheduled import Scheduler, sites_summary
+from rules.site import load_site
 
 log = logging.getLogger("enmon.rules")
 
+ALERT_DB = "_alert_db"
+ALERT_MQTT = "_alert_mqtt"
 
-class Evaluator:
-    """Pure part of the service: batches in, alerts out."""
 
-    def __init__(self, rules: list[ThresholdRule]) -> None:
-        self.rules = rules
-        self.trackers: dict[tuple[str, str, str, str], Tracker] = {}
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
-    def feed(self, batch: wire.Batch) -> list[dict[str, Any]]:
-        alerts: list[dict[str, Any]] = []
-        for rule in self.rules:
-            for s in sorted(batch.samples, key=lambda s: s.ts):
-                if rule.devices and s.device not in rule.devices:
+
+def change_dict(c: Change) -> dict[str, Any]:
+    return asdict(c)
+
+
+def alert_line(c: dict[str, Any]) -> str:
+    """One row of the ``alert`` measurement (the state is a tag so no change overwrites another)."""
+    labels = c["labels"]
+    tags = {"site": labels.get("site", ""), "rule": c["rule"], "severity": c["severity"],
+            "state": c["new"], "fingerprint": c["fingerprint"],
+            **{k: labels.get(k, "") for k in ("building", "gateway", "device", "boiler", "quantity",
+                                                "budget")}}
+    fields: dict[str, float | int | str | bool] = {"old_state": c["old"], "summary": c["summary"]}
+    if c.get("value") is not None:
+        fields["value"] = float(c["value"])
+    if c.get("acked_by"):
+        fields["acked_by"] = c["acked_by"]
+    return line("alert", tags, fields, int(c["ts"]))
+
+
+class AlertDbSender:
+    name = ALERT_DB
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    async def send(self, note: dict[str, Any]) -> None:
+        try:
+            await self.writer.write([alert_line(note)])
+        except SinkError as exc:
+            raise NotifyError(f"alert history: {exc}", retryable=exc.retryable) from exc
+
+
+class ChangeMqttSender:
+    name = ALERT_MQTT
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+
+    async def send(self, note: dict[str, Any]) -> None:
+        topic = wire.alert_topic(note["labels"].get("site", "unknown"), note["rule"])
+        try:
+            await self.client.publish(topic, wire.dumps(note), qos=1)
+        except aiomqtt.MqttError as exc:
+            raise NotifyError(f"alert mqtt: {exc}") from exc
+
+
+class RulesService:
+    """Holds the engine, the outbox and the clients of one rules process."""
+
+    def __init__(self, cfg: RulesConfig) -> None:
+        self.cfg = cfg
+        self.sites = [load_site(p) for p in cfg.sites]
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(cfg.state_dir / "outbox.db", {})
+        saved = self.outbox.load_state()
+        self.book = AlertBook.from_dict(saved) if saved else AlertBook()
+        self.engine = Engine(cfg, self.sites, self.book, started_ms=now_ms())
+        self.user_channels = [c.name for c in cfg.all_channels()]
+
+    def apply(self, out: Outcome) -> None:
+        """Commit an outcome: history, MQTT and notifications queued with the new state."""
+        if not out.changes and not out.notifications:
+            return
+        items: list[tuple[str, dict[str, Any]]] = []
+        for c in out.changes:
+            d = change_dict(c)
+            items += [(ALERT_DB, d), (ALERT_MQTT, d)]
+            log.info("event=alert_change rule=%s fingerprint=%s old=%s new=%s %s", c.rule,
+                     c.fingerprint, c.old, c.new,
+                     " ".join(f"{k}={v}" for k, v in sorted(c.labels.items())))
+        for n in out.notifications:
+            msg = message(n)
+            items += [(ch, msg) for ch in self.user_channels]
+            log.info("event=alert_notify rule=%s fingerprint=%s kind=%s channels=%d", n.rule,
+                     n.fingerprint, n.kind, len(self.user_channels))
+        self.outbox.commit(items, self.book.to_dict())
+
+    # ------------------------------------------------------------------ HTTP API
+
+    def api(self) -> web.Application:
+        token = None
+        if self.cfg.http and self.cfg.http.token_env:
+            import os
+
+            token = os.environ.get(self.cfg.http.token_env)
+
+        @web.middleware
+        async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+            if token and request.method != "GET" and \
+                    request.headers.get("Authorization") != f"Bearer {token}":
+                return web.json_response({"error": "unauthorized"}, status=401)
+            resp: web.StreamResponse = await handler(request)
+            return resp
+
+        async def alerts(_: web.Request) -> web.Response:
+            return web.json_response([{**asdict(a), "state": a.state.value}
+                                      for a in self.book.alerts.values()])
+
+        async def ack(request: web.Request) -> web.Response:
+            body = await _json(request)
+            by = str(body.get("by") or "http")
+            try:
+                out = self.book.ack(request.match_info["fp"], by=by, now=now_ms())
+            except KeyError as exc:
+                return web.json_response({"error": str(exc.args[0])}, status=404)
+            self.apply(out)
+            return web.json_response({"acknowledged": out.changes[0].fingerprint, "by": by})
+
+        async def silence(request: web.Request) -> web.Response:
+            body = await _json(request)
+            match = body.get("match")
+            if not isinstance(match, dict) or not match:
+                return web.json_response({"error": "match: a non-empty {label: pattern} object"},
+                                         status=400)
+            start = int(body.get("starts") or now_ms())
+            ends = body.get("ends") or start + int(float(body.get("duration_s", 3600)) * 1000)
+            s = Silence(str(body.get("id") or uuid.uuid4().hex[:12]),
+                        {str(k): str(v) for k, v in match.items()}, start, int(ends),
+                        str(body.get("comment", "")), str(body.get("by", "http")))
+            self.book.add_silence(s)
+            self.outbox.commit([], self.book.to_dict())
+            log.info("event=silence_added id=%s ends=%d match=%s", s.id, s.ends, s.matchers)
+            return web.json_response(asdict(s))
+
+        async def unsilence(request: web.Request) -> web.Response:
+            if self.book.silences.pop(request.match_info["sid"], None) is None:
+                return web.json_response({"error": "no such silence"}, status=404)
+            self.outbox.commit([], self.book.to_dict())
+            return web.json_response({"removed": request.match_info["sid"]})
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response({"ok": True, "outbox": self.outbox.counts()})
+
+        app = web.Application(middlewares=[auth])
+        app.router.add_get("/alerts", alerts)
+        app.router.add_post("/alerts/{fp}/ack", ack)
+        app.router.add_post("/silences", silence)
+        app.router.add_delete("/silences/{sid}", unsilence)
+        app.router.add_get("/healthz", health)
+        return app
+
+    # ------------------------------------------------------------------ loops
+
+    async def _messages(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        async for msg in client.messages:
+            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+            topic = str(msg.topic)
+            try:
+                if topic.endswith("/status"):
+                    site, gw, _ = wire.parse_topic(topic)
+                    state = str(wire.loads(payload).get("state", ""))
+                    self.apply(self.engine.on_status(site, gw, state, now_ms()))
                     continue
-                value = s.values.get(rule.quantity)
-                if value is None:
-                    continue
-                key = (rule.name, batch.site, batch.gateway, s.device)
-                tr = self.trackers.get(key)
-                if tr is None:
-                    tr = self.trackers[key] = Tracker(
-                        Threshold(rule.above, rule.clear_below, rule.for_s)
-                    )
-                t = tr.feed(s.ts, value)
-                if t is not None:
-                    alerts.append(self._alert(rule, batch, s.device, t))
-        return alerts
+                batch = wire.parse_batch(payload, topic=topic).batch
+            except (WireError, ValueError, AttributeError):
+                continue  # ingest records rejects; rules only act on valid data
+            self.apply(self.engine.on_batch(batch))
+            if stop.is_set():
+                return
 
-    @staticmethod
-    def _alert(
-        rule: ThresholdRule, batch: wire.Batch, device: str, t: Transition
-    ) -> dict[str, Any]:
-        meta = batch.devices[device]
-        return {
-            "rule": rule.name,
-            "state": t.kind,
-            "severity": rule.severity,
-            "site": batch.site,
-            "gateway": batch.gateway,
-            "device": device,
-            "building": meta.building,
-            "quantity": rule.quantity,
-            "value": t.value,
-            "above": rule.above,
-            "clear_below": rule.clear_below,
-            "for_s": rule.for_s,
-            "since_ms": t.since_ms,
-            "ts": t.ts_ms,
-            "fingerprint": f"{rule.name}/{batch.site}/{batch.gateway}/{device}",
-            "summary": (
-                f"{rule.quantity} of {device} is {t.value:.2f} (limit {rule.above})"
-                if t.kind == "firing"
-                else f"{rule.quantity} of {device} back to {t.value:.2f} (below {rule.clear_below})"
-            ),
-        }
+    async def _ticker(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.apply(self.engine.tick(now_ms()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def _scheduler(self, sched: Scheduler, stop: asyncio.Event) -> None:
+        if not self.sites:
+            return
+        while not stop.is_set():
+            try:
+                out, _ = await sched.run_pass(now_ms())
+                self.apply(out)
+            except Exception as exc:  # InfluxDB down: try again next interval
+                log.warning("event=scheduled_pass_failed error=%r", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.cfg.schedule.interval_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.cfg
+        writer = make_writer(cfg.influx)
+        query = InfluxQL(cfg.influx)
+        m = cfg.mqtt
+        client = aiomqtt.Client(m.host, m.port, identifier=m.client_id or "enmon-rules",
+                                username=m.username, password=m.password(),
+                                protocol=aiomqtt.ProtocolVersion.V5)
+        runner: web.AppRunner | None = None
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, client:
+
+            async def publish(topic: str, body: bytes) -> None:
+                await client.publish(topic, body, qos=1)
+
+            senders: dict[str, Sender] = make_senders(cfg.all_channels(), http, publish)
+            senders[ALERT_DB] = AlertDbSender(writer)
+            senders[ALERT_MQTT] = ChangeMqttSender(client)
+            self.outbox.senders = senders
+            await client.subscribe(wire.TELEMETRY_FILTER, qos=1)
+            await client.subscribe(wire.STATUS_FILTER, qos=1)
+            if cfg.http is not None:
+                runner = web.AppRunner(self.api())
+                await runner.setup()
+                try:
+                    await web.TCPSite(runner, cfg.http.host, cfg.http.port).start()
+                    log.info("event=api_listening host=%s port=%d", cfg.http.host, cfg.http.port)
+                except OSError as exc:
+                    log.error("event=api_failed host=%s port=%d error=%r", cfg.http.host,
+                              cfg.http.port, exc)
+            log.info("event=rules_started thresholds=%d channels=%d %s alerts_restored=%d",
+                     len(cfg.thresholds), len(self.user_channels), sites_summary(self.sites),
+                     len(self.book.active()))
+            sched = Scheduler(self.engine, query, writer,
+                              lookback_h=cfg.schedule.rollup_lookback_h)
+            tasks = [asyncio.create_task(self.outbox.run(stop)),
+                     asyncio.create_task(self._messages(client, stop)),
+                     asyncio.create_task(self._ticker(stop)),
+                     asyncio.create_task(self._scheduler(sched, stop))]
+            await stop.wait()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if runner is not None:
+                await runner.cleanup()
+        await writer.close()
+        await query.close()
+        self.outbox.close()
+        log.info("event=rules_stopped at=%d", int(time.time()))
 
 
-def alert_line(a: dict[str, Any]) -> str:
-    tags = {
-        "site": a["site"],
-        "rule": a["rule"],
-        "device": a["device"],
-        "severity": a["severity"],
-        "building": a["building"],
-    }
-    fields = {
-        "state": a["state"],
-        "value": float(a["value"]),
-        "summary": a["summary"],
-        "fingerprint": a["fingerprint"],
-        "since_ms": int(a["since_ms"]),
-    }
-    return line("alert", tags, fields, int(a["ts"]))
+async def _json(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 async def run(cfg: RulesConfig, stop: asyncio.Event) -> None:
-    evaluator = Evaluator(cfg.thresholds)
-    writer = make_writer(cfg.influx)
-    m = cfg.mqtt
-    client = aiomqtt.Client(
-        m.host,
-        m.port,
-        identifier=m.client_id or "enmon-rules",
-        username=m.username,
-        password=m.password(),
-        protocol=aiomqtt.ProtocolVersion.V5,
-    )
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, client:
-        await client.subscribe(wire.TELEMETRY_FILTER, qos=1)
-        log.info("event=rules_started thresholds=%d", len(cfg.thresholds))
-        stop_task = asyncio.create_task(stop.wait())
-        messages = aiter(client.messages)
-        while not stop.is_set():
-            nxt = asyncio.ensure_future(anext(messages))
-            done, _ = await asyncio.wait({nxt, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-            if nxt not in done:
-                nxt.cancel()
-                break
-            msg = nxt.result()
-            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
-            try:
-                batch = wire.parse_batch(payload, topic=str(msg.topic)).batch
-            except WireError:
-                continue  # ingest records rejects; rules only act on valid data
-            for a in evaluator.feed(batch):
-                log.info(
-                    "event=alert rule=%s state=%s device=%s value=%.3f",
-                    a["rule"],
-                    a["state"],
-                    a["device"],
-                    a["value"],
-                )
-                await writer.write([alert_line(a)])
-                await client.publish(wire.alert_topic(a["site"], a["rule"]), wire.dumps(a), qos=1)
-                for hook in cfg.webhooks:
-                    await post_webhook(http, hook.url, a)
-        stop_task.cancel()
-    await writer.close()
-    log.info("event=rules_stopped at=%d", int(time.time()))
+    await RulesService(cfg).run(stop)

@@ -162,6 +162,14 @@ class Budget(StrictModel):
     energy_type: str | None = None
     warn_ratio: float = Field(default=0.8, gt=0, le=1)
 
+    @model_validator(mode="after")
+    def _what(self) -> Budget:
+        if self.energy_type is None and self.unit in ("kWh", "GJ"):
+            object.__setattr__(self, "energy_type", "electricity" if self.unit == "kWh" else "heat")
+        if self.energy_type is None and self.unit == "m3":
+            raise ValueError("a budget in m3 needs energy_type (gas or water)")
+        return self
+
 
 class Boiler(StrictModel):
     id: Id

@@ -1,0 +1,241 @@
+"""The evaluation core of the rules service: telemetry, status and check results in, outcomes out.
+
+No I/O here: the service feeds batches, gateway status messages, the clock and
+the results of scheduled InfluxDB checks, and gets back the :class:`Outcome` of
+the alert book (state changes to record, notifications to send). That keeps
+every rule testable with plain data, and makes replaying history give the same
+alerts as live data (threshold and data-quality rules run on reading time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from enmon import quantities, wire
+from rules.config import RulesConfig
+from rules.lifecycle import AlertBook, MaintenanceWindow, Outcome, State, fingerprint
+from rules.quality import Finding
+from rules.quota import BudgetStatus, QuotaStatus
+from rules.site import Building, Meter, Site
+
+DeviceKey = tuple[str, str, str]  # site, gateway, device
+
+QUALITY_RULES = ("meter_offline", "gateway_offline", "flatline", "counter_backwards",
+                 "implausible_jump", "completeness")
+
+
+@dataclass(slots=True)
+class _Flat:
+    value: float
+    since: int
+    count: int
+
+
+class Engine:
+    def __init__(self, cfg: RulesConfig, sites: Iterable[Site], book: AlertBook, *,
+                 started_ms: int) -> None:
+        self.cfg = cfg
+        self.sites = {s.site: s for s in sites}
+        self.book = book
+        self.book.windows = [MaintenanceWindow(m.name, dict(m.match), tuple(m.weekdays), m.start,
+                                               m.end, m.tz) for m in cfg.maintenance]
+        self.meters: dict[DeviceKey, tuple[Building, Meter]] = {}
+        for s in self.sites.values():
+            for b, m in s.meters():
+                self.meters[(s.site, m.gateway, m.device)] = (b, m)
+        # a restart must not page everyone: every known meter counts as just seen
+        self.last_seen: dict[DeviceKey, int] = dict.fromkeys(self.meters, started_ms)
+        self.building_of: dict[DeviceKey, str] = {k: b.id for k, (b, _) in self.meters.items()}
+        self.last_counter: dict[tuple[str, str, str, str], tuple[int, float]] = {}
+        self.flat: dict[tuple[str, str, str, str], _Flat] = {}
+        self.gateways: dict[tuple[str, str], tuple[str, int]] = {}
+        q = cfg.quality
+        sch = cfg.schedule
+        self.repeat_ms: dict[str, int] = {r.name: int(r.repeat_s * 1000) for r in cfg.thresholds}
+        self.repeat_ms.update(dict.fromkeys(QUALITY_RULES, int(q.repeat_s * 1000)))
+        for r in ("quota_early_warning", "quota_exceeded", "quota_over_pro_rata", "budget"):
+            self.repeat_ms[r] = int(sch.quota_repeat_s * 1000)
+        self.repeat_ms["boiler_efficiency"] = int(sch.boiler_repeat_s * 1000)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _active(self, rule: str, labels: dict[str, str]) -> bool:
+        a = self.book.alerts.get(fingerprint(rule, labels))
+        return a is not None and a.state in (State.PENDING, State.FIRING)
+
+    def _firing(self, rule: str, labels: dict[str, str]) -> bool:
+        a = self.book.alerts.get(fingerprint(rule, labels))
+        return a is not None and a.state == State.FIRING
+
+    def _observe(self, out: Outcome, rule: str, labels: dict[str, str], active: bool, now: int,
+                 *, for_ms: int = 0, severity: str = "warning", value: float | None = None,
+                 summary: str = "") -> None:
+        if not active and fingerprint(rule, labels) not in self.book.alerts:
+            return  # the common case: nothing wrong and nothing to resolve
+        out.extend(self.book.observe(rule=rule, labels=labels, active=active, now=now,
+                                     for_ms=for_ms, severity=severity,  # type: ignore[arg-type]
+                                     repeat_ms=self.repeat_ms.get(rule, 4 * 3_600_000),
+                                     value=value, summary=summary))
+
+    def _labels(self, key: DeviceKey, **extra: str) -> dict[str, str]:
+        site, gw, dev = key
+        labels = {"site": site, "gateway": gw, "device": dev}
+        b = self.building_of.get(key)
+        if b:
+            labels["building"] = b
+        labels.update(extra)
+        return labels
+
+    # ------------------------------------------------------------------ streaming
+
+    def on_batch(self, batch: wire.Batch) -> Outcome:
+        """Thresholds and per-sample data-quality checks on one telemetry batch."""
+        out = Outcome()
+        q = self.cfg.quality
+        for s in sorted(batch.samples, key=lambda s: s.ts):
+            key = (batch.site, batch.gateway, s.device)
+            if s.ts > self.last_seen.get(key, 0):
+                self.last_seen[key] = s.ts
+            meta = batch.devices.get(s.device)
+            if meta is not None and meta.building and key not in self.building_of:
+                self.building_of[key] = meta.building
+            for rule in self.cfg.thresholds:
+                value = s.values.get(rule.quantity)
+                if value is None or (rule.devices and s.device not in rule.devices):
+                    continue
+                labels = self._labels(key, quantity=rule.quantity)
+                firing = self._firing(rule.name, labels)
+                active = value >= rule.clear_below if firing else value > rule.above
+                text = (f"{rule.quantity} of {s.device} is {value:.2f} (limit {rule.above:g})"
+                        if active else
+                        f"{rule.quantity} of {s.device} back to {value:.2f} "
+                        f"(below {rule.clear_below:g})")
+                self._observe(out, rule.name, labels, active, s.ts, for_ms=int(rule.for_s * 1000),
+                              severity=rule.severity, value=value, summary=text)
+            for name, value in s.values.items():
+                if quantities.is_counter(name):
+                    self._counter(out, key, name, s.ts, value)
+                if name in q.flatline_quantities:
+                    self._flatline(out, key, name, s.ts, value)
+        return out
+
+    def _counter(self, out: Outcome, key: DeviceKey, name: str, ts: int, value: float) -> None:
+        q = self.cfg.quality
+        ck = (*key, name)
+        last = self.last_counter.get(ck)
+        self.last_counter[ck] = (ts, value) if last is None or ts >= last[0] else last
+        if last is None or ts <= last[0]:
+            return
+        t0, v0 = last
+        labels = self._labels(key, quantity=name)
+        back = v0 - value > q.counter_jitter
+        self._observe(out, "counter_backwards", labels, back, ts, severity=q.severity,
+                      value=value - v0,
+                      summary=f"{name} of {key[2]} went from {v0:g} to {value:g}" if back else "")
+        meter = self.meters.get(key)
+        if meter is not None and meter[1].max_rate_per_h is not None and meter[1].counter == name:
+            rate = (value - v0) / ((ts - t0) / 3_600_000)
+            jump = rate > meter[1].max_rate_per_h
+            self._observe(out, "implausible_jump", labels, jump, ts, severity=q.severity,
+                          value=rate, summary=(f"{name} of {key[2]} rose {value - v0:g} in "
+                                               f"{(ts - t0) / 60000:.1f} min ({rate:.1f}/h > "
+                                               f"{meter[1].max_rate_per_h:g}/h)") if jump else "")
+
+    def _flatline(self, out: Outcome, key: DeviceKey, name: str, ts: int, value: float) -> None:
+        q = self.cfg.quality
+        fk = (*key, name)
+        f = self.flat.get(fk)
+        if f is None or value != f.value:
+            f = self.flat[fk] = _Flat(value, ts, 1)
+        elif ts > f.since:
+            f.count += 1
+        stuck = f.count >= 3 and ts - f.since >= q.flatline_s * 1000
+        self._observe(out, "flatline", self._labels(key, quantity=name), stuck, ts,
+                      severity=q.severity, value=value,
+                      summary=f"{name} of {key[2]} stuck at {value:g} for "
+                              f"{(ts - f.since) / 1000:.0f} s" if stuck else "")
+
+    def on_status(self, site: str, gateway: str, state: str, now: int) -> Outcome:
+        """A gateway's retained status (birth ``online`` / LWT ``offline``)."""
+        prev = self.gateways.get((site, gateway))
+        if prev is None or prev[0] != state:
+            self.gateways[(site, gateway)] = (state, now)
+        return self._gateway(site, gateway, now)
+
+    def _gateway(self, site: str, gateway: str, now: int) -> Outcome:
+        out = Outcome()
+        state, since = self.gateways[(site, gateway)]
+        grace = self.cfg.quality.gateway_offline_grace_s * 1000
+        down = state == "offline" and now - since >= grace
+        self._observe(out, "gateway_offline", {"site": site, "gateway": gateway}, down, now,
+                      severity="critical", value=(now - since) / 1000,
+                      summary=f"gateway {gateway} offline since {(now - since) / 1000:.0f} s"
+                      if down else "")
+        return out
+
+    def tick(self, now: int) -> Outcome:
+        """Wall-clock checks: meters gone silent, gateways still offline, repeats, silences."""
+        out = Outcome()
+        for site, gw in list(self.gateways):
+            out.extend(self._gateway(site, gw, now))
+        limit = self.cfg.quality.meter_offline_s * 1000
+        for key, seen in self.last_seen.items():
+            gw_state = self.gateways.get((key[0], key[1]), ("online", 0))[0]
+            # a whole gateway down is one alert, not one per meter behind it
+            silent = now - seen > limit and gw_state != "offline"
+            self._observe(out, "meter_offline", self._labels(key), silent, now,
+                          severity=self.cfg.quality.severity, value=(now - seen) / 1000,
+                          summary=f"no reading from {key[2]} for {(now - seen) / 1000:.0f} s"
+                          if silent else "")
+        out.extend(self.book.tick(now, repeat_ms=self.repeat_ms))
+        return out
+
+    # ------------------------------------------------------------------ scheduled results
+
+    def on_quota(self, site: str, building: str, st: QuotaStatus, unit: str, now: int) -> Outcome:
+        out = Outcome()
+        labels = {"site": site, "building": building}
+        proj = f", projected {st.projected:,.0f}" if st.projected is not None else ""
+        text = (f"year-to-date {st.ytd:,.0f} {unit} of {st.allowance:,.0f} ({st.fraction:.0%} of "
+                f"the year's use due){proj}")
+        self._observe(out, "quota_exceeded", labels, st.state == "exceeded", now,
+                      severity="critical", value=st.ytd, summary=text)
+        self._observe(out, "quota_early_warning", labels,
+                      st.state in ("early_warning", "exceeded"), now, severity="warning",
+                      value=st.projected, summary=text)
+        self._observe(out, "quota_over_pro_rata", labels, st.state == "over_pro_rata", now,
+                      severity="info", value=st.ytd, summary=text)
+        return out
+
+    def on_budget(self, site: str, building: str, budget: str, st: BudgetStatus, unit: str,
+                  now: int) -> Outcome:
+        out = Outcome()
+        labels = {"site": site, "building": building, "budget": budget}
+        self._observe(out, "budget", labels, st.state != "ok", now,
+                      severity="critical" if st.state == "exhausted" else "warning",
+                      value=st.used_ratio,
+                      summary=f"budget {budget}: {st.used:,.0f} of {st.budget:,.0f} {unit} used "
+                              f"({st.used_ratio:.0%})")
+        return out
+
+    def on_boiler(self, site: str, building: str, boiler: str, efficiency: float | None,
+                  limit: float, detail: str, now: int) -> Outcome:
+        out = Outcome()
+        labels = {"site": site, "building": building, "boiler": boiler}
+        if efficiency is None:
+            return out  # not enough qualifying running time: no verdict either way
+        low = efficiency < limit
+        self._observe(out, "boiler_efficiency", labels, low, now, severity="warning",
+                      value=efficiency,
+                      summary=f"boiler {boiler} efficiency {efficiency:.1f} % "
+                              f"{'below' if low else 'meets'} the {limit:g} % limit ({detail})")
+        return out
+
+    def on_finding(self, key: DeviceKey, check: str, finding: Finding | None, now: int) -> Outcome:
+        out = Outcome()
+        self._observe(out, check, self._labels(key), finding is not None, now,
+                      severity=self.cfg.quality.severity,
+                      value=finding.value if finding else None,
+                      summary=finding.summary if finding else "")
+        return out
