@@ -57,6 +57,9 @@ class Meter(StrictModel):
     unit_id: Annotated[int, Field(ge=1, le=247)] = 1
     initial: float | None = Field(
         default=None, ge=0, description="counter reading at the start of the simulation")
+    template: str | None = Field(default=None, json_schema_extra={
+        "fix": "for serial-line instruments: the answer line as a str.format template, "
+               "e.g. 'O2={flue_o2_pct:.2f};T={flue_temp_c:.1f}'"})
 
 
 class ClimateModel(StrictModel):
@@ -111,6 +114,7 @@ class BoilerModel(StrictModel):
 
 class BoilerHouse(StrictModel):
     building: Id = "boiler-house"
+    floor_area_m2: Annotated[float, Field(gt=0)] = 600.0
     gateway: Id
     boilers: list[BoilerModel]
 
@@ -121,6 +125,7 @@ class WeatherStation(StrictModel):
     building: Id
     profile: str
     unit_id: Annotated[int, Field(ge=1, le=247)] = 1
+    template: str | None = None
 
 
 class CampusModel(StrictModel):

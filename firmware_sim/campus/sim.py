@@ -48,7 +48,7 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "water": ("water_volume_m3",),
     "gas": ("gas_volume_m3",),
     "steam": ("steam_mass_t", "heat_energy_gj"),
-    "heat": ("heat_energy_gj",),
+    "heat": ("heat_energy_gj", "water_volume_m3"),
     "flue": (),
     "weather": (),
 }
@@ -110,6 +110,7 @@ class CampusSim:
         self.run_start = start if run_start is None else run_start
         self.effects = Effects(scenarios, year_start=self.year_start, run_start=self.run_start)
         self.devices: dict[str, DeviceInfo] = {}
+        self.templates: dict[str, str] = {}
         self.buildings: dict[str, Building] = {}
         self.boilers: dict[str, bl.BoilerSpec] = {}
         self.boiler_fouling: dict[str, float] = {}
@@ -123,6 +124,8 @@ class CampusSim:
                 self.devices[m.device] = DeviceInfo(
                     m.device, b.gateway, b.id, b.id, m.measures, CATEGORY[m.measures],
                     ENERGY_TYPE[m.measures], m.profile, m.unit_id)
+                if m.template:
+                    self.templates[m.device] = m.template
                 for q in COUNTERS[family(m.measures)]:
                     initial[(m.device, q)] = m.initial
         if model.boiler_house:
@@ -138,12 +141,16 @@ class CampusSim:
                         m.device, house.gateway, house.building, b2.id, m.measures,
                         CATEGORY.get(m.measures, ""), ENERGY_TYPE[m.measures], m.profile,
                         m.unit_id)
+                    if m.template:
+                        self.templates[m.device] = m.template
                     for q in COUNTERS[family(m.measures)]:
                         initial[(m.device, q)] = m.initial
         if model.weather:
             w = model.weather
             self.devices[w.device] = DeviceInfo(w.device, w.gateway, w.building, w.building,
                                                 "weather", "", "other", w.profile, w.unit_id)
+            if w.template:
+                self.templates[w.device] = w.template
         self._raw: dict[tuple[str, str], float] = {}
         self._offset: dict[tuple[str, str], float] = {}
         for key, value in initial.items():
@@ -227,6 +234,8 @@ class CampusSim:
             elif m in ("steam", "heat"):
                 br = self.boiler_rates[info.owner]
                 r[(d, "heat_energy_gj")] = br.useful_kw / 1e6
+                if m == "heat":  # the heat meter's flow totaliser
+                    r[(d, "water_volume_m3")] = br.flow_m3_h / 3600
                 if m == "steam":
                     r[(d, "steam_mass_t")] = br.steam_t_h / 3600
         return r
@@ -348,8 +357,13 @@ class CampusSim:
             "current_l1_a": p[0] * 1000 / (volts[0] * pf),
             "current_l2_a": p[1] * 1000 / (volts[1] * pf),
             "current_l3_a": p[2] * 1000 / (volts[2] * pf),
+            "voltage_l1_l2_v": math.sqrt(3) * (volts[0] + volts[1]) / 2,
+            "voltage_l2_l3_v": math.sqrt(3) * (volts[1] + volts[2]) / 2,
+            "voltage_l3_l1_v": math.sqrt(3) * (volts[2] + volts[0]) / 2,
             "frequency_hz": freq,
             "active_energy_export_kwh": 0.0,
+            # import + export; nothing is exported on this campus
+            "active_energy_total_kwh": self.counter(device, "active_energy_import_kwh"),
         }
 
     def _mains_split(self, building: str, item: str) -> tuple[float, float, float]:
