@@ -28,6 +28,7 @@ _PARTS = [
     ("gateway", "gateway.cli", "Edge gateway: probe, check and run."),
     ("sim", "firmware_sim.cli", "Simulated meters on real protocols."),
     ("ingest", "ingest.cli", "MQTT → InfluxDB ingest worker."),
+    ("influx", "ingest.cli:influx_app", "InfluxDB setup: database/bucket and retention."),
     ("rules", "rules.cli", "Rule engine: alerts and notifications."),
     ("deploy", "enmon.deploy", "Deploy: broker credentials, TLS, health checks."),
 ]
@@ -36,7 +37,8 @@ _PARTS = [
 def _mount() -> None:
     for name, module, help_text in _PARTS:
         try:
-            sub = importlib.import_module(module).app
+            mod, _, attr = module.partition(":")
+            sub = getattr(importlib.import_module(mod), attr or "app")
         except ImportError as exc:  # the part's extra is not installed
             missing = typer.Typer(help=f"{help_text} (unavailable: {exc.name} not installed)")
 

@@ -1,4 +1,4 @@
-"""Ingest configuration (YAML, validated)."""
+"""Ingest configuration (YAML, validated). Example: ``ingest/sample.yaml``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from enmon.config import StrictModel, load_model
+from ingest.options import BatchConfig, MetricsConfig, TimestampConfig
 from ingest.storage import InfluxConfig
 
 
@@ -35,6 +36,9 @@ class IngestConfig(StrictModel):
     influx: InfluxConfig = InfluxConfig()
     # the shared-subscription group: workers in one group split the stream
     group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "ingest"
+    batch: BatchConfig = BatchConfig()
+    timestamps: TimestampConfig = TimestampConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 def load_config(path: str | Path) -> IngestConfig:

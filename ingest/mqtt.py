@@ -78,6 +78,8 @@ class MqttSettings:
         password: broker password (never logged).
         tls: use TLS with the system trust store (or ``ca_file``).
         ca_file: CA bundle for a private broker certificate.
+        cert_file: client certificate (brokers that identify clients by certificate).
+        key_file: its private key.
     """
 
     host: str = "127.0.0.1"
@@ -90,6 +92,8 @@ class MqttSettings:
     password: str | None = field(default=None, repr=False)
     tls: bool = False
     ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -154,7 +158,10 @@ class AckingSubscriber:
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.tls:
-            client.tls_set_context(ssl.create_default_context(cafile=s.ca_file))
+            ctx = ssl.create_default_context(cafile=s.ca_file)
+            if s.cert_file:
+                ctx.load_cert_chain(s.cert_file, s.key_file)
+            client.tls_set_context(ctx)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -258,6 +265,8 @@ class AckingSubscriber:
         if bad:
             log.error("event=mqtt_subscribe_refused topics=%s reasons=%s", self.topics, bad)
             return
+        log.info("event=subscribed client_id=%s topics=%s", self.settings.client_id,
+                 ",".join(self.topics))
         self._call(self._ready.set)
 
     def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any,
