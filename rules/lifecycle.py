@@ -235,9 +235,18 @@ class AlertBook:
             a.last_notified = now
             out.notifications.append(self._note(a, "repeat", now))
 
+    @staticmethod
+    def _stamp(a: Alert, now: int) -> int:
+        # Streaming rules run on reading time and operators act on wall time; an alert's
+        # own history must still read in the order things happened, one ms apart at least.
+        ts = max(now, a.changed_at + 1) if a.changed_at else now
+        a.changed_at = ts
+        return ts
+
     def _move(self, a: Alert, new: State, now: int, out: Outcome) -> None:
-        old, a.state, a.changed_at = a.state, new, now
-        out.changes.append(Change(now, a.fingerprint, a.rule, dict(a.labels), a.severity,
+        old, a.state = a.state, new
+        ts = self._stamp(a, now)
+        out.changes.append(Change(ts, a.fingerprint, a.rule, dict(a.labels), a.severity,
                                   old.value, new.value, a.value, a.summary, a.acked_by))
 
     def _note(self, a: Alert, kind: NotificationKind, now: int) -> Notification:
@@ -254,8 +263,9 @@ class AlertBook:
         if a is None or a.state not in (State.PENDING, State.FIRING):
             raise KeyError(f"no pending or firing alert {fp!r}")
         a.acked_by, a.acked_at = by, now
-        out.changes.append(Change(now, a.fingerprint, a.rule, dict(a.labels), a.severity,
-                                  a.state.value, "acknowledged", a.value, a.summary, by))
+        out.changes.append(Change(self._stamp(a, now), a.fingerprint, a.rule, dict(a.labels),
+                                  a.severity, a.state.value, "acknowledged", a.value, a.summary,
+                                  by))
         return out
 
     def add_silence(self, s: Silence) -> None:

@@ -1,0 +1,175 @@
+"""The rules service against a real mosquitto, a real influxd and a local HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from enmon import wire
+from enmon.localrun import InfluxDB1, Mosquitto
+from enmon.wire import Batch, DeviceMeta, Sample
+from rules.config import RulesConfig
+from rules.service import RulesService
+from tests.conftest import INFLUX_DB
+from tests.rules.conftest import Receiver, free_port
+from tests.support import influx_rows
+
+pytestmark = pytest.mark.slow
+
+
+def make_cfg(tmp: Path, mq: Mosquitto, influx: InfluxDB1, hook: str, api_port: int) -> RulesConfig:
+    return RulesConfig.model_validate({
+        "mqtt": {"host": mq.host, "port": mq.port, "client_id": "rules-test"},
+        "influx": {"url": influx.url, "database": INFLUX_DB},
+        "state_dir": str(tmp / "state"),
+        "http": {"host": "127.0.0.1", "port": api_port},
+        "channels": [{"type": "webhook", "name": "hook", "url": hook}],
+        "thresholds": [{"name": "peak_demand", "quantity": "active_power_kw", "above": 50.0,
+                        "clear_below": 45.0, "for_s": 1.0, "repeat_s": 3600}],
+        "quality": {"gateway_offline_grace_s": 0},
+    })
+
+
+class Running:
+    """A RulesService running in this event loop until stopped."""
+
+    def __init__(self, cfg: RulesConfig) -> None:
+        self.svc = RulesService(cfg)
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self.svc.run(self.stop))
+
+    async def ready(self, mq: Mosquitto) -> None:
+        # ready = subscribed: a probe message to our own status topic comes back as a status
+        await until(lambda: self.svc.outbox.senders != {}, "service connected")
+        await asyncio.sleep(0)  # let the subscribe calls go out
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 20)
+
+
+async def until(check: Any, what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = check()
+        except Exception:  # the server may still be starting
+            v = None
+        if v:
+            return v
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def batch(seq: int, ts: int, kw: float) -> bytes:
+    return wire.encode_batch(Batch(
+        site="campus", gateway="gw-01", seq=seq, sent_at=ts,
+        devices={"main": DeviceMeta(building="office-1", category="01000",
+                                    energy_type="electricity")},
+        samples=[Sample("main", ts, {"active_power_kw": kw})]))
+
+
+async def publish_until_seen(mq: Mosquitto, payloads: list[bytes], topic: str,
+                             check: Any, what: str) -> None:
+    async with aiomqtt.Client(mq.host, mq.port, identifier=f"pub-{time.monotonic_ns()}") as c:
+        for p in payloads:
+            await c.publish(topic, p, qos=1)
+    await until(check, what)
+
+
+def post(url: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+async def test_threshold_alert_survives_restart_without_renotifying(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB1, receiver: Receiver) -> None:
+    api = free_port()
+    cfg = make_cfg(tmp_path, mosquitto, influxdb, receiver.url + "/hook", api)
+    topic = wire.telemetry_topic("campus", "gw-01")
+    alerts_seen: list[dict[str, Any]] = []
+
+    async def watch_alerts() -> None:
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="watch") as c:
+            await c.subscribe("enmon/v1/+/alerts/#", qos=1)
+            async for m in c.messages:
+                alerts_seen.append(json.loads(m.payload))  # type: ignore[arg-type]
+
+    watcher = asyncio.create_task(watch_alerts())
+    run = Running(cfg)
+    await run.ready(mosquitto)
+    t0 = int(time.time() * 1000)
+    hooks = receiver.requests
+    # 60 kW for 2 s of reading time: pending, then firing after its 1 s for-duration
+    await publish_until_seen(
+        mosquitto, [batch(i, t0 + i * 500, 60.0) for i in range(5)], topic,
+        lambda: any(json.loads(r["body"])["kind"] == "firing" for r in hooks), "firing webhook")
+    firing = json.loads(hooks[0]["body"])
+    assert firing["rule"] == "peak_demand" and firing["device"] == "main"
+    assert firing["ts"] - firing["since_ms"] >= 1000
+    fp = firing["fingerprint"]
+
+    # restart in the middle of the firing alert
+    await run.close()
+    run = Running(cfg)
+    await run.ready(mosquitto)
+    assert [a.state.value for a in run.svc.book.alerts.values()] == ["firing"]
+    # still above the clear level: no second "firing" (dedup survives the restart) ...
+    await publish_until_seen(mosquitto, [batch(10, t0 + 5000, 48.0)], topic,
+                             lambda: run.svc.book.alerts[fp].value == 48.0, "reading seen")
+    # ... an operator acknowledges over HTTP ...
+    # (the API runs in this event loop: call it from a thread)
+    reply = await asyncio.to_thread(post, f"http://127.0.0.1:{api}/alerts/{fp[:10]}/ack",
+                                    {"by": "zhang"})
+    assert reply["by"] == "zhang"
+    # ... and the load falls below 45 kW: resolved, notified once
+    await publish_until_seen(
+        mosquitto, [batch(11, t0 + 6000, 40.0)], topic,
+        lambda: any(json.loads(r["body"])["kind"] == "resolved" for r in hooks), "resolved")
+    kinds = [json.loads(r["body"])["kind"] for r in hooks]
+    assert kinds == ["firing", "resolved"]
+    assert json.loads(hooks[1]["body"])["value"] == 40.0
+
+    # every change is in InfluxDB `alert` and went out on the MQTT alerts topic
+    rows = await until(lambda: len(influx_rows(influxdb.url, INFLUX_DB,
+                                               "SELECT * FROM alert")) >= 4 and
+                       influx_rows(influxdb.url, INFLUX_DB, "SELECT * FROM alert"), "alert rows")
+    assert [r["state"] for r in sorted(rows, key=lambda r: r["time"])] == \
+        ["pending", "firing", "acknowledged", "resolved"]
+    assert {r["fingerprint"] for r in rows} == {fp}
+    await until(lambda: len([a for a in alerts_seen if "new" in a]) >= 4, "mqtt alert changes")
+    assert [a["new"] for a in alerts_seen if "new" in a] == \
+        ["pending", "firing", "acknowledged", "resolved"]
+    await run.close()
+    watcher.cancel()
+
+
+async def test_gateway_lwt_raises_gateway_offline(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB1, receiver: Receiver) -> None:
+    cfg = make_cfg(tmp_path, mosquitto, influxdb, receiver.url + "/hook", free_port())
+    run = Running(cfg)
+    await run.ready(mosquitto)
+    status = wire.status_topic("campus", "gw-07")
+    # a gateway connects with a last will, then vanishes without a goodbye
+    will = aiomqtt.Will(status, wire.dumps({"state": "offline"}), qos=1, retain=True)
+    gw = aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="gw-07", will=will,
+                        keepalive=1)
+    await gw.__aenter__()
+    await gw.publish(status, wire.dumps({"state": "online"}), qos=1, retain=True)
+    gw._client.socket().close()  # type: ignore[union-attr]  # the network dies: broker sends LWT
+    await until(lambda: any(json.loads(r["body"])["rule"] == "gateway_offline"
+                            for r in receiver.requests), "gateway_offline notification", 30)
+    note = json.loads(receiver.requests[-1]["body"])
+    assert note["gateway"] == "gw-07" and note["severity"] == "critical"
+    with pytest.raises(Exception):  # noqa: B017 - the dead client cannot leave cleanly
+        await gw.__aexit__(None, None, None)
+    await run.close()
