@@ -7,6 +7,7 @@ fail=0
 say() { echo "preflight: $*" >&2; }
 
 for var in INFLUXDB_ADMIN_PASSWORD INFLUXDB_ADMIN_TOKEN GRAFANA_ADMIN_PASSWORD; do
+    value=""
     eval "value=\${$var:-}"
     case "$value" in
         "") say "$var is empty: set it in .env (cp .env.example .env)"; fail=1 ;;
