@@ -58,7 +58,7 @@ def make_driver(d: Device, profile: AnyProfile) -> Driver:
                             gap=DEFAULT_GAP if d.gap is None else d.gap, quantities=d.quantities)
     if isinstance(profile, Dlt645Profile):
         assert d.address is not None  # check_profiles guarantees it
-        return Dlt645Driver(d.name, profile, d.address)
+        return Dlt645Driver(d.name, profile, d.address, quantities=d.quantities)
     assert isinstance(profile, SerialLineProfile)
     return LineDriver(d.name, profile)
 

@@ -20,6 +20,7 @@ back online. Every outcome is counted per device for the ``health`` message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -167,7 +168,13 @@ class Bus:
             if not st.online and cycle < st.next_cycle:
                 st.skipped += 1
                 continue
-            reading = await self.poll_device(dev)
+            try:
+                reading = await self.poll_device(dev)
+            except Exception:  # a bug or an unforeseen OS error must not stop the gateway
+                log.exception("event=poll_error bus=%s device=%s", self.name, dev.driver.name)
+                with contextlib.suppress(Exception):
+                    await self.link.close()
+                continue
             if not st.online:
                 st.next_cycle = cycle + st.backoff
                 st.backoff = min(st.backoff * 2, dev.timing.backoff_max_cycles)

@@ -89,10 +89,12 @@ class Dlt645Driver(Driver):
     """A DL/T 645-2007 meter: one read per data identifier (the protocol has no block reads
     that every meter supports)."""
 
-    def __init__(self, name: str, profile: d.Dlt645Profile, address: str) -> None:
+    def __init__(self, name: str, profile: d.Dlt645Profile, address: str, *,
+                 quantities: list[str] | None = None) -> None:
         d.address_bytes(address)  # validate early
         self.name, self.profile_name, self.address = name, profile.model, address
-        self.steps = [self._step(q, item) for q, item in profile.quantities.items()]
+        self.steps = [self._step(q, item) for q, item in profile.quantities.items()
+                      if quantities is None or q in quantities]
 
     def _step(self, quantity: str, item: d.Dlt645Item) -> Step:
         raw = d.read_request(self.address, item.di)

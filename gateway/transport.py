@@ -116,7 +116,7 @@ class SerialLink(Link):
         try:
             ser = serial.Serial(self.port, self.baud, bytesize=self.bytesize, parity=self.parity,
                                 stopbits=self.stopbits, timeout=0, write_timeout=2)
-        except (serial.SerialException, OSError) as exc:
+        except Exception as exc:  # SerialException, OSError, termios.error (bad settings)
             raise LinkError(f"cannot open {self.port}: {exc}") from None
         self._ser = ser
         asyncio.get_running_loop().add_reader(ser.fileno(), self._on_readable)
