@@ -1,0 +1,469 @@
+"""The inspector HTTP API (FastAPI, OpenAPI at ``/openapi.json``) and the web console.
+
+Everything under ``/api/v1`` needs a bearer token (see :mod:`enmon.inspector.auth`):
+inspectors read; facility managers read and acknowledge alerts. ``/healthz`` and the
+console's static page are open: they hold no data (the console asks for a token
+and sends it with every call).
+
+Inputs are checked before any query is built: ids follow the wire contract's id
+pattern, times parse or the request gets 422, ranges are bounded. A database that
+is down answers 503 (retry later), never a stack trace.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from enmon.errors import SinkError
+from enmon.inspector import alerts as al
+from enmon.inspector.auth import Principal, TokenBook
+from enmon.inspector.config import InspectorConfig
+from enmon.inspector.store import Store
+
+log = logging.getLogger("enmon.inspector.api")
+STATIC = Path(__file__).parent / "static"
+ID = r"^[A-Za-z0-9_-]{1,64}$"
+SiteId = Annotated[str, PathParam(pattern=ID, description="site id")]
+DeviceId = Annotated[str, PathParam(pattern=ID, description="device name")]
+DAY_MS = 86_400_000
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+    may_acknowledge: bool
+
+
+class SiteOut(BaseModel):
+    site: str
+    name: str
+    buildings: int
+    meters: int
+    has_site_file: bool
+
+
+class MeterOut(BaseModel):
+    site: str
+    gateway: str
+    device: str
+    building: str
+    category: str
+    energy_type: str
+    last_seen: int | None
+
+
+class BuildingOut(BaseModel):
+    id: str
+    name: str
+    type: str
+    floor_area_m2: float | None
+    meters: list[MeterOut]
+
+
+class AlertOut(BaseModel):
+    fingerprint: str
+    rule: str
+    severity: str
+    labels: dict[str, str]
+    state: str
+    since: int | None
+    fired_at: int | None
+    resolved_at: int | None
+    acked_by: str | None
+    acked_at: int | None
+    summary: str
+    value: float | None
+
+
+class AlertsOut(BaseModel):
+    source: Literal["rules", "history"]
+    alerts: list[AlertOut]
+
+
+class AckOut(BaseModel):
+    acknowledged: str
+    by: str
+
+
+class GapOut(BaseModel):
+    start: int
+    end: int
+    duration_s: float
+    edge: bool
+
+
+class FlagOut(BaseModel):
+    ts: int
+    quantity: str
+    flag: str
+    value: float | None
+
+
+class HistoryOut(BaseModel):
+    site: str
+    device: str
+    start: int
+    end: int
+    tz: str
+    mode: str
+    columns: list[str]
+    units: dict[str, str]
+    rows: list[dict[str, float | int | None]]
+    gaps: list[GapOut]
+    flags: list[FlagOut]
+    rejected: list[dict[str, Any]]
+    interval_s: float
+    readings: int
+    meta: dict[str, Any]
+
+
+class Health(BaseModel):
+    ok: bool
+    influx: bool
+
+
+def parse_time(text: str | None, *, tz: str, default: int) -> int:
+    """An ISO date or datetime (site-local if no offset) or epoch milliseconds."""
+    if text is None or text == "":
+        return default
+    if text.isdigit() and len(text) <= 15:
+        return int(text)
+    try:
+        d = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise HTTPException(422, f"time {text[:40]!r}: use 2026-10-01, 2026-10-01T08:00 "
+                                 "or epoch milliseconds") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=ZoneInfo(tz))
+    if not 2000 <= d.year <= 2100:
+        raise HTTPException(422, "time must be between 2000 and 2100")
+    return int(d.timestamp() * 1000)
+
+
+def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
+               rules: al.RulesClient | None = None) -> FastAPI:
+    """The app. ``sites`` (site id → ``rules.site.Site``) defaults to ``cfg.sites`` loaded."""
+    from ingest.storage import InfluxQL
+    from rules.site import load_site
+
+    if sites is None:
+        sites = {s.site: s for s in (load_site(p) for p in cfg.sites)}
+    if rules is None and cfg.rules_url:
+        rules = al.RulesClient(cfg.rules_url, cfg.rules_token())
+    tokens = TokenBook((t.name, t.role, t.sha256) for t in cfg.tokens)
+    holder: dict[str, Store] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        holder["store"] = Store(InfluxQL(cfg.influx))
+        log.info("event=api_started sites=%d tokens=%d rules=%s", len(sites), len(cfg.tokens),
+                 "yes" if rules else "no")
+        yield
+        await holder["store"].close()
+
+    app = FastAPI(
+        title="enmon inspector API",
+        version="1",
+        description="Meter history, alerts and energy reports for energy-supervision "
+                    "inspectors and facility managers. Every /api/v1 call needs "
+                    "`Authorization: Bearer <token>`: inspectors read, facility managers may "
+                    "also acknowledge alerts.",
+        lifespan=lifespan,
+    )
+    bearer = HTTPBearer(auto_error=False, description="a token from `enmon api token`")
+
+    def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+                  ) -> Principal:
+        who = tokens.who(creds.credentials if creds else None)
+        if who is None:
+            raise HTTPException(401, "a valid bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return who
+
+    def reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.may("read"):
+            raise HTTPException(403, f"role {who.role} may not read")
+        return who
+
+    def acker(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.may("ack"):
+            raise HTTPException(403, f"role {who.role} may not acknowledge alerts; "
+                                     "a facility manager may")
+        return who
+
+    def store() -> Store:
+        return holder["store"]
+
+    @app.exception_handler(SinkError)
+    async def _sink(_: Request, exc: SinkError) -> JSONResponse:
+        log.warning("event=influx_error error=%r", str(exc)[:300])
+        if exc.retryable:
+            return JSONResponse({"detail": "the database is unavailable; try again"}, 503)
+        return JSONResponse({"detail": "the database refused the query"}, 500)
+
+    def tz_of(site: str) -> str:
+        s = sites.get(site)
+        return str(s.timezone) if s is not None else cfg.timezone
+
+    def time_range(site: str, start: str | None, end: str | None) -> tuple[int, int]:
+        tz = tz_of(site)
+        e = parse_time(end, tz=tz, default=int(time.time() * 1000))
+        s = parse_time(start, tz=tz, default=e - DAY_MS)
+        if e <= s:
+            raise HTTPException(422, "end must be after start")
+        if e - s > cfg.max_range_days * DAY_MS:
+            raise HTTPException(422, f"at most {cfg.max_range_days} days per request")
+        return s, e
+
+    # ------------------------------------------------------------------ open
+
+    @app.get("/healthz", response_model=Health, tags=["meta"])
+    async def healthz() -> Health:
+        """Liveness for load balancers; holds no data, needs no token."""
+        try:
+            await holder["store"].q.query("SHOW DATABASES")
+            ok = True
+        except SinkError:
+            ok = False
+        return Health(ok=True, influx=ok)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def console() -> FileResponse:
+        return FileResponse(STATIC / "console.html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    # ------------------------------------------------------------------ inventory
+
+    @app.get("/api/v1/whoami", response_model=WhoAmI, tags=["meta"])
+    async def whoami(who: Annotated[Principal, Depends(reader)]) -> WhoAmI:
+        return WhoAmI(name=who.name, role=who.role, may_acknowledge=who.may("ack"))
+
+    @app.get("/api/v1/sites", response_model=list[SiteOut], tags=["inventory"])
+    async def list_sites(_: Annotated[Principal, Depends(reader)],
+                         st: Annotated[Store, Depends(store)]) -> list[SiteOut]:
+        meters = await st.meters()
+        ids = sorted({m.site for m in meters} | set(sites))
+        out = []
+        for sid in ids:
+            ms = [m for m in meters if m.site == sid]
+            s = sites.get(sid)
+            nb = len(s.buildings) if s is not None else len({m.building for m in ms})
+            out.append(SiteOut(site=sid, name=(s.name or sid) if s is not None else sid,
+                               buildings=nb, meters=len(ms), has_site_file=s is not None))
+        return out
+
+    async def _buildings(st: Store, site: str) -> list[BuildingOut]:
+        meters = await st.meters(site)
+        s = sites.get(site)
+        if s is None and not meters:
+            raise HTTPException(404, f"no site {site!r}")
+        out: dict[str, BuildingOut] = {}
+        if s is not None:
+            for b in s.buildings:
+                out[b.id] = BuildingOut(id=b.id, name=b.name or b.id, type=b.type,
+                                        floor_area_m2=b.floor_area_m2, meters=[])
+        for m in meters:
+            b2 = out.setdefault(m.building or "-", BuildingOut(
+                id=m.building or "-", name=m.building or "(no building)", type="",
+                floor_area_m2=None, meters=[]))
+            b2.meters.append(MeterOut(**m.as_dict()))
+        return list(out.values())
+
+    @app.get("/api/v1/sites/{site}/buildings", response_model=list[BuildingOut],
+             tags=["inventory"])
+    async def list_buildings(site: SiteId, _: Annotated[Principal, Depends(reader)],
+                             st: Annotated[Store, Depends(store)]) -> list[BuildingOut]:
+        """The site → building → meter tree (meters as stored, buildings from the site file)."""
+        return await _buildings(st, site)
+
+    @app.get("/api/v1/sites/{site}/meters", response_model=list[MeterOut], tags=["inventory"])
+    async def list_meters(site: SiteId, _: Annotated[Principal, Depends(reader)],
+                          st: Annotated[Store, Depends(store)],
+                          building: Annotated[str | None, Query(pattern=ID)] = None
+                          ) -> list[MeterOut]:
+        return [MeterOut(**m.as_dict()) for m in await st.meters(site)
+                if building is None or m.building == building]
+
+    # ------------------------------------------------------------------ history
+
+    async def _history(st: Store, site: str, device: str, start: str | None, end: str | None,
+                       mode: str, quantity: list[str] | None) -> Any:
+        from enmon import quantities
+        from enmon.inspector.store import fetch_history
+
+        s, e = time_range(site, start, end)
+        if mode == "raw" and e - s > 93 * DAY_MS:
+            raise HTTPException(422, "raw readings: at most 93 days; use mode=hour or day")
+        for q in quantity or []:
+            if q != "all" and q not in quantities.QUANTITIES:
+                raise HTTPException(422, f"unknown quantity {q[:64]!r}")
+        if await st.meter(site, device) is None:
+            raise HTTPException(404, f"no meter {device!r} in site {site!r}")
+        return await fetch_history(st, site=site, device=device, start=s, end=e,
+                                   tz=tz_of(site), mode=mode, fields=quantity or None)
+
+    Mode = Annotated[Literal["raw", "hour", "day"], Query(description="raw or rolled up")]
+    Quantity = Annotated[list[str] | None, Query(
+        description="quantities to show (repeat); 'all' for every one; default: the counter "
+                    "and rate of the meter's energy type")]
+    Start = Annotated[str | None, Query(max_length=40, description="ISO date/time or epoch ms")]
+    End = Annotated[str | None, Query(max_length=40, description="ISO date/time or epoch ms")]
+
+    @app.get("/api/v1/sites/{site}/meters/{device}/history", response_model=HistoryOut,
+             tags=["history"])
+    async def history(site: SiteId, device: DeviceId,
+                      _: Annotated[Principal, Depends(reader)],
+                      st: Annotated[Store, Depends(store)], start: Start = None,
+                      end: End = None, mode: Mode = "raw", quantity: Quantity = None
+                      ) -> dict[str, Any]:
+        """One meter's readings with gaps, flagged values and refused data."""
+        h = await _history(st, site, device, start, end, mode, quantity)
+        return h.as_dict()  # type: ignore[no-any-return,unused-ignore]
+
+    @app.get("/api/v1/sites/{site}/meters/{device}/export", tags=["history"],
+             responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-"
+                                          "officedocument.spreadsheetml.sheet": {}}}})
+    async def export(site: SiteId, device: DeviceId, _: Annotated[Principal, Depends(reader)],
+                     st: Annotated[Store, Depends(store)], start: Start = None,
+                     end: End = None, mode: Mode = "raw", quantity: Quantity = None,
+                     format: Annotated[Literal["csv", "xlsx"], Query()] = "csv") -> Response:
+        """The same history as a CSV or XLSX file to file with the record."""
+        from enmon.inspector import history as hist
+
+        h = await _history(st, site, device, start, end, mode, quantity)
+        name = f"{site}_{device}_{h.mode}"
+        if format == "csv":
+            buf = io.StringIO()
+            hist.write_csv(h, buf)
+            return Response(buf.getvalue().encode(), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        bio = io.BytesIO()
+        hist.write_xlsx(h, bio)  # openpyxl saves to file objects too
+        return Response(bio.getvalue(),
+                        media_type="application/vnd.openxmlformats-officedocument."
+                                   "spreadsheetml.sheet",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+
+    # ------------------------------------------------------------------ alerts
+
+    @app.get("/api/v1/alerts", response_model=AlertsOut, tags=["alerts"])
+    async def list_alerts(_: Annotated[Principal, Depends(reader)],
+                          st: Annotated[Store, Depends(store)],
+                          site: Annotated[str | None, Query(pattern=ID)] = None,
+                          building: Annotated[str | None, Query(pattern=ID)] = None,
+                          device: Annotated[str | None, Query(pattern=ID)] = None,
+                          active_only: bool = False,
+                          days: Annotated[int, Query(ge=1, le=400)] = 30) -> AlertsOut:
+        """Alerts: the live book of the rules service when configured, else the stored history.
+
+        ``active_only`` keeps pending and firing ones; otherwise the last ``days`` of history
+        are merged in (from the ``alert`` measurement)."""
+        now = int(time.time() * 1000)
+        live: list[dict[str, Any]] = []
+        source: Literal["rules", "history"] = "history"
+        if rules is not None:
+            try:
+                live = await rules.alerts()
+                source = "rules"
+            except al.AckError as exc:
+                log.warning("event=rules_unreachable error=%r", str(exc))
+        eps = live
+        if not active_only or source == "history":
+            rows = await st.alert_rows(site, now - days * DAY_MS, now + DAY_MS)
+            seen = {(e["fingerprint"], e["since"]) for e in live}
+            live_fps = {e["fingerprint"] for e in live if e["state"] in al.ACTIVE}
+            for e in al.episodes(rows):
+                if (e["fingerprint"], e["since"]) in seen:
+                    continue
+                if e["fingerprint"] in live_fps and e["state"] in al.ACTIVE:
+                    continue  # the live book knows this one better
+                eps.append(e)
+        eps = [e for e in eps if al.matches(e, site=site, building=building, device=device)]
+        if active_only:
+            eps = [e for e in eps if e["state"] in al.ACTIVE]
+        eps.sort(key=lambda e: (e["state"] not in al.ACTIVE, -(e["since"] or 0)))
+        return AlertsOut(source=source, alerts=[AlertOut(**_alert_fields(e)) for e in eps])
+
+    @app.post("/api/v1/alerts/{fingerprint}/ack", response_model=AckOut, tags=["alerts"],
+              responses={404: {"description": "no pending or firing alert"},
+                         409: {"description": "no rules service configured"}})
+    async def ack(fingerprint: Annotated[str, PathParam(pattern=r"^[0-9a-f]{4,64}$")],
+                  who: Annotated[Principal, Depends(acker)]) -> AckOut:
+        """Acknowledge a pending or firing alert: no more repeats this cycle (facility managers).
+
+        Done by the rules service's alert lifecycle, which records the acknowledgement in
+        the ``alert`` history with the acknowledger's name."""
+        if rules is None:
+            raise HTTPException(409, "acknowledging needs the rules service: set rules_url")
+        try:
+            body = await rules.ack(fingerprint, who.name)
+        except al.AckError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        log.info("event=alert_acknowledged fingerprint=%s by=%s", fingerprint, who.name)
+        return AckOut(acknowledged=str(body.get("acknowledged", fingerprint)), by=who.name)
+
+    # ------------------------------------------------------------------ reports
+
+    @app.get("/api/v1/sites/{site}/reports/{period}", tags=["reports"],
+             responses={200: {"content": {"application/json": {}, "text/html": {},
+                                          "application/pdf": {}}}})
+    async def report(site: SiteId,
+                     period: Annotated[str, PathParam(
+                         pattern=r"^(20[0-9]{2}|2100)(-(0[1-9]|1[0-2]))?$",
+                         description="a month (2026-10) or a year (2026)")],
+                     _: Annotated[Principal, Depends(reader)],
+                     st: Annotated[Store, Depends(store)],
+                     building: Annotated[str | None, Query(pattern=ID)] = None,
+                     format: Annotated[Literal["json", "html", "pdf"], Query()] = "json"
+                     ) -> Response:
+        """A monthly or annual report: consumption by energy type and sub-item, kgce and CO2
+        with their factors' sources, intensity against the quota, completeness, alerts."""
+        import asyncio
+
+        from enmon.inspector import render
+        from enmon.inspector.store import fetch_report
+
+        s = sites.get(site)
+        if s is None:
+            raise HTTPException(404, f"no site file for {site!r}: add it to the API's sites:")
+        if building is not None and not any(b.id == building for b in s.buildings):
+            raise HTTPException(404, f"no building {building!r} in site {site!r}")
+        rep = await fetch_report(st, site=s, period=period, building=building)
+        if format == "json":
+            return JSONResponse(render.report_dict(rep))
+        if format == "html":
+            return HTMLResponse(render.render_html(rep))
+        pdf = await asyncio.to_thread(render.render_pdf, rep)
+        name = f"{site}_{building + '_' if building else ''}{period}.pdf"
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    return app
+
+
+def _alert_fields(e: dict[str, Any]) -> dict[str, Any]:
+    v = e.get("value")
+    return {"fingerprint": str(e.get("fingerprint", "")), "rule": str(e.get("rule", "")),
+            "severity": str(e.get("severity", "")),
+            "labels": {str(k): str(x) for k, x in (e.get("labels") or {}).items()},
+            "state": str(e.get("state", "")), "since": e.get("since"),
+            "fired_at": e.get("fired_at"), "resolved_at": e.get("resolved_at"),
+            "acked_by": e.get("acked_by"), "acked_at": e.get("acked_at"),
+            "summary": str(e.get("summary") or ""),
+            "value": float(v) if isinstance(v, int | float) else None}

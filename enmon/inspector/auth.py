@@ -1,0 +1,58 @@
+"""Bearer tokens with roles: inspectors read, facility managers may also acknowledge.
+
+The config file holds only the SHA-256 of each token (``enmon api token`` makes a
+token and prints the line to paste), so a leaked config or repository grants
+nothing, and the token itself is shown once and never logged. Comparison is in
+constant time. Nobody is anonymous: every data endpoint needs a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["inspector", "facility_manager"]
+# what each role may do; a facility manager can do everything an inspector can
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "inspector": frozenset({"read"}),
+    "facility_manager": frozenset({"read", "ack"}),
+}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "enm_" + secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    role: str
+
+    def may(self, action: str) -> bool:
+        return action in PERMISSIONS.get(self.role, frozenset())
+
+
+class TokenBook:
+    """Looks a presented token up among the configured hashes."""
+
+    def __init__(self, entries: Iterable[tuple[str, str, str]]) -> None:
+        """``entries``: (name, role, sha256 hex of the token)."""
+        self._entries = [(n, r, h.lower()) for n, r, h in entries]
+
+    def who(self, token: str | None) -> Principal | None:
+        if not token:
+            return None
+        digest = token_hash(token)
+        found = None
+        for name, role, h in self._entries:  # no early exit: time does not depend on position
+            if hmac.compare_digest(digest, h):
+                found = Principal(name, role)
+        return found

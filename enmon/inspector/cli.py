@@ -1,0 +1,341 @@
+"""``enmon history``, ``enmon report`` and ``enmon api``: the inspector tools on the command line.
+
+Only typer is imported here; the database client, openpyxl, WeasyPrint and
+FastAPI are imported inside the commands, so ``enmon --help`` stays fast and a
+gateway install never touches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+history_app = typer.Typer(help="One meter's (or a building's) history: values, gaps, flags, "
+                               "rejected data; CSV/XLSX export.")
+report_app = typer.Typer(help="Monthly or annual energy report (HTML/PDF/JSON) for a site or "
+                              "building.")
+api_app = typer.Typer(help="The inspector HTTP API and web console; access tokens.",
+                      no_args_is_help=True)
+
+_CONFIG = typer.Option(None, "-c", "--config", help="inspector YAML (influx:, sites:, tokens:)")
+_URL = typer.Option(None, "--influx-url", help="InfluxDB URL (overrides the config)",
+                    envvar="ENMON_INFLUX_URL")
+_DB = typer.Option(None, "--database", help="InfluxDB database (overrides the config)")
+
+
+def _config(config: Path | None, url: str | None, database: str | None) -> Any:
+    from enmon.inspector.config import InspectorConfig, load_config
+
+    cfg = load_config(config) if config else InspectorConfig()
+    upd: dict[str, Any] = {}
+    if url:
+        upd["url"] = url
+    if database:
+        upd["database"] = database
+    if upd:
+        cfg = cfg.model_copy(update={"influx": cfg.influx.model_copy(update=upd)})
+    return cfg
+
+
+def _site_tz(cfg: Any, site: str) -> str:
+    from rules.site import load_site
+
+    for p in cfg.sites:
+        s = load_site(p)
+        if s.site == site:
+            return str(s.timezone)
+    return str(cfg.timezone)
+
+
+@history_app.callback(invoke_without_command=True)
+def history(
+    site: str = typer.Argument(..., help="site id"),
+    device: str = typer.Argument(None, help="device (meter) name; omit with --building"),
+    building: str = typer.Option(None, "--building", "-b",
+                                 help="every meter of this building (rolled up)"),
+    start: str = typer.Option(..., "--from", help="2026-10-01 or 2026-10-01T08:00 (site time)"),
+    end: str = typer.Option(..., "--to", help="end (exclusive), same forms"),
+    mode: str = typer.Option("raw", "--mode", help="raw readings, or rolled up: hour, day"),
+    quantity: list[str] = typer.Option(None, "--quantity", "-q",
+                                       help="quantity to show (repeat; 'all' for every one)"),
+    csv_out: Path = typer.Option(None, "--csv", help="write the history to this CSV file"),
+    xlsx_out: Path = typer.Option(None, "--xlsx", help="write an XLSX workbook (readings, gaps, "
+                                                       "flags, rejected, about)"),
+    gap_factor: float = typer.Option(2.0, "--gap-factor",
+                                     help="a gap is a silence longer than this × the meter's "
+                                          "typical interval"),
+    config: Path = _CONFIG,
+    influx_url: str = _URL,
+    database: str = _DB,
+) -> None:
+    """Show a meter's history over a time range, with gaps, flags and refused data.
+
+    Examples:
+
+      enmon history demo-campus school-main --from 2026-10-01 --to 2026-11-01
+
+      enmon history demo-campus mall-main --from 2026-10-01 --to 2026-11-01 --mode day
+      --xlsx mall.xlsx
+
+      enmon history demo-campus --building admin --from 2026-10-01 --to 2026-10-08 --csv admin.csv
+    """
+    if (device is None) == (building is None):
+        raise typer.BadParameter("give a device, or --building (not both)")
+    if mode not in ("raw", "hour", "day"):
+        raise typer.BadParameter("--mode: raw, hour or day")
+    cfg = _config(config, influx_url, database)
+    asyncio.run(_history(cfg, site, device, building, start, end, mode, quantity or None,
+                         csv_out, xlsx_out, gap_factor))
+
+
+async def _history(cfg: Any, site: str, device: str | None, building: str | None, start: str,
+                   end: str, mode: str, quantity: list[str] | None, csv_out: Path | None,
+                   xlsx_out: Path | None, gap_factor: float) -> None:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from enmon.inspector import history as hist
+    from enmon.inspector.api import parse_time
+    from enmon.inspector.store import Store, fetch_history
+    from ingest.storage import InfluxQL
+
+    con = Console(stderr=False)
+    tz = _site_tz(cfg, site)
+    try:
+        s = parse_time(start, tz=tz, default=0)
+        e = parse_time(end, tz=tz, default=0)
+    except Exception as exc:
+        raise typer.BadParameter(str(getattr(exc, "detail", exc))) from None
+    store = Store(InfluxQL(cfg.influx))
+    try:
+        if building is not None:
+            devices = [m.device for m in await store.meters(site) if m.building == building]
+            if not devices:
+                con.print(f"[red]no meters of building {building!r} in site {site!r}[/]")
+                raise typer.Exit(1)
+        else:
+            assert device is not None
+            if await store.meter(site, device) is None:
+                con.print(f"[red]no meter {device!r} in site {site!r}[/]")
+                raise typer.Exit(1)
+            devices = [device]
+        hs = []
+        with Progress(transient=True, console=Console(stderr=True)) as prog:
+            task = prog.add_task("reading", total=len(devices))
+            for i, d in enumerate(devices):
+                def step(f: float, i: int = i) -> None:
+                    prog.update(task, completed=i + f)
+                hs.append(await fetch_history(
+                    store, site=site, device=d, start=s, end=e, tz=tz,
+                    mode=mode if building is None else (mode if mode != "raw" else "day"),
+                    fields=quantity, gap_factor=gap_factor, progress=step))
+                prog.update(task, completed=i + 1)
+    finally:
+        await store.close()
+    for h in hs:
+        t = Table(title=f"{site} / {h.device}  {hist.local_iso(h.start, tz)} → "
+                        f"{hist.local_iso(h.end, tz)}  ({h.mode})")
+        t.add_column("time")
+        for c in h.columns:
+            t.add_column(f"{c} [{hist.unit_of(c)}]", justify="right")
+        rows = h.rows if len(h.rows) <= 40 else [*h.rows[:20], None, *h.rows[-20:]]
+        for r in rows:
+            if r is None:
+                t.add_row(f"… {len(h.rows) - 40} more …", *[""] * len(h.columns))
+                continue
+            t.add_row(hist.local_iso(r["time"], tz),
+                      *("" if r.get(c) is None else f"{r[c]:,.3f}" for c in h.columns))
+        con.print(t)
+        con.print(f"{h.readings} readings, typical interval "
+                  f"{hist.human_duration(h.interval_ms or 0)}; {len(h.gaps)} gap(s), "
+                  f"{len(h.flags)} flagged value(s), {len(h.rejected)} rejected record(s)")
+        for g in h.gaps:
+            con.print(f"  [yellow]gap[/] {hist.local_iso(g.start, tz)} → "
+                      f"{hist.local_iso(g.end, tz)} ({hist.human_duration(g.duration_ms)})")
+        for f in h.flags:
+            con.print(f"  [red]flag[/] {hist.local_iso(f.ts, tz)} {f.quantity}={f.value} "
+                      f"{f.flag}")
+        for r in h.rejected:
+            con.print(f"  [magenta]rejected[/] {hist.local_iso(r['time'], tz)} {r['reason']}: "
+                      f"{str(r['detail'])[:120]}")
+    if csv_out is not None:
+        with csv_out.open("w", newline="", encoding="utf-8") as f:
+            n = sum(hist.write_csv(h, f) for h in hs)
+        con.print(f"wrote {csv_out} ({n} rows)")
+    if xlsx_out is not None:
+        if len(hs) == 1:
+            hist.write_xlsx(hs[0], xlsx_out)
+        else:
+            for h in hs:
+                p = xlsx_out.with_name(f"{xlsx_out.stem}_{h.device}{xlsx_out.suffix}")
+                hist.write_xlsx(h, p)
+        con.print(f"wrote {xlsx_out}")
+
+
+@report_app.callback(invoke_without_command=True)
+def report(
+    period: str = typer.Option(None, "--period", "--month", "-p",
+                               help="a month (2026-10) or a year (2026)"),
+    site_file: Path = typer.Option(None, "--site", "-s", help="rules site file (buildings, "
+                                   "floor areas, quotas); default: the config's first site"),
+    building: str = typer.Option(None, "--building", "-b", help="only this building"),
+    out: Path = typer.Option(..., "-o", "--out", help="report file: .pdf, .html or .json"),
+    demo: bool = typer.Option(False, "--demo", help="simulate the month first: start a "
+                              "throw-away influxd, push the simulated campus through the wire "
+                              "contract and ingest, then report on it"),
+    config: Path = _CONFIG,
+    influx_url: str = _URL,
+    database: str = _DB,
+) -> None:
+    """Write an energy report: consumption by energy type and sub-item, kgce and CO2 with the
+    factors' sources, intensity against the quota, data completeness, alerts; with charts.
+
+    Examples:
+
+      enmon report --demo --month 2026-10 -o docs/sample-report.pdf
+
+      enmon report -c inspector.yaml --site site.yaml --period 2026 -o campus-2026.pdf
+    """
+    if period is None:
+        raise typer.BadParameter("--period (or --month) is required, e.g. 2026-10")
+    if out.suffix not in (".pdf", ".html", ".json"):
+        raise typer.BadParameter("-o must end in .pdf, .html or .json")
+    if demo:
+        rc = asyncio.run(_demo_report(period, building, out))
+        raise typer.Exit(rc)
+    cfg = _config(config, influx_url, database)
+    from rules.site import load_site
+
+    paths = [site_file] if site_file else list(cfg.sites)
+    if not paths:
+        raise typer.BadParameter("give --site FILE (or sites: in the config)")
+    site = load_site(paths[0])
+    asyncio.run(_report(cfg.influx, site, period, building, out))
+
+
+async def _report(influx: Any, site: Any, period: str, building: str | None, out: Path) -> None:
+    from enmon.inspector.store import Store, fetch_report
+    from ingest.storage import InfluxQL
+
+    store = Store(InfluxQL(influx))
+    try:
+        rep = await fetch_report(store, site=site, period=period, building=building)
+    finally:
+        await store.close()
+    _write_report(rep, out)
+
+
+def _write_report(rep: Any, out: Path) -> None:
+    import json
+
+    from enmon.inspector import render
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".pdf":
+        render.render_pdf(rep, out)
+    elif out.suffix == ".html":
+        out.write_text(render.render_html(rep), encoding="utf-8")
+    else:
+        out.write_text(json.dumps(render.report_dict(rep), ensure_ascii=False, indent=1),
+                       encoding="utf-8")
+    typer.echo(f"wrote {out} ({out.stat().st_size:,} bytes): {rep.site} {rep.period.label}, "
+               f"{len(rep.buildings)} building(s), {rep.kgce:,.0f} kgce")
+
+
+async def _demo_report(period: str, building: str | None, out: Path) -> int:
+    import tempfile
+
+    from rich.progress import Progress
+
+    from enmon.inspector.demo import load_month
+    from enmon.inspector.report import period_of
+    from enmon.inspector.store import Store, fetch_report
+    from enmon.localrun import InfluxDB1
+    from ingest.storage import InfluxConfig, InfluxQL, make_writer
+
+    if len(period) != 7:
+        raise typer.BadParameter("--demo simulates one month: --month 2026-10")
+    p = period_of(period, "Asia/Shanghai")
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    start = dt.datetime.fromtimestamp(p.start / 1000, ZoneInfo(p.tz))
+    end = dt.datetime.fromtimestamp(p.end / 1000, ZoneInfo(p.tz))
+    with tempfile.TemporaryDirectory(prefix="enmon-report-demo-") as tmp:
+        server = InfluxDB1(workdir=Path(tmp) / "influxd")
+        server.start()
+        try:
+            cfg = InfluxConfig(url=server.url, database="enmon")
+            q = InfluxQL(cfg)
+            w = make_writer(cfg)
+            await q.create_database()
+            with Progress() as prog:
+                task = prog.add_task(f"simulating {period}", total=1.0)
+                loaded = await load_month(query=q, writer=w, start=start, end=end,
+                                          progress=lambda f: prog.update(task, completed=f))
+            typer.echo(f"simulated {loaded.samples:,} readings in {loaded.batches:,} batches "
+                       f"({loaded.lines:,} points) in {loaded.seconds:.1f} s")
+            rep = await fetch_report(Store(q), site=loaded.site, period=period,
+                                     building=building, now_ms=p.end)
+            await q.close()
+            await w.close()
+            _write_report(rep, out)
+        finally:
+            server.stop()
+    return 0
+
+
+@api_app.command("run")
+def api_run(
+    config: Path = typer.Option(..., "-c", "--config", help="inspector YAML"),
+    host: str = typer.Option("127.0.0.1", "--host", help="listen address"),
+    port: int = typer.Option(8090, "--port", help="listen port"),
+) -> None:
+    """Serve the API (OpenAPI at /docs) and the web console (at /)."""
+    import uvicorn
+
+    from enmon.inspector.api import create_app
+    from enmon.inspector.config import load_config
+
+    cfg = load_config(config)
+    if not cfg.tokens:
+        typer.echo("warning: no tokens configured; nobody can sign in (enmon api token)",
+                   err=True)
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level="info")
+
+
+@api_app.command("token")
+def api_token(
+    name: str = typer.Option(..., "--name", help="who gets it, e.g. wang.inspector"),
+    role: str = typer.Option("inspector", "--role", help="inspector or facility_manager"),
+) -> None:
+    """Make an access token. Prints the token once (give it to the person) and the line for
+    the config's tokens: list (only its SHA-256 is stored)."""
+    from enmon.inspector.auth import PERMISSIONS, new_token, token_hash
+
+    if role not in PERMISSIONS:
+        raise typer.BadParameter(f"--role: one of {', '.join(PERMISSIONS)}")
+    tok = new_token()
+    typer.echo(f"token (shown once): {tok}", err=True)
+    sys.stdout.write(f"  - {{name: {name}, role: {role}, sha256: {token_hash(tok)}}}\n")
+
+
+@api_app.command("openapi")
+def api_openapi(out: Path = typer.Option(None, "-o", help="write here (default: stdout)")
+                ) -> None:
+    """Print the OpenAPI document (for client generators and reviews)."""
+    import json
+
+    from enmon.inspector.api import create_app
+    from enmon.inspector.config import InspectorConfig
+
+    text = json.dumps(create_app(InspectorConfig(), sites={}).openapi(), indent=1)
+    if out:
+        out.write_text(text)
+    else:
+        sys.stdout.write(text + "\n")

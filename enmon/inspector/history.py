@@ -1,0 +1,304 @@
+"""One meter's history as an inspector reads it: values, gaps, flags, refusals; CSV and XLSX.
+
+Pure (no I/O apart from the file an export is written to). The store hands in
+rows; this module decides what is a gap, which values were doubtful and what
+the rolled-up figures are, so the CLI, the API and the console all show the
+same history.
+
+A *gap* is a stretch with no reading longer than ``gap_factor`` × the meter's
+typical interval (the median spacing of its readings), including a silent
+start or end of the range. A failed read produces no value (never 0), so a gap
+is exactly what the gateway could not read or what never arrived.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import itertools
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, TextIO
+from zoneinfo import ZoneInfo
+
+from enmon import quantities
+
+Mode = Literal["raw", "hour", "day"]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """No reading between ``start`` and ``end`` (epoch ms)."""
+
+    start: int
+    end: int
+    edge: bool = False  # touches the start or end of the requested range
+
+    @property
+    def duration_ms(self) -> int:
+        return self.end - self.start
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "duration_s": self.duration_ms / 1000,
+                "edge": self.edge}
+
+
+@dataclass(frozen=True, slots=True)
+class FlagEvent:
+    """A value the gateway or ingest marked as doubtful."""
+
+    ts: int
+    quantity: str
+    flag: str
+    value: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ts": self.ts, "quantity": self.quantity, "flag": self.flag, "value": self.value}
+
+
+@dataclass(slots=True)
+class History:
+    site: str
+    device: str
+    start: int
+    end: int
+    tz: str
+    mode: Mode
+    columns: list[str]
+    rows: list[dict[str, Any]]  # {"time": ms, column: value, ...}
+    gaps: list[Gap] = field(default_factory=list)
+    flags: list[FlagEvent] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    interval_ms: int | None = None
+    readings: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "site": self.site, "device": self.device, "start": self.start, "end": self.end,
+            "tz": self.tz, "mode": self.mode, "columns": self.columns, "rows": self.rows,
+            "gaps": [g.as_dict() for g in self.gaps], "flags": [f.as_dict() for f in self.flags],
+            "rejected": self.rejected, "interval_s": (self.interval_ms or 0) / 1000,
+            "readings": self.readings, "meta": self.meta,
+            "units": {c: unit_of(c) for c in self.columns},
+        }
+
+
+def unit_of(column: str) -> str:
+    """The unit of a history column (``active_power_kw_mean`` → ``kW``)."""
+    for suffix in ("_mean", "_min", "_max", "_consumption"):
+        if column.endswith(suffix):
+            column = column[: -len(suffix)]
+            break
+    if column.endswith("_count"):
+        return "readings"
+    q = quantities.QUANTITIES.get(column)
+    return q.unit if q else ""
+
+
+def typical_interval(times: Sequence[int]) -> int | None:
+    """The median spacing of readings (robust to a few gaps and bursts)."""
+    diffs = [b - a for a, b in itertools.pairwise(times) if b > a]
+    return int(statistics.median(diffs)) if diffs else None
+
+
+def find_gaps(times: Sequence[int], start: int, end: int, *, interval_ms: int | None,
+              gap_factor: float = 2.0) -> list[Gap]:
+    """Stretches longer than ``gap_factor × interval_ms`` without a reading, in time order.
+
+    With no readings at all the whole range is one gap.
+    """
+    if not times:
+        return [Gap(start, end, edge=True)] if end > start else []
+    if interval_ms is None:
+        return []
+    limit = gap_factor * interval_ms
+    out: list[Gap] = []
+    if times[0] - start > limit:
+        out.append(Gap(start, times[0], edge=True))
+    for a, b in itertools.pairwise(times):
+        if b - a > limit:
+            out.append(Gap(a, b))
+    if end - times[-1] > limit:
+        out.append(Gap(times[-1], end, edge=True))
+    return out
+
+
+def raw_history(*, site: str, device: str, start: int, end: int, tz: str,
+                fields: Sequence[str], rows: Iterable[dict[str, Any]],
+                rejected: Iterable[dict[str, Any]] = (), gap_factor: float = 2.0,
+                meta: dict[str, Any] | None = None) -> History:
+    """Raw readings with gaps and flags found."""
+    out_rows: list[dict[str, Any]] = []
+    flags: list[FlagEvent] = []
+    for r in rows:
+        ts = int(r["time"])
+        row: dict[str, Any] = {"time": ts}
+        for f in fields:
+            v = r.get(f)
+            row[f] = float(v) if v is not None else None
+            flag = r.get(f"flag_{f}")
+            if flag:
+                flags.append(FlagEvent(ts, f, str(flag), row[f]))
+        if r.get("flag_ts"):
+            flags.append(FlagEvent(ts, "ts", str(r["flag_ts"]), None))
+        out_rows.append(row)
+    times = [r["time"] for r in out_rows]
+    interval = typical_interval(times)
+    return History(site=site, device=device, start=start, end=end, tz=tz, mode="raw",
+                   columns=list(fields), rows=out_rows,
+                   gaps=find_gaps(times, start, end, interval_ms=interval, gap_factor=gap_factor),
+                   flags=flags, rejected=relevant_rejected(rejected, device), interval_ms=interval,
+                   readings=len(out_rows), meta=meta or {})
+
+
+def rolled_history(*, raw: History, gauges: Sequence[str], bucket_rows: Iterable[dict[str, Any]],
+                   counters: dict[str, list[tuple[int, float]]], mode: Mode) -> History:
+    """The same history rolled up per hour or day: gauges as mean/min/max/count (computed
+    by the database), counters as consumption per bucket (``rules.accounting``, so resets,
+    rollovers and gaps are treated as in every report)."""
+    from rules import accounting
+
+    assert mode in ("hour", "day")
+    columns: list[str] = []
+    for g in gauges:
+        columns += [f"{g}_mean", f"{g}_min", f"{g}_max", f"{g}_count"]
+    by_ts: dict[int, dict[str, Any]] = {}
+    for r in bucket_rows:
+        ts = int(r["time"])
+        if ts < raw.start or ts >= raw.end:
+            continue
+        row = by_ts.setdefault(ts, {"time": ts})
+        for c in columns:
+            if c in r:
+                row[c] = r[c]
+    for counter, pts in counters.items():
+        col = f"{counter}_consumption"
+        columns.append(col)
+        ivs = accounting.intervals(pts)
+        for ts, amount in accounting.rollup(ivs, mode, raw.tz).items():
+            if raw.start <= ts < raw.end:
+                by_ts.setdefault(ts, {"time": ts})[col] = amount
+    rows = [by_ts[k] for k in sorted(by_ts)]
+    for row in rows:
+        for c in columns:
+            row.setdefault(c, None)
+    return History(site=raw.site, device=raw.device, start=raw.start, end=raw.end, tz=raw.tz,
+                   mode=mode, columns=columns, rows=rows, gaps=raw.gaps, flags=raw.flags,
+                   rejected=raw.rejected, interval_ms=raw.interval_ms, readings=raw.readings,
+                   meta=raw.meta)
+
+
+def relevant_rejected(rows: Iterable[dict[str, Any]], device: str) -> list[dict[str, Any]]:
+    """Refusals that concern this device: named it, or refused a whole payload of its gateway
+    (a garbage payload cannot say which devices it carried)."""
+    out = []
+    for r in rows:
+        dev = r.get("device")
+        if dev in (None, "", device):
+            out.append({"time": int(r["time"]), "reason": r.get("reason", ""),
+                        "detail": r.get("detail", ""), "device": dev or "",
+                        "quantity": r.get("quantity") or "", "gateway": r.get("gateway", ""),
+                        "payload_sha256": r.get("payload_sha256", "")})
+    return sorted(out, key=lambda r: r["time"])
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def local_iso(ts_ms: int, tz: str) -> str:
+    return dt.datetime.fromtimestamp(ts_ms / 1000, ZoneInfo(tz)).isoformat(timespec="seconds")
+
+
+def human_duration(ms: int) -> str:
+    minutes = round(ms / 60_000)
+    d, rem = divmod(minutes, 1440)
+    h, m = divmod(rem, 60)
+    parts = ([f"{d} d"] if d else []) + ([f"{h} h"] if h or d else []) + [f"{m} min"]
+    return " ".join(parts)
+
+
+def notes(h: History) -> list[tuple[int, str]]:
+    """What an inspector must read beside the numbers, by time: gaps and refusals."""
+    out = [(g.start, f"gap: no reading for {human_duration(g.duration_ms)} "
+                     f"(until {local_iso(g.end, h.tz)})") for g in h.gaps]
+    out += [(int(r["time"]), f"rejected {r['reason']}: {str(r['detail'])[:200]}")
+            for r in h.rejected]
+    return sorted(out)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def write_csv(h: History, out: TextIO) -> int:
+    """Readings, one row each, with flags beside the value and gap/refusal rows in place.
+
+    Returns the number of rows written (without the header).
+    """
+    flag_cols = sorted({f.quantity for f in h.flags}) if h.mode == "raw" else []
+    flag_at = {(f.ts, f.quantity): f.flag for f in h.flags}
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["time", "epoch_ms", *(f"{c} [{unit_of(c)}]" if unit_of(c) else c
+                                      for c in h.columns),
+                *(f"flag_{q}" for q in flag_cols), "note"])
+    pending = notes(h)
+    i = 0
+    n = 0
+    for row in h.rows:
+        ts = row["time"]
+        while i < len(pending) and pending[i][0] < ts:
+            w.writerow([local_iso(pending[i][0], h.tz), pending[i][0], *[""] * len(h.columns),
+                        *[""] * len(flag_cols), pending[i][1]])
+            i += 1
+            n += 1
+        note = []
+        while i < len(pending) and pending[i][0] == ts:
+            note.append(pending[i][1])
+            i += 1
+        w.writerow([local_iso(ts, h.tz), ts, *("" if row.get(c) is None else row[c]
+                                               for c in h.columns),
+                    *(flag_at.get((ts, q), "") for q in flag_cols), "; ".join(note)])
+        n += 1
+    for ts, text in pending[i:]:
+        w.writerow([local_iso(ts, h.tz), ts, *[""] * len(h.columns), *[""] * len(flag_cols), text])
+        n += 1
+    return n
+
+
+def write_xlsx(h: History, path: str | Path | IO[bytes], *, title: str = "") -> None:
+    """A workbook an inspector can file: Readings, Gaps, Flags, Rejected and About sheets."""
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("Readings")
+    ws.append(["time", "epoch_ms", *(f"{c} [{unit_of(c)}]" if unit_of(c) else c
+                                     for c in h.columns)])
+    for row in h.rows:
+        ws.append([local_iso(row["time"], h.tz), row["time"], *(row.get(c) for c in h.columns)])
+    ws = wb.create_sheet("Gaps")
+    ws.append(["from", "to", "duration", "duration_s", "at range edge"])
+    for g in h.gaps:
+        ws.append([local_iso(g.start, h.tz), local_iso(g.end, h.tz), human_duration(g.duration_ms),
+                   g.duration_ms / 1000, "yes" if g.edge else "no"])
+    ws = wb.create_sheet("Flags")
+    ws.append(["time", "quantity", "flag", "value"])
+    for f in h.flags:
+        ws.append([local_iso(f.ts, h.tz), f.quantity, f.flag, f.value])
+    ws = wb.create_sheet("Rejected")
+    ws.append(["time", "reason", "detail", "device", "quantity", "gateway", "payload_sha256"])
+    for r in h.rejected:
+        ws.append([local_iso(r["time"], h.tz), r["reason"], r["detail"], r["device"],
+                   r["quantity"], r["gateway"], r["payload_sha256"]])
+    ws = wb.create_sheet("About")
+    for k, v in [("title", title or f"{h.site} / {h.device}"), ("site", h.site),
+                 ("device", h.device), ("from", local_iso(h.start, h.tz)),
+                 ("to", local_iso(h.end, h.tz)), ("time zone", h.tz), ("mode", h.mode),
+                 ("readings", h.readings),
+                 ("typical interval", human_duration(h.interval_ms or 0)),
+                 ("gaps", len(h.gaps)), ("flagged values", len(h.flags)),
+                 ("rejected records", len(h.rejected)),
+                 *[(k2, str(v2)) for k2, v2 in h.meta.items()]]:
+        ws.append([k, v])
+    wb.save(path if not isinstance(path, Path) else str(path))

@@ -1,0 +1,287 @@
+// The enmon console: plain JavaScript over the inspector API, no build step, no CDN.
+// The token lives in sessionStorage (this tab only) and goes in the Authorization header.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const state = { token: sessionStorage.getItem("enmon-token") || "", who: null, sites: [],
+                meter: null, tz: "Asia/Shanghai" };
+
+function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;",
+    '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+async function api(path, opts = {}) {
+  const r = await fetch(path, { ...opts, headers: { ...(opts.headers || {}),
+    Authorization: "Bearer " + state.token } });
+  if (r.status === 401) { signOut("Your token was not accepted."); throw new Error("unauthorized"); }
+  if (!r.ok) {
+    let detail = r.statusText;
+    try { detail = (await r.json()).detail || detail; } catch (e) { /* not JSON */ }
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return r;
+}
+
+function fmtTime(ms) {
+  if (ms === null || ms === undefined) return "";
+  return new Date(ms).toLocaleString("sv-SE", { timeZone: state.tz }).slice(0, 16);
+}
+function fmtNum(v) {
+  if (v === null || v === undefined) return "";
+  const a = Math.abs(v);
+  return a >= 100 ? v.toLocaleString("en", { maximumFractionDigits: 0 })
+       : a >= 1 ? v.toFixed(2) : v.toPrecision(3);
+}
+function fmtDur(s) {
+  const m = Math.round(s / 60), d = Math.floor(m / 1440), h = Math.floor((m % 1440) / 60);
+  return (d ? d + " d " : "") + (h || d ? h + " h " : "") + (m % 60) + " min";
+}
+
+// ------------------------------------------------------------------ sign in
+
+function signOut(msg) {
+  sessionStorage.removeItem("enmon-token");
+  state.token = "";
+  $("#app").hidden = true; $("#login").hidden = false; $("#logout").hidden = true;
+  $("#who").textContent = "";
+  $("#login-error").textContent = msg || "";
+}
+
+async function signIn() {
+  const r = await api("/api/v1/whoami");
+  state.who = await r.json();
+  sessionStorage.setItem("enmon-token", state.token);
+  $("#who").textContent = `${state.who.name} (${state.who.role.replace("_", " ")})`;
+  $("#login").hidden = true; $("#app").hidden = false; $("#logout").hidden = false;
+  await loadTree();
+  await loadAlerts();
+}
+
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  state.token = $("#token").value.trim();
+  try { await signIn(); } catch (e) { $("#login-error").textContent = "Sign-in failed: " + e.message; }
+});
+$("#logout").addEventListener("click", () => signOut(""));
+
+// ------------------------------------------------------------------ tree
+
+async function loadTree() {
+  state.sites = await (await api("/api/v1/sites")).json();
+  const tree = $("#tree");
+  tree.innerHTML = "";
+  $("#report-site").innerHTML = state.sites.map((s) =>
+    `<option value="${esc(s.site)}">${esc(s.name)}</option>`).join("");
+  for (const s of state.sites) {
+    const buildings = await (await api(`/api/v1/sites/${encodeURIComponent(s.site)}/buildings`)).json();
+    s.tree = buildings;
+    const sd = document.createElement("details");
+    sd.open = true;
+    sd.innerHTML = `<summary>${esc(s.name)}</summary>`;
+    for (const b of buildings) {
+      const bd = document.createElement("details");
+      bd.open = true;
+      bd.dataset.building = b.id;
+      bd.innerHTML = `<summary>${esc(b.name)}</summary>` + b.meters.map((m) =>
+        `<a data-site="${esc(s.site)}" data-device="${esc(m.device)}" class="meter-link">` +
+        `${esc(m.device)} <span class="et">${esc(m.energy_type)} ${esc(m.category)}</span></a>`).join("");
+      sd.appendChild(bd);
+    }
+    tree.appendChild(sd);
+  }
+  fillReportBuildings();
+}
+
+$("#tree").addEventListener("click", (ev) => {
+  const a = ev.target.closest("a.meter-link");
+  if (!a) return;
+  document.querySelectorAll("#tree a.selected").forEach((x) => x.classList.remove("selected"));
+  a.classList.add("selected");
+  openMeter(a.dataset.site, a.dataset.device);
+});
+
+$("#find").addEventListener("input", () => {
+  const q = $("#find").value.trim().toLowerCase();
+  document.querySelectorAll("#tree a.meter-link").forEach((a) => {
+    a.hidden = q !== "" && !a.textContent.toLowerCase().includes(q);
+  });
+});
+
+// ------------------------------------------------------------------ meter history
+
+function isoDate(ms) {
+  return new Date(ms).toLocaleString("sv-SE", { timeZone: state.tz }).slice(0, 10);
+}
+
+async function openMeter(site, device) {
+  const s = state.sites.find((x) => x.site === site);
+  let meter = null;
+  for (const b of s.tree) for (const m of b.meters) if (m.device === device) meter = m;
+  state.meter = meter;
+  $("#meter").hidden = false;
+  $("#meter-title").textContent = `${device}`;
+  $("#meter-meta").textContent = `${s.name} · building ${meter.building} · gateway ${meter.gateway} · ` +
+    `${meter.energy_type} ${meter.category} · last reading ${fmtTime(meter.last_seen)}`;
+  const end = meter.last_seen || Date.now();
+  $("#to").value = isoDate(end + 86400000);
+  $("#from").value = isoDate(end - 6 * 86400000);
+  $("#quantity").innerHTML = "";
+  await loadHistory();
+}
+
+
+async function loadHistory() {
+  const m = state.meter;
+  const p = new URLSearchParams({ start: $("#from").value, end: $("#to").value, mode: $("#mode").value });
+  const chosen = $("#quantity").value;
+  if (chosen) p.append("quantity", chosen.replace(/_(mean|min|max|count|consumption)$/, ""));
+  $("#summary").textContent = "loading…";
+  let h;
+  try {
+    h = await (await api(`/api/v1/sites/${encodeURIComponent(m.site)}/meters/` +
+      `${encodeURIComponent(m.device)}/history?${p}`)).json();
+  } catch (e) { $("#summary").textContent = "Could not load: " + e.message; return; }
+  state.tz = h.tz;
+  const plottable = h.columns.filter((c) => !c.endsWith("_count") && !c.endsWith("_min") && !c.endsWith("_max"));
+  if (!$("#quantity").options.length) {
+    $("#quantity").innerHTML = plottable.map((c) => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
+  }
+  const col = plottable.includes(chosen) ? chosen : (plottable.find((c) => !c.includes("energy") &&
+    !c.includes("volume") && !c.includes("mass")) || plottable[0]);
+  drawChart(h, col);
+  $("#summary").textContent = `${h.readings} readings, typical interval ${fmtDur(h.interval_s)}, ` +
+    `${h.gaps.length} gap(s), ${h.flags.length} flagged value(s), ${h.rejected.length} rejected record(s)`;
+  fillTable("#gaps", h.gaps.map((g) => [fmtTime(g.start), fmtTime(g.end), fmtDur(g.duration_s)]));
+  fillTable("#flags", h.flags.map((f) => [fmtTime(f.ts), f.quantity, f.flag, fmtNum(f.value)]));
+  fillTable("#rejected", h.rejected.map((r) => [fmtTime(r.time), r.reason, r.detail]));
+}
+
+function fillTable(sel, rows) {
+  $(sel + " tbody").innerHTML = rows.length
+    ? rows.map((r) => "<tr>" + r.map((c) => `<td>${esc(c)}</td>`).join("") + "</tr>").join("")
+    : `<tr><td class="muted" colspan="4">none</td></tr>`;
+}
+
+// A line chart that breaks at gaps (shaded) and marks flagged values in red.
+function drawChart(h, col) {
+  const W = 860, H = 260, L = 64, R = 10, T = 16, B = 30;
+  const pts = h.rows.filter((r) => r[col] !== null && r[col] !== undefined).map((r) => [r.time, r[col]]);
+  const el = $("#chart");
+  if (!pts.length) { el.innerHTML = `<p class="muted">no ${esc(col)} readings in this range</p>`; return; }
+  const x0 = h.start, x1 = h.end;
+  let y0 = Math.min(...pts.map((p) => p[1])), y1 = Math.max(...pts.map((p) => p[1]));
+  if (y1 === y0) { y1 += 1; y0 -= 1; }
+  const X = (t) => L + (t - x0) / (x1 - x0) * (W - L - R);
+  const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
+  const gaps = h.gaps.map((g) => `<rect class="gap" x="${X(g.start).toFixed(1)}" y="${T}" ` +
+    `width="${Math.max(1, X(g.end) - X(g.start)).toFixed(1)}" height="${H - T - B}" fill="#fed7d7">` +
+    `<title>gap: no reading for ${fmtDur(g.duration_s)}</title></rect>`).join("");
+  const gapEnds = new Set(h.gaps.map((g) => g.end));
+  let d = "";
+  pts.forEach(([t, v], i) => { d += (i === 0 || gapEnds.has(t) ? "M" : "L") + X(t).toFixed(1) + "," + Y(v).toFixed(1); });
+  const flagged = h.flags.filter((f) => f.quantity === col.replace(/_(mean|consumption)$/, "") && f.value !== null)
+    .map((f) => `<circle class="flag" cx="${X(f.ts).toFixed(1)}" cy="${Y(Math.min(Math.max(f.value, y0), y1)).toFixed(1)}" r="4" fill="#c53030">` +
+      `<title>${esc(f.flag)}: ${fmtNum(f.value)}</title></circle>`).join("");
+  const unit = h.units[col] || "";
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => {
+    const t = x0 + f * (x1 - x0);
+    return `<text x="${X(t)}" y="${H - 10}" font-size="10" text-anchor="middle">${esc(fmtTime(t))}</text>`;
+  }).join("");
+  el.innerHTML = `<svg id="history-svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(col)}">` +
+    gaps +
+    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#444"/>` +
+    `<text x="${L - 4}" y="${T + 8}" font-size="10" text-anchor="end">${fmtNum(y1)}</text>` +
+    `<text x="${L - 4}" y="${H - B}" font-size="10" text-anchor="end">${fmtNum(y0)}</text>` +
+    `<text x="4" y="${T + (H - T - B) / 2}" font-size="10">${esc(unit)}</text>` + ticks +
+    `<path class="series" d="${d}" fill="none" stroke="#2b6cb0" stroke-width="1.4"/>` + flagged +
+    `<text x="${L + 6}" y="${T + 10}" font-size="11" font-weight="bold">${esc(col)} [${esc(unit)}]</text></svg>`;
+}
+
+$("#range-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadHistory(); });
+$("#mode").addEventListener("change", () => { $("#quantity").innerHTML = ""; loadHistory(); });
+
+async function download(path, fallbackName) {
+  const r = await api(path);
+  const blob = await r.blob();
+  const cd = r.headers.get("Content-Disposition") || "";
+  const m = /filename="([^"]+)"/.exec(cd);
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = m ? m[1] : fallbackName;
+  document.body.appendChild(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+for (const fmt of ["csv", "xlsx"]) {
+  $("#dl-" + fmt).addEventListener("click", () => {
+    const m = state.meter;
+    const p = new URLSearchParams({ start: $("#from").value, end: $("#to").value, mode: $("#mode").value, format: fmt });
+    download(`/api/v1/sites/${encodeURIComponent(m.site)}/meters/${encodeURIComponent(m.device)}/export?${p}`,
+             `${m.device}.${fmt}`).catch((e) => { $("#summary").textContent = "Export failed: " + e.message; });
+  });
+}
+
+// ------------------------------------------------------------------ alerts
+
+async function loadAlerts() {
+  const p = new URLSearchParams({ active_only: $("#active-only").checked });
+  const body = await (await api("/api/v1/alerts?" + p)).json();
+  const canAck = state.who && state.who.may_acknowledge;
+  $("#alert-table tbody").innerHTML = body.alerts.length ? body.alerts.map((a) => {
+    const where = [a.labels.building, a.labels.device || a.labels.boiler || a.labels.gateway].filter(Boolean).join(" / ");
+    const active = a.state === "pending" || a.state === "firing";
+    const action = a.acked_by ? `acknowledged by ${esc(a.acked_by)}`
+      : active && canAck ? `<button class="ack" data-fp="${esc(a.fingerprint)}">Acknowledge</button>` : "";
+    return `<tr class="${a.acked_by ? "acked" : ""}" data-fp="${esc(a.fingerprint)}"><td>${esc(fmtTime(a.since))}</td>` +
+      `<td>${esc(a.rule)}</td><td class="sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(where)}</td>` +
+      `<td class="state">${esc(a.state)}</td><td>${esc(a.summary)}</td><td class="action">${action}</td></tr>`;
+  }).join("") : `<tr><td colspan="7" class="muted">no alerts</td></tr>`;
+  $("#alert-msg").textContent = `source: ${body.source === "rules" ? "live rules service" : "stored history"}`;
+}
+
+$("#active-only").addEventListener("change", loadAlerts);
+$("#alert-table").addEventListener("click", async (ev) => {
+  const b = ev.target.closest("button.ack");
+  if (!b) return;
+  b.disabled = true;
+  try {
+    await api(`/api/v1/alerts/${encodeURIComponent(b.dataset.fp)}/ack`, { method: "POST" });
+    $("#alert-msg").textContent = "acknowledged";
+    await loadAlerts();
+  } catch (e) { b.disabled = false; $("#alert-msg").textContent = "Could not acknowledge: " + e.message; }
+});
+
+// ------------------------------------------------------------------ reports
+
+function fillReportBuildings() {
+  const s = state.sites.find((x) => x.site === $("#report-site").value);
+  $("#report-building").innerHTML = `<option value="">whole site</option>` +
+    ((s && s.tree) || []).filter((b) => b.floor_area_m2 !== null)
+      .map((b) => `<option value="${esc(b.id)}">${esc(b.name)}</option>`).join("");
+}
+$("#report-site").addEventListener("change", fillReportBuildings);
+
+function reportPath(fmt) {
+  const p = new URLSearchParams({ format: fmt });
+  if ($("#report-building").value) p.set("building", $("#report-building").value);
+  return `/api/v1/sites/${encodeURIComponent($("#report-site").value)}/reports/` +
+    `${encodeURIComponent($("#report-period").value.trim())}?${p}`;
+}
+
+$("#report-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("#report-msg").textContent = "generating…";
+  try { await download(reportPath("pdf"), "report.pdf"); $("#report-msg").textContent = "downloaded"; }
+  catch (e) { $("#report-msg").textContent = "Report failed: " + e.message; }
+});
+$("#report-html").addEventListener("click", async () => {
+  try {
+    const html = await (await api(reportPath("html"))).text();
+    const w = window.open("", "_blank");
+    if (w) { w.document.write(html); w.document.close(); }
+  } catch (e) { $("#report-msg").textContent = "Report failed: " + e.message; }
+});
+
+$("#report-period").value = new Date().toISOString().slice(0, 7);
+if (state.token) signIn().catch(() => signOut(""));

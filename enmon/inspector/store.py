@@ -1,0 +1,301 @@
+"""Reading what inspectors need out of InfluxDB — the one I/O module of the inspector.
+
+Everything goes through :class:`ingest.storage.InfluxQL` (InfluxQL over ``/query``),
+so the same code reads InfluxDB 1.x, 2.x with a DBRP mapping and 3.x. Queries
+are bounded in time and, for long ranges, cut into chunks so a year of raw
+readings never arrives as one response and a progress bar can move.
+
+Identifiers are user input (a device name typed in a console): values are
+quoted with :func:`quote` and field names with :func:`ident`; nothing else is
+ever pasted into a statement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from enmon import quantities
+
+DAY_MS = 86_400_000
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def quote(value: str) -> str:
+    """An InfluxQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def ident(name: str) -> str:
+    """An InfluxQL identifier (field or tag name)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def valid_id(value: str) -> bool:
+    """Site, gateway, device and building ids follow the wire contract's id pattern."""
+    return bool(_ID.match(value))
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """One device as stored: its tags and when it was last heard from."""
+
+    site: str
+    gateway: str
+    device: str
+    building: str
+    category: str
+    energy_type: str
+    last_seen: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"site": self.site, "gateway": self.gateway, "device": self.device,
+                "building": self.building, "category": self.category,
+                "energy_type": self.energy_type, "last_seen": self.last_seen}
+
+
+class Store:
+    """Typed reads over one database. Cheap to create; close it when done."""
+
+    def __init__(self, query: Any) -> None:
+        self.q = query  # ingest.storage.InfluxQL (typed loosely: a test may pass any reader)
+
+    async def close(self) -> None:
+        await self.q.close()
+
+    async def rows(self, statement: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.q.rows(statement)
+        return result
+
+    # ------------------------------------------------------------------ inventory
+
+    async def sites(self) -> list[str]:
+        series = await self.q.query('SHOW TAG VALUES FROM "meter" WITH KEY = "site"')
+        return sorted({str(v[1]) for s in series for v in s.get("values", [])})
+
+    async def meters(self, site: str | None = None) -> list[MeterInfo]:
+        """Every stored device (optionally of one site) with its tags and last reading time."""
+        where = f"WHERE site = {quote(site)}" if site else ""
+        rows = await self.rows(
+            f'SELECT last("seq") AS seq FROM "meter" {where} '
+            "GROUP BY site, gateway, device, building, category, energy_type")
+        out = [MeterInfo(str(r.get("site", "")), str(r.get("gateway", "")),
+                         str(r.get("device", "")), str(r.get("building", "")),
+                         str(r.get("category", "")), str(r.get("energy_type", "")),
+                         int(r["time"]) if r.get("time") is not None else None)
+               for r in rows]
+        # a device whose tags changed over time appears once per tag set: keep the newest
+        best: dict[tuple[str, str, str], MeterInfo] = {}
+        for m in out:
+            key = (m.site, m.gateway, m.device)
+            if key not in best or (m.last_seen or 0) > (best[key].last_seen or 0):
+                best[key] = m
+        return sorted(best.values(), key=lambda m: (m.site, m.building, m.device))
+
+    async def meter(self, site: str, device: str) -> MeterInfo | None:
+        return next((m for m in await self.meters(site) if m.device == device), None)
+
+    async def quantities_of(self, site: str, device: str, start: int, end: int) -> list[str]:
+        """Quantities this device reported in [start, end), in vocabulary order."""
+        rows = await self.rows(
+            f'SELECT count(*) FROM "meter" WHERE site = {quote(site)} AND device = {quote(device)} '
+            f"AND time >= {start}ms AND time < {end}ms")
+        seen = {k[len("count_"):] for r in rows for k, v in r.items()
+                if k.startswith("count_") and v}
+        return [q for q in quantities.QUANTITIES if q in seen]
+
+    # ------------------------------------------------------------------ readings
+
+    async def readings(
+        self,
+        site: str,
+        device: str,
+        fields: Sequence[str],
+        start: int,
+        end: int,
+        *,
+        chunk_ms: int = 7 * DAY_MS,
+        progress: Callable[[float], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Raw points of one device: the quantities, their ``flag_*`` and ``seq``, by time."""
+        cols = [*fields, *(f"flag_{f}" for f in fields), "seq"]
+        sel = ", ".join(ident(c) for c in cols)
+        out: list[dict[str, Any]] = []
+        t = start
+        while t < end:
+            t2 = min(end, t + chunk_ms)
+            out += await self.rows(
+                f'SELECT {sel} FROM "meter" WHERE site = {quote(site)} AND '
+                f"device = {quote(device)} AND time >= {t}ms AND time < {t2}ms")
+            t = t2
+            if progress is not None:
+                progress((t - start) / max(1, end - start))
+        out.sort(key=lambda r: int(r["time"]))
+        return out
+
+    async def buckets(self, site: str, device: str, fields: Sequence[str], start: int, end: int,
+                      every: str, tz: str) -> list[dict[str, Any]]:
+        """Server-side rollup of gauges: mean/min/max/count per local-calendar bucket."""
+        parts = []
+        for f in fields:
+            i = ident(f)
+            parts += [f"mean({i}) AS {ident(f + '_mean')}", f"min({i}) AS {ident(f + '_min')}",
+                      f"max({i}) AS {ident(f + '_max')}", f"count({i}) AS {ident(f + '_count')}"]
+        return await self.rows(
+            f'SELECT {", ".join(parts)} FROM "meter" WHERE site = {quote(site)} AND '
+            f"device = {quote(device)} AND time >= {start}ms AND time < {end}ms "
+            f"GROUP BY time({every}) tz({quote(tz)})")
+
+    async def counter_points(self, site: str, keys: Sequence[tuple[str, str, str]], start: int,
+                             end: int, *, every: str = "1h") -> dict[tuple[str, str], list[
+                                 tuple[int, float]]]:
+        """The last reading of counters per ``every`` for many meters in one query per counter.
+
+        ``keys`` are (gateway, device, counter). Consumption is computed from these with
+        ``rules.accounting`` (a lost sample loses no energy: the next difference holds it).
+        """
+        by_counter: dict[str, set[tuple[str, str]]] = {}
+        for gw, dev, counter in keys:
+            by_counter.setdefault(counter, set()).add((gw, dev))
+        out: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        for counter, wanted in by_counter.items():
+            rows = await self.rows(
+                f'SELECT last({ident(counter)}) AS v FROM "meter" WHERE site = {quote(site)} '
+                f"AND time >= {start}ms AND time < {end}ms "
+                f"GROUP BY time({every}), gateway, device fill(none)")
+            for r in rows:
+                key = (str(r.get("gateway", "")), str(r.get("device", "")))
+                if key in wanted and r.get("v") is not None:
+                    out.setdefault(key, []).append((int(r["time"]), float(r["v"])))
+        return out
+
+    # ------------------------------------------------------------------ what went wrong
+
+    async def rejected(self, site: str, start: int, end: int, *, gateway: str | None = None
+                       ) -> list[dict[str, Any]]:
+        where = f"site = {quote(site)} AND time >= {start}ms AND time < {end}ms"
+        if gateway:
+            where += f" AND gateway = {quote(gateway)}"
+        return await self.rows(f'SELECT * FROM "rejected" WHERE {where} LIMIT 10000')
+
+    async def alert_rows(self, site: str | None, start: int, end: int) -> list[dict[str, Any]]:
+        where = f"time >= {start}ms AND time < {end}ms"
+        if site:
+            where += f" AND site = {quote(site)}"
+        return await self.rows(f'SELECT * FROM "alert" WHERE {where} LIMIT 10000')
+
+    async def completeness(self, site: str, start: int, end: int) -> list[dict[str, Any]]:
+        """Ingest's per-gateway, per-day completeness points (seq-based)."""
+        return await self.rows(
+            f'SELECT * FROM "completeness" WHERE site = {quote(site)} AND time >= {start}ms '
+            f"AND time < {end}ms")
+
+    async def reading_counts(self, site: str, counter_keys: Sequence[tuple[str, str, str]],
+                             start: int, end: int) -> dict[tuple[str, str], int]:
+        """How many readings each meter's counter has in [start, end) (meter completeness)."""
+        out: dict[tuple[str, str], int] = {}
+        for counter in sorted({c for _, _, c in counter_keys}):
+            rows = await self.rows(
+                f'SELECT count({ident(counter)}) AS n FROM "meter" WHERE site = {quote(site)} '
+                f"AND time >= {start}ms AND time < {end}ms GROUP BY gateway, device")
+            for r in rows:
+                out[(str(r.get("gateway", "")), str(r.get("device", "")))] = int(r.get("n") or 0)
+        return out
+
+
+# --------------------------------------------------------------------------- history
+
+# What an inspector looks at first for each energy type: the counter and its rate.
+DEFAULT_VIEW: dict[str, tuple[str, ...]] = {
+    "electricity": ("active_energy_import_kwh", "active_power_kw"),
+    "water": ("water_volume_m3", "water_flow_m3_h"),
+    "gas": ("gas_volume_m3", "gas_flow_m3_h"),
+    "steam": ("steam_mass_t", "steam_flow_t_h"),
+    "heat": ("heat_energy_gj", "heat_power_kw"),
+    "cooling": ("cooling_energy_gj", "heat_power_kw"),
+}
+
+
+async def fetch_history(store: Store, *, site: str, device: str, start: int, end: int,
+                        tz: str = "Asia/Shanghai", mode: str = "raw",
+                        fields: Sequence[str] | None = None, gap_factor: float = 2.0,
+                        progress: Callable[[float], None] | None = None) -> Any:
+    """One meter's :class:`~enmon.inspector.history.History` (raw, or rolled up by hour/day).
+
+    ``fields=None`` shows the counter and rate of the meter's energy type; ``["all"]``
+    every quantity it reported in the range.
+    """
+    from enmon.inspector import history as hist
+
+    meter = await store.meter(site, device)
+    reported = await store.quantities_of(site, device, start, end)
+    if fields is None:
+        view = DEFAULT_VIEW.get(meter.energy_type if meter else "", ())
+        chosen = [q for q in view if q in reported] or reported
+    elif list(fields) == ["all"]:
+        chosen = reported
+    else:
+        unknown = [f for f in fields if f not in quantities.QUANTITIES]
+        if unknown:
+            raise ValueError(f"unknown quantity {unknown[0]!r}")
+        chosen = list(fields)
+    raw_rows = await store.readings(site, device, chosen, start, end, progress=progress)
+    rejected = await store.rejected(site, start, end, gateway=meter.gateway if meter else None)
+    raw = hist.raw_history(site=site, device=device, start=start, end=end, tz=tz, fields=chosen,
+                           rows=raw_rows, rejected=rejected, gap_factor=gap_factor,
+                           meta=meter.as_dict() if meter else {})
+    if mode == "raw":
+        return raw
+    if mode not in ("hour", "day"):
+        raise ValueError(f"mode {mode!r}: use raw, hour or day")
+    gauges = [q for q in chosen if not quantities.is_counter(q)]
+    counters = [q for q in chosen if quantities.is_counter(q)]
+    bucket_rows = (await store.buckets(site, device, gauges, start, end,
+                                       "1h" if mode == "hour" else "1d", tz)) if gauges else []
+    pts = {c: [(r["time"], r[c]) for r in raw.rows if r.get(c) is not None] for c in counters}
+    return hist.rolled_history(raw=raw, gauges=gauges, bucket_rows=bucket_rows, counters=pts,
+                               mode=mode)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- reports
+
+HOUR_MS = 3_600_000
+
+
+async def fetch_report(store: Store, *, site: Any, period: str, building: str | None = None,
+                       now_ms: int | None = None) -> Any:
+    """Gather what :func:`enmon.inspector.report.build_report` needs and build the report.
+
+    ``site`` is a :class:`rules.site.Site`. Counters are read as hourly last values over
+    the period (plus a day before, so the first hour's consumption is not lost) and as
+    daily last values from 1 January for the quota's year-to-date.
+    """
+    import time
+
+    from enmon.inspector import alerts as al
+    from enmon.inspector import report as rp
+
+    p = rp.period_of(period, site.timezone)
+    meters = [(b, m) for b, m in site.meters() if building is None or b.id == building]
+    if building is not None and not any(b.id == building for b in site.buildings):
+        raise KeyError(f"no building {building!r} in site {site.site!r}")
+    keys = [(m.gateway, m.device, m.counter) for _, m in meters]
+    counters = await store.counter_points(site.site, keys, p.start - DAY_MS, p.end + HOUR_MS)
+    ytd = None
+    year0 = rp.period_of(str(p.year), site.timezone).start
+    if p.kind == "month" and p.start > year0:
+        before = await store.counter_points(site.site, keys, year0 - DAY_MS, p.start,
+                                            every="1d")
+        ytd = {k: [*before.get(k, []), *counters.get(k, [])]
+               for k in set(before) | set(counters)}
+    counts = await store.reading_counts(site.site, keys, p.start, p.end)
+    comp = await store.completeness(site.site, p.start, p.end)
+    rows = await store.alert_rows(site.site, p.start - 31 * DAY_MS, p.end)
+    eps = [e for e in al.episodes(rows)
+           if e["since"] < p.end and (e["resolved_at"] is None or e["resolved_at"] >= p.start)]
+    return rp.build_report(site=site, period=p, counters=counters, ytd_counters=ytd,
+                           reading_counts=counts, completeness_rows=comp, alerts=eps,
+                           building=building,
+                           generated_at=now_ms if now_ms is not None else int(time.time() * 1000))
