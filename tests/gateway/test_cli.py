@@ -8,11 +8,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway.cli import app
 from firmware_sim.dlt645_meter import Dlt645Server, Meter
 from firmware_sim.faults import Faults
 from firmware_sim.rtu import LineServer, ModbusSlaveServer, Unit
 from gateway import library
+from gateway.cli import app
 
 runner = CliRunner()
 
