@@ -142,3 +142,81 @@ def stored(server: InfluxDB1, gw: str) -> dict[int, float]:
 def count(server: InfluxDB1, q: str) -> int:
     rows: list[dict[str, Any]] = influx_rows(server.url, INFLUX_DB, q)
     return int(rows[0]["count"]) if rows else 0
+
+
+class Stream:
+    """Publish ``items`` at a bounded rate from a thread (a gateway fleet's stream)."""
+
+    def __init__(self, pub: Publisher, items: list[tuple[str, bytes]], rate_per_s: float) -> None:
+        self.pub, self.items, self.rate = pub, items, rate_per_s
+        self.sent = 0
+        self._infos: list[paho.MQTTMessageInfo] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Stream:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        for i, (t, p) in enumerate(self.items):
+            due = t0 + i / self.rate
+            if (delay := due - time.monotonic()) > 0:
+                time.sleep(delay)  # pacing the producer, not waiting for a result
+            self._infos.append(self.pub.publish(p, t))
+            self.sent = i + 1
+
+    def join(self, timeout: float = 120) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "stream did not finish"
+        deadline = time.monotonic() + timeout
+        for info in self._infos:
+            info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+            assert info.is_published()
+
+
+def write_ingest_config(path: Any, mq: Mosquitto, influx: InfluxDB1, **extra: Any) -> Any:
+    import yaml
+
+    data = {
+        "mqtt": {"host": mq.host, "port": mq.port, "client_id": "unused"},
+        "influx": {"api": "v1", "url": influx.url, "database": INFLUX_DB},
+        "metrics": {"stats_interval_s": 0.5, "completeness_interval_s": 0},
+        "timestamps": {"past_flag_s": 10 * 365 * 86_400},
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class ProcWorker:
+    """``enmon ingest run`` as a real process, for kill -9."""
+
+    def __init__(self, cfg: Any, client_id: str, workdir: Any) -> None:
+        from enmon.localrun import Part
+
+        self.part = Part(name=client_id, workdir=workdir,
+                         args=["ingest", "run", "-c", str(cfg), "--client-id", client_id])
+
+    def _subscribed(self) -> int:
+        return self.part.log_tail(10**7).count("event=subscribed")
+
+    def start(self, timeout: float = 30) -> ProcWorker:
+        from tests.support import wait_until
+
+        before = self._subscribed()
+        self.part.start()
+        wait_until(lambda: self._subscribed() > before or not self.part.running, timeout,
+                   f"{self.part.name} subscribed")
+        assert self.part.running, self.part.log_tail()
+        return self
+
+    def kill(self) -> None:
+        self.part.kill()
+
+    def stop(self) -> None:
+        self.part.stop()
+
+
+def stored_count(server: InfluxDB1, gw_regex: str = ".*") -> int:
+    return count(server, f"SELECT count(active_power_kw) FROM meter WHERE gateway =~ /{gw_regex}/")
