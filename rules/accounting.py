@@ -150,12 +150,40 @@ def next_bucket(start: int, size: BucketSize, tz: ZoneInfo) -> int:
     return int(datetime(n.year, n.month, n.day, n.hour, tzinfo=tz).timestamp() * 1000)
 
 
+_HOUR = 3_600_000
+
+
+def _fixed_offset_ms(start: int, end: int, tz: ZoneInfo) -> int | None:
+    """The zone's UTC offset in ms if it is constant over [start, end] (checked every 12 h)."""
+    offsets = {datetime.fromtimestamp(t / 1000, tz).utcoffset()
+               for t in [*range(start, end, 12 * _HOUR), end]}
+    if len(offsets) != 1:
+        return None
+    a = offsets.pop()
+    if a is None or a.total_seconds() % 60:
+        return None
+    return int(a.total_seconds() * 1000)
+
+
 def rollup(ivs: Iterable[Interval], size: BucketSize, tz: str | ZoneInfo = "Asia/Shanghai"
            ) -> dict[int, float]:
     """Sum interval consumption into local-calendar buckets, splitting straddlers by time."""
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     out: dict[int, float] = {}
+    ivs = list(ivs)
+    off = None
+    if size == "hour" and ivs:
+        off = _fixed_offset_ms(min(i.start for i in ivs), max(i.end for i in ivs), zone)
     for iv in ivs:
+        if iv.end > iv.start and off is not None:
+            # no offset change in the whole range: plain arithmetic (the hot path)
+            span = iv.end - iv.start
+            b = iv.start - (iv.start + off) % _HOUR
+            while b < iv.end:
+                lo, hi = max(iv.start, b), min(iv.end, b + _HOUR)
+                out[b] = out.get(b, 0.0) + iv.amount * (hi - lo) / span
+                b += _HOUR
+            continue
         if iv.end <= iv.start:
             b = bucket_start(iv.end, size, zone)
             out[b] = out.get(b, 0.0) + iv.amount

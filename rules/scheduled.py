@@ -119,9 +119,12 @@ class Scheduler:
         if not fields:
             return
         sel = ",".join(_ident(f) for f in fields)
+        t = time.perf_counter()
         rows = await self._rows(
             f"SELECT {sel} FROM meter WHERE site = {_q(site.site)} AND time >= {read_from}ms "
             f"AND time <= {now}ms GROUP BY gateway, device", st)
+        st.per_step["rollup.read"] = time.perf_counter() - t
+        t = time.perf_counter()
         series: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
             series[(r.get("gateway", ""), r.get("device", ""))].append(r)
@@ -145,7 +148,11 @@ class Scheduler:
                 buckets = accounting.combine(hourly, v.plus, v.minus)
                 lines += self._energy_lines("energy_hourly", site, b, v.id, v.energy_type,
                                             v.category, v.building_total, buckets)
+        st.per_step["rollup.compute"] = time.perf_counter() - t
+        t = time.perf_counter()
         await self._write(lines, st)
+        st.per_step["rollup.write_hourly"] = time.perf_counter() - t
+        t = time.perf_counter()
         # days touched: re-sum their hours (complete days from the stored hourly points)
         first_day = accounting.bucket_start(first_hour, "day", tz)
         rows = await self._rows(
@@ -165,6 +172,7 @@ class Scheduler:
             daily.append(line("energy_daily", {"site": site.site, **tags}, fields_d,
                               int(r["time"])))
         await self._write(daily, st)
+        st.per_step["rollup.daily"] = time.perf_counter() - t
         self.watermark[site.site] = now
 
     def _energy_lines(self, meas: str, site: Site, b: Building, meter: str, energy_type: str,
@@ -178,11 +186,11 @@ class Scheduler:
             factor = None
         tags = {"site": site.site, "building": b.id, "meter": meter, "energy_type": energy_type,
                 "category": category, "total": "1" if total else "0"}
+        # the series key is the same for every bucket: escape it once (the hot path)
+        key = line(meas, tags, {"amount": 0.0}, 0).rsplit(" ", 2)[0]
         for ts, amount in buckets.items():
-            fields: dict[str, float | int | str | bool] = {"amount": float(amount)}
-            if factor is not None:
-                fields["kgce"] = float(amount * factor.value)
-            out.append(line(meas, tags, fields, ts))
+            kgce = f",kgce={float(amount * factor.value)!r}" if factor is not None else ""
+            out.append(f"{key} amount={float(amount)!r}{kgce} {ts}")
         return out
 
     async def _write(self, lines: list[str], st: PassStats) -> None:

@@ -137,3 +137,14 @@ def test_co2_natural_gas_derivation() -> None:
     # 389.31 GJ/10^4 Nm3 * 15.3 tC/TJ * 0.99 * 44/12, per m3, in kg
     derived = 389.31 / 1e4 * 15.3 / 1000 * 0.99 * 44 / 12 * 1000
     assert to_co2(1, "gas", year=2023).value == pytest.approx(derived, abs=0.001)
+
+
+def test_hourly_rollup_across_a_dst_change_has_no_lost_or_double_hour() -> None:
+    # Europe/Berlin 2026-03-29: 02:00 local does not exist. 3 kWh from 00:00 to 04:00 local
+    # is 3 real hours (UTC 23:00..02:00): 1 kWh each in the 00, 01 and 03 o'clock buckets.
+    be = ZoneInfo("Europe/Berlin")
+    s = int(datetime(2026, 3, 29, 0, tzinfo=be).timestamp() * 1000)
+    e = int(datetime(2026, 3, 29, 4, tzinfo=be).timestamp() * 1000)
+    got = rollup([Interval(s, e, 3.0)], "hour", be)
+    assert len(got) == 3 and all(v == pytest.approx(1.0) for v in got.values())
+    assert sum(got.values()) == pytest.approx(3.0)

@@ -1,0 +1,192 @@
+"""Benchmark: one rules evaluation pass over 1,000 buildings and 10,000 meters on real influxd.
+
+    .venv/bin/python bench/rules_pass.py [--sites 10 --buildings 100 --meters 10 --hours 4]
+
+Starts its own influxd (Debian 1.6) on a free loopback port in a temp dir, writes
+``meters × (hours × 4 + 1)`` counter readings (15-min polling) into ``meter``,
+then times one scheduled pass (rollups → energy_hourly/energy_daily, quotas,
+budgets, completeness) per site and in total. Baseline in the same run: the
+time to merely read the same raw readings back with one InfluxQL query per site,
+so the ratio says what the rules add on top of fetching the data. Also times the
+streaming engine (thresholds + data-quality checks) over one sample per meter.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from enmon.localrun import InfluxDB1
+from enmon.wire import Batch, DeviceMeta, Sample
+from ingest.storage import InfluxConfig, InfluxQL, InfluxV1Writer
+from rules.config import RulesConfig
+from rules.engine import Engine
+from rules.lifecycle import AlertBook
+from rules.scheduled import PassStats, Scheduler
+from rules.site import Building, Meter, Site
+
+DB = "enmon"
+STEP = 15 * 60_000
+
+
+def build_sites(n_sites: int, n_buildings: int, n_meters: int) -> list[Site]:
+    sites = []
+    for s in range(n_sites):
+        buildings = []
+        for b in range(n_buildings):
+            meters = [{"id": f"s{s}-b{b}-m{m}", "gateway": f"gw-{b // 10}", "device": f"b{b}-m{m}",
+                       "energy_type": "electricity", "category": "01000" if m == 0 else "01A00",
+                       "building_total": m == 0, "poll_interval_s": 900, "max_rate_per_h": 5000}
+                      for m in range(n_meters)]
+            buildings.append({
+                "id": f"b{b}", "floor_area_m2": 5000 + 10 * b, "occupants": 200,
+                "operating_hours_per_year": 2500,
+                "quota": {"ref": "gbt51161/office/A-commercial/hot_summer_cold_winter"},
+                "budgets": [{"name": "month", "period": "month", "amount": 50_000, "unit": "kWh"}],
+                "meters": meters})
+        sites.append(Site.model_validate({"site": f"site{s}", "buildings": buildings}))
+    return sites
+
+
+def write_readings(url: str, sites: list[Site], now: int, hours: int) -> tuple[int, float]:
+    n = 0
+    t0 = time.perf_counter()
+    steps = hours * 4 + 1
+    for site in sites:
+        lines = []
+        for b, m in site.meters():
+            base = 1000.0 + hash(m.id) % 1000
+            for i in range(steps):
+                ts = now - (steps - 1 - i) * STEP
+                lines.append(f"meter,site={site.site},gateway={m.gateway},device={m.device},"
+                             f"building={b.id},energy_type=electricity "
+                             f"active_energy_import_kwh={base + i * 12.5!r} {ts}")
+        for i in range(0, len(lines), 20_000):
+            req = urllib.request.Request(f"{url}/write?db={DB}&precision=ms",
+                                         data="\n".join(lines[i:i + 20_000]).encode(),
+                                         method="POST")
+            with urllib.request.urlopen(req, timeout=120) as r:
+                assert r.status == 204
+        n += len(lines)
+    return n, time.perf_counter() - t0
+
+
+async def raw_read(url: str, sites: list[Site], now: int, hours: int) -> tuple[int, float]:
+    q = InfluxQL(InfluxConfig(url=url, database=DB))
+    t0 = time.perf_counter()
+    rows = 0
+    try:
+        for site in sites:
+            for s in await q.query(
+                    f"SELECT active_energy_import_kwh FROM meter WHERE site = '{site.site}' "
+                    f"AND time >= {now - (hours + 1) * 3_600_000}ms AND time <= {now}ms "
+                    f"GROUP BY gateway, device"):
+                rows += len(s["values"])
+    finally:
+        await q.close()
+    return rows, time.perf_counter() - t0
+
+
+async def one_pass(url: str, sites: list[Site], now: int, hours: int
+                   ) -> tuple[float, list[PassStats]]:
+    cfg = RulesConfig.model_validate({"influx": {"url": url, "database": DB}})
+    engine = Engine(cfg, sites, AlertBook(), started_ms=now)
+    icfg = InfluxConfig(url=url, database=DB, timeout_s=300)
+    q, w = InfluxQL(icfg), InfluxV1Writer(icfg)
+    sched = Scheduler(engine, q, w, lookback_h=hours - 1)
+    t0 = time.perf_counter()
+    try:
+        _, stats = await sched.run_pass(now)
+    finally:
+        await q.close()
+        await w.close()
+    return time.perf_counter() - t0, stats
+
+
+def stream(sites: list[Site], now: int, rounds: int) -> float:
+    cfg = RulesConfig.model_validate({
+        "thresholds": [{"name": "peak", "quantity": "active_power_kw", "above": 800,
+                        "clear_below": 750}]})
+    engine = Engine(cfg, sites, AlertBook(), started_ms=now)
+    batches = []
+    for site in sites:
+        by_gw: dict[str, list[tuple[Building, Meter]]] = {}
+        for b, m in site.meters():
+            by_gw.setdefault(m.gateway, []).append((b, m))
+        for gw, ms in by_gw.items():
+            batches.append((site.site, gw, ms))
+    samples = 0
+    t0 = time.perf_counter()
+    for r in range(rounds):
+        ts = now + r * 60_000
+        for site_id, gw, ms in batches:
+            batch = Batch(site_id, gw, r, ts,
+                          {m.device: DeviceMeta(b.id, m.category, "electricity") for b, m in ms},
+                          [Sample(m.device, ts, {"active_energy_import_kwh": 1000.0 + r,
+                                                 "active_power_kw": 100.0 + r}) for _, m in ms])
+            engine.on_batch(batch)
+            samples += len(ms)
+    return samples / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sites", type=int, default=10)
+    ap.add_argument("--buildings", type=int, default=100, help="per site")
+    ap.add_argument("--meters", type=int, default=10, help="per building")
+    ap.add_argument("--hours", type=int, default=4, help="hours of 15-min readings to write")
+    ap.add_argument("--repeat", type=int, default=3, help="passes to time (median reported)")
+    a = ap.parse_args()
+    sites = build_sites(a.sites, a.buildings, a.meters)
+    n_buildings = sum(len(s.buildings) for s in sites)
+    n_meters = sum(len(s.meters()) for s in sites)
+    tz = ZoneInfo("Asia/Shanghai")
+    now = int(datetime(2026, 11, 20, 12, 0, tzinfo=tz).timestamp() * 1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = InfluxDB1(workdir=Path(tmp) / "influxd")
+        server.start()
+        try:
+            data = urllib.parse.urlencode({"q": f'CREATE DATABASE "{DB}"'}).encode()
+            urllib.request.urlopen(f"{server.url}/query", data=data, timeout=10).close()
+            points, wsec = write_readings(server.url, sites, now, a.hours)
+            print(f"setup: {n_buildings} buildings, {n_meters} meters, {points} readings written "
+                  f"in {wsec:.2f} s ({points / wsec:,.0f} points/s)")
+            raw_rows, raw_sec = asyncio.run(raw_read(server.url, sites, now, a.hours))
+            times: list[float] = []
+            stats: list[PassStats] = []
+            for _ in range(max(1, min(a.repeat, 5))):
+                sec, stats = asyncio.run(one_pass(server.url, sites, now, a.hours))
+                times.append(sec)
+            med = statistics.median(times)
+            q = sum(s.queries for s in stats)
+            r = sum(s.points_read for s in stats)
+            w = sum(s.points_written for s in stats)
+            steps: dict[str, float] = {}
+            for s in stats:
+                for k, v in s.per_step.items():
+                    steps[k] = steps.get(k, 0.0) + v
+            print(f"baseline: raw read of the pass's readings, {raw_rows} rows in {raw_sec:.2f} s")
+            each = ", ".join(f"{t:.2f}" for t in times)
+            print(f"pass: median {med:.2f} s of {len(times)} ({each}); {q} queries, "
+                  f"{r} points read, {w} points written")
+            print("pass steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
+            print(f"per meter: {med / n_meters * 1e6:.0f} µs; per building: "
+                  f"{med / n_buildings * 1e3:.2f} ms; ratio pass / raw read: {med / raw_sec:.1f}")
+        finally:
+            server.stop()
+    rate = stream(sites, now, rounds=3)
+    print(f"streaming engine: {rate:,.0f} samples/s (thresholds + counter/jump/flatline checks, "
+          f"{n_meters} meters × 3 rounds)")
+
+
+if __name__ == "__main__":
+    main()
