@@ -10,8 +10,8 @@ pattern, times parse or the request gets 422, ranges are bounded. A database tha
 is down answers 503 (retry later), never a stack trace.
 """
 
-from __future__ import annotations
-
+# no ``from __future__ import annotations``: FastAPI reads the endpoints' annotations at
+# runtime, and they refer to dependencies defined inside create_app
 import datetime as dt
 import io
 import logging

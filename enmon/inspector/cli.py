@@ -14,10 +14,12 @@ from typing import Any
 
 import typer
 
+# a one-command group (its callback is the command): let options follow the arguments
+_ONE = {"allow_interspersed_args": True}
 history_app = typer.Typer(help="One meter's (or a building's) history: values, gaps, flags, "
-                               "rejected data; CSV/XLSX export.")
+                               "rejected data; CSV/XLSX export.", context_settings=_ONE)
 report_app = typer.Typer(help="Monthly or annual energy report (HTML/PDF/JSON) for a site or "
-                              "building.")
+                              "building.", context_settings=_ONE)
 api_app = typer.Typer(help="The inspector HTTP API and web console; access tokens.",
                       no_args_is_help=True)
 
@@ -104,7 +106,7 @@ async def _history(cfg: Any, site: str, device: str | None, building: str | None
     from enmon.inspector.store import Store, fetch_history
     from ingest.storage import InfluxQL
 
-    con = Console(stderr=False)
+    con = Console(soft_wrap=True)  # one line per fact, for grep
     tz = _site_tz(cfg, site)
     try:
         s = parse_time(start, tz=tz, default=0)
@@ -276,7 +278,9 @@ async def _demo_report(period: str, building: str | None, out: Path) -> int:
             await q.create_database()
             with Progress() as prog:
                 task = prog.add_task(f"simulating {period}", total=1.0)
-                loaded = await load_month(query=q, writer=w, start=start, end=end,
+                # one hour past the month: the month's last hour needs a reading after it
+                loaded = await load_month(query=q, writer=w, start=start,
+                                          end=end + dt.timedelta(hours=1),
                                           progress=lambda f: prog.update(task, completed=f))
             typer.echo(f"simulated {loaded.samples:,} readings in {loaded.batches:,} batches "
                        f"({loaded.lines:,} points) in {loaded.seconds:.1f} s")

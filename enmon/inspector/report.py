@@ -5,7 +5,7 @@ Every conversion is the rule engine's (:mod:`rules.accounting`, :mod:`rules.quot
 the inspector to it, and every factor arrives with its source and confidence
 mark, which the report prints beside the number it produced.
 
-Consumption comes from counters (hourly last readings): a lost sample loses no
+Consumption comes from counters (the first reading of each hour): a lost sample loses no
 energy, because the next difference contains it; resets, rollovers and known
 meter swaps are recognised by ``rules.accounting.intervals``. A building's total
 of an energy type is the sum of its meters marked ``building_total`` in the site

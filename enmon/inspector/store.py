@@ -151,10 +151,13 @@ class Store:
     async def counter_points(self, site: str, keys: Sequence[tuple[str, str, str]], start: int,
                              end: int, *, every: str = "1h") -> dict[tuple[str, str], list[
                                  tuple[int, float]]]:
-        """The last reading of counters per ``every`` for many meters in one query per counter.
+        """The first reading of counters per ``every`` for many meters, one query per counter.
 
         ``keys`` are (gateway, device, counter). Consumption is computed from these with
         ``rules.accounting`` (a lost sample loses no energy: the next difference holds it).
+        InfluxQL stamps an aggregate with its bucket's start, so ``first()`` is used: the
+        reading it picks is at most one poll interval after that stamp (``last()`` would be
+        up to a whole bucket late and shift every period edge by nearly an hour).
         """
         by_counter: dict[str, set[tuple[str, str]]] = {}
         for gw, dev, counter in keys:
@@ -162,7 +165,7 @@ class Store:
         out: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for counter, wanted in by_counter.items():
             rows = await self.rows(
-                f'SELECT last({ident(counter)}) AS v FROM "meter" WHERE site = {quote(site)} '
+                f'SELECT first({ident(counter)}) AS v FROM "meter" WHERE site = {quote(site)} '
                 f"AND time >= {start}ms AND time < {end}ms "
                 f"GROUP BY time({every}), gateway, device fill(none)")
             for r in rows:

@@ -1,0 +1,145 @@
+"""The energy report over simulated days stored in a real influxd.
+
+Figures are recomputed here from the raw counters read back with plain urllib
+and from the shipped factor file, so a report that drifted from the rules'
+accounting or lost a factor's source would fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from enmon.inspector import render
+from enmon.inspector.report import Report, period_of
+from enmon.inspector.store import Store, fetch_report
+from ingest.storage import InfluxConfig, InfluxQL
+from tests.inspector.conftest import DB, MONTH, Loaded
+from tests.support import influx_rows
+
+pytestmark = pytest.mark.slow
+
+
+def _report(loaded: Loaded, building: str | None = None) -> Report:
+    async def go() -> Report:
+        store = Store(InfluxQL(InfluxConfig(url=loaded.url, database=DB)))
+        try:
+            rep: Report = await fetch_report(store, site=loaded.data.site, period=MONTH,
+                                             building=building, now_ms=loaded.data.end_ms)
+            return rep
+        finally:
+            await store.close()
+    return asyncio.new_event_loop().run_until_complete(go())
+
+
+def _counter_span(url: str, device: str, field: str) -> float:
+    """Counter at the last full hour minus counter at the start, from the raw readings.
+
+    The simulated days end 15 min before the period's last hour ends and nothing comes
+    after them, so the report's hourly resolution ends at the last hour's first reading.
+    """
+    rows = influx_rows(url, DB, f"SELECT {field} FROM meter WHERE device = '{device}'")
+    on_hour = [r for r in rows if r["time"] % 3_600_000 == 0]
+    return float(on_hour[-1][field]) - float(rows[0][field])
+
+
+@pytest.fixture(scope="module")
+def report(loaded: Loaded) -> Report:
+    return _report(loaded)
+
+
+def test_period_parsing() -> None:
+    p = period_of("2026-12", "Asia/Shanghai")
+    assert (p.kind, p.year) == ("month", 2026)
+    assert p.end - p.start == 31 * 86_400_000
+    assert period_of("2026", "UTC").end - period_of("2026", "UTC").start == 365 * 86_400_000
+    with pytest.raises(ValueError):
+        period_of("26-1x", "UTC")
+
+
+def test_consumption_kgce_and_co2_follow_the_counters_and_factor_file(
+        loaded: Loaded, report: Report) -> None:
+    factors = yaml.safe_load(Path("rules/data/factors.yaml").read_text(encoding="utf-8"))
+    kgce_kwh = factors["coal_equivalent"]["electricity_equivalent"]["value"]
+    co2_2023 = factors["co2"]["bases"]["mee_grid_average"]["factors"]["2023"]["national"]
+    admin = next(b for b in report.buildings if b.id == "admin")
+    elec = next(e for e in admin.energy if e.energy_type == "electricity")
+    assert elec.amount == pytest.approx(
+        _counter_span(loaded.url, "admin-main", "active_energy_import_kwh"), rel=1e-9)
+    assert elec.kgce == pytest.approx(elec.amount * kgce_kwh)
+    assert elec.co2_kg == pytest.approx(elec.amount * co2_2023)
+    # the factor travels with its source, mark and the fallback the inspector must see
+    assert elec.co2_factor is not None and "2026 not published, used 2023" in elec.co2_factor.source
+    assert elec.kgce_factor is not None and elec.kgce_factor.mark == "R"
+    assert "GB/T 2589-2020" in elec.kgce_factor.source
+    # sub-items add up to the building total (the simulated mains is their exact sum)
+    sub = {code: v for code, _, v in admin.subitems}
+    assert set(sub) == {"01A00", "01B00", "01C00", "01D00", ""}
+    assert sum(sub.values()) == pytest.approx(elec.amount)
+    assert abs(sub[""]) < 1e-6 * elec.amount
+    # gas of the hospital converts with the preset, and the boiler house's steam output is
+    # not counted again as energy use (only building_total meters are)
+    hosp = next(b for b in report.buildings if b.id == "hospital")
+    gas = next(e for e in hosp.energy if e.energy_type == "gas")
+    assert gas.amount == pytest.approx(_counter_span(loaded.url, "hosp-gas", "gas_volume_m3"))
+    plant = next(b for b in report.buildings if b.id == "boiler-house")
+    assert [e.energy_type for e in plant.energy] == ["gas"]
+    assert report.kgce == pytest.approx(sum(b.kgce for b in report.buildings))
+
+
+def test_quota_completeness_and_alerts(report: Report) -> None:
+    admin = next(b for b in report.buildings if b.id == "admin")
+    q = admin.quota
+    assert q is not None and q.measure == "kWh"
+    assert q.ytd == pytest.approx(next(e.amount for e in admin.energy
+                                       if e.energy_type == "electricity"))
+    assert q.allowance == pytest.approx(q.limit.value * admin.floor_area_m2)
+    assert q.fraction == pytest.approx(10 / 12)  # flat weights: Jan..Oct by the end of October
+    assert "GB/T 51161-2016" in q.limit.source and "office-corrected" in q.limit.source
+    # completeness: every batch arrived; the dead meter shows in its own figure
+    assert {c["gateway"] for c in report.completeness} == {
+        "gw-admin", "gw-hosp", "gw-mall", "gw-plant", "gw-school"}
+    assert all(c["ratio"] == 1.0 and c["days"] == 3 for c in report.completeness)
+    school = next(b for b in report.buildings if b.id == "school")
+    main = next(m for m in school.meters if m.meter == "school-main")
+    assert main.readings == 3 * 96 - 24 and main.expected == 31 * 96
+    rules = sorted({a["rule"] for a in report.alerts})
+    assert rules == ["meter_offline", "peak_demand"]
+    peak = next(a for a in report.alerts if a["rule"] == "peak_demand")
+    assert peak["labels"]["device"] == "mall-main" and peak["resolved_at"] is not None
+
+
+def test_building_report_and_rendering(loaded: Loaded, report: Report, tmp_path: Path) -> None:
+    one = _report(loaded, building="mall")
+    assert [b.id for b in one.buildings] == ["mall"]
+    assert [a["rule"] for a in one.alerts] == ["peak_demand"]
+    html = render.render_html(report)
+    for text in ("GB/T 2589-2020", "照明插座", "<svg", "Data completeness", "meter_offline",
+                 "Conversion factors and their sources"):
+        assert text in html
+    pdf = render.render_pdf(one, tmp_path / "mall.pdf")
+    assert pdf.startswith(b"%PDF-") and (tmp_path / "mall.pdf").stat().st_size < 1_000_000
+    d: dict[str, Any] = render.report_dict(report)
+    assert d["period"] == MONTH and d["factors"]
+
+
+def test_cli_writes_json_report(loaded: Loaded, tmp_path: Path) -> None:
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(loaded.data.site.model_dump(mode="json"),
+                                        allow_unicode=True), encoding="utf-8")
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "enmon", "report", "--period", MONTH, "--site",
+                        str(site_file), "-o", str(out), "--influx-url", loaded.url,
+                        "--database", DB], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    body = json.loads(out.read_text(encoding="utf-8"))
+    assert {b["id"] for b in body["buildings"]} >= {"admin", "hospital", "school", "mall"}
+    assert body["kgce"] > 0
