@@ -112,7 +112,8 @@ class LineServer:
     # loop ------------------------------------------------------------------
     def _send(self, fd: int, data: bytes, request_len: int) -> None:
         if self.baud:
-            time.sleep((request_len + len(data)) * mf.char_time(self.baud))
+            # the request's bytes, the 3.5-character silence before the answer, the answer
+            time.sleep((request_len + 3.5 + len(data)) * mf.char_time(self.baud))
         try:
             if self.link == "pty":
                 os.write(fd, data)

@@ -34,6 +34,7 @@ from gateway.dlt645 import Dlt645Profile
 from gateway.drivers import Dlt645Driver, Driver, Framing, LineDriver, ModbusDriver
 from gateway.library import AnyProfile
 from gateway.mqtt import Uplink
+from gateway.planner import breakeven_gap
 from gateway.profile import ModbusProfile
 from gateway.serial_line import SerialLineProfile
 from gateway.transport import Link, SerialLink, TcpLink
@@ -41,8 +42,18 @@ from gateway.validation import CounterLimits, EdgeValidator
 
 log = logging.getLogger("enmon.gateway")
 
-#: gap fill when the device config does not say: any hole that fits in one read
+#: gap fill on Modbus TCP when the device config does not say: any hole that fits in one
+#: read (bytes are cheap on Ethernet, round trips are not)
 DEFAULT_GAP = mf.MAX_READ
+#: baud assumed for RTU over a TCP serial server, whose line speed we cannot see
+SERVER_BAUD = 9600
+
+
+def default_gap(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> int:
+    """Gap fill that minimises line time (see ``planner.breakeven_gap``)."""
+    if isinstance(t, TcpTransport):
+        return DEFAULT_GAP
+    return breakeven_gap(t.baud if isinstance(t, SerialTransport) else SERVER_BAUD)
 
 
 def make_link(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> Link:
@@ -54,8 +65,9 @@ def make_link(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> Link:
 def make_driver(d: Device, profile: AnyProfile) -> Driver:
     if isinstance(profile, ModbusProfile):
         framing: Framing = "tcp" if isinstance(d.transport, TcpTransport) else "rtu"
-        return ModbusDriver(d.name, profile, d.unit_id, framing=framing,
-                            gap=DEFAULT_GAP if d.gap is None else d.gap, quantities=d.quantities)
+        gap = default_gap(d.transport) if d.gap is None else d.gap
+        return ModbusDriver(d.name, profile, d.unit_id, framing=framing, gap=gap,
+                            quantities=d.quantities)
     if isinstance(profile, Dlt645Profile):
         assert d.address is not None  # check_profiles guarantees it
         return Dlt645Driver(d.name, profile, d.address, quantities=d.quantities)

@@ -157,7 +157,8 @@ class Device(StrictModel):
     building: Annotated[str, Field(pattern=f"^({ID_PATTERN})?$")] = ""
     category: Annotated[str, Field(pattern=f"^({ID_PATTERN})?$")] = ""
     energy_type: str | None = None
-    # largest hole (registers) read and discarded to save a transaction; None: any that fits
+    # largest hole (registers) read and discarded to save a transaction; None: on Modbus TCP any
+    # that fits, on serial lines the size where reading it costs as much as a new transaction
     gap: Annotated[int, Field(ge=0, le=125)] | None = None
     quantities: list[str] | None = None  # poll only these (default: all in the profile)
     counters: dict[str, CounterCheck] = {}

@@ -131,6 +131,18 @@ def plan_naive(fields: Iterable[FieldLike]) -> list[Read]:
     return [Read(f.function, f.address, f.words, (f,)) for f in fields]
 
 
+def breakeven_gap(baud: int, turnaround_s: float = 0.02) -> int:
+    """The hole size (registers) at which reading it costs as much as one more transaction.
+
+    On an RTU line a transaction costs its 8-byte request, 5 bytes of answer framing,
+    two 3.5-character silences and the device's turnaround; a hole of ``g`` registers
+    costs ``2 g`` characters. Filling holes up to this size minimises line time; with the
+    default 20 ms turnaround (typical of DIN-rail meters) that is 19 registers at 9600 baud.
+    """
+    char = 11 / baud
+    return max(0, min(MAX_READ, round((20 + turnaround_s / char) / 2)))
+
+
 def wire_cost(reads: Sequence[Read], *, transport: str = "rtu") -> tuple[int, int]:
     """(transactions, bytes on the wire both directions) of one poll with ``reads``."""
     cost = rtu_wire_bytes if transport == "rtu" else tcp_wire_bytes

@@ -1,0 +1,123 @@
+"""RSS and CPU of ``enmon gateway run`` polling 32 simulated meters every 10 s.
+
+Starts a real mosquitto (free loopback port, temp dir), 32 simulated Eastron SDM630
+meters on one pty RS-485 bus with 9600-baud line timing, and the gateway as its own
+process (``python -m enmon gateway run``). Samples the gateway's VmRSS every second and
+its CPU time (utime + stime from /proc) over the run; prints peak RSS, mean RSS after
+the first cycle and CPU as a percentage of one core. For the baseline, the same figures
+for a bare ``python -c 'import time; time.sleep(…)'`` started the same way.
+
+    python bench/gateway_rss.py [--seconds 60] [--meters 32] [--interval 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from enmon.localrun import Mosquitto
+from firmware_sim.rtu import ModbusSlaveServer, Unit
+from gateway import library
+from gateway.profile import ModbusProfile
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid: int) -> tuple[int, int]:
+    rss = hwm = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+    return rss, hwm
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def watch(proc: subprocess.Popen[bytes], seconds: float) -> tuple[float, float, float]:
+    """(peak RSS MB, mean RSS MB after 10 s, CPU % of one core) over ``seconds``."""
+    t0 = time.monotonic()
+    c0 = cpu_s(proc.pid)
+    samples: list[tuple[float, int]] = []
+    peak = 0
+    while time.monotonic() - t0 < seconds:
+        if proc.poll() is not None:
+            raise SystemExit(f"process exited early with {proc.returncode}")
+        rss, hwm = rss_kb(proc.pid)
+        peak = max(peak, hwm)
+        samples.append((time.monotonic() - t0, rss))
+        time.sleep(1.0)
+    cpu = (cpu_s(proc.pid) - c0) / (time.monotonic() - t0) * 100
+    late = [r for t, r in samples if t >= 10] or [r for _, r in samples]
+    return peak / 1024, sum(late) / len(late) / 1024, cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--meters", type=int, default=32)
+    ap.add_argument("--interval", type=float, default=10)
+    args = ap.parse_args()
+    seconds = min(args.seconds, 600)  # bounded
+    p = library.load("eastron-sdm630")
+    assert isinstance(p, ModbusProfile)
+    values = {q: 1.0 for q in p.quantities} | {"frequency_hz": 50.0, "voltage_l1_v": 230.0,
+                                               "voltage_l2_v": 230.0, "voltage_l3_v": 230.0}
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        mq = Mosquitto(workdir=tmp / "mosquitto")
+        mq.start()
+        sim = ModbusSlaveServer({u: Unit(p, values) for u in range(1, args.meters + 1)},
+                                link="pty", baud=9600).start()
+        cfg = {
+            "site": "bench", "gateway": "gw-rss", "state_dir": str(tmp / "state"),
+            "mqtt": {"host": mq.host, "port": mq.port},
+            "poll": {"interval_s": args.interval, "health_interval_s": 60},
+            "devices": [{"name": f"m{u}", "profile": "eastron-sdm630", "unit_id": u,
+                         "transport": {"type": "serial", "port": sim.device}}
+                        for u in range(1, args.meters + 1)],
+        }
+        (tmp / "gw.yaml").write_text(yaml.safe_dump(cfg))
+        log = (tmp / "gw.log").open("wb")
+        env = dict(os.environ, ENMON_LOG_LEVEL="WARNING")
+        gw = subprocess.Popen([sys.executable, "-m", "enmon", "gateway", "run", "-c",
+                               str(tmp / "gw.yaml")], stdout=log, stderr=subprocess.STDOUT,
+                              env=env)
+        base = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds + 5})"])
+        try:
+            peak, mean, cpu = watch(gw, seconds)
+            b_peak, b_mean = rss_kb(base.pid)[1] / 1024, rss_kb(base.pid)[0] / 1024
+        finally:
+            gw.terminate()
+            base.terminate()
+            gw.wait(20)
+            base.wait(5)
+            sim.stop()
+            mq.stop()
+        con = sqlite3.connect(tmp / "state" / "queue.db")
+        batches = int(con.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
+        con.close()
+        errors = (tmp / "gw.log").read_text(errors="replace").count("event=timeout")
+    print(f"enmon gateway run: {args.meters} RTU meters (9600 baud, pty), poll every "
+          f"{args.interval:g} s, {seconds:g} s run, {batches} batches published, "
+          f"{errors} timeouts")
+    print(f"  RSS peak {peak:.1f} MB, mean after 10 s {mean:.1f} MB (target < 60 MB); "
+          f"CPU {cpu:.2f} % of one core")
+    print(f"  baseline: bare python interpreter RSS {b_mean:.1f} MB (peak {b_peak:.1f} MB) "
+          f"-> gateway adds {mean - b_mean:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
