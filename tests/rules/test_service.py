@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -159,17 +161,34 @@ async def test_gateway_lwt_raises_gateway_offline(
     run = Running(cfg)
     await run.ready(mosquitto)
     status = wire.status_topic("campus", "gw-07")
-    # a gateway connects with a last will, then vanishes without a goodbye
-    will = aiomqtt.Will(status, wire.dumps({"state": "offline"}), qos=1, retain=True)
-    gw = aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="gw-07", will=will,
-                        keepalive=1)
-    await gw.__aenter__()
-    await gw.publish(status, wire.dumps({"state": "online"}), qos=1, retain=True)
-    gw._client.socket().close()  # type: ignore[union-attr]  # the network dies: broker sends LWT
-    await until(lambda: any(json.loads(r["body"])["rule"] == "gateway_offline"
-                            for r in receiver.requests), "gateway_offline notification", 30)
-    note = json.loads(receiver.requests[-1]["body"])
-    assert note["gateway"] == "gw-07" and note["severity"] == "critical"
-    with pytest.raises(Exception):  # noqa: B017 - the dead client cannot leave cleanly
-        await gw.__aexit__(None, None, None)
-    await run.close()
+    # a gateway stand-in: a real MQTT client with a retained last will, killed with SIGKILL
+    gw = subprocess.Popen(
+        ["mosquitto_sub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-i", "gw-07",
+         "-t", "enmon/v1/campus/gw-07/cmd", "--will-topic", status, "--will-qos", "1",
+         "--will-retain", "--will-payload", '{"state":"offline"}'],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert gw.stdout is not None
+        first_line = asyncio.create_task(asyncio.to_thread(gw.stdout.readline))
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="birth") as c:
+            # the stand-in is connected once it receives what we send it
+            for _ in range(200):
+                await c.publish("enmon/v1/campus/gw-07/cmd", b"ping", qos=1)
+                done, _ = await asyncio.wait({first_line}, timeout=0.1)
+                if done:
+                    break
+            assert first_line.done(), "gateway stand-in never connected"
+            await c.publish(status, wire.dumps({"state": "online"}), qos=1, retain=True)
+        await until(lambda: run.svc.engine.gateways.get(("campus", "gw-07"), ("",))[0] == "online",
+                    "online status seen")
+        assert not any(json.loads(r["body"])["rule"] == "gateway_offline"
+                       for r in receiver.requests)
+        gw.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker publishes the will
+        await until(lambda: any(json.loads(r["body"])["rule"] == "gateway_offline"
+                                for r in receiver.requests), "gateway_offline notification", 30)
+        note = json.loads(receiver.requests[-1]["body"])
+        assert note["gateway"] == "gw-07" and note["severity"] == "critical"
+    finally:
+        gw.kill()
+        gw.wait()
+        await run.close()
