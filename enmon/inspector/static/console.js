@@ -149,6 +149,7 @@ async function loadHistory() {
   }
   const col = plottable.includes(chosen) ? chosen : (plottable.find((c) => !c.includes("energy") &&
     !c.includes("volume") && !c.includes("mass")) || plottable[0]);
+  $("#quantity").value = col;
   drawChart(h, col);
   $("#summary").textContent = `${h.readings} readings, typical interval ${fmtDur(h.interval_s)}, ` +
     `${h.gaps.length} gap(s), ${h.flags.length} flagged value(s), ${h.rejected.length} rejected record(s)`;
