@@ -69,8 +69,8 @@ def corrupt(frame: bytes) -> bytes:
 class CounterFaults:
     """Counter anomalies a real meter shows: wrap at register capacity, replacement.
 
-    ``capacity``: the counter wraps to 0 here (e.g. 99999999.99 kWh on a DL/T 645
-    display, 2**32 × scale on a u32 register). ``replaced_at``: from this reported
+    ``capacity``: the counter wraps to 0 here (e.g. 1 000 000 kWh for a DL/T 645
+    XXXXXX.XX register, 2**32 × scale on a u32 register). ``replaced_at``: from this reported
     value on, the meter behaves as a new one starting at ``replacement_start``.
     """
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag
-
-from enmon.config import StrictModel, parse_model, read_yaml
+from enmon.config import parse_model, read_yaml
+from enmon.errors import ConfigError
 from gateway.dlt645 import Dlt645Profile, decode_bcd
 from gateway.profile import PROFILE_DIR, ModbusProfile, profile_path, to_canonical
 from gateway.serial_line import SerialLineProfile, parse_line
@@ -26,37 +24,16 @@ _MODELS: dict[str, type[AnyProfile]] = {
     "modbus": ModbusProfile, "dlt645": Dlt645Profile, "serial_line": SerialLineProfile}
 
 
-def _protocol(v: Any) -> str:
-    if isinstance(v, dict):
-        return str(v.get("protocol", "modbus"))
-    return str(getattr(v, "protocol", "modbus"))
-
-
-class _Envelope(StrictModel):
-    profile: Annotated[
-        Annotated[ModbusProfile, Tag("modbus")]
-        | Annotated[Dlt645Profile, Tag("dlt645")]
-        | Annotated[SerialLineProfile, Tag("serial_line")],
-        Discriminator(_protocol),
-    ]
-
-
 @cache
 def load(name: str) -> AnyProfile:
     """A profile by model name from the library, or a path to a YAML file."""
     path = profile_path(name)
     data = read_yaml(path)
-    if isinstance(data, dict) and data.get("protocol", "modbus") not in _MODELS:
-        from enmon.errors import ConfigError
-
-        raise ConfigError(str(path), "protocol", f"unknown protocol {data.get('protocol')!r}",
+    proto = data.get("protocol", "modbus") if isinstance(data, dict) else "modbus"
+    if proto not in _MODELS:
+        raise ConfigError(str(path), "protocol", f"unknown protocol {proto!r}",
                           "use modbus, dlt645 or serial_line")
-    if isinstance(data, dict):
-        # validate through the envelope so the error key reads like the file's own keys
-        proto = data.get("protocol", "modbus")
-        model: type[AnyProfile] = _MODELS[proto]
-        return parse_model(model, data, file=str(path))
-    return parse_model(_Envelope, {"profile": data}, file=str(path)).profile
+    return parse_model(_MODELS[proto], data, file=str(path))
 
 
 def names() -> list[str]:

@@ -44,7 +44,7 @@ def test_negative_counter_is_dropped() -> None:
 
 
 def test_rollover_at_register_capacity() -> None:
-    cap = 99_999_999.99  # an 8-digit BCD kWh register
+    cap = 1_000_000.0  # DL/T 645 XXXXXX.XX kWh: 999999.99 then 0
     v = EdgeValidator(limits={"active_energy_import_kwh": CounterLimits(capacity=cap)})
     v.check(0, {"active_energy_import_kwh": cap - 5})
     values, flags = v.check(H, {"active_energy_import_kwh": 3.0})
@@ -55,7 +55,7 @@ def test_rollover_at_register_capacity() -> None:
 
 
 def test_meter_replacement_or_reset_is_flagged_not_negative() -> None:
-    v = EdgeValidator(limits={"active_energy_import_kwh": CounterLimits(capacity=99_999_999.99)})
+    v = EdgeValidator(limits={"active_energy_import_kwh": CounterLimits(capacity=1_000_000.0)})
     v.check(0, {"active_energy_import_kwh": 52_000.0})
     values, flags = v.check(H, {"active_energy_import_kwh": 0.4})
     assert flags == {"active_energy_import_kwh": RESET}
