@@ -2,7 +2,8 @@
 
 Counter faults come from the simulated meter itself (firmware_sim fault injection):
 a DL/T 645 energy register (XXXXXX.XX, 4 BCD bytes) that wraps after 999 999.99 kWh,
-then a swapped meter that starts again near zero. Both must arrive flagged, never as a negative or huge step.
+then a swapped meter that starts again near zero. Both must arrive flagged, never as a
+negative or huge step.
 """
 
 from __future__ import annotations
