@@ -19,6 +19,14 @@ from enmon.errors import ConfigError
 
 DATA_DIR = Path(__file__).parent / "data"
 
+
+def data_dir() -> Path:
+    """The shipped data, or a directory of your own copies (``ENMON_RULES_DATA``)."""
+    import os
+
+    own = os.environ.get("ENMON_RULES_DATA")
+    return Path(own) if own else DATA_DIR
+
 Mark = Literal["R", "U", "I", "R/I", "R/U", "user"]
 
 
@@ -110,22 +118,22 @@ class ExhaustLoss(StrictModel):
 
 @cache
 def factors(path: Path | None = None) -> Factors:
-    return load_model(Factors, path or DATA_DIR / "factors.yaml")
+    return load_model(Factors, path or data_dir() / "factors.yaml")
 
 
 @cache
 def quotas(path: Path | None = None) -> Quotas:
-    return load_model(Quotas, path or DATA_DIR / "quotas.yaml")
+    return load_model(Quotas, path or data_dir() / "quotas.yaml")
 
 
 @cache
 def boiler_limits(path: Path | None = None) -> BoilerLimits:
-    return load_model(BoilerLimits, path or DATA_DIR / "boiler_limits.yaml")
+    return load_model(BoilerLimits, path or data_dir() / "boiler_limits.yaml")
 
 
 @cache
 def exhaust_loss(path: Path | None = None) -> ExhaustLoss:
-    return load_model(ExhaustLoss, path or DATA_DIR / "exhaust_loss.yaml")
+    return load_model(ExhaustLoss, path or data_dir() / "exhaust_loss.yaml")
 
 
 def quota(ref: str) -> QuotaEntry:
@@ -138,7 +146,7 @@ def quota(ref: str) -> QuotaEntry:
 
         near = difflib.get_close_matches(ref, table, n=3, cutoff=0.5)
         raise ConfigError(
-            str(DATA_DIR / "quotas.yaml"), ref, f"no quota {ref!r}",
+            str(data_dir() / "quotas.yaml"), ref, f"no quota {ref!r}",
             f"use one of {', '.join(near) or 'the keys in rules/data/quotas.yaml'}",
         ) from None
 
