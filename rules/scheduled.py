@@ -299,6 +299,9 @@ class Scheduler:
                 heat = dout * 1e6  # GJ → kJ
             load = 100.0 * (heat / (BOILER_STEP / 1000)) / bo.rated_kw
             ivs.append(boiler.BoilerInterval(k0, k1, heat, dfuel, load))
+        gauges = await self._gauges(site, bo, start, now, st)
+        if gauges and out_m.counter == "steam_mass_t":
+            ivs = [self._measured_feedwater(bo, iv, gauges) for iv in ivs]
         res = boiler.window_efficiency(ivs, ncv_kj_per_unit=bo.ncv_mj_per_unit * 1000,
                                        min_load_pct=bo.min_load_pct,
                                        startup_ms=int(bo.startup_min * 60_000),
@@ -311,7 +314,55 @@ class Scheduler:
             limit, src = lim.limit, "GB 24500-2020 grade 3"
         detail = (f"direct method over {bo.window_h:g} h, {res.qualified_ms / HOUR:.1f} h above "
                   f"{bo.min_load_pct:g} % load; limit from {src}")
+        indirect = self._indirect(bo, ivs, gauges)
+        if indirect is not None:
+            detail += f"; indirect (heat-loss) method {indirect:.1f} %"
         return res.efficiency, limit, detail
+
+    async def _gauges(self, site: Site, bo: Boiler, start: int, now: int, st: PassStats
+                      ) -> dict[int, dict[str, float]]:
+        if bo.instruments is None:
+            return {}
+        rows = await self._rows(
+            "SELECT mean(flue_o2_pct) AS o2, mean(flue_temp_c) AS flue, "
+            "mean(combustion_air_temp_c) AS air, mean(feedwater_temp_c) AS fw FROM meter "
+            f"WHERE site = {_q(site.site)} AND gateway = {_q(bo.instruments.gateway)} AND "
+            f"device = {_q(bo.instruments.device)} AND time >= {start}ms AND time < {now}ms "
+            "GROUP BY time(15m)", st)
+        return {int(r["time"]): {k: float(r[k]) for k in ("o2", "flue", "air", "fw")
+                                 if r.get(k) is not None} for r in rows}
+
+    @staticmethod
+    def _measured_feedwater(bo: Boiler, iv: boiler.BoilerInterval,
+                            gauges: dict[int, dict[str, float]]) -> boiler.BoilerInterval:
+        """Recompute an interval's heat with the feedwater temperature measured in it."""
+        fw = gauges.get(iv.start, {}).get("fw")
+        if fw is None or iv.heat_kj <= 0:
+            return iv
+        per_t = boiler.steam_heat_kj(1.0, gauge_mpa=bo.steam_gauge_mpa,
+                                     feedwater_c=bo.feedwater_temp_c, steam_temp_c=bo.steam_temp_c)
+        steam_t = iv.heat_kj / per_t
+        heat = boiler.steam_heat_kj(steam_t, gauge_mpa=bo.steam_gauge_mpa, feedwater_c=fw,
+                                    steam_temp_c=bo.steam_temp_c)
+        return boiler.BoilerInterval(iv.start, iv.end, heat, iv.fuel,
+                                     iv.load_pct * heat / iv.heat_kj)
+
+    @staticmethod
+    def _indirect(bo: Boiler, ivs: list[boiler.BoilerInterval],
+                  gauges: dict[int, dict[str, float]]) -> float | None:
+        """Mean indirect efficiency over intervals above minimum load that have flue gauges."""
+        try:
+            coef = boiler.coefficients(bo.fuel, bo.exhaust_loss)
+        except Exception:  # no cited coefficients for this fuel: no indirect figure
+            return None
+        vals = []
+        for iv in ivs:
+            g = gauges.get(iv.start, {})
+            if iv.load_pct < bo.min_load_pct or "o2" not in g or "flue" not in g:
+                continue
+            vals.append(boiler.indirect_efficiency(g["flue"], g.get("air", bo.air_temp_c), g["o2"],
+                                                   coef, bo.other_losses_pct))
+        return sum(vals) / len(vals) if vals else None
 
     # ------------------------------------------------------------------ completeness
 

@@ -171,6 +171,13 @@ class Budget(StrictModel):
         return self
 
 
+class Instruments(StrictModel):
+    """The device that reports a boiler's gauges (flue O2 and temperature, feedwater, air)."""
+
+    gateway: Id
+    device: Id
+
+
 class Boiler(StrictModel):
     id: Id
     kind: Literal["steam", "hot_water"]
@@ -183,8 +190,8 @@ class Boiler(StrictModel):
         "fix": "net calorific value of the fuel, MJ per m3 (gas) or per kg (oil, coal)"})
     fuel_meter: Id
     output_meter: Id = Field(json_schema_extra={"fix": "a steam_mass_t or heat_energy_gj meter"})
-    instruments: Id | None = Field(default=None, json_schema_extra={
-        "fix": "a meter id whose device reports flue_o2_pct, flue_temp_c, feedwater_temp_c"})
+    instruments: Instruments | None = Field(default=None, json_schema_extra={
+        "fix": "{gateway: .., device: ..} of the device reporting flue_o2_pct, flue_temp_c"})
     steam_gauge_mpa: float = Field(default=0.7, ge=0)
     steam_temp_c: float | None = None
     feedwater_temp_c: float = 20.0
@@ -256,7 +263,7 @@ class Site(StrictModel):
                         raise ValueError(f"virtual meter {v.id!r} refers to unknown meter "
                                          f"{ref!r} in building {b.id!r}")
             for bo in b.boilers:
-                refs: list[str | None] = [bo.fuel_meter, bo.output_meter, bo.instruments]
+                refs: list[str | None] = [bo.fuel_meter, bo.output_meter]
                 for mref in refs:
                     if mref is not None and mref not in real:
                         raise ValueError(f"boiler {bo.id!r} refers to unknown meter "

@@ -61,7 +61,8 @@ SITE = {
          "boilers": [{"id": "b1", "kind": "steam", "fuel": "natural_gas", "rated_t_h": 4,
                       "ncv_mj_per_unit": 35.588, "fuel_meter": "b1-gas",
                       "output_meter": "b1-steam", "steam_gauge_mpa": 0.8,
-                      "feedwater_temp_c": 20, "startup_min": 0}]},
+                      "feedwater_temp_c": 20, "startup_min": 0,
+                      "instruments": {"gateway": "gw-02", "device": "b1-ctl"}}]},
     ],
 }
 
@@ -90,6 +91,8 @@ def readings() -> list[str]:
         lines.append(f"meter,site=campus,gateway=gw-02,device=b1-gas gas_volume_m3={gas!r} {ms(t)}")
         lines.append(f"meter,site=campus,gateway=gw-02,device=b1-steam steam_mass_t={steam!r} "
                      f"{ms(t)}")
+        lines.append(f"meter,site=campus,gateway=gw-02,device=b1-ctl flue_o2_pct=3.0,"
+                     f"flue_temp_c=160.0,combustion_air_temp_c=20.0,feedwater_temp_c=20.0 {ms(t)}")
         steam += steam_per_step
         gas += gas_per_step
         t += timedelta(minutes=15)
@@ -143,6 +146,8 @@ async def test_one_pass_rolls_up_and_checks_quota_budget_boiler_completeness(
     # boiler at 90.0 % against GB 24500-2020 gas grade 3 = 92 %
     b = fired[("boiler_efficiency", "b1")]
     assert b.value == pytest.approx(90.0, abs=0.05)
+    # and the heat-loss method from the flue gauges: 100 - 140 × (0.66/18 + 0.009) = 93.6 %
+    assert "indirect (heat-loss) method 93.6 %" in b.summary
     # completeness: the meter that never reported; the daily-read main meter is complete
     assert ("completeness", "silent") in fired and ("completeness", "main") not in fired
-    assert stats[0].queries <= 12
+    assert stats[0].queries <= 13
