@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from enmon import wire
@@ -98,12 +99,25 @@ def build_buses(cfg: GatewayConfig, profiles: list[AnyProfile]) -> list[Bus]:
     return buses
 
 
+def legacy_seq(state_dir: Path) -> int:
+    """The next seq after the walking skeleton's ``state_dir/seq`` file, if one exists.
+
+    Gateways that ran before the disk queue kept their last seq in that file; restarting
+    at 0 would make ingest count every new batch as a duplicate.
+    """
+    try:
+        return int((state_dir / "seq").read_text().strip() or "-1") + 1
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
 class Gateway:
     def __init__(self, cfg: GatewayConfig, *, config_file: str = "<config>") -> None:
         self.cfg = cfg
         profiles = check_profiles(cfg, config_file)
         self.buses = build_buses(cfg, profiles)
-        self.queue = DiskQueue(cfg.state_dir / "queue.db", max_bytes=int(cfg.queue.max_mb * 1e6))
+        self.queue = DiskQueue(cfg.state_dir / "queue.db", max_bytes=int(cfg.queue.max_mb * 1e6),
+                               first_seq=legacy_seq(cfg.state_dir))
         self.meta: dict[str, wire.DeviceMeta] = {}
         self.validators: dict[str, EdgeValidator] = {}
         saved = self.queue.get_state("baselines") or {}

@@ -69,7 +69,8 @@ class DiskQueue:
     asyncio thread while PUBACKs arrive on paho's network thread.
     """
 
-    def __init__(self, path: str | Path, *, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, path: str | Path, *, max_bytes: int = 64 * 1024 * 1024,
+                 first_seq: int = 0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -79,6 +80,10 @@ class DiskQueue:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._acked: set[int] = set()
+        if first_seq and self._db.execute(
+                "SELECT 1 FROM meta WHERE key = 'next_seq'").fetchone() is None:
+            # a new queue that must continue an older seq counter (see agent.legacy_seq)
+            self._set_meta("next_seq", str(first_seq))
         row = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM batch").fetchone()
         self._depth, self._bytes = int(row[0]), int(row[1])

@@ -136,7 +136,7 @@ async def test_dead_meter_costs_at_most_its_timeout(servers: list[LineServer]) -
     dead = devs[1].stats
     # one timeout per attempted cycle, no retries, and never longer than the timeout (+ slack)
     assert dead.timeouts == dead.polls
-    assert dead.last_latency_s < timing.timeout_s + 0.15
+    assert dead.last_latency_s < timing.timeout_s + 0.5  # slack for a loaded test machine
     assert not dead.online and dead.skipped >= 1  # offline after 2, then backed off
     assert devs[0].stats.ok == 6 and devs[2].stats.ok == 6
 

@@ -80,3 +80,12 @@ def test_every_committed_batch_survives_kill_9(tmp_path: Path) -> None:
     assert stored == list(range(len(stored)))  # contiguous, in order
     assert set(seen) <= set(stored)  # nothing that was committed is lost
     assert q.stats().next_seq == len(stored)
+
+
+def test_first_seq_continues_an_older_counter_once(tmp_path: Path) -> None:
+    q = DiskQueue(tmp_path / "q.db", first_seq=500)
+    assert _append(q, "a") == 500
+    q.close()
+    q = DiskQueue(tmp_path / "q.db", first_seq=500)  # the legacy hint never rewinds
+    assert _append(q, "b") == 501
+    q.close()

@@ -128,6 +128,10 @@ def test_library_coalescing_saves_transactions() -> None:
                          forbidden=p.limits.forbidden)
         n_c, bytes_c = wire_cost(coalesced)
         n_n, bytes_n = wire_cost(plan_naive(fields))
-        assert n_c <= n_n and bytes_c <= bytes_n + 2 * 8 * n_c, name
+        assert n_c <= n_n, name
+        if len(fields) >= 4:
+            assert n_c < n_n, f"{name}: coalescing saved no transaction"
+        # with gap 8 no read costs more bytes than the requests it saves
+        assert bytes_c <= bytes_n, name
         read_qs = sorted(f.quantity for r in coalesced for f in r.fields)
         assert read_qs == sorted(f.quantity for f in fields)

@@ -75,3 +75,14 @@ async def test_rollover_and_meter_swap_are_flagged(tmp_path: Path) -> None:
     assert flags[5] == RESET and values[5] < values[4]  # meter swap
     assert h["flags"] == {ROLLOVER: 1, RESET: 1}
     assert h["devices"]["gone"]["timeouts"] >= 1 and h["devices"]["gone"]["ok"] == 0
+
+
+def test_seq_continues_after_the_skeletons_seq_file(tmp_path: Path) -> None:
+    (tmp_path / "seq").write_text("41")  # what the walking-skeleton gateway left behind
+    cfg = GatewayConfig.model_validate({
+        "site": "s", "gateway": "g", "state_dir": str(tmp_path),
+        "devices": [{"name": "m", "profile": "eastron-sdm630",
+                     "transport": {"type": "tcp", "host": "127.0.0.1"}}]})
+    gw = Gateway(cfg)
+    assert gw.enqueue([wire.Sample("m", 1_763_726_400_000, {"voltage_l1_v": 230.0})]) == 42
+    gw.queue.close()
