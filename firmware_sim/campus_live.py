@@ -35,6 +35,21 @@ from firmware_sim.uplink import UplinkProxy
 log = logging.getLogger("enmon.sim.campus")
 
 
+def served_quantities(sim: CampusSim) -> dict[str, list[str]]:
+    """device → the quantities of its profile the simulator produces (poll only those).
+
+    A register the model has no value for would read as 0, and a missing reading
+    must never become a 0 downstream.
+    """
+    from gateway import library
+
+    out: dict[str, list[str]] = {}
+    for dev, info in sim.devices.items():
+        have = sim.reading(dev)
+        out[dev] = [q for q in library.load(info.profile).quantities if q in have]
+    return out
+
+
 @dataclass
 class CampusDeviceServer(ModbusMeterServer):
     """A profile server that stops answering (exception 0x0B) while ``alive()`` is false."""
@@ -94,19 +109,8 @@ class LiveCampus:
         return {"host": self.broker[0], "port": self.broker[1]}
 
     def quantities(self) -> dict[str, list[str]]:
-        """device → the profile quantities the simulator produces (poll only those).
-
-        A register the model has no value for would read as 0, and a failed or
-        missing reading must never become a 0 downstream.
-        """
-        from gateway import library
-
-        out: dict[str, list[str]] = {}
         with self._lock:
-            for dev, info in self.sim.devices.items():
-                have = self.sim.reading(dev)
-                out[dev] = [q for q in library.load(info.profile).quantities if q in have]
-        return out
+            return served_quantities(self.sim)
 
     def _follow(self) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from functools import lru_cache
 
 _MASK = (1 << 64) - 1
 
@@ -22,11 +23,13 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
+@lru_cache(maxsize=4096)
 def key_of(name: str) -> int:
     """A stable integer for a channel name (``hash()`` is salted per process)."""
     return zlib.crc32(name.encode())
 
 
+@lru_cache(maxsize=8192)  # consecutive steps share lattice points
 def unit(seed: int, key: int, n: int) -> float:
     """A uniform value in [-1, 1) for lattice point ``n`` of channel ``key``."""
     h = _mix((seed * 0x100000001B3) ^ (key << 20) ^ (n & _MASK))

@@ -83,9 +83,10 @@ Event = Annotated[LoadDrift | Fouling | MeterDies | UplinkLoss | MeterReplaced,
 class Expectation(StrictModel):
     """The alert the scenario exists to produce (checked by the end-to-end tests)."""
 
-    alert: Literal["quota_early_warning", "quota_exceeded", "budget_exhausted",
-                   "boiler_efficiency", "meter_offline", "gateway_offline", "counter_reset",
-                   "stale_value", "implausible_jump"]
+    # the rule engine's rule names (rules/engine.py)
+    alert: Literal["quota_early_warning", "quota_exceeded", "quota_over_pro_rata", "budget",
+                   "boiler_efficiency", "meter_offline", "gateway_offline", "flatline",
+                   "counter_backwards", "implausible_jump", "completeness"]
     target: Id
     within: Duration = 120.0
 

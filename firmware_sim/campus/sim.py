@@ -108,7 +108,9 @@ class CampusSim:
         self.climate = Climate(**model.climate.model_dump())
         self.year_start = year_start(start, model.timezone_hours)
         self.run_start = start if run_start is None else run_start
-        self.effects = Effects(scenarios, year_start=self.year_start, run_start=self.run_start)
+        self.scenarios = list(scenarios)
+        self.effects = Effects(self.scenarios, year_start=self.year_start,
+                               run_start=self.run_start)
         self.devices: dict[str, DeviceInfo] = {}
         self.templates: dict[str, str] = {}
         self.buildings: dict[str, Building] = {}
@@ -163,6 +165,13 @@ class CampusSim:
             d: self._phase_split(d) for d, info in self.devices.items()
             if family(info.measures) == "electric"
         }
+        # the phase split of each sub-item as the mains sees it (that of its sub-meter)
+        third = (1 / 3, 1 / 3, 1 / 3)
+        self._item_split: dict[tuple[str, str], tuple[float, float, float]] = {
+            (bid, item): next((self._phase[d] for d, i in self.devices.items()
+                               if i.owner == bid and i.measures == item), third)
+            for bid in self.buildings for item in SUB_ITEMS
+        }
         self._replacements = self.effects.replacements()
         self._change_times = self.effects.change_times() + [r[0] for r in self._replacements]
         self.t = start
@@ -175,6 +184,16 @@ class CampusSim:
                 st.starts = 0
         self._compute(start, 0.0)
         self._rates = self._counter_rates()
+
+    def reanchor(self, run_start: float) -> None:
+        """Restart the ``run_start`` clock of the scenarios (e.g. when the live part begins).
+
+        History generated before keeps what it saw; events still ahead move with the anchor.
+        """
+        self.run_start = run_start
+        self.effects = Effects(self.scenarios, year_start=self.year_start, run_start=run_start)
+        self._replacements = [r for r in self.effects.replacements() if r[0] > self.t]
+        self._change_times = self.effects.change_times() + [r[0] for r in self._replacements]
 
     # ------------------------------------------------------------------ stepping
 
@@ -337,8 +356,8 @@ class CampusSim:
         p = [0.0, 0.0, 0.0]
         q_total = 0.0
         for item in items:
-            split = self._phase[device] if info.measures != "mains" else self._mains_split(
-                info.owner, item)
+            split = (self._phase[device] if info.measures != "mains"
+                     else self._item_split[(info.owner, item)])
             for i in range(3):
                 p[i] += kw[item] * split[i]
             pf = POWER_FACTOR[item]
@@ -365,14 +384,6 @@ class CampusSim:
             # import + export; nothing is exported on this campus
             "active_energy_total_kwh": self.counter(device, "active_energy_import_kwh"),
         }
-
-    def _mains_split(self, building: str, item: str) -> tuple[float, float, float]:
-        """The phase split of a sub-item as seen by the mains (its sub-meter's split)."""
-        for d, info in self.devices.items():
-            if info.owner == building and info.measures == item:
-                return self._phase[d]
-        a = 1 / 3
-        return a, a, 1 - 2 * a
 
     # ------------------------------------------------------------------ introspection
 

@@ -73,13 +73,15 @@ def gateway_configs(model: CampusModel, *, transports: dict[str, dict[str, Any]]
     return out
 
 
-def site_file(model: CampusModel) -> dict[str, Any]:
+def site_file(model: CampusModel, *, poll_interval_s: float | None = None) -> dict[str, Any]:
     """The rule engine's site file for this campus (``rules.site.Site`` schema).
 
     Quotas, budgets, occupants and boiler rating/fuel come from each building's
     and boiler's ``rules:`` block; meters, their tags and the boiler ↔ meter
-    wiring come from the campus itself.
+    wiring come from the campus itself. ``poll_interval_s`` is the reading
+    interval the completeness check expects of every meter (its default if None).
     """
+    extra: dict[str, Any] = {} if poll_interval_s is None else {"poll_interval_s": poll_interval_s}
     buildings: list[dict[str, Any]] = []
     for b in model.buildings:
         entry: dict[str, Any] = {"id": b.id, "name": b.name, "type": RULES_TYPE[b.type],
@@ -88,7 +90,7 @@ def site_file(model: CampusModel) -> dict[str, Any]:
         entry["meters"] = [
             {"id": m.device, "gateway": b.gateway, "device": m.device,
              "energy_type": ENERGY_TYPE[m.measures], "category": CATEGORY[m.measures],
-             "building_total": m.measures in _TOTAL}
+             "building_total": m.measures in _TOTAL, **extra}
             for m in b.meters
         ]
         buildings.append(entry)
@@ -104,7 +106,7 @@ def site_file(model: CampusModel) -> dict[str, Any]:
                 meters.append({"id": m.device, "gateway": h.gateway, "device": m.device,
                                "energy_type": ENERGY_TYPE[m.measures],
                                "category": CATEGORY.get(m.measures, ""),
-                               "building_total": m.measures == "gas"})
+                               "building_total": m.measures == "gas", **extra})
             boiler: dict[str, Any] = {
                 "id": bl.id, "kind": bl.kind, "fuel": "natural_gas",
                 "ncv_mj_per_unit": model.gas_ncv_mj_m3,
