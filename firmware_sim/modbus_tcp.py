@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway.profile import Field_, ModbusProfile, from_canonical, to_canonical
@@ -60,9 +60,14 @@ class ModbusMeterServer:
     source: ValueSource
     host: str = "127.0.0.1"
     port: int = 5020
+    # serve Modbus RTU on this serial device instead of TCP (e.g. one end of a socat pty
+    # pair): pymodbus' own RTU server, an independent check of the gateway's RTU master
+    serial_port: str | None = None
+    baudrate: int = 9600
     unit_id: int = 1
     served: deque[ServedRead] = field(default_factory=lambda: deque(maxlen=100_000))
-    _server: ModbusTcpServer | None = field(default=None, init=False, repr=False)
+    _server: ModbusTcpServer | ModbusSerialServer | None = field(
+        default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._fields = self.profile.fields()
@@ -116,7 +121,11 @@ class ModbusMeterServer:
         )
 
     async def start(self) -> None:
-        self._server = ModbusTcpServer(self._device(), address=(self.host, self.port))
+        if self.serial_port is not None:
+            self._server = ModbusSerialServer(
+                self._device(), port=self.serial_port, baudrate=self.baudrate)
+        else:
+            self._server = ModbusTcpServer(self._device(), address=(self.host, self.port))
         await self._server.serve_forever(background=True)
         # serve_forever(background=True) returns once listening
         log.info(
