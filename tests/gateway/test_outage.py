@@ -182,3 +182,27 @@ def test_outage_and_kill_9_deliver_every_batch_exactly_once_in_order(
     assert any(s["state"] == "online" for s in sub.status)
     log = gw.log_tail(200_000)
     assert "event=mqtt_disconnected" in log and "event=gateway_start" in log
+
+
+def test_kill_9_publishes_the_last_will(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    sdm = library.load("eastron-sdm630")
+    sim = ModbusSlaveServer({1: Unit(sdm, {"voltage_l1_v": 230.0})},  # type: ignore[arg-type]
+                            framing="tcp", link="tcp").start()
+    cfg = {"site": "hosp-a", "gateway": "gw-lwt", "state_dir": str(tmp_path / "st"),
+           "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
+           "poll": {"interval_s": 0.5},
+           "devices": [{"name": "m", "profile": "eastron-sdm630", "quantities": QS,
+                        "transport": {"type": "tcp", "host": "127.0.0.1", "port": sim.port}}]}
+    (tmp_path / "gw.yaml").write_text(yaml.safe_dump(cfg))
+    sub = Subscriber(mosquitto)
+    gw = Part(name="gw-lwt", args=["gateway", "run", "-c", str(tmp_path / "gw.yaml")],
+              workdir=tmp_path)
+    try:
+        gw.start()
+        wait_until(lambda: any(s["state"] == "online" for s in sub.status), 30, "birth")
+        gw.kill()
+        wait_until(lambda: sub.status[-1]["state"] == "offline", 30, "LWT after kill -9")
+    finally:
+        gw.kill()
+        sub.close()
+        sim.stop()
