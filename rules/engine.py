@@ -95,7 +95,7 @@ class Engine:
         q = self.cfg.quality
         for s in sorted(batch.samples, key=lambda s: s.ts):
             key = (batch.site, batch.gateway, s.device)
-            if s.ts > self.last_seen.get(key, 0):
+            if s.values and s.ts > self.last_seen.get(key, 0):  # flags alone are no reading
                 self.last_seen[key] = s.ts
             meta = batch.devices.get(s.device)
             if meta is not None and meta.building and key not in self.building_of:
