@@ -19,7 +19,8 @@ from enmon.inspector.report import Report
 TEMPLATES = Path(__file__).parent / "templates"
 STATE_TEXT = {"ok": "within quota", "over_pro_rata": "above the pro-rated quota",
               "early_warning": "early warning (预警): projected above the quota",
-              "exceeded": "quota exceeded"}
+              "exceeded": "quota exceeded",
+              "incomplete": "no verdict: the year-to-date lacks readings before the period"}
 
 
 def _local(ts: int | None, tz: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -65,19 +66,22 @@ def render_html(report: Report) -> str:
     env.filters["pct"] = lambda v: "–" if v is None else f"{float(v):.1%}"
     env.filters["local"] = lambda ts: _local(ts, report.period.tz)
     tmpl = env.get_template("report.html.j2")
+    from enmon.inspector.report import UNITS
+
     return tmpl.render(r=report, charts=_charts(report), state_text=STATE_TEXT,
-                       totals=report.totals_by_type())
+                       totals=report.totals_by_type(), units=UNITS)
 
 
 def render_pdf(report: Report, path: str | Path | None = None) -> bytes:
     """The same HTML as PDF (written to ``path`` when given)."""
     import logging
 
+    # WeasyPrint logs every CSS property it ignores and every step (even while importing, for
+    # its own stylesheets); an operator needs none of it
+    for name in ("weasyprint", "weasyprint.progress", "fontTools"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     from weasyprint import HTML
 
-    # WeasyPrint logs every CSS property it ignores at WARNING; an operator needs none of it
-    logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    logging.getLogger("fontTools").setLevel(logging.ERROR)
     data: bytes = HTML(string=render_html(report)).write_pdf()
     if path is not None:
         Path(path).write_bytes(data)

@@ -109,6 +109,7 @@ class QuotaFigure:
     fraction: float
     state: str
     data_from: int  # first reading the year-to-date could use
+    ytd_complete: bool = True  # readings reach back to 1 January (else no verdict)
 
 
 @dataclass(slots=True)
@@ -338,6 +339,9 @@ def _quota(site: Site, b: Building, period: ReportPeriod,
     st = quota.evaluate_quota(ytd=ytd, allowance=allowance, fraction=frac,
                               min_fraction=q.min_fraction, warn_ratio=q.warn_ratio)
     per = b.floor_area_m2 if q.basis == "area" else max(1, b.occupants)
+    data_from = first or period.start
+    # readings that start after 1 January understate the year-to-date: no verdict then
+    complete = data_from <= year0 + 86_400_000
     return QuotaFigure(q.measure, q.quota_unit, limit, allowance, ytd, ytd / per, st.pro_rated,
                        st.projected, st.projected / per if st.projected is not None else None,
-                       frac, st.state, first or period.start)
+                       frac, st.state if complete else "incomplete", data_from, complete)

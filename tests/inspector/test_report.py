@@ -63,6 +63,32 @@ def test_period_parsing() -> None:
         period_of("26-1x", "UTC")
 
 
+def test_quota_verdict_on_a_complete_year_to_date() -> None:
+    """Own quota 50 kWh/(m2·a) on 1 000 m2: 50 000 kWh a year. 45 000 kWh by the end of
+    October is over the pro-rated 41 667 and projects to 54 000: the early warning."""
+    from enmon.inspector.report import build_report
+    from rules.site import Site
+
+    site = Site.model_validate({"site": "s", "timezone": "UTC", "buildings": [{
+        "id": "b", "floor_area_m2": 1000, "quota": {
+            "value": 50, "unit": "kWh/(m2·a)", "source": "test quota"},
+        "meters": [{"id": "m", "gateway": "g", "device": "d", "energy_type": "electricity",
+                    "building_total": True}]}]})
+    p = period_of("2026-10", "UTC")
+    jan1 = period_of("2026", "UTC").start
+    pts = [(jan1, 1000.0), (p.start, 1000.0 + 40_500.0), (p.end, 1000.0 + 45_000.0)]
+    rep = build_report(site=site, period=p, counters={("g", "d"): pts})
+    b = rep.buildings[0]
+    assert b.energy[0].amount == pytest.approx(4_500.0)
+    q = b.quota
+    assert q is not None and q.ytd_complete
+    assert q.ytd == pytest.approx(45_000.0) and q.allowance == pytest.approx(50_000.0)
+    assert q.fraction == pytest.approx(10 / 12)
+    assert q.projected == pytest.approx(54_000.0)
+    assert q.state == "early_warning"
+    assert q.limit.source == "test quota" and q.limit.mark == "user"
+
+
 def test_consumption_kgce_and_co2_follow_the_counters_and_factor_file(
         loaded: Loaded, report: Report) -> None:
     factors = yaml.safe_load(Path("rules/data/factors.yaml").read_text(encoding="utf-8"))
@@ -102,6 +128,8 @@ def test_quota_completeness_and_alerts(report: Report) -> None:
     assert q.allowance == pytest.approx(q.limit.value * admin.floor_area_m2)
     assert q.fraction == pytest.approx(10 / 12)  # flat weights: Jan..Oct by the end of October
     assert "GB/T 51161-2016" in q.limit.source and "office-corrected" in q.limit.source
+    # the simulated days start on 1 October: no verdict on a year-to-date that lacks Jan-Sep
+    assert q.state == "incomplete" and not q.ytd_complete
     # completeness: every batch arrived; the dead meter shows in its own figure
     assert {c["gateway"] for c in report.completeness} == {
         "gw-admin", "gw-hosp", "gw-mall", "gw-plant", "gw-school"}
