@@ -5,8 +5,9 @@ One *pass* per site, every ``schedule.interval_s``:
 1. rollups — raw counter readings of the last few hours → consumption intervals
    (resets, rollovers and swaps handled by ``rules.accounting``) → ``energy_hourly``
    points for every hour touched, then ``energy_daily`` re-summed from the hours of
-   every day touched. Written by enmon itself (no continuous queries, no Flux), so
-   it works on 1.x, 2.x and 3.x alike; re-running a pass overwrites, never adds.
+   every day touched and ``energy_monthly`` from the days of every month touched.
+   Written by enmon itself (no continuous queries, no Flux), so it works on 1.x,
+   2.x and 3.x alike; re-running a pass overwrites, never adds.
 2. quotas and budgets — year-to-date and month-to-date from ``energy_daily``.
 3. boilers — fuel and output counters at 15-minute resolution over the window.
 4. completeness — readings received vs expected per meter over the last window.
@@ -173,7 +174,32 @@ class Scheduler:
                               int(r["time"])))
         await self._write(daily, st)
         st.per_step["rollup.daily"] = time.perf_counter() - t
+        t = time.perf_counter()
+        month = accounting.bucket_start(first_day, "month", tz)
+        while month <= now:
+            nxt = accounting.next_bucket(month, "month", tz)
+            await self._monthly(site, month, nxt, st)
+            month = nxt
+        st.per_step["rollup.monthly"] = time.perf_counter() - t
         self.watermark[site.site] = now
+
+    async def _monthly(self, site: Site, month: int, nxt: int, st: PassStats) -> None:
+        """``energy_monthly`` for one local calendar month, re-summed from its days."""
+        rows = await self._rows(
+            "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_daily "
+            f"WHERE site = {_q(site.site)} AND time >= {month}ms AND time < {nxt}ms "
+            "GROUP BY building, meter, energy_type, category, total", st)
+        lines = []
+        for r in rows:
+            if r.get("amount") is None:
+                continue
+            fields: dict[str, float | int | str | bool] = {"amount": float(r["amount"])}
+            if r.get("kgce") is not None:
+                fields["kgce"] = float(r["kgce"])
+            tags = {k: r.get(k, "") for k in ("building", "meter", "energy_type", "category",
+                                              "total")}
+            lines.append(line("energy_monthly", {"site": site.site, **tags}, fields, month))
+        await self._write(lines, st)
 
     def _energy_lines(self, meas: str, site: Site, b: Building, meter: str, energy_type: str,
                       category: str, total: bool, buckets: dict[int, float]) -> list[str]:
