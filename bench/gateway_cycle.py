@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import statistics
 import time
 
@@ -39,15 +40,20 @@ def line_minimum(drivers: list[ModbusDriver]) -> float:
     return chars * mf.char_time(BAUD)
 
 
-async def measure(device: str, drivers: list[ModbusDriver], cycles: int) -> list[float]:
-    timing = Timing(timeout_s=1.0, retries=0, inter_frame_s=mf.silent_interval(BAUD))
+TIMEOUT_S = 0.5
+
+
+async def measure(device: str, drivers: list[ModbusDriver], cycles: int,
+                  dead: frozenset[str] = frozenset()) -> list[float]:
+    timing = Timing(timeout_s=TIMEOUT_S, retries=1, inter_frame_s=mf.silent_interval(BAUD),
+                    offline_after=cycles + 1)
     bus = Bus("bench", SerialLink(device, baud=BAUD), [BusDevice(d, timing) for d in drivers])
     out = []
     for c in range(cycles):
         t0 = time.perf_counter()
         readings = await bus.poll_cycle(c)
         out.append(time.perf_counter() - t0)
-        bad = [r.device for r in readings if not r.complete]
+        bad = [r.device for r in readings if not r.complete and r.device not in dead]
         if bad:
             raise SystemExit(f"incomplete readings from {bad}: the bench is not measuring a "
                              "healthy bus")
@@ -61,10 +67,12 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=3)
     ap.add_argument("--profile", default="eastron-sdm630")
     args = ap.parse_args()
+    logging.getLogger("enmon.gateway.bus").setLevel(logging.ERROR)  # the dead meter's timeouts
     p = library.load(args.profile)
     assert isinstance(p, ModbusProfile)
     values = {q: 1.0 for q in p.quantities}
     units = {u: Unit(p, values) for u in range(1, args.meters + 1)}
+    dead_unit = args.meters + 1  # configured in the gateway, absent on the wire
     srv = ModbusSlaveServer(units, link="pty", baud=BAUD).start()
     gap = breakeven_gap(BAUD)
     try:
@@ -79,6 +87,10 @@ def main() -> None:
             times = asyncio.run(measure(srv.device, drivers, cycles))
             tx = sum(len(d.reads) for d in drivers)
             results[label] = (statistics.median(times), line_minimum(drivers), tx)
+        # the failure budget: one more, dead, meter may add no more than its timeout
+        drivers = [ModbusDriver(f"m{u}", p, u, gap=gap) for u in [*units, dead_unit]]
+        times = asyncio.run(measure(srv.device, drivers, args.cycles, frozenset({f"m{dead_unit}"})))
+        dead_cycle = statistics.median(times)
     finally:
         srv.stop()
     print(f"{args.meters} x {p.model} ({len(p.quantities)} quantities) on one {BAUD}-baud "
@@ -88,6 +100,10 @@ def main() -> None:
         print(f"  {label:24} {tx:4} transactions  cycle {t:6.2f} s   line minimum "
               f"{minimum:6.2f} s   measured/minimum {t / minimum:5.2f}   "
               f"vs baseline {base / t:5.2f}x faster")
+    alive = results[f"coalesced (gap {gap})"][0]
+    print(f"  with one more meter that never answers (timeout {TIMEOUT_S} s, retries 1): cycle "
+          f"{dead_cycle:.2f} s = +{dead_cycle - alive:.2f} s (budget: its timeout, "
+          f"{TIMEOUT_S} s)")
 
 
 if __name__ == "__main__":
