@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from enmon import wire
+from enmon.deploy import Watchdog, sd_notify
 from gateway import modbus_frames as mf
 from gateway.bus import Bus, BusDevice, Timing
 from gateway.config import (
@@ -222,12 +223,17 @@ class Gateway:
                  len(self.cfg.devices), q.depth, q.next_seq)
         self.uplink.start()
         forward = asyncio.create_task(self._forward(stop))
+        # systemd (Type=notify, WatchdogSec): ready once config, profiles and queue are open;
+        # pets come from the poll loop, so a wedged bus or a deadlock gets us restarted
+        watchdog = Watchdog()
+        sd_notify("READY=1")
         interval = self.cfg.poll.interval_s
         next_tick = time.monotonic()
         next_health = time.monotonic() + min(self.cfg.poll.health_interval_s, 5.0)
         try:
             while not stop.is_set():
                 samples = await self.poll_once()
+                watchdog.alive()
                 if samples:
                     await asyncio.to_thread(self.enqueue, samples)
                     self.uplink.pump()
