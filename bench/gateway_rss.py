@@ -111,7 +111,7 @@ def main() -> None:
         con.close()
         errors = (tmp / "gw.log").read_text(errors="replace").count("event=timeout")
     print(f"enmon gateway run: {args.meters} RTU meters (9600 baud, pty), poll every "
-          f"{args.interval:g} s, {seconds:g} s run, {batches} batches published, "
+          f"{args.interval:g} s, {seconds:g} s run, {batches} batches committed and sent, "
           f"{errors} timeouts")
     print(f"  RSS peak {peak:.1f} MB, mean after 10 s {mean:.1f} MB (target < 60 MB); "
           f"CPU {cpu:.2f} % of one core")
