@@ -130,9 +130,21 @@ async def test_threshold_alert_survives_restart_without_renotifying(
                              lambda: run.svc.book.alerts[fp].value == 48.0, "reading seen")
     # ... an operator acknowledges over HTTP ...
     # (the API runs in this event loop: call it from a thread)
-    reply = await asyncio.to_thread(post, f"http://127.0.0.1:{api}/alerts/{fp[:10]}/ack",
-                                    {"by": "zhang"})
-    assert reply["by"] == "zhang"
+    from typer.testing import CliRunner
+
+    from rules.cli import app
+
+    url = f"http://127.0.0.1:{api}"
+    listed = await asyncio.to_thread(CliRunner().invoke, app, ["alerts", "--url", url])
+    assert listed.exit_code == 0 and fp in listed.output and "firing" in listed.output
+    acked = await asyncio.to_thread(CliRunner().invoke, app,
+                                    ["ack", fp[:10], "--by", "zhang", "--url", url])
+    assert acked.exit_code == 0, acked.output
+    assert f"acknowledged {fp} by zhang" in acked.output
+    # a silence for another building does not mute this one
+    other = await asyncio.to_thread(post, f"{url}/silences",
+                                    {"match": {"building": "lab-*"}, "duration_s": 60})
+    assert list(run.svc.book.silences) == [other["id"]]
     # ... and the load falls below 45 kW: resolved, notified once
     await publish_until_seen(
         mosquitto, [batch(11, t0 + 6000, 40.0)], topic,
