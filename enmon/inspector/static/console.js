@@ -90,6 +90,8 @@ async function loadTree() {
     }
     tree.appendChild(sd);
   }
+  applyFilter();  // typed while the tree was loading
+  tree.dataset.loaded = "1";
   fillReportBuildings();
 }
 
@@ -101,12 +103,13 @@ $("#tree").addEventListener("click", (ev) => {
   openMeter(a.dataset.site, a.dataset.device);
 });
 
-$("#find").addEventListener("input", () => {
+function applyFilter() {
   const q = $("#find").value.trim().toLowerCase();
   document.querySelectorAll("#tree a.meter-link").forEach((a) => {
     a.hidden = q !== "" && !a.textContent.toLowerCase().includes(q);
   });
-});
+}
+$("#find").addEventListener("input", applyFilter);
 
 // ------------------------------------------------------------------ meter history
 
