@@ -127,6 +127,7 @@ def test_service_configs_match_their_schemas_and_identities() -> None:
         assert cfg.influx.api == "v2" and cfg.influx.bucket == "enmon"
         assert cfg.influx.token_env == "ENMON_INFLUX_TOKEN"
         assert cfg.mqtt.client_id  # a fixed id names the persistent session
+    assert rules.state_dir == Path("/var/lib/enmon/rules-state")  # on the rules-state volume
     env = _compose()["x-enmon"]["environment"]
     assert "ENMON_INFLUX_TOKEN" in env
 
