@@ -50,6 +50,10 @@ class Engine:
         self.last_counter: dict[tuple[str, str, str, str], tuple[int, float]] = {}
         self.flat: dict[tuple[str, str, str, str], _Flat] = {}
         self.gateways: dict[tuple[str, str], tuple[str, int]] = {}
+        # devices with a meter_offline alert in the book: the per-second scan skips the rest
+        self._offline: set[DeviceKey] = {
+            (a.labels.get("site", ""), a.labels.get("gateway", ""), a.labels.get("device", ""))
+            for a in book.alerts.values() if a.rule == "meter_offline"}
         q = cfg.quality
         sch = cfg.schedule
         self.repeat_ms: dict[str, int] = {r.name: int(r.repeat_s * 1000) for r in cfg.thresholds}
@@ -181,13 +185,20 @@ class Engine:
             out.extend(self._gateway(site, gw, now))
         limit = self.cfg.quality.meter_offline_s * 1000
         for key, seen in self.last_seen.items():
+            silent = now - seen > limit
+            if not silent and key not in self._offline:
+                continue  # the common case, kept cheap: 10 000 meters are scanned every second
             gw_state = self.gateways.get((key[0], key[1]), ("online", 0))[0]
             # a whole gateway down is one alert, not one per meter behind it
-            silent = now - seen > limit and gw_state != "offline"
+            silent = silent and gw_state != "offline"
+            if silent:
+                self._offline.add(key)
             self._observe(out, "meter_offline", self._labels(key), silent, now,
                           severity=self.cfg.quality.severity, value=(now - seen) / 1000,
                           summary=f"no reading from {key[2]} for {(now - seen) / 1000:.0f} s"
                           if silent else "")
+            if not silent:
+                self._offline.discard(key)  # resolved (or back to inactive): nothing left to do
         out.extend(self.book.tick(now, repeat_ms=self.repeat_ms))
         return out
 
