@@ -167,7 +167,7 @@ async def _history(cfg: Any, site: str, device: str | None, building: str | None
                       f"{str(r['detail'])[:120]}")
     if csv_out is not None:
         with csv_out.open("w", newline="", encoding="utf-8") as f:
-            n = sum(hist.write_csv(h, f) for h in hs)
+            n = hist.write_csv(hs[0], f) if building is None else hist.write_building_csv(hs, f)
         con.print(f"wrote {csv_out} ({n} rows)")
     if xlsx_out is not None:
         if len(hs) == 1:

@@ -302,3 +302,36 @@ def write_xlsx(h: History, path: str | Path | IO[bytes], *, title: str = "") -> 
                  *[(k2, str(v2)) for k2, v2 in h.meta.items()]]:
         ws.append([k, v])
     wb.save(path if not isinstance(path, Path) else str(path))
+
+
+def write_building_csv(hs: Sequence[History], out: TextIO) -> int:
+    """A building's meters side by side: one row per bucket, one consumption column per
+    meter's counter, and a note column naming each meter's gaps and refusals in place."""
+    cols: list[tuple[int, str]] = [(i, c) for i, h in enumerate(hs) for c in h.columns
+                                   if c.endswith("_consumption")]
+    by_ts: dict[int, dict[tuple[int, str], Any]] = {}
+    for i, h in enumerate(hs):
+        for r in h.rows:
+            slot = by_ts.setdefault(r["time"], {})
+            for j, c in cols:
+                if j == i:
+                    slot[(j, c)] = r.get(c)
+    tz = hs[0].tz if hs else "UTC"
+    pending = sorted((ts, f"{h.device}: {text}") for h in hs for ts, text in notes(h))
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["time", "epoch_ms", *(f"{hs[i].device} {c} [{unit_of(c)}]" for i, c in cols),
+                "note"])
+    n = 0
+    k = 0
+    times = sorted(by_ts)
+    for idx, ts in enumerate(times):
+        nxt = times[idx + 1] if idx + 1 < len(times) else None
+        here = []
+        while k < len(pending) and (nxt is None or pending[k][0] < nxt):
+            here.append(pending[k][1])
+            k += 1
+        w.writerow([local_iso(ts, tz), ts,
+                    *("" if by_ts[ts].get(key) is None else by_ts[ts][key] for key in cols),
+                    "; ".join(here)])
+        n += 1
+    return n

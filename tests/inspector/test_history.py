@@ -141,3 +141,22 @@ def test_cli_exports_csv_and_xlsx(loaded: Loaded, tmp_path: Path) -> None:
     gaps = list(wb["Gaps"].iter_rows(values_only=True))
     assert len(gaps) == 2 and gaps[1][2] == "6 h 15 min"
     assert len(list(wb["Rejected"].iter_rows(values_only=True))) == 3
+
+
+@pytest.mark.slow
+def test_cli_building_csv_puts_meters_side_by_side(loaded: Loaded, tmp_path: Path) -> None:
+    out = tmp_path / "admin.csv"
+    r = subprocess.run(
+        [sys.executable, "-m", "enmon", "history", SITE, "--building", "admin", "--from",
+         "2026-10-01", "--to", "2026-10-04", "--mode", "hour", "--csv", str(out),
+         "--influx-url", loaded.url, "--database", DB],
+        capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 72
+    col = "{} active_energy_import_kwh_consumption [kWh]"
+    for row in rows:
+        subs = sum(float(row[col.format(d)]) for d in
+                   ("admin-light", "admin-hvac", "admin-power", "admin-spec"))
+        # the simulated mains is exactly the sum of its sub-item meters, hour by hour
+        assert float(row[col.format("admin-main")]) == pytest.approx(subs, rel=1e-9)
