@@ -258,10 +258,13 @@ class AlertBook:
     def ack(self, fp: str, *, by: str, now: int) -> Outcome:
         """Acknowledge a pending or firing alert: no more repeats this cycle."""
         out = Outcome()
-        a = self.alerts.get(fp) or next(
-            (x for x in self.alerts.values() if x.fingerprint.startswith(fp)), None)
-        if a is None or a.state not in (State.PENDING, State.FIRING):
+        live = [x for x in self.alerts.values() if x.state in (State.PENDING, State.FIRING)
+                and x.fingerprint.startswith(fp)]
+        if len(live) > 1:
+            raise KeyError(f"fingerprint prefix {fp!r} matches {len(live)} alerts; give more of it")
+        if not live:
             raise KeyError(f"no pending or firing alert {fp!r}")
+        a = live[0]
         a.acked_by, a.acked_at = by, now
         out.changes.append(Change(self._stamp(a, now), a.fingerprint, a.rule, dict(a.labels),
                                   a.severity, a.state.value, "acknowledged", a.value, a.summary,

@@ -135,3 +135,11 @@ def test_hysteresis_does_not_flap() -> None:
     assert low.next(False, 9) and low.next(True, 11.5) and not low.next(True, 12.5)
     with pytest.raises(ValueError):
         Hysteresis(on=800, off=850)
+
+
+def test_ack_by_ambiguous_prefix_is_refused() -> None:
+    book = AlertBook()
+    for b in ("b1", "b2"):
+        book.observe(rule="peak", labels={"building": b}, active=True, now=0)
+    with pytest.raises(KeyError, match="matches 2 alerts"):
+        book.ack("", by="x", now=1)
