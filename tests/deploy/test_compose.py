@@ -128,6 +128,12 @@ def test_service_configs_match_their_schemas_and_identities() -> None:
         assert cfg.influx.token_env == "ENMON_INFLUX_TOKEN"
         assert cfg.mqtt.client_id  # a fixed id names the persistent session
     assert rules.state_dir == Path("/var/lib/enmon/rules-state")  # on the rules-state volume
+    from enmon.inspector.config import load_config as load_inspector
+
+    inspector = load_inspector(COMPOSE_DIR / "enmon" / "inspector.yaml")
+    assert inspector.influx.token_env == "ENMON_INFLUX_TOKEN"
+    api = _compose()["services"]["api"]
+    assert "/etc/enmon/inspector.yaml" in api["command"] and "/healthz" in str(api["healthcheck"])
     env = _compose()["x-enmon"]["environment"]
     assert "ENMON_INFLUX_TOKEN" in env
 

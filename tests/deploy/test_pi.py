@@ -258,11 +258,6 @@ def test_gateway_publishes_with_generated_credentials_over_tls(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="gateway/agent.py does not call enmon.deploy.sd_notify/Watchdog yet "
-    "(owned by the gateway; see deploy/pi/README.md)",
-    strict=False,
-)
 def test_gateway_tells_systemd_it_is_ready_and_alive(running_gateway: RunningGateway) -> None:
     """Under Type=notify the unit fails unless READY=1 arrives; under WatchdogSec the
     process is killed unless WATCHDOG=1 keeps arriving."""
