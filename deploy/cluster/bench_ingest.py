@@ -23,6 +23,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import yaml
@@ -46,12 +47,13 @@ QNAMES = [
 ][:QUANTITIES]
 
 
-def _query(url: str, q: str) -> dict:  # type: ignore[type-arg]
+def _query(url: str, q: str) -> dict[str, Any]:
     import json
 
     data = urllib.parse.urlencode({"db": "enmon", "q": q}).encode()
     with urllib.request.urlopen(f"{url}/query", data=data, timeout=30) as r:
-        return json.load(r)  # type: ignore[no-any-return]
+        body: dict[str, Any] = json.load(r)
+    return body
 
 
 def _stored(url: str) -> int:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -37,32 +38,57 @@ def main() -> None:
     mq = Mosquitto(workdir=work / "mq")
     mq.start()
     ports = [free_port() for _ in range(args.meters)]
-    sims = [subprocess.Popen([enmon, "sim", "run", "--port", str(p)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL) for p in ports]
+    sims = [
+        subprocess.Popen(
+            [enmon, "sim", "run", "--port", str(p)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for p in ports
+    ]
     gw = None
     try:
-        for p in ports:
-            wait_for(lambda p=p: _open(p), 30, f"sim on {p}")  # type: ignore[misc]
-        cfg = {"site": "bench", "gateway": "gw", "state_dir": str(work / "state"),
-               "mqtt": {"host": "127.0.0.1", "port": mq.port}, "poll": {"interval_s": 1},
-               "devices": [{"name": f"m{i}", "profile": "eastron-sdm630", "unit_id": 1,
-                            "transport": {"type": "tcp", "host": "127.0.0.1", "port": p}}
-                           for i, p in enumerate(ports)]}
+        for port in ports:
+            wait_for(partial(_open, port), 30, f"sim on {port}")
+        cfg = {
+            "site": "bench",
+            "gateway": "gw",
+            "state_dir": str(work / "state"),
+            "mqtt": {"host": "127.0.0.1", "port": mq.port},
+            "poll": {"interval_s": 1},
+            "devices": [
+                {
+                    "name": f"m{i}",
+                    "profile": "eastron-sdm630",
+                    "unit_id": 1,
+                    "transport": {"type": "tcp", "host": "127.0.0.1", "port": p},
+                }
+                for i, p in enumerate(ports)
+            ],
+        }
         (work / "gw.yaml").write_text(yaml.safe_dump(cfg))
-        gw = subprocess.Popen([enmon, "gateway", "run", "-c", str(work / "gw.yaml")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gw = subprocess.Popen(
+            [enmon, "gateway", "run", "-c", str(work / "gw.yaml")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + args.seconds
         while time.monotonic() < deadline and gw.poll() is None:
             time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
         status = Path(f"/proc/{gw.pid}/status").read_text().splitlines()
-        mem = {k: v.split()[0] for k, v in (ln.split(":", 1) for ln in status)
-               if k in ("VmRSS", "VmHWM")}
-        print(f"gateway meters={args.meters} seconds={args.seconds:.0f} "
-              f"rss_kb={mem['VmRSS']} peak_rss_kb={mem['VmHWM']}")
+        mem = {
+            k: v.split()[0]
+            for k, v in (ln.split(":", 1) for ln in status)
+            if k in ("VmRSS", "VmHWM")
+        }
+        print(
+            f"gateway meters={args.meters} seconds={args.seconds:.0f} "
+            f"rss_kb={mem['VmRSS']} peak_rss_kb={mem['VmHWM']}"
+        )
     finally:
-        for p in [*sims, *([gw] if gw else [])]:
-            p.terminate()
-            p.wait(15)
+        for proc in [*sims, *([gw] if gw else [])]:
+            proc.terminate()
+            proc.wait(15)
         mq.stop()
 
 
