@@ -281,6 +281,8 @@ async def _demo_report(period: str, building: str | None, out: Path) -> int:
                 # one hour past the month: the month's last hour needs a reading after it
                 loaded = await load_month(query=q, writer=w, start=start,
                                           end=end + dt.timedelta(hours=1),
+                                          scenarios=["boiler-fouls-slowly"],
+                                          boiler_every_s=6 * 3600.0,
                                           progress=lambda f: prog.update(task, completed=f))
             typer.echo(f"simulated {loaded.samples:,} readings in {loaded.batches:,} batches "
                        f"({loaded.lines:,} points) in {loaded.seconds:.1f} s")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,8 @@ async def load_month(
     steps_per_batch: int = 4,
     campus: Path | None = None,
     faults: Faults | None = None,
+    scenarios: Sequence[str] = (),
+    boiler_every_s: float = 0.0,
     progress: Callable[[float], None] | None = None,
 ) -> Loaded:
     """Simulate ``[start, end)`` and store it; see the module docstring for what happens.
@@ -117,9 +119,12 @@ async def load_month(
         writer: an :class:`ingest.storage.Writer` on the same database.
         step_s: reading interval of every meter.
         steps_per_batch: readings per device in one MQTT batch (a gateway batches too).
+        scenarios: more scenarios from ``firmware_sim/scenarios`` (e.g. a fouling boiler).
+        boiler_every_s: run the rules' scheduled boiler-efficiency check this often over the
+            stored period (0: not at all), as the rules service would have.
         progress: called with the fraction done (for a progress bar).
     """
-    from firmware_sim.campus import CampusSim, Scenario, load_campus
+    from firmware_sim.campus import CampusSim, Scenario, load_campus, load_scenario
     from firmware_sim.campus.config import DEFAULT_CAMPUS
     from firmware_sim.campus.sitefile import site_file
     from ingest.pipeline import Processor, compute_completeness_lines
@@ -146,7 +151,8 @@ async def load_month(
                     "start": f.gap_at.total_seconds(),
                     "end": (f.gap_at + f.gap_len).total_seconds()}],
     })
-    sim = CampusSim(model, start=start_s, scenarios=[scenario], run_start=start_s)
+    extra = [load_scenario(name) for name in scenarios]
+    sim = CampusSim(model, start=start_s, scenarios=[scenario, *extra], run_start=start_s)
     engine = Engine(demo_rules_config(), [site], AlertBook(), started_ms=int(start_s * 1000))
     processor = Processor(worker="demo")
     by_gw: dict[str, list[str]] = {}
@@ -251,6 +257,15 @@ async def load_month(
         await sched.rollup(site, now, st)
         if progress is not None:
             progress(0.9 + 0.1 * (now - out.start_ms) / (out.end_ms - out.start_ms))
+    if boiler_every_s > 0:
+        step_ms = int(boiler_every_s * 1000)
+        now = out.start_ms + step_ms
+        while now <= out.end_ms:
+            changes = (await sched.boilers(site, now, st)).changes
+            if changes:
+                await writer.write([change_line(ch) for ch in changes])
+                out.alert_changes += len(changes)
+            now += step_ms
     out.lines += st.points_written
     out.spike = (DEMO_SPIKE_DEVICE, spike_ms)
     out.seconds = time.perf_counter() - t0
