@@ -434,12 +434,16 @@ def make_credentials(
     bind: str | None = None,
     days: int = 825,
     owner: str | None = None,
+    service_owner: str | None = None,
     install_dir: str | None = None,
 ) -> CredentialsResult:
     """Create or update the broker's password file, ACL, listener config and client secrets.
 
     ``install_dir`` is where a client's folder will live on its own machine (e.g.
-    ``/etc/enmon/mqtt``); its ``mqtt.yaml`` names files there. Default: where they are now.
+    ``/etc/enmon/mqtt/{user}``, ``{user}`` being replaced by the user name); its
+    ``mqtt.yaml`` names files there. Default: where they are now.
+    ``owner`` chowns broker/ (the broker's user); ``service_owner`` chowns the service
+    identities' client folders (the user the ingest/rules containers run as).
     """
     if client_certs and not tls:
         raise CredentialsError("client certificates need TLS: add --tls")
@@ -487,7 +491,7 @@ def make_credentials(
                 p,
                 host=broker_host,
                 port=port,
-                client_dir=install_dir or cdir.resolve(),
+                client_dir=install_dir.replace("{user}", user) if install_dir else cdir.resolve(),
                 tls=tls,
                 client_certs=client_certs,
             ).encode(),
@@ -516,15 +520,20 @@ def make_credentials(
         ).encode(),
     )
     if owner:
-        _chown_broker_files(broker_dir, owner)
+        _chown_tree(broker_dir, owner, "--owner")
+    if service_owner:
+        for user in entries:
+            if not principal_from_username(user).is_gateway:
+                _chown_tree(out_dir / "clients" / user, service_owner, "--service-owner")
     return CredentialsResult(created, kept, removed, out_dir)
 
 
-def _chown_broker_files(broker_dir: Path, owner: str) -> None:
-    """Mosquitto started as root drops to its own user before reading these files.
+def _chown_tree(folder: Path, owner: str, option: str) -> None:
+    """Give a folder's files to the user that must read them (0600 stays 0600).
 
-    ``owner`` is a user name on this machine or ``UID[:GID]`` (the eclipse-mosquitto
-    image runs as 1883:1883, a user the host need not have).
+    Mosquitto started as root drops to its own user before reading its files, and the
+    containers run as fixed uids the host need not know, so ``owner`` is a user name on
+    this machine or ``UID[:GID]`` (eclipse-mosquitto: 1883:1883, the enmon image: 10001).
     """
     import pwd
 
@@ -535,10 +544,13 @@ def _chown_broker_files(broker_dir: Path, owner: str) -> None:
         try:
             pw = pwd.getpwnam(owner)
         except KeyError:
-            raise CredentialsError(f"--owner {owner!r} is not a user on this machine") from None
+            raise CredentialsError(f"{option} {owner!r} is not a user on this machine") from None
         uid, gid = pw.pw_uid, pw.pw_gid
-    for f in [broker_dir, *broker_dir.iterdir()]:
-        os.chown(f, uid, gid)
+    try:
+        for f in [folder, *folder.iterdir()]:
+            os.chown(f, uid, gid)
+    except PermissionError:
+        raise CredentialsError(f"{option}: not allowed to chown {folder} (run as root)") from None
 
 
 # --------------------------------------------------------------------------- systemd
@@ -692,15 +704,23 @@ def credentials(
     owner: Annotated[
         str | None,
         typer.Option(
-            help="chown broker/ to this user (mosquitto started as root reads its files "
-            "as user 'mosquitto')."
+            help="chown broker/ to this user or UID[:GID] (mosquitto started as root reads its "
+            "files as user 'mosquitto'; the eclipse-mosquitto image is 1883:1883)."
+        ),
+    ] = None,
+    service_owner: Annotated[
+        str | None,
+        typer.Option(
+            help="chown the services' client folders (ingest, rules, api) to this user or "
+            "UID[:GID]: the user their containers run as (the enmon image: 10001)."
         ),
     ] = None,
     install_dir: Annotated[
         str | None,
         typer.Option(
             help="Where each clients/USER/ folder is copied on its machine; mqtt.yaml names files "
-            "there (e.g. /etc/enmon/mqtt). Default: their path in OUT."
+            "there. {user} is replaced by the user name, e.g. '/etc/enmon/mqtt/{user}'. "
+            "Default: their path in OUT."
         ),
     ] = None,
 ) -> None:
@@ -737,6 +757,7 @@ def credentials(
             port=port,
             bind=bind,
             owner=owner,
+            service_owner=service_owner,
             install_dir=install_dir,
         )
     except EnmonError as exc:

@@ -31,6 +31,18 @@ for f in broker/passwd broker/server.key; do
     fi
 done
 
+# the containers read these as fixed users: mosquitto 1883, the enmon image 10001
+owned() { # file uid fix
+    if [ -e "$S/$1" ] && [ "$(stat -c %u "$S/$1")" != "$2" ]; then
+        say "$S/$1 belongs to uid $(stat -c %u "$S/$1"), its container reads it as uid $2: $3"
+        fail=1
+    fi
+}
+owned broker/passwd 1883 "re-run enmon deploy credentials with --owner 1883:1883"
+owned broker/server.key 1883 "re-run enmon deploy credentials with --owner 1883:1883"
+owned clients/ingest/password 10001 "re-run enmon deploy credentials with --service-owner 10001:10001"
+owned clients/rules/password 10001 "re-run enmon deploy credentials with --service-owner 10001:10001"
+
 if [ "$fail" -ne 0 ]; then
     say "not starting enmon"
     exit 1

@@ -272,6 +272,12 @@ def test_preflight_refuses_missing_or_example_secrets(tmp_path: Path) -> None:
         "INFLUXDB_ADMIN_TOKEN": "t" * 40,
         "GRAFANA_ADMIN_PASSWORD": "g" * 16,
     }
+    wrong_owner = _preflight(secrets, **good)  # files still belong to whoever ran the tool
+    if os.geteuid() == 0:
+        assert wrong_owner.returncode == 1 and "--owner 1883:1883" in wrong_owner.stderr
+        make_credentials(secrets, owner="1883:1883", service_owner="10001:10001")
+    else:
+        pytest.skip("chown needs root")
     ok = _preflight(secrets, **good)
     assert ok.returncode == 0, ok.stderr
     example = _preflight(

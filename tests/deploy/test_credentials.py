@@ -4,6 +4,7 @@ secrets that never show up on the terminal or in logs."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import stat
 import subprocess
@@ -63,7 +64,7 @@ def test_credentials_files_permissions_and_no_secret_in_output(
         "--tls",
         "--client-certs",
         "--install-dir",
-        "/etc/enmon/mqtt",
+        "/etc/enmon/mqtt/{user}",
     )
     users = ["hosp-a.gw-01", "hosp-a.gw-02", "ingest"]
     assert set(parse_passwd((out / "broker/passwd").read_text())) == set(users)
@@ -79,9 +80,31 @@ def test_credentials_files_permissions_and_no_secret_in_output(
         key = (out / "clients" / u / "client.key").read_text()
         assert key.splitlines()[1] not in printed + caplog.text
     mqtt_yaml = (out / "clients/hosp-a.gw-01/mqtt.yaml").read_text()
-    assert "/etc/enmon/mqtt/client.key" in mqtt_yaml and "password:" not in mqtt_yaml
+    assert "/etc/enmon/mqtt/hosp-a.gw-01/client.key" in mqtt_yaml and "password:" not in mqtt_yaml
     acl = (out / "broker/acl").read_text()
     assert "user hosp-a.gw-01\ntopic write enmon/v1/hosp-a/gw-01/#\n" in acl
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_owners_for_the_broker_and_the_service_containers(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    _run(
+        str(out),
+        "-g",
+        "hosp-a/gw-01",
+        "-s",
+        "ingest",
+        "--tls",
+        "--owner",
+        "1883:1883",
+        "--service-owner",
+        "10001:10001",
+    )
+    assert (out / "broker/passwd").stat().st_uid == 1883
+    assert (out / "broker/server.key").stat().st_uid == 1883
+    assert (out / "clients/ingest/password").stat().st_uid == 10001
+    assert (out / "clients/hosp-a.gw-01/password").stat().st_uid == 0  # gateways: copied by hand
+    assert _mode(out / "broker/passwd") == _mode(out / "clients/ingest/password") == 0o600
 
 
 def test_rerun_keeps_secrets_rotate_replaces_remove_revokes(tmp_path: Path) -> None:
