@@ -1,9 +1,10 @@
 """The web console in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
 
 A facility manager signs in, finds a meter by typing part of its name, opens it,
-sees its history chart with the outage drawn as a gap, and acknowledges the live
-alert; the acknowledgement must reach the rules service's alert book. A
-screenshot of the console is saved under ``test-artifacts/``.
+sees its history chart with the outage drawn as a gap, acknowledges the live
+alert (the acknowledgement must reach the rules service's alert book) and
+downloads a building's monthly report. A screenshot of the console and the
+downloaded PDF are saved under ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,15 @@ def test_console_find_meter_see_chart_acknowledge(stack: Stack, artifacts: Path)
             expect(row.locator("td.action")).to_contain_text("acknowledged by li.facilities",
                                                              timeout=15_000)
             page.screenshot(path=str(artifacts / "inspector-console.png"), full_page=True)
+            # download a building's monthly report as PDF
+            page.fill("#report-period", "2026-10")
+            page.select_option("#report-building", "mall")
+            with page.expect_download(timeout=60_000) as dl:
+                page.click("#report-pdf")
+            pdf = artifacts / "inspector-console-report.pdf"
+            dl.value.save_as(str(pdf))
+            assert dl.value.suggested_filename == "demo-campus_mall_2026-10.pdf"
+            assert pdf.read_bytes().startswith(b"%PDF-")
             assert errors == []
         finally:
             browser.close()
