@@ -3,11 +3,15 @@ a gateway can only speak for itself, and nobody gets in without a valid secret).
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
+from enmon.deploy import gateway_principal, make_credentials
 from enmon.wire import TELEMETRY_FILTER
 from tests.deploy.conftest import SecuredBroker
 from tests.deploy.mqttc import Probe, connected
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -118,3 +122,37 @@ def test_client_certificate_is_the_identity(secured_certs: SecuredBroker) -> Non
         gw_a.publish(A_TOPIC, b"A by certificate")
         ingest.wait_for(b"A by certificate")
         assert [p for _, p in ingest.received] == [b"A by certificate"]
+
+
+def test_adding_and_removing_a_gateway_needs_only_a_reload(secured: SecuredBroker) -> None:
+    """The operator's flow: re-run the tool, SIGHUP mosquitto; sessions stay up."""
+    b_password = secured.password(B)
+    with connected(_as(secured, B)):  # B is in before the change
+        pass
+    with connected(_as(secured, "ingest")) as ingest:
+        ingest.subscribe(TELEMETRY_FILTER)
+        make_credentials(
+            secured.secrets,
+            add=[gateway_principal("hosp-a", "gw-c")],
+            remove=[gateway_principal("hosp-a", "gw-b")],
+            tls=True,
+            port=secured.tls_port,
+            bind="127.0.0.1",
+        )
+        assert secured.server.proc is not None
+        secured.server.proc.send_signal(signal.SIGHUP)
+
+        def new_gateway_in() -> bool:
+            probe = _as(secured, "hosp-a.gw-c")
+            try:
+                return probe.connect() == "ok"
+            finally:
+                probe.close()
+
+        wait_until(new_gateway_in, what="gw-c accepted after the reload")
+        with connected(_as(secured, "hosp-a.gw-c")) as gw_c:
+            gw_c.publish("enmon/v1/hosp-a/gw-c/telemetry", b"from the new gateway")
+            ingest.wait_for(b"from the new gateway")  # ingest's session survived the reload
+        removed = Probe(secured.plain_port, username=B, password=b_password)
+        assert removed.connect() != "ok"
+        removed.close()
