@@ -54,44 +54,51 @@ def _env(name: str | None, what: str) -> str:
 
 # --------------------------------------------------------------------------- config
 
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
-class WebhookChannel(StrictModel):
-    type: Literal["webhook"] = "webhook"
+
+class _Channel(StrictModel):
     name: str
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        default="info", json_schema_extra={"fix": "info, warning or critical"})
+
+    def wants(self, severity: str) -> bool:
+        """Route by severity: a night-duty phone may want only critical alerts."""
+        return SEVERITY_RANK.get(severity, 1) >= SEVERITY_RANK[self.min_severity]
+
+
+class WebhookChannel(_Channel):
+    type: Literal["webhook"] = "webhook"
     url: str
     secret_env: str | None = Field(default=None, json_schema_extra={
         "fix": "the environment variable holding the HMAC key"})
 
 
-class WeComChannel(StrictModel):
+class WeComChannel(_Channel):
     """WeCom (企业微信) group robot; its URL holds the robot key, so it comes from the env."""
 
     type: Literal["wecom"] = "wecom"
-    name: str
     url_env: str
 
 
-class DingTalkChannel(StrictModel):
+class DingTalkChannel(_Channel):
     """DingTalk (钉钉) custom robot with the "加签" (signed) security setting."""
 
     type: Literal["dingtalk"] = "dingtalk"
-    name: str
     url_env: str
     secret_env: str | None = None
 
 
-class FeishuChannel(StrictModel):
+class FeishuChannel(_Channel):
     """Feishu / Lark (飞书) custom bot, optionally with signature verification."""
 
     type: Literal["feishu"] = "feishu"
-    name: str
     url_env: str
     secret_env: str | None = None
 
 
-class EmailChannel(StrictModel):
+class EmailChannel(_Channel):
     type: Literal["email"] = "email"
-    name: str
     host: str
     port: int = 587
     starttls: bool = True
@@ -103,11 +110,10 @@ class EmailChannel(StrictModel):
     timeout_s: float = 15.0
 
 
-class MqttChannel(StrictModel):
+class MqttChannel(_Channel):
     """Publish notifications on ``enmon/v1/{site}/alerts/{rule}`` (besides every state change)."""
 
     type: Literal["mqtt"] = "mqtt"
-    name: str
 
 
 ChannelConfig = (WebhookChannel | WeComChannel | DingTalkChannel | FeishuChannel | EmailChannel

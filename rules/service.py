@@ -103,6 +103,7 @@ class RulesService:
         self.book = AlertBook.from_dict(saved) if saved else AlertBook()
         self.engine = Engine(cfg, self.sites, self.book, started_ms=now_ms())
         self.user_channels = [c.name for c in cfg.all_channels()]
+        self.channel_cfg = {c.name: c for c in cfg.all_channels()}
 
     def apply(self, out: Outcome) -> None:
         """Commit an outcome: history, MQTT and notifications queued with the new state."""
@@ -117,7 +118,8 @@ class RulesService:
                      " ".join(f"{k}={v}" for k, v in sorted(c.labels.items())))
         for n in out.notifications:
             msg = message(n)
-            items += [(ch, msg) for ch in self.user_channels]
+            items += [(ch, msg) for ch in self.user_channels
+                      if self.channel_cfg[ch].wants(n.severity)]
             log.info("event=alert_notify rule=%s fingerprint=%s kind=%s channels=%d", n.rule,
                      n.fingerprint, n.kind, len(self.user_channels))
         self.outbox.commit(items, self.book.to_dict())
