@@ -36,6 +36,7 @@ import datetime as dt
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -426,11 +427,11 @@ def make_credentials(
     add: Iterable[Principal] = (),
     remove: Iterable[Principal] = (),
     rotate: Iterable[str] = (),
-    tls: bool = False,
-    client_certs: bool = False,
-    server_names: Iterable[str] = ("localhost", "127.0.0.1"),
-    broker_host: str = "localhost",
-    port: int = 8883,
+    tls: bool | None = None,
+    client_certs: bool | None = None,
+    server_names: Iterable[str] | None = None,
+    broker_host: str | None = None,
+    port: int | None = None,
     bind: str | None = None,
     days: int = 825,
     owner: str | None = None,
@@ -444,7 +445,25 @@ def make_credentials(
     ``mqtt.yaml`` names files there. Default: where they are now.
     ``owner`` chowns broker/ (the broker's user); ``service_owner`` chowns the service
     identities' client folders (the user the ingest/rules containers run as).
+
+    Settings left as None keep what the previous run into ``out_dir`` used (kept in its
+    ``settings.json``), so adding a gateway later cannot silently drop TLS, change the
+    port or hand the broker's files back to root.
     """
+    saved = _load_settings(out_dir)
+    tls = bool(saved.get("tls", False)) if tls is None else tls
+    client_certs = bool(saved.get("client_certs", False)) if client_certs is None else client_certs
+    names = (
+        list(server_names)
+        if server_names is not None
+        else list(saved.get("server_names", ["localhost", "127.0.0.1"]))
+    )
+    broker_host = broker_host or saved.get("broker_host") or names[0]
+    port = int(saved.get("port", 8883)) if port is None else port
+    bind = bind if bind is not None else saved.get("bind")
+    owner = owner if owner is not None else saved.get("owner")
+    service_owner = service_owner if service_owner is not None else saved.get("service_owner")
+    install_dir = install_dir if install_dir is not None else saved.get("install_dir")
     if client_certs and not tls:
         raise CredentialsError("client certificates need TLS: add --tls")
     broker_dir = out_dir / "broker"
@@ -506,10 +525,8 @@ def make_credentials(
     write_public(broker_dir / "emqx-acl.conf", emqx_acl_text(everyone).encode())
     if ca is not None:
         write_public(broker_dir / "ca.crt", _cert_pem(ca.cert))
-        if not (broker_dir / "server.crt").exists():
-            crt, key = ca.issue(
-                next(iter(server_names), "localhost"), server_names=server_names, days=days
-            )
+        if not (broker_dir / "server.crt").exists() or names != saved.get("server_names", names):
+            crt, key = ca.issue(names[0], server_names=names, days=days)
             write_public(broker_dir / "server.crt", crt)
             write_secret(broker_dir / "server.key", key)
             log.info("event=server_cert_issued file=%s", broker_dir / "server.crt")
@@ -519,6 +536,18 @@ def make_credentials(
             out_dir=out_dir.resolve(), port=port, bind=bind, tls=tls, client_certs=client_certs
         ).encode(),
     )
+    settings = {
+        "tls": tls,
+        "client_certs": client_certs,
+        "server_names": names,
+        "broker_host": broker_host,
+        "port": port,
+        "bind": bind,
+        "owner": owner,
+        "service_owner": service_owner,
+        "install_dir": install_dir,
+    }
+    write_public(out_dir / "settings.json", json.dumps(settings, indent=2).encode() + b"\n")
     if owner:
         _chown_tree(broker_dir, owner, "--owner")
     if service_owner:
@@ -526,6 +555,19 @@ def make_credentials(
             if not principal_from_username(user).is_gateway:
                 _chown_tree(out_dir / "clients" / user, service_owner, "--service-owner")
     return CredentialsResult(created, kept, removed, out_dir)
+
+
+def _load_settings(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "settings.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise CredentialsError(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+    if not isinstance(data, dict):
+        raise CredentialsError(f"{path}: expected an object; fix or delete it")
+    return data
 
 
 def _chown_tree(folder: Path, owner: str, option: str) -> None:
@@ -682,24 +724,35 @@ def credentials(
         ),
     ] = None,
     tls: Annotated[
-        bool, typer.Option(help="Create a CA and a server certificate; listener is TLS.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            help="Create a CA and a server certificate; listener is TLS. "
+            "Default: as the previous run into OUT (settings.json), else no."
+        ),
+    ] = None,
     client_certs: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             help="Also issue a client certificate per identity; the broker then requires one "
-            "(use_identity_as_username: the certificate CN is the user name)."
+            "(use_identity_as_username: the certificate CN is the user name). "
+            "Default: as the previous run."
         ),
-    ] = False,
+    ] = None,
     server_name: Annotated[
         list[str] | None,
         typer.Option(
             "--server-name",
             help="DNS name or IP the gateways use to reach the broker (repeat; "
-            "goes into the server certificate). Default: localhost, 127.0.0.1.",
+            "goes into the server certificate). Default: as the previous run, else "
+            "localhost and 127.0.0.1.",
         ),
     ] = None,
-    port: Annotated[int, typer.Option(help="Broker listener port written into configs.")] = 8883,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Broker listener port written into configs. Default: previous, else 8883."
+        ),
+    ] = None,
     bind: Annotated[str | None, typer.Option(help="Address the TLS listener binds to.")] = None,
     owner: Annotated[
         str | None,
@@ -726,12 +779,13 @@ def credentials(
 ) -> None:
     """Create per-gateway MQTT identities, the broker's password file and ACL, and TLS certificates.
 
-    Example, first run and adding a gateway later (existing secrets are kept):
+    Example, first run and adding a gateway later (existing secrets are kept, and so are the
+    first run's settings: TLS, port, server names, owners, install dir):
 
         enmon deploy credentials secrets/ -g hosp-a/gw-01 -g hosp-a/gw-02 -s ingest -s rules \\
             --tls --server-name mqtt.hosp-a.example
 
-        enmon deploy credentials secrets/ -g hosp-a/gw-03 --tls
+        enmon deploy credentials secrets/ -g hosp-a/gw-03
 
     Then put secrets/broker/enmon-listener.conf in mosquitto's include_dir (/etc/mosquitto/conf.d)
     and copy secrets/clients/SITE.GATEWAY/ to that gateway. Secrets are never printed.
@@ -744,7 +798,6 @@ def credentials(
             service_principal(s) for s in service or []
         ]
         removes = [parse_gateway_arg(r) if "/" in r else service_principal(r) for r in remove or []]
-        names = server_name or ["localhost", "127.0.0.1"]
         result = make_credentials(
             out,
             add=adds,
@@ -752,8 +805,7 @@ def credentials(
             rotate=rotate or [],
             tls=tls,
             client_certs=client_certs,
-            server_names=names,
-            broker_host=names[0],
+            server_names=server_name or None,
             port=port,
             bind=bind,
             owner=owner,

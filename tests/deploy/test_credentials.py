@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from enmon.deploy import (
@@ -105,6 +106,33 @@ def test_owners_for_the_broker_and_the_service_containers(tmp_path: Path) -> Non
     assert (out / "clients/ingest/password").stat().st_uid == 10001
     assert (out / "clients/hosp-a.gw-01/password").stat().st_uid == 0  # gateways: copied by hand
     assert _mode(out / "broker/passwd") == _mode(out / "clients/ingest/password") == 0o600
+    _run(str(out), "-g", "hosp-a/gw-02")  # a later run without the options keeps the owners
+    assert (out / "broker/passwd").stat().st_uid == 1883
+    assert (out / "clients/ingest/password").stat().st_uid == 10001
+
+
+def test_later_runs_keep_the_first_runs_settings(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    _run(
+        str(out),
+        "-g",
+        "hosp-a/gw-01",
+        "--tls",
+        "--port",
+        "18883",
+        "--server-name",
+        "mqtt.hosp-a.example",
+    )
+    crt = (out / "broker/server.crt").read_bytes()
+    _run(str(out), "-g", "hosp-a/gw-02")
+    conf = (out / "broker/enmon-listener.conf").read_text()
+    assert "listener 18883" in conf and "certfile" in conf  # TLS was not dropped
+    block = yaml.safe_load((out / "clients/hosp-a.gw-02/mqtt.yaml").read_text())["mqtt"]
+    assert block["host"] == "mqtt.hosp-a.example" and block["port"] == 18883
+    assert (out / "clients/hosp-a.gw-02/ca.crt").exists() and "tls" in block
+    assert (out / "broker/server.crt").read_bytes() == crt  # same names: same certificate
+    _run(str(out), "--server-name", "mqtt2.hosp-a.example")
+    assert (out / "broker/server.crt").read_bytes() != crt  # new name: reissued
 
 
 def test_rerun_keeps_secrets_rotate_replaces_remove_revokes(tmp_path: Path) -> None:
