@@ -85,7 +85,8 @@ class _Demo:
                      f"Modbus TCP / serial-over-TCP endpoints; school-main stops answering in "
                      f"20 s, and the rule engine reports a meter silent for "
                      f"{run.options.offline_after_s:g} s")
-            self._where_to_look(run)
+            console_at = await run.start_inspector(stop)
+            self._where_to_look(run, console_at, campus.site)
             next_print = 0.0
             while not stop.is_set():
                 if self.duration and time.monotonic() - self.started >= self.duration:
@@ -119,8 +120,13 @@ class _Demo:
         if parts:
             self.say("[cyan]live[/]  " + " | ".join(parts))
 
-    def _where_to_look(self, run: Any) -> None:
+    def _where_to_look(self, run: Any, console_at: tuple[str, str] | None, site: str) -> None:
         url = self.influx.url
+        if console_at is not None:
+            console.print(f"[bold]web console[/] {console_at[0]}  (token, shown once: "
+                          f"{console_at[1]})", soft_wrap=True)
+        day = time.strftime("%Y-%m-%d", time.localtime(time.time() - 7 * 86_400))
+        end = time.strftime("%Y-%m-%d", time.localtime(time.time() + 86_400))
 
         def q(text: str) -> str:
             return f"curl -s '{url}/query?db={DB}&q={urllib.parse.quote(text)}'"
@@ -128,6 +134,8 @@ class _Demo:
         console.print(
             "[bold]where to look[/] while it runs:\n"
             f"  alerts now (rules API):  enmon rules alerts --url http://127.0.0.1:{run.api_port}\n"
+            f"  a meter's history:       enmon history {site} admin-main --from {day} --to {end}"
+            f" --influx-url {url} --database {DB}\n"
             f"  alert history:           {q('SELECT * FROM alert ORDER BY time DESC LIMIT 20')}\n"
             "  energy per building:     "
             + q("SELECT sum(amount) FROM energy_daily WHERE total='1' GROUP BY building, "
@@ -136,7 +144,7 @@ class _Demo:
             + q("SELECT * FROM meter WHERE device='admin-main' ORDER BY time DESC LIMIT 5")
             + "\n"
             f"  configs (generated from the campus file): {run.cfg_dir}\n"
-            f"  process logs:            {self.work}/*.log")
+            f"  process logs:            {self.work}/*.log", soft_wrap=True)
 
     def _summary(self, run: Any) -> int:
         fired = {a.get("rule") for a in run.alerts if a.get("state") == "firing"}

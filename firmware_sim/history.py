@@ -18,6 +18,7 @@ one can never make a counter step backwards. Gauges keep full precision.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from firmware_sim.campus.sim import CampusSim
 log = logging.getLogger("enmon.sim.history")
 
 MAX_SAMPLES_PER_BATCH = 200
+_F32 = struct.Struct(">f")
 
 
 @dataclass(slots=True)
@@ -47,6 +49,14 @@ def _quantisers(sim: CampusSim) -> dict[str, dict[str, Callable[[float], float]]
     from gateway.profile import Field_, ModbusProfile, from_canonical, to_canonical
 
     def through(f: Field_) -> Callable[[float], float]:
+        """Round a value the way its register type does (word order cannot change a value)."""
+        if f.type == "f64":
+            return float
+        if f.type == "f32":
+            return lambda v: (_F32.unpack(_F32.pack((v - f.offset) / f.scale))[0] * f.scale
+                              + f.offset)
+        if f.type in ("u16", "i16", "u32", "i32", "u64", "i64"):
+            return lambda v: round((v - f.offset) / f.scale) * f.scale + f.offset
         return lambda v: to_canonical(f, from_canonical(f, v))
 
     out: dict[str, dict[str, Callable[[float], float]]] = {}
@@ -83,6 +93,9 @@ def energy_quantities(sim: CampusSim, served: dict[str, list[str]] | None = None
     return out
 
 
+_FAST = {"active_energy_import_kwh", "active_power_kw"}
+
+
 def sample_times(start: float, until: float, interval_s: float,
                  dense_from: float | None = None, dense_interval_s: float = 900.0
                  ) -> Iterator[float]:
@@ -108,6 +121,7 @@ def generate(sim: CampusSim, *, until: float, interval_s: float = 3600.0,
     Dead devices (scenario ``meter_dies``) produce no sample, as on a real bus.
     """
     quant = _quantisers(sim)
+    fast = {dev: quantities is not None and set(quantities[dev]) <= _FAST for dev in sim.devices}
     pending: dict[str, list[wire.Sample]] = {gw: [] for gw in sim.gateways()}
     for t in sample_times(sim.t, until, interval_s, dense_from, dense_interval_s):
         sim.advance_to(t, max_step=interval_s if t < (dense_from or until) else dense_interval_s)
@@ -115,10 +129,12 @@ def generate(sim: CampusSim, *, until: float, interval_s: float = 3600.0,
         for dev, info in sim.devices.items():
             if not sim.answering(dev):
                 continue
-            values = sim.reading(dev)
             if quantities is not None:
                 keep = quantities[dev]
+                values = sim.reading(dev, energy_only=fast[dev])
                 values = {q: values[q] for q in keep if q in values}
+            else:
+                values = sim.reading(dev)
             for q, fn in quant.get(dev, {}).items():
                 if q in values:
                     values[q] = fn(values[q])

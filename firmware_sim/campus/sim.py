@@ -300,16 +300,22 @@ class CampusSim:
     def gateways(self) -> list[str]:
         return sorted({d.gateway for d in self.devices.values()})
 
-    def reading(self, device: str) -> dict[str, float]:
+    def reading(self, device: str, *, energy_only: bool = False) -> dict[str, float]:
         """Everything the device measures right now, in canonical units.
 
         The endpoint serves the subset its profile has; a dead device is the
         endpoint's business (it stops answering), the physics keeps running.
+        ``energy_only`` skips an electricity meter's voltages, currents and phases
+        (its counters and total power only): the history generator's fast path.
         """
         info = self.devices[device]
         fam = family(info.measures)
         out: dict[str, float] = {q: self.counter(device, q) for q in COUNTERS[fam]}
-        if fam == "electric":
+        if fam == "electric" and energy_only:
+            kw = self.demand[info.owner].electric_kw
+            out["active_power_kw"] = (math.fsum(kw.values()) if info.measures == "mains"
+                                      else kw[info.measures])
+        elif fam == "electric":
             out.update(self._electric(device, info))
         elif fam == "water":
             out["water_flow_m3_h"] = self.demand[info.owner].water_m3_h

@@ -301,3 +301,34 @@ def test_a_wrong_campus_file_names_file_key_and_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_campus(bad)
     assert exc.value.key == "climat" and "spelling" in exc.value.fix
+
+
+def test_the_fast_energy_reading_is_the_full_reading(campus: CampusModel) -> None:
+    sim = _sim(campus)
+    for dev in ("admin-main", "hosp-light", "school-main"):
+        full, fast = sim.reading(dev), sim.reading(dev, energy_only=True)
+        assert set(fast) == {"active_energy_import_kwh", "active_power_kw"}
+        assert fast == pytest.approx({q: full[q] for q in fast}, rel=1e-12)
+
+
+def test_history_counters_are_quantised_like_the_registers_the_gateway_reads(
+    campus: CampusModel,
+) -> None:
+    """A history counter equals what the device's register would decode to, exactly."""
+    from firmware_sim.history import _quantisers
+    from gateway import library
+    from gateway.profile import ModbusProfile, from_canonical, to_canonical
+
+    sim = _sim(campus)
+    quant = _quantisers(sim)
+    checked = 0
+    for dev, fns in quant.items():
+        prof = library.load(sim.devices[dev].profile)
+        assert isinstance(prof, ModbusProfile)
+        fields = {f.quantity: f for f in prof.fields()}
+        for q, fn in fns.items():
+            for v in (0.0, 1234.5678, 98_765.4321, sim.reading(dev).get(q, 7.0)):
+                f = fields[q]
+                assert fn(v) == pytest.approx(to_canonical(f, from_canonical(f, v)), abs=1e-9)
+                checked += 1
+    assert checked > 40
