@@ -46,7 +46,7 @@ class Loaded:
 
 
 def _run(coro: Any) -> Any:
-    return asyncio.new_event_loop().run_until_complete(coro)
+    return asyncio.run(coro)
 
 
 @pytest.fixture(scope="session")
@@ -182,6 +182,8 @@ def stack(loaded: Loaded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         loop.call_soon_threadsafe(stop.set)
         t.join(30)
+        if not t.is_alive():
+            loop.close()
 
 
 def auth(token: str) -> dict[str, str]:

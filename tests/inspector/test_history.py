@@ -38,7 +38,7 @@ def _history(loaded: Loaded, device: str, mode: str = "raw", **kw: Any) -> hist.
             return h
         finally:
             await store.close()
-    return asyncio.new_event_loop().run_until_complete(go())
+    return asyncio.run(go())
 
 
 # ------------------------------------------------------------------ pure

@@ -35,7 +35,7 @@ def _report(loaded: Loaded, building: str | None = None) -> Report:
             return rep
         finally:
             await store.close()
-    return asyncio.new_event_loop().run_until_complete(go())
+    return asyncio.run(go())
 
 
 def _counter_span(url: str, device: str, field: str) -> float:
