@@ -170,14 +170,16 @@ def _meter(port: int) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def running_gateway(tmp_path: Path) -> Iterator[RunningGateway]:
-    """mosquitto with generated credentials (TLS), a simulated SDM630, and
-    `enmon gateway run` started with NOTIFY_SOCKET and WATCHDOG_USEC as systemd would."""
+def running_gateway(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningGateway]:
+    """mosquitto with generated credentials (TLS; with param True, client certificates as
+    the identity), a simulated SDM630, and `enmon gateway run` started with NOTIFY_SOCKET
+    and WATCHDOG_USEC as systemd would. The gateway's mqtt block is the generated one."""
     secrets, tls_port, sim_port = tmp_path / "secrets", free_port(), free_port()
     make_credentials(
         secrets,
         add=[gateway_principal("hosp-a", "gw-01"), service_principal("ingest")],
         tls=True,
+        client_certs=bool(getattr(request, "param", False)),
         port=tls_port,
         bind="127.0.0.1",
         broker_host="127.0.0.1",
@@ -245,6 +247,9 @@ def running_gateway(tmp_path: Path) -> Iterator[RunningGateway]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "running_gateway", [False, True], indirect=True, ids=["password", "client-cert"]
+)
 def test_gateway_publishes_with_generated_credentials_over_tls(
     running_gateway: RunningGateway,
 ) -> None:
