@@ -58,7 +58,7 @@ def hbar_chart(bars: Sequence[tuple[str, float]], *, unit: str, title: str, widt
                row: int = 22) -> str:
     """Horizontal bars with values (e.g. electricity by sub-item)."""
     pad_l, pad_t = 230, 24
-    w = width - pad_l - 90
+    w = width - pad_l - 140  # room for "41,149 kWh (49%)" after the longest bar
     top = max((abs(v) for _, v in bars), default=0.0) or 1.0
     height = pad_t + row * len(bars) + 8
     total = sum(v for _, v in bars) or 1.0
