@@ -110,9 +110,16 @@ class ParsedBatch:
 # --------------------------------------------------------------------------- topics
 
 
+# ``enmon/v1/{site}/alerts/{rule}`` belongs to the rule engine: a gateway called
+# "alerts" would own those topics and could forge alerts, so the id is reserved.
+RESERVED_GATEWAY_IDS = frozenset({"alerts"})
+
+
 def _check_id(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _ID.fullmatch(value):
         raise WireError(Reason.BAD_ID, f"{kind} {value!r} must match {ID_PATTERN}")
+    if kind == "gateway" and value in RESERVED_GATEWAY_IDS:
+        raise WireError(Reason.BAD_ID, f"gateway id {value!r} is reserved for the alert topics")
     return value
 
 

@@ -177,3 +177,7 @@ def test_topics() -> None:
             wire.parse_topic(bad)
     with pytest.raises(WireError):
         wire.telemetry_topic("a/b", "c")
+    # a gateway named "alerts" would own enmon/v1/{site}/alerts/… and could forge alerts
+    with pytest.raises(WireError) as e:
+        wire.parse_topic("enmon/v1/a/alerts/telemetry")
+    assert e.value.reason == Reason.BAD_ID
