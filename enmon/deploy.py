@@ -51,7 +51,7 @@ from typing import Annotated, Any
 import typer
 
 from enmon.errors import EnmonError
-from enmon.wire import ID_PATTERN, TOPIC_ROOT
+from enmon.wire import ID_PATTERN, RESERVED_GATEWAY_IDS, TOPIC_ROOT
 
 log = logging.getLogger("enmon.deploy")
 
@@ -67,9 +67,8 @@ SERVICES: dict[str, tuple[tuple[str, str], ...]] = {
     "rules": (("read", f"{TOPIC_ROOT}/#"), ("write", f"{TOPIC_ROOT}/+/alerts/#")),
     "api": (("read", f"{TOPIC_ROOT}/#"),),
 }
-# A gateway called "alerts" would own enmon/v1/{site}/alerts/#, the rule engine's
-# alert topics: it could forge alerts. The wire contract allows the id, we refuse it.
-RESERVED_GATEWAY_IDS = frozenset({"alerts"})
+# RESERVED_GATEWAY_IDS (from the wire contract): a gateway called "alerts" would own
+# enmon/v1/{site}/alerts/#, the rule engine's alert topics, and could forge alerts.
 
 
 class CredentialsError(EnmonError):
