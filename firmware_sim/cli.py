@@ -48,3 +48,9 @@ def run(
 
     asyncio.run(main())
     logging.getLogger("enmon.sim").info("event=stopped")
+
+
+# the simulated campus: campus, history, scale, scenarios, site-file (firmware_sim/campus_cli.py)
+from firmware_sim.campus_cli import register as _register_campus  # noqa: E402
+
+_register_campus(app)
