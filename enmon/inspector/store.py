@@ -38,6 +38,38 @@ def valid_id(value: str) -> bool:
     return bool(_ID.match(value))
 
 
+def parse_series_key(key: str) -> dict[str, str]:
+    """Tags of a line-protocol series key (``meter,building=a,device=b\\,c``), unescaped."""
+    parts: list[str] = []
+    cur: list[str] = []
+    i = 0
+    while i < len(key):
+        ch = key[i]
+        if ch == "\\" and i + 1 < len(key):
+            cur.append(key[i:i + 2])
+            i += 2
+            continue
+        if ch == ",":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    tags: dict[str, str] = {}
+    for p in parts[1:]:
+        j = 0
+        while j < len(p) and not (p[j] == "=" and (j == 0 or p[j - 1] != "\\")):
+            j += 1
+        k, v = p[:j], p[j + 1:]
+        tags[_unescape(k)] = _unescape(v)
+    return tags
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 @dataclass(frozen=True, slots=True)
 class MeterInfo:
     """One device as stored: its tags and when it was last heard from."""
@@ -76,23 +108,35 @@ class Store:
         return sorted({str(v[1]) for s in series for v in s.get("values", [])})
 
     async def meters(self, site: str | None = None) -> list[MeterInfo]:
-        """Every stored device (optionally of one site) with its tags and last reading time."""
-        where = f"WHERE site = {quote(site)}" if site else ""
-        rows = await self.rows(
-            f'SELECT last("seq") AS seq FROM "meter" {where} '
-            "GROUP BY site, gateway, device, building, category, energy_type")
-        out = [MeterInfo(str(r.get("site", "")), str(r.get("gateway", "")),
-                         str(r.get("device", "")), str(r.get("building", "")),
-                         str(r.get("category", "")), str(r.get("energy_type", "")),
-                         int(r["time"]) if r.get("time") is not None else None)
-               for r in rows]
-        # a device whose tags changed over time appears once per tag set: keep the newest
-        best: dict[tuple[str, str, str], MeterInfo] = {}
-        for m in out:
-            key = (m.site, m.gateway, m.device)
-            if key not in best or (m.last_seen or 0) > (best[key].last_seen or 0):
-                best[key] = m
-        return sorted(best.values(), key=lambda m: (m.site, m.building, m.device))
+        """Every stored device (optionally of one site) with its tags and last reading time.
+
+        The tags come from the series index (``SHOW SERIES``: no data is read); the last
+        reading time from bounded queries over widening windows (a day, a month, 400 days),
+        each asked only for the devices the narrower one did not find, so a live site costs
+        one small query and a console page never scans years of readings.
+        """
+        where = f" WHERE site = {quote(site)}" if site else ""
+        series = await self.q.query(f'SHOW SERIES FROM "meter"{where}')
+        found: dict[tuple[str, str, str], dict[str, str]] = {}
+        for s in series:
+            for (key,) in s.get("values", []):
+                tags = parse_series_key(str(key))
+                k = (tags.get("site", ""), tags.get("gateway", ""), tags.get("device", ""))
+                found[k] = tags  # a device whose tags changed appears twice: either will do
+        seen: dict[tuple[str, str, str], int] = {}
+        for days in (1, 31, 400):
+            if len(seen) >= len(found):
+                break
+            rows = await self.rows(
+                f'SELECT last("seq") AS seq FROM "meter" WHERE time > now() - {days}d'
+                f"{' AND site = ' + quote(site) if site else ''} GROUP BY site, gateway, device")
+            for r in rows:
+                k = (str(r.get("site", "")), str(r.get("gateway", "")), str(r.get("device", "")))
+                if r.get("time") is not None:
+                    seen.setdefault(k, int(r["time"]))
+        out = [MeterInfo(k[0], k[1], k[2], t.get("building", ""), t.get("category", ""),
+                         t.get("energy_type", ""), seen.get(k)) for k, t in found.items()]
+        return sorted(out, key=lambda m: (m.site, m.building, m.device))
 
     async def meter(self, site: str, device: str) -> MeterInfo | None:
         return next((m for m in await self.meters(site) if m.device == device), None)

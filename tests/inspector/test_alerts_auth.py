@@ -50,3 +50,11 @@ def test_tokens_are_checked_by_hash_and_roles_limit_actions() -> None:
     assert book.who(token_hash(a)) is None  # the stored hash is not itself a token
     assert book.who(a).may("read") and not book.who(a).may("ack")  # type: ignore[union-attr]
     assert book.who(b).may("ack")  # type: ignore[union-attr]
+
+
+def test_series_keys_are_parsed_with_escapes() -> None:
+    from enmon.inspector.store import parse_series_key
+
+    key = r"meter,building=main\ hall,category=01A00,device=m\,1,gateway=gw\=a,site=s"
+    assert parse_series_key(key) == {"building": "main hall", "category": "01A00",
+                                     "device": "m,1", "gateway": "gw=a", "site": "s"}
