@@ -139,7 +139,15 @@ class Store:
         return sorted(out, key=lambda m: (m.site, m.building, m.device))
 
     async def meter(self, site: str, device: str) -> MeterInfo | None:
-        return next((m for m in await self.meters(site) if m.device == device), None)
+        """One device's tags from the series index (``last_seen`` is not looked up)."""
+        series = await self.q.query(f'SHOW SERIES FROM "meter" WHERE site = {quote(site)} '
+                                    f"AND device = {quote(device)}")
+        for s in series:
+            for (key,) in s.get("values", []):
+                t = parse_series_key(str(key))
+                return MeterInfo(site, t.get("gateway", ""), device, t.get("building", ""),
+                                 t.get("category", ""), t.get("energy_type", ""))
+        return None
 
     async def quantities_of(self, site: str, device: str, start: int, end: int) -> list[str]:
         """Quantities this device reported in [start, end), in vocabulary order."""
