@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Mapping
 
+from enmon.quantities import QUANTITIES
 from enmon.wire import Batch, Dropped
 
 _MEAS = str.maketrans({",": r"\,", " ": r"\ "})
 _TAG = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/-]*")  # needs no escaping anywhere in line protocol
+
+
 def escape_tag(value: str) -> str:
+    if _PLAIN.fullmatch(value):  # the common case (wire ids, vocabulary names): no copies
+        return value
     # newlines cannot be escaped in line protocol at all; they never reach a tag
     return value.replace("\\", "\\\\").translate(_TAG).replace("\n", " ")
 
@@ -50,25 +57,36 @@ def line(
 
 
 def batch_lines(batch: Batch) -> list[str]:
-    """Every sample of a batch as a ``meter`` point (samples without values are skipped)."""
+    """Every sample of a batch as a ``meter`` point (samples without values are skipped).
+
+    The hot path of ingest (about one call per reading), so it builds each device's
+    tag set once per batch and formats fields inline; the output is byte-for-byte
+    what :func:`line` would produce.
+    """
     out: list[str] = []
+    tag_sets: dict[str, str] = {}
+    seq = f"seq={int(batch.seq)}i"
     for s in batch.samples:
         if not s.values and not s.flags:
             continue
-        meta = batch.devices[s.device]
-        tags = {
-            "site": batch.site,
-            "gateway": batch.gateway,
-            "device": s.device,
-            "building": meta.building,
-            "category": meta.category,
-            "energy_type": meta.energy_type,
-        }
-        fields: dict[str, float | int | str | bool] = dict(s.values)
+        tags = tag_sets.get(s.device)
+        if tags is None:
+            meta = batch.devices[s.device]
+            pairs = (("building", meta.building), ("category", meta.category),
+                     ("device", s.device), ("energy_type", meta.energy_type),
+                     ("gateway", batch.gateway), ("site", batch.site))  # sorted by key
+            tags = "meter" + "".join(f",{k}={escape_tag(v)}" for k, v in pairs if v)
+            tag_sets[s.device] = tags
+        parts = []
+        for q, v in s.values.items():
+            f = float(v)  # quantities are floats: an int here would split the field's type
+            if f - f != 0.0:  # inf - inf and nan - nan are nan: non-finite
+                raise ValueError(f"non-finite field value {v!r}")
+            parts.append(f"{q if q in QUANTITIES else escape_tag(q)}={f!r}")
         for q, flag in s.flags.items():
-            fields[f"flag_{q}"] = flag
-        fields["seq"] = batch.seq
-        out.append(line("meter", tags, fields, s.ts))
+            parts.append(f"flag_{escape_tag(q)}={escape_str(flag)}")
+        parts.append(seq)
+        out.append(f"{tags} {','.join(parts)} {s.ts}")
     return out
 
 

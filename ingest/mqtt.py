@@ -14,9 +14,11 @@ Three rules keep the guarantee honest:
 * **Persistent session.** Fixed client id, ``clean_start=False`` and a session
   expiry, so what was not acked when a worker dies stays with the broker and is
   redelivered to the same client id when it comes back.
-* **Flow control by the broker.** MQTT 5 ``Receive Maximum`` caps how many
-  unacked QoS 1 messages the broker sends us; the local queue is sized to hold
-  them, so memory is bounded by that number however slow the database is.
+* **Flow control by the broker, and by us.** MQTT 5 ``Receive Maximum`` caps how
+  many unacked QoS 1 messages the broker sends us. mosquitto 2.0.11 was seen to
+  exceed it when a large backlog is handed over on reconnect, so the local queue
+  also has a hard capacity: when it is full, paho's network thread waits for room
+  (TCP backpressure) instead of dropping anything. Memory is bounded either way.
 * **Acks never cross connections.** Packet ids are per connection. A message
   received before a reconnect is redelivered by the broker after it, so acking
   the old copy on the new connection could ack an unrelated message that reuses
@@ -127,9 +129,12 @@ class AckingSubscriber:
         self.settings = settings
         self.topics = list(topics)
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The broker never has more than receive_maximum unacked messages out to us;
-        # twice that covers stale copies from before a reconnect still in the queue.
-        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=2 * settings.receive_maximum)
+        # Room for receive_maximum messages plus as many stale copies from before a
+        # reconnect; paho's thread blocks on _room when the queue holds that many.
+        self.capacity = 2 * settings.receive_maximum
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._room = threading.Semaphore(self.capacity)
+        self._closing = threading.Event()
         self._lock = threading.Lock()  # guards _generation/_connected against ack()
         self._generation = 0
         self._connected = False
@@ -148,6 +153,7 @@ class AckingSubscriber:
         self._entered = True
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
+        self._closing.clear()
         s = self.settings
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -180,6 +186,7 @@ class AckingSubscriber:
 
     async def __aexit__(self, *exc: object) -> None:
         client, self._client = self._client, None
+        self._closing.set()  # unblocks paho's thread if it waits for room
         if client is not None:
             with self._lock:
                 self._connected = False
@@ -210,17 +217,21 @@ class AckingSubscriber:
     # ------------------------------------------------------------------ consuming
 
     async def get(self) -> Delivery:
-        return await self._queue.get()
+        d = await self._queue.get()
+        self._room.release()
+        return d
 
     def get_nowait(self) -> Delivery | None:
         try:
-            return self._queue.get_nowait()
+            d = self._queue.get_nowait()
         except asyncio.QueueEmpty:
             return None
+        self._room.release()
+        return d
 
     async def deliveries(self) -> AsyncIterator[Delivery]:
         while True:
-            yield await self._queue.get()
+            yield await self.get()
 
     @property
     def queued(self) -> int:
@@ -285,18 +296,18 @@ class AckingSubscriber:
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         d = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup),
                      self._generation, time.time(), self)
-        self._call(self._put, d)
+        waited = False
+        while not self._room.acquire(timeout=0.5):
+            if self._closing.is_set():
+                return  # not acked: the broker redelivers it
+            if not waited:
+                waited = True
+                self.overflows += 1
+                log.warning("event=mqtt_queue_full capacity=%d action=backpressure",
+                            self.capacity)
+        self._call(self._queue.put_nowait, d)
 
     # ------------------------------------------------------------------ loop side
-
-    def _put(self, d: Delivery) -> None:
-        try:
-            self._queue.put_nowait(d)
-        except asyncio.QueueFull:
-            # Cannot happen while the broker honours Receive Maximum; if it does, the
-            # message is not acked, so the broker redelivers it after a reconnect.
-            self.overflows += 1
-            log.error("event=mqtt_queue_full dropped_unacked=1 topic=%s", d.topic)
 
     def _purge_stale(self) -> None:
         """Drop queued copies from a dead connection: the broker will redeliver them."""
@@ -311,6 +322,7 @@ class AckingSubscriber:
                 keep.append(d)
             else:
                 dropped += 1
+                self._room.release()
         for d in keep:
             self._queue.put_nowait(d)
         if dropped:

@@ -242,6 +242,8 @@ class Pipeline:
             self._add(pending, first)
             deadline = loop.time() + s.max_wait_s
             while len(pending.lines) < s.max_lines:
+                # parsing is CPU work on the loop: let the writer's I/O run in between
+                await asyncio.sleep(0)
                 d = self.sub.get_nowait()
                 if d is None:
                     remaining = deadline - loop.time()

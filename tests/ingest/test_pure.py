@@ -89,3 +89,25 @@ def test_metrics_text_and_stats_line() -> None:
     assert 'enmon_ingest_completeness_ratio{worker="w1",site="site-a",gateway="gw-01"} 0.5' in text
     ln = stats_line(st, worker="w1", ts_ms=NOW)
     assert ln.startswith("ingest_stats,worker=w1 ") and "rejected=2i" in ln
+
+
+def test_fast_batch_lines_equal_generic_line() -> None:
+    from enmon.wire import parse_batch
+    from ingest.lineproto import batch_lines, line
+
+    b = parse_batch(encode_batch(Batch(
+        site="site-a", gateway="gw-01", seq=3, sent_at=NOW,
+        devices={"main": DeviceMeta("b1", "", "electricity", "p"),
+                 "aux": DeviceMeta("b2", "01A00", "gas", "p")},
+        samples=[Sample("main", NOW, {"active_power_kw": 1e-7, "voltage_l1_v": 230.0},
+                        {"voltage_l1_v": "out_of_range"}),
+                 Sample("aux", NOW + 1, {"gas_volume_m3": 12345678.9})]))).batch
+    b.devices["aux"] = DeviceMeta("b 2,x=y", "01A00", "gas", "p")  # needs escaping
+    generic = [
+        line("meter", {"site": "site-a", "gateway": "gw-01", "device": s.device,
+                       "building": b.devices[s.device].building,
+                       "category": b.devices[s.device].category,
+                       "energy_type": b.devices[s.device].energy_type},
+             {**s.values, **{f"flag_{q}": f for q, f in s.flags.items()}, "seq": 3}, s.ts)
+        for s in b.samples]
+    assert batch_lines(b) == generic

@@ -1,0 +1,224 @@
+"""Ingest throughput: sustained readings/s of one and of two workers, against the raw
+line-protocol write rate of the same influxd measured in the same run; peak RSS.
+
+    .venv/bin/python bench/ingest_throughput.py [--messages 4000] [--samples 10]
+
+Method. A backlog of telemetry batches (4 KB-ish, like a gateway's) is published
+into each worker's persistent session while it is offline, then the worker is
+started and timed until the last message is acknowledged (== durably written, by
+the ingest guarantee). Draining a backlog measures the worker, not the Python
+publisher (paho publishes ~11 k msg/s, facts.md). The baseline posts the very
+lines ingest would write for the same batches, 5000 lines per request, one
+writer, into a fresh database of the same influxd. Figures are machine-dependent:
+read the ratios. Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from enmon.localrun import InfluxDB1, Mosquitto, Part, free_port
+from enmon.quantities import QUANTITIES
+from enmon.wire import Batch, DeviceMeta, Sample, encode_batch
+from ingest.pipeline import Processor, TimeLimits
+
+DEADLINE_S = 300
+QTY = [q for q in QUANTITIES if q.endswith(("_v", "_a", "_kw"))][:8]
+
+
+def batches(gw: str, n: int, samples: int) -> list[bytes]:
+    base = int(time.time() * 1000) - 86_400_000
+    out = []
+    for seq in range(n):
+        out.append(encode_batch(Batch(
+            site="bench", gateway=gw, seq=seq, sent_at=base + seq * 1000,
+            devices={f"d{j}": DeviceMeta("b1", "01A00", "electricity", "x")
+                     for j in range(samples)},
+            samples=[Sample(f"d{j}", base + seq * 1000, {q: seq + j + k / 10
+                                                          for k, q in enumerate(QTY)})
+                     for j in range(samples)])))
+    return out
+
+
+def query(url: str, db: str, q: str) -> dict[str, Any]:
+    import json
+
+    data = urllib.parse.urlencode({"db": db, "q": q}).encode()
+    with urllib.request.urlopen(f"{url}/query", data=data, timeout=30) as r:
+        return dict(json.load(r))
+
+
+def raw_rate(influx: InfluxDB1, payloads: list[bytes], db: str) -> tuple[float, int]:
+    """Readings/s of posting ingest's own lines straight to /write (one writer)."""
+    query(influx.url, db, f'CREATE DATABASE "{db}"')
+    proc = Processor(worker="bench", limits=TimeLimits(past_flag_s=1e9))
+    lines: list[str] = []
+    readings = 0
+    for p in payloads:
+        r = proc.process(p, "enmon/v1/bench/gw-b/telemetry", int(time.time() * 1000))
+        lines.extend(r.lines)
+        readings += r.readings
+    params = urllib.parse.urlencode({"db": db, "precision": "ms"})
+    chunks = ["\n".join(lines[i:i + 5000]).encode() for i in range(0, len(lines), 5000)]
+    t0 = time.perf_counter()
+    for body in chunks:
+        req = urllib.request.Request(f"{influx.url}/write?{params}", data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            assert resp.status == 204
+    dt = time.perf_counter() - t0
+    return readings / dt, readings
+
+
+def publish_backlog(mq: Mosquitto, payloads: list[bytes]) -> None:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}",
+                    protocol=paho.MQTTv5)
+    c.max_inflight_messages_set(500)
+    c.connect(mq.host, mq.port)
+    c.loop_start()
+    infos = [c.publish("enmon/v1/bench/gw-b/telemetry", p, qos=1) for p in payloads]
+    deadline = time.monotonic() + DEADLINE_S
+    for i in infos:
+        i.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+    c.loop_stop()
+    c.disconnect()
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    m = re.search(rf"^{name}{{[^}}]*}} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if ln.startswith("VmHWM:"):
+            return int(ln.split()[1]) / 1024
+    return 0.0
+
+
+def worker_rate(tmp: Path, mq: Mosquitto, influx: InfluxDB1, payloads: list[bytes],
+                n_workers: int, db: str) -> tuple[float, float, list[float]]:
+    query(influx.url, db, f'CREATE DATABASE "{db}"')
+    cfg = tmp / f"ingest-{db}.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "mqtt": {"host": mq.host, "port": mq.port, "client_id": "x"},
+        "influx": {"api": "v1", "url": influx.url, "database": db},
+        "group": db,
+        "metrics": {"stats_interval_s": 5, "completeness_interval_s": 0},
+    }))
+    ports = [free_port() for _ in range(n_workers)]
+    parts = [Part(name=f"{db}-{i}", workdir=tmp, env={"ENMON_LOG_LEVEL": "INFO"},
+                  args=["--log-level", "INFO", "ingest", "run", "-c", str(cfg),
+                        "--client-id", f"{db}-{i}", "--metrics-port", str(ports[i])])
+             for i in range(n_workers)]
+
+    def acked() -> float:
+        return sum(metric(p, "enmon_ingest_acked_total") for p in ports)
+
+    def wait(cond: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while not cond():
+            if time.monotonic() > deadline:
+                for p in parts:
+                    print(f"--- {p.name} log tail:\n{p.log_tail(3000)}", file=sys.stderr)
+                raise SystemExit(f"timed out waiting for {what} (acked {acked():.0f})")
+            time.sleep(0.02)
+
+    try:
+        return _drain(parts, ports, mq, influx, payloads, db, acked, wait)
+    finally:
+        for p in parts:
+            p.stop()
+
+
+def _drain(parts: list[Part], ports: list[int], mq: Mosquitto, influx: InfluxDB1,
+           payloads: list[bytes], db: str, acked: Callable[[], float],
+           wait: Callable[[Callable[[], bool], str], None]) -> tuple[float, float, list[float]]:
+    # 1. create the sessions (subscribed), then take the workers away
+    for p in parts:
+        p.start()
+        wait(functools.partial(_subscribed, p), f"{p.name} subscribed")
+    for p in parts:
+        p.stop()
+    # 2. the backlog waits in their sessions (mosquitto splits it among the group)
+    publish_backlog(mq, payloads)
+    # 3. start and time the drain
+    for p in parts:
+        p.start()
+    # the clock starts when the workers' /metrics answer (interpreter start-up excluded;
+    # the MQTT connection and the drain are inside the measurement)
+    wait(lambda: all(_up(port) for port in ports), "workers up")
+    t0 = time.perf_counter()
+    wait(lambda: acked() >= len(payloads), "the backlog to drain")
+    dt = time.perf_counter() - t0
+    rss = [peak_rss_mb(p.proc.pid) for p in parts if p.proc is not None]
+    readings = float(query(influx.url, db, "SELECT count(*) FROM meter")["results"][0]
+                     ["series"][0]["values"][0][1])
+    return len(payloads) / dt, readings / dt, rss
+
+
+def _subscribed(p: Part) -> bool:
+    return "event=subscribed" in p.log_tail(10**6)
+
+
+def _up(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=4000)
+    ap.add_argument("--samples", type=int, default=10, help="samples per batch")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        mq, influx = Mosquitto(workdir=tmp / "mq"), InfluxDB1(workdir=tmp / "influx")
+        mq.start()
+        influx.start()
+        try:
+            payloads = batches("gw-b", a.messages, a.samples)
+            size = sum(map(len, payloads)) / len(payloads)
+            per_msg = a.samples * len(QTY)
+            print(f"batches: {a.messages} x {a.samples} samples x {len(QTY)} quantities "
+                  f"= {per_msg} readings/message, {size:.0f} B/message")
+            raw, n = raw_rate(influx, payloads, "bench_raw")
+            print(f"raw line-protocol /write, same influxd, 1 writer: {raw:,.0f} readings/s "
+                  f"({n} readings)")
+            for workers in (1, 2):
+                msgs, rps, rss = worker_rate(tmp, mq, influx, payloads, workers,
+                                             f"bench_w{workers}")
+                print(f"ingest, {workers} worker{'s' if workers > 1 else ''}: {rps:,.0f} "
+                      f"readings/s ({msgs:,.0f} msg/s), ratio to raw {rps / raw:.2f}, "
+                      f"peak RSS {', '.join(f'{r:.0f} MB' for r in rss)}")
+        finally:
+            mq.stop()
+            influx.stop()
+
+
+if __name__ == "__main__":
+    main()
