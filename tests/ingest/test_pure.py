@@ -111,3 +111,12 @@ def test_fast_batch_lines_equal_generic_line() -> None:
              {**s.values, **{f"flag_{q}": f for q, f in s.flags.items()}, "seq": 3}, s.ts)
         for s in b.samples]
     assert batch_lines(b) == generic
+
+
+def test_sample_config_loads() -> None:
+    from pathlib import Path
+
+    from ingest.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "ingest" / "sample.yaml")
+    assert cfg.batch.receive_maximum == 1000 and cfg.metrics.day_tz == "Asia/Shanghai"

@@ -132,3 +132,30 @@ def test_parse_retention() -> None:
     assert parse_retention("52w") == 52 * 7 * 86_400
     with pytest.raises(ConfigError):
         parse_retention("30m")
+
+
+def test_workers_keep_todays_completeness_current(
+        mosquitto: Mosquitto, influxdb: InfluxDB1, publisher: Publisher) -> None:
+    import time as _time
+
+    from ingest.options import MetricsConfig
+
+    now = int(_time.time() * 1000)
+    items = []
+    for s in (0, 1, 2, 5):  # 3 and 4 never sent
+        b = json.loads(make_batch("gw-t", s))
+        b["sent_at"] = now + s  # today (UTC)
+        items.append((topic("gw-t"), json.dumps(b).encode()))
+    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-today"), influx_cfg(influxdb),
+                     metrics=MetricsConfig(stats_interval_s=1, completeness_interval_s=0.3,
+                                           day_tz="UTC")).start()
+    try:
+        publisher.publish_all(items)
+        key = ("site-a", "gw-t")
+        wait_until(lambda: w.stats.seq_gaps.get(key) == 2, 60, "the worker's completeness")
+        assert w.stats.completeness[key] == pytest.approx(4 / 6)
+        rows = influx_rows(influxdb.url, INFLUX_DB,
+                           "SELECT gaps, ratio FROM completeness WHERE gateway='gw-t'")
+        assert [(r["gaps"], round(r["ratio"], 4)) for r in rows] == [(2, round(4 / 6, 4))]
+    finally:
+        w.stop()
