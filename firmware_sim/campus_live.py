@@ -27,8 +27,11 @@ from pymodbus.constants import ExcCodes
 
 from enmon.localrun import free_port
 from firmware_sim.campus.sim import CampusSim
+from firmware_sim.dlt645_meter import Dlt645Server
+from firmware_sim.dlt645_meter import Meter as Dlt645Meter
 from firmware_sim.faults import Faults
 from firmware_sim.modbus_tcp import ModbusMeterServer
+from firmware_sim.rtu import LineServer, ModbusSlaveServer, Unit
 from firmware_sim.serial_sensor import SerialSensorServer
 from firmware_sim.uplink import UplinkProxy
 
@@ -84,7 +87,9 @@ class LiveCampus:
     clock: Callable[[], float] = time.time
     max_step: float = 60.0
     servers: dict[str, CampusDeviceServer] = field(default_factory=dict)
-    lines: dict[str, SerialSensorServer] = field(default_factory=dict)
+    # device → the serial-line server it answers on (own line, or a shared RS-485 bus)
+    lines: dict[str, LineServer] = field(default_factory=dict)
+    faults: dict[str, Faults] = field(default_factory=dict)
     proxies: dict[str, UplinkProxy] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
     _alive: dict[str, bool] = field(default_factory=dict)
@@ -138,19 +143,55 @@ class LiveCampus:
 
     async def start(self) -> None:
         from gateway import library
+        from gateway.dlt645 import Dlt645Profile
         from gateway.profile import ModbusProfile
         from gateway.serial_line import SerialLineProfile
 
         self._follow()
+        buses: dict[tuple[str, str], list[str]] = {}
         for dev, info in self.sim.devices.items():
+            if info.bus is not None:
+                buses.setdefault((info.gateway, info.bus), []).append(dev)
+        for (_gw, bus), members in buses.items():
+            profiles = {d: library.load(self.sim.devices[d].profile) for d in members}
+            server: LineServer
+            if all(isinstance(p, ModbusProfile) for p in profiles.values()):
+                units: dict[int, Unit] = {}
+                for d, p in profiles.items():
+                    assert isinstance(p, ModbusProfile)
+                    self.faults[d] = Faults()
+                    units[self.sim.devices[d].unit_id] = Unit(p, self._line_values(d),
+                                                              self.faults[d])
+                server = ModbusSlaveServer(units, framing="rtu", link="tcp")
+            elif all(isinstance(p, Dlt645Profile) for p in profiles.values()):
+                meters: dict[str, Dlt645Meter] = {}
+                for d, p in profiles.items():
+                    assert isinstance(p, Dlt645Profile)
+                    address = self.sim.devices[d].address
+                    if address is None:
+                        raise ValueError(f"{d}: a DL/T 645 meter needs `address:`")
+                    self.faults[d] = Faults()
+                    meters[address] = Dlt645Meter(p, self._line_values(d), self.faults[d])
+                server = Dlt645Server(meters, link="tcp")
+            else:
+                raise ValueError(f"bus {bus!r}: all its meters must speak Modbus RTU, or all "
+                                 "DL/T 645")
+            server.host = self.host
+            await asyncio.to_thread(server.start)
+            for d in members:
+                self.lines[d] = server
+        for dev, info in self.sim.devices.items():
+            if info.bus is not None:
+                continue
             profile = library.load(info.profile)
             if isinstance(profile, SerialLineProfile):
                 template = self.sim.templates.get(dev)
                 if template is None:
                     raise ValueError(f"{dev}: serial-line profile {info.profile} needs a "
                                      "`template:` in the campus file")
+                self.faults[dev] = Faults()
                 line = SerialSensorServer(profile, template, self._line_values(dev),
-                                          faults=Faults(), link="tcp")
+                                          faults=self.faults[dev], link="tcp")
                 line.host = self.host
                 await asyncio.to_thread(line.start)
                 self.lines[dev] = line
@@ -186,8 +227,8 @@ class LiveCampus:
             for dev in [*self.servers, *self.lines]:
                 with self._lock:
                     alive = self.sim.answering(dev)
-                if dev in self.lines:
-                    self.lines[dev].faults.dead = not alive
+                if dev in self.faults:
+                    self.faults[dev].dead = not alive
                 if self._alive.get(dev, True) != alive:
                     log.info("event=device_%s device=%s", "revived" if alive else "dead", dev)
                 self._alive[dev] = alive
@@ -203,7 +244,7 @@ class LiveCampus:
             await p.stop()
         for s in self.servers.values():
             await s.stop()
-        for ls in self.lines.values():
+        for ls in {id(x): x for x in self.lines.values()}.values():
             await asyncio.to_thread(ls.stop)
 
     async def __aenter__(self) -> LiveCampus:

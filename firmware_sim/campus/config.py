@@ -57,6 +57,12 @@ class Meter(StrictModel):
     unit_id: Annotated[int, Field(ge=1, le=247)] = 1
     initial: float | None = Field(
         default=None, ge=0, description="counter reading at the start of the simulation")
+    bus: Annotated[str, Field(pattern=f"^{ID_PATTERN}$")] | None = Field(
+        default=None, json_schema_extra={
+            "fix": "a name shared by the meters wired to one RS-485 line behind one serial "
+                   "server (Modbus RTU or DL/T 645); omit for a meter on its own Modbus TCP port"})
+    address: Annotated[str, Field(pattern=r"^[0-9]{12}$")] | None = Field(
+        default=None, json_schema_extra={"fix": "DL/T 645 meters: the 12-digit address, quoted"})
     template: str | None = Field(default=None, json_schema_extra={
         "fix": "for serial-line instruments: the answer line as a str.format template, "
                "e.g. 'O2={flue_o2_pct:.2f};T={flue_temp_c:.1f}'"})

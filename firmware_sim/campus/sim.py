@@ -80,6 +80,8 @@ class DeviceInfo:
     energy_type: str
     profile: str
     unit_id: int
+    bus: str | None = None  # meters sharing one RS-485 line behind one serial server
+    address: str | None = None  # DL/T 645
 
 
 def year_start(t: float, tz_hours: float) -> float:
@@ -125,7 +127,7 @@ class CampusSim:
             for m in b.meters:
                 self.devices[m.device] = DeviceInfo(
                     m.device, b.gateway, b.id, b.id, m.measures, CATEGORY[m.measures],
-                    ENERGY_TYPE[m.measures], m.profile, m.unit_id)
+                    ENERGY_TYPE[m.measures], m.profile, m.unit_id, m.bus, m.address)
                 if m.template:
                     self.templates[m.device] = m.template
                 for q in COUNTERS[family(m.measures)]:
@@ -142,7 +144,7 @@ class CampusSim:
                     self.devices[m.device] = DeviceInfo(
                         m.device, house.gateway, house.building, b2.id, m.measures,
                         CATEGORY.get(m.measures, ""), ENERGY_TYPE[m.measures], m.profile,
-                        m.unit_id)
+                        m.unit_id, m.bus, m.address)
                     if m.template:
                         self.templates[m.device] = m.template
                     for q in COUNTERS[family(m.measures)]:

@@ -67,6 +67,8 @@ def gateway_configs(model: CampusModel, *, transports: dict[str, dict[str, Any]]
             "category": CATEGORY.get(m.measures, ""),
             "energy_type": ENERGY_TYPE[m.measures],
         }
+        if m.address is not None:
+            dev["address"] = m.address
         if quantities and m.device in quantities:
             dev["quantities"] = quantities[m.device]
         cfg["devices"].append(dev)
