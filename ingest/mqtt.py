@@ -297,9 +297,9 @@ class AckingSubscriber:
         d = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup),
                      self._generation, time.time(), self)
         waited = False
-        while not self._room.acquire(timeout=0.5):
+        while self._closing.is_set() or not self._room.acquire(timeout=0.5):
             if self._closing.is_set():
-                return  # not acked: the broker redelivers it
+                return  # shutting down; not acked, so the broker redelivers it
             if not waited:
                 waited = True
                 self.overflows += 1

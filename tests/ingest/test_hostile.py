@@ -136,7 +136,7 @@ def test_hostile_payloads_all_rejected_with_reason_valid_traffic_unaffected(
     sent: list[bytes] = []
     seq = [0]
     try:
-        @settings(max_examples=120, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=150, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(st.lists(hostile, min_size=10, max_size=30))
         def feed(items: list[tuple[str, bytes]]) -> None:
