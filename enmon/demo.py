@@ -104,7 +104,7 @@ class _Demo:
         self.started = time.monotonic()
 
     def say(self, text: str) -> None:
-        console.print(f"[dim]{time.monotonic() - self.started:5.1f}s[/] {text}")
+        console.print(f"{text} [dim](+{time.monotonic() - self.started:.0f} s)[/]", soft_wrap=True)
 
     def alert(self, note: dict[str, Any]) -> None:
         firing = note.get("state") == "firing"
@@ -150,27 +150,38 @@ class _Demo:
                     self.say(f"[red]{dead.name} exited[/]:\n{dead.log_tail()}")
                     return 1
                 if time.monotonic() >= next_print:
-                    next_print = time.monotonic() + 20.0
+                    next_print = time.monotonic() + 30.0
                     await asyncio.to_thread(self._print_live)
             return self._summary(run)
 
     def _print_live(self) -> None:
+        """One line per building total and boiler, as InfluxDB has stored them."""
         from firmware_sim.campus_run import influx_rows
 
         try:
             rows = influx_rows(self.influx.url, DB,
-                               "SELECT last(active_power_kw) AS kw FROM meter WHERE "
-                               "category = '01000' AND time > now() - 1m GROUP BY building")
-            boiler = influx_rows(self.influx.url, DB,
-                                 "SELECT last(flue_o2_pct) AS o2, last(flue_temp_c) AS t "
-                                 "FROM meter WHERE device = 'steam1-flue' AND time > now() - 1m")
+                               "SELECT last(active_power_kw) AS kw, "
+                               "last(active_energy_import_kwh) AS kwh FROM meter WHERE "
+                               "category = '01000' AND time > now() - 1m GROUP BY building, "
+                               "device")
+            boilers = influx_rows(self.influx.url, DB,
+                                  "SELECT last(flue_o2_pct) AS o2, last(flue_temp_c) AS t "
+                                  "FROM meter WHERE time > now() - 1m AND "
+                                  "(device = 'steam1-flue' OR device = 'hw1-flue') GROUP BY device")
         except OSError:
             return
-        parts = [f"{r['building']} {r['kw']:.0f} kW" for r in rows if r.get("kw") is not None]
-        if boiler and boiler[0].get("o2") is not None:
-            parts.append(f"steam-1 flue O2 {boiler[0]['o2']:.1f} % at {boiler[0]['t']:.0f} °C")
-        if parts:
-            self.say("[cyan]live[/]  " + " | ".join(parts))
+        for r in rows:
+            if r.get("kw") is None:
+                continue
+            at = time.strftime("%H:%M:%S", time.localtime(r["time"] / 1000))
+            console.print(f"reading  {at}  {r['building']:12} {r['device']:12} "
+                          f"P={r['kw']:8.1f} kW  E={r['kwh']:12.1f} kWh", soft_wrap=True)
+        for r in boilers:
+            if r.get("o2") is None:
+                continue
+            at = time.strftime("%H:%M:%S", time.localtime(r["time"] / 1000))
+            console.print(f"reading  {at}  {'boiler-house':12} {r['device']:12} "
+                          f"flue O2={r['o2']:4.1f} %  T={r['t']:5.1f} °C", soft_wrap=True)
 
     def _where_to_look(self, run: Any, console_at: tuple[str, str] | None, site: str) -> None:
         url = self.influx.url

@@ -1,5 +1,6 @@
-"""`enmon demo --duration N` ends by itself, exit 0, having printed readings and an
-alert, and leaves no process of its own running."""
+"""`enmon demo --duration 150` ends by itself, exit 0, having printed readings and the
+three kinds of alert of the campus demo (quota early warning, boiler efficiency, meter
+offline), and leaves no process of its own running."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _processes_mentioning(text: str) -> list[str]:
 
 
 def test_demo_runs_and_cleans_up() -> None:
-    duration = 40
+    duration = 150
     r = subprocess.run(
         [
             sys.executable,
@@ -50,7 +51,8 @@ def test_demo_runs_and_cleans_up() -> None:
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
     assert len(re.findall(r"^reading ", out, re.M)) >= 5, out
-    assert re.search(r"^ALERT FIRING", out, re.M), out
+    for rule in ("quota_early_warning", "boiler_efficiency", "meter_offline"):
+        assert re.search(rf"^ALERT FIRING +{rule} ", out, re.M), out
     work = re.search(r"\(dir (/\S+enmon-demo-\S+)\)", out)
     assert work, out
     assert _processes_mentioning(work.group(1)) == [], "demo left processes behind"
