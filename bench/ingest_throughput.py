@@ -118,7 +118,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def worker_rate(tmp: Path, mq: Mosquitto, influx: InfluxDB1, payloads: list[bytes],
-                n_workers: int, db: str) -> tuple[float, float, list[float]]:
+                n_workers: int, db: str, raw_readings: int) -> tuple[float, float, list[float]]:
     query(influx.url, db, f'CREATE DATABASE "{db}"')
     cfg = tmp / f"ingest-{db}.yaml"
     cfg.write_text(yaml.safe_dump({
@@ -146,7 +146,7 @@ def worker_rate(tmp: Path, mq: Mosquitto, influx: InfluxDB1, payloads: list[byte
             time.sleep(0.02)
 
     try:
-        return _drain(parts, ports, mq, influx, payloads, db, acked, wait)
+        return _drain(parts, ports, mq, influx, payloads, db, acked, wait, raw_readings)
     finally:
         for p in parts:
             p.stop()
@@ -154,7 +154,8 @@ def worker_rate(tmp: Path, mq: Mosquitto, influx: InfluxDB1, payloads: list[byte
 
 def _drain(parts: list[Part], ports: list[int], mq: Mosquitto, influx: InfluxDB1,
            payloads: list[bytes], db: str, acked: Callable[[], float],
-           wait: Callable[[Callable[[], bool], str], None]) -> tuple[float, float, list[float]]:
+           wait: Callable[[Callable[[], bool], str], None],
+           raw_readings: int) -> tuple[float, float, list[float]]:
     # 1. create the sessions (subscribed), then take the workers away
     for p in parts:
         p.start()
@@ -173,8 +174,12 @@ def _drain(parts: list[Part], ports: list[int], mq: Mosquitto, influx: InfluxDB1
     wait(lambda: acked() >= len(payloads), "the backlog to drain")
     dt = time.perf_counter() - t0
     rss = [peak_rss_mb(p.proc.pid) for p in parts if p.proc is not None]
-    readings = float(query(influx.url, db, "SELECT count(*) FROM meter")["results"][0]
-                     ["series"][0]["values"][0][1])
+    # count(*) answers one count per field: the readings are the quantity fields' counts
+    series = query(influx.url, db, "SELECT count(*) FROM meter")["results"][0]["series"][0]
+    readings = float(sum(v for c, v in zip(series["columns"], series["values"][0], strict=True)
+                         if c.removeprefix("count_") in QUANTITIES))
+    if readings != raw_readings:
+        raise SystemExit(f"{db}: {readings:.0f} readings stored, {raw_readings} sent")
     return len(payloads) / dt, readings / dt, rss
 
 
@@ -211,7 +216,7 @@ def main() -> None:
                   f"({n} readings)")
             for workers in (1, 2):
                 msgs, rps, rss = worker_rate(tmp, mq, influx, payloads, workers,
-                                             f"bench_w{workers}")
+                                             f"bench_w{workers}", n)
                 print(f"ingest, {workers} worker{'s' if workers > 1 else ''}: {rps:,.0f} "
                       f"readings/s ({msgs:,.0f} msg/s), ratio to raw {rps / raw:.2f}, "
                       f"peak RSS {', '.join(f'{r:.0f} MB' for r in rss)}")

@@ -210,6 +210,10 @@ class Pipeline:
         self.stats = stats or Stats()
         self._ready: asyncio.Queue[_Pending] = asyncio.Queue(
             maxsize=max(1, self.settings.max_inflight_batches))
+        # messages taken from MQTT and not yet acked; when they reach half the broker's
+        # window, waiting max_wait_s for more is pointless (none come before our acks)
+        self._held = 0
+        self._window = max(1, sub.settings.receive_maximum // 2)
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(self._collect(), name="collect"),
@@ -246,6 +250,8 @@ class Pipeline:
                 await asyncio.sleep(0)
                 d = self.sub.get_nowait()
                 if d is None:
+                    if self._held >= self._window:
+                        break
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
@@ -261,6 +267,7 @@ class Pipeline:
     def _add(self, pending: _Pending, d: Delivery) -> None:
         st = self.stats
         st.messages += 1
+        self._held += 1
         if d.dup:
             st.redeliveries += 1
         p = self.processor.process(d.payload, d.topic, int(time.time() * 1000))
@@ -289,6 +296,7 @@ class Pipeline:
                     st.acked += 1
                 else:
                     st.stale_acks += 1
+            self._held -= len(pending.deliveries)
             st.batches += 1
             st.readings += pending.readings
             st.points += len(pending.lines)
