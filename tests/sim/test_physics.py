@@ -144,6 +144,17 @@ def test_steam_mass_times_enthalpy_rise_is_the_heat_counter(campus: CampusModel)
     assert mass_t * dh / 1e3 == pytest.approx(r1["heat_energy_gj"] - r0["heat_energy_gj"], rel=1e-3)
 
 
+def test_heat_meter_power_is_flow_times_temperature_difference(campus: CampusModel) -> None:
+    """A heat meter's kW = flow × c_p × (supply − return), as the meter itself computes it."""
+    sim = _sim(campus)
+    r = sim.reading("hw1-heat")
+    assert r["heat_power_kw"] > 100  # heating on a January morning
+    kg_s = r["water_flow_m3_h"] * 0.975 / 3.6  # hot water ~0.975 t/m³
+    assert r["heat_power_kw"] == pytest.approx(
+        kg_s * 4.19 * (r["supply_temp_c"] - r["return_temp_c"]), rel=1e-6)
+    assert 50 < r["supply_temp_c"] <= 80 and r["return_temp_c"] < r["supply_temp_c"]
+
+
 def _indirect(spec: bl.BoilerSpec, flue: dict[str, float]) -> float:
     """The indirect method, written out independently of the model's code."""
     q2 = (flue["flue_temp_c"] - flue["combustion_air_temp_c"]) * (
