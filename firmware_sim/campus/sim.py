@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 from firmware_sim.campus import boiler as bl
 from firmware_sim.campus import noise
@@ -392,11 +392,3 @@ class CampusSim:
             # import + export; nothing is exported on this campus
             "active_energy_total_kwh": self.counter(device, "active_energy_import_kwh"),
         }
-
-    # ------------------------------------------------------------------ introspection
-
-    def electric_kw(self, building: str) -> dict[str, float]:
-        return dict(self.demand[building].electric_kw)
-
-    def now_local(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC) + timedelta(seconds=self.tz_s)
