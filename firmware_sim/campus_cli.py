@@ -180,7 +180,7 @@ def scale(
     duration: float = typer.Option(60.0, "--duration", help="run time, s (≤ 3600)"),
     connections: int = typer.Option(20, "--connections", help="MQTT connections to spread the "
                                     "gateways over"),
-    lean: bool = typer.Option(True, "--lean/--full", help="3 values per reading, or an "
+    lean: bool = typer.Option(True, "--lean/--full", help="kWh and kW per reading, or an "
                               "SDM630's full set"),
     site: str = typer.Option("scale", "--site", help="site id of the simulated gateways"),
 ) -> None:

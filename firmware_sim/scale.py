@@ -118,8 +118,8 @@ def run_scale(*, host: str, port: int, gateways: int = 100, meters_per_gateway: 
     """Publish for ``duration_s``: every ``interval_s`` each gateway sends one batch.
 
     Args:
-        lean: counters and power only (about 3 values a reading) instead of every
-            quantity an SDM630 has (16).
+        lean: the import counter and total power only (2 values a reading) instead of
+            every quantity an SDM630 has (16).
         window: QoS 1 messages in flight per connection; publishing waits beyond it.
     """
     import paho.mqtt.client as paho
@@ -137,7 +137,7 @@ def run_scale(*, host: str, port: int, gateways: int = 100, meters_per_gateway: 
         by_gw.setdefault(info.gateway, []).append(dev)
     meta = {dev: wire.DeviceMeta(info.building, info.category, info.energy_type, info.profile)
             for dev, info in sim.devices.items()}
-    keep = ("active_energy_import_kwh", "active_power_kw", "power_factor")
+    keep = ("active_energy_import_kwh", "active_power_kw")
     conns: list[_Conn] = []
     for i in range(connections):
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"enmon-scale-{site}-{i}",
@@ -162,7 +162,7 @@ def run_scale(*, host: str, port: int, gateways: int = 100, meters_per_gateway: 
                 ts = int(now * 1000)
                 samples = []
                 for dev in by_gw[gw]:
-                    values = sim.reading(dev)
+                    values = sim.reading(dev, energy_only=lean)
                     if lean:
                         values = {q: values[q] for q in keep}
                     samples.append(wire.Sample(dev, ts, values))
