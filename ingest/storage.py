@@ -16,6 +16,7 @@ Errors become :class:`SinkError`; ``retryable`` says whether trying again can he
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Literal, Protocol
 
 import aiohttp
@@ -63,17 +64,21 @@ class _Http:
             token = self.cfg.secret(self.cfg.token_env)
             if self.cfg.api == "v2" and token:
                 headers["Authorization"] = f"Token {token}"
+            elif self.cfg.username:
+                # Basic auth, not u=/p= parameters: InfluxDB 1.x reads those only from the
+                # URL (not a POST form), and a password in a URL ends up in access logs
+                pw = self.cfg.secret(self.cfg.password_env) or ""
+                basic = base64.b64encode(f"{self.cfg.username}:{pw}".encode()).decode()
+                headers["Authorization"] = f"Basic {basic}"
             self._session = aiohttp.ClientSession(
-                headers=headers, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s)
             )
         return self._session
 
     def auth_params(self) -> dict[str, str]:
-        p: dict[str, str] = {}
-        if self.cfg.username:
-            p["u"] = self.cfg.username
-            p["p"] = self.cfg.secret(self.cfg.password_env) or ""
-        return p
+        """Kept for callers that build their own requests; credentials travel as Basic auth."""
+        return {}
 
     async def close(self) -> None:
         if self._session is not None:

@@ -220,3 +220,29 @@ class ProcWorker:
 
 def stored_count(server: InfluxDB1, gw_regex: str = ".*") -> int:
     return count(server, f"SELECT count(active_power_kw) FROM meter WHERE gateway =~ /{gw_regex}/")
+
+
+class AuthInfluxDB1(InfluxDB1):
+    """influxd 1.6 with ``auth-enabled = true`` and an admin user (for user/password paths)."""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(conf.read_text().replace("[http]\n", "[http]\n  auth-enabled = true\n"))
+        return cmd
+
+
+@pytest.fixture
+def auth_influxdb(tmp_path: Any) -> Iterator[AuthInfluxDB1]:
+    import urllib.parse
+    import urllib.request
+
+    server = AuthInfluxDB1(workdir=tmp_path / "influxd-auth")
+    server.start()
+    # the first admin may be created without credentials; afterwards everything needs them
+    data = urllib.parse.urlencode(
+        {"q": "CREATE USER admin WITH PASSWORD 'secret-pw' WITH ALL PRIVILEGES"}).encode()
+    with urllib.request.urlopen(f"{server.url}/query", data=data, timeout=10) as r:
+        assert r.status == 200
+    yield server
+    server.stop()

@@ -159,3 +159,55 @@ def test_workers_keep_todays_completeness_current(
         assert [(r["gaps"], round(r["ratio"], 4)) for r in rows] == [(2, round(4 / 6, 4))]
     finally:
         w.stop()
+
+
+def auth_rows(server: InfluxDB1, q: str, password: str = "secret-pw") -> list[dict[str, object]]:
+    # influxd 1.x reads u/p from the URL only (not from a POST form)
+    auth = urllib.parse.urlencode({"u": "admin", "p": password})
+    data = urllib.parse.urlencode({"q": q, "epoch": "ms"}).encode()
+    with urllib.request.urlopen(f"{server.url}/query?{auth}", data=data, timeout=10) as r:
+        res = json.load(r)["results"][0]
+    return [dict(zip(s["columns"], v, strict=True)) for s in res.get("series", [])
+            for v in s["values"]]
+
+
+def test_v1_user_password_and_retention_policy(
+        tmp_path: Path, mosquitto: Mosquitto, auth_influxdb: InfluxDB1, publisher: Publisher,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    cfg = tmp_path / "ingest.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": "ingest-auth"},
+        "influx": {"api": "v1", "url": auth_influxdb.url, "database": "enmon",
+                   "retention_policy": "short", "username": "admin",
+                   "password_env": "TEST_INFLUX_PW"}}))
+    monkeypatch.setenv("TEST_INFLUX_PW", "secret-pw")
+    r = enmon("influx", "init", "-c", str(cfg), "--retention", "520w")
+    assert r.returncode == 0, r.stderr
+    [short] = [p for p in auth_rows(auth_influxdb, 'SHOW RETENTION POLICIES ON "enmon"')
+               if p["name"] == "short"]
+    assert short["duration"] == "87360h0m0s" and short["default"] is True
+
+    base = InfluxConfig(api="v1", url=auth_influxdb.url, database="enmon",
+                        retention_policy="short", username="admin", password_env="TEST_INFLUX_PW")
+    # wrong password: InfluxDB answers 401; the worker retries and acks nothing
+    monkeypatch.setenv("TEST_INFLUX_PW", "wrong")
+    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-auth"), base).start()
+    try:
+        publisher.publish_all([(topic("gw-01"), make_batch("gw-01", s)) for s in range(5)])
+        wait_until(lambda: w.stats.write_retries >= 2, 30, "retries on 401")
+        assert w.stats.acked == 0
+    finally:
+        w.stop()
+    # fixed: the same session gets everything again and stores it in the "short" policy
+    monkeypatch.setenv("TEST_INFLUX_PW", "secret-pw")
+    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-auth"), base).start()
+    try:
+        wait_until(lambda: w.stats.acked == 5, 60, "acked with the right password")
+    finally:
+        w.stop()
+    rows = auth_rows(auth_influxdb,
+                     'SELECT count(active_power_kw) FROM "enmon"."short"."meter"')
+    assert rows[0]["count"] == 50
+    assert "secret-pw" not in (tmp_path / "ingest.yaml").read_text()
