@@ -356,7 +356,12 @@ class Pipeline:
             await asyncio.sleep(self.settings.stats_interval_s)
             self.stats.queue_depth = self.sub.queued
             self.stats.stale_acks = self.sub.stale_acks
-            ln = stats_line(self.stats, worker=self.worker, ts_ms=int(time.time() * 1000))
+            st = self.stats
+            log.info("event=ingest_stats worker=%s messages=%d readings=%d acked=%d rejected=%d "
+                     "retries=%d queue=%d lag_s=%.1f", self.worker, st.messages, st.readings,
+                     st.acked, sum(st.rejected.values()), st.write_retries, st.queue_depth,
+                     st.lag_s)
+            ln = stats_line(st, worker=self.worker, ts_ms=int(time.time() * 1000))
             try:
                 await self.writer.write([ln])
             except SinkError as exc:  # self-metrics are best effort; telemetry is not
