@@ -31,6 +31,7 @@ def run(
         None, "--metrics-port", help="serve Prometheus /metrics here (overrides metrics.port)"),
 ) -> None:
     """Run one ingest worker until SIGINT/SIGTERM."""
+    from enmon.deploy import sd_notify
     from ingest.config import load_config
     from ingest.service import run as run_service
 
@@ -44,7 +45,9 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_service(cfg, stop, client_id=client_id)
+        # under systemd Type=notify the unit is "started" once the subscription holds
+        await run_service(cfg, stop, client_id=client_id,
+                          on_ready=lambda: sd_notify("READY=1"))
 
     asyncio.run(main())
 
