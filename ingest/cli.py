@@ -46,8 +46,10 @@ def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         # under systemd Type=notify the unit is "started" once the subscription holds
-        await run_service(cfg, stop, client_id=client_id,
-                          on_ready=lambda: sd_notify("READY=1"))
+        def ready() -> None:
+            sd_notify("READY=1")
+
+        await run_service(cfg, stop, client_id=client_id, on_ready=ready)
 
     asyncio.run(main())
 
