@@ -134,3 +134,34 @@ async def test_reconnect_after_broker_restart(mosquitto: Mosquitto) -> None:
         assert sub.reconnects >= 1
         pub.loop_stop()
         pub.disconnect()
+
+
+async def test_full_queue_blocks_the_network_thread_instead_of_dropping() -> None:
+    """mosquitto 2.0.11 was seen sending more than Receive Maximum on a backlog handover.
+    Driven directly (no broker: the oversend cannot be provoked on demand): paho's thread
+    must wait for room, never drop, and resume as soon as the consumer takes a message."""
+    import threading
+    import time
+
+    from paho.mqtt.client import MQTTMessage
+
+    sub = AckingSubscriber(MqttSettings(client_id="bp", receive_maximum=2), topics=[FILTER])
+    sub._loop = asyncio.get_running_loop()
+    assert sub.capacity == 4
+
+    def deliver(n: int) -> None:
+        for i in range(n):
+            m = MQTTMessage(mid=i + 1, topic=TOPIC.encode())
+            m.payload, m.qos = f"m{i}".encode(), 1
+            sub._on_message(None, None, m)  # type: ignore[arg-type]
+
+    t = threading.Thread(target=deliver, args=(6,), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while sub.overflows == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert sub.overflows == 1 and t.is_alive(), "the 5th message must wait for room"
+    got = [(await next_delivery(sub)).payload for _ in range(6)]
+    assert got == [f"m{i}".encode() for i in range(6)]
+    t.join(10)
+    assert not t.is_alive()
