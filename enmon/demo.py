@@ -3,9 +3,10 @@
 What runs (all real, nothing mocked):
 
 - mosquitto and influxd (Debian packages) on free loopback ports in a temp dir;
-- the demo campus (``firmware_sim/campus/demo-campus.yaml``): four buildings and a
-  boiler house, 23 devices of eight real meter models, each on its own Modbus TCP
-  (or serial-line-over-TCP) endpoint with its model's register map;
+- the demo campus (``firmware_sim/campus/demo-campus.yaml``): an office, a hospital,
+  a school, a mall, a gatehouse and a boiler house — 24 devices of nine real meter
+  models on Modbus TCP, Modbus RTU and DL/T 645 (RS-485 lines behind serial servers)
+  and an ASCII flue-gas analyser, each with its model's register map;
 - a year-to-date of history, written into each gateway's disk queue as the gateway
   would have queued it, then replayed by the gateway itself;
 - ``enmon gateway run`` (one per campus gateway), ``enmon ingest run`` and
@@ -134,9 +135,9 @@ class _Demo:
             if not await run.start(stop):
                 return 1
             self.say(f"[bold]live[/]: {len(run.live.servers) + len(run.live.lines)} devices on "
-                     f"Modbus TCP / serial-over-TCP endpoints; school-main stops answering in "
-                     f"20 s, and the rule engine reports a meter silent for "
-                     f"{run.options.offline_after_s:g} s")
+                     f"Modbus TCP, Modbus RTU, DL/T 645 and ASCII serial endpoints; "
+                     f"school-main stops answering in 20 s, and the rule engine reports a "
+                     f"meter silent for {run.options.offline_after_s:g} s")
             console_at = await run.start_inspector(stop)
             self._where_to_look(run, console_at, campus.site)
             next_print = 0.0
