@@ -46,6 +46,8 @@ def test_v2_write_path_into_victoria_metrics(mosquitto: Mosquitto, victoria: Vic
         want = expected_rows("gw-01", range(20))
 
         def got() -> dict[int, float]:
+            # make just-written rows searchable now instead of after VM's ~10 s flush
+            urllib.request.urlopen(f"{victoria.url}/internal/force_flush", timeout=10).close()
             out: dict[int, float] = {}
             for s in vm_export(victoria.url, '{__name__="meter_active_power_kw",gateway="gw-01"}'):
                 out.update(zip(s["timestamps"], s["values"], strict=True))
