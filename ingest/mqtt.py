@@ -266,6 +266,10 @@ class AckingSubscriber:
             self._connected = True
         log.info("event=mqtt_connected client_id=%s session_present=%s generation=%d",
                  self.settings.client_id, flags.session_present, self._generation)
+        if self._generation > 1 and not flags.session_present:
+            # the broker forgot us (expired, restarted without persistence, or another
+            # worker took this client id): what it held for us is gone; say so loudly
+            log.error("event=mqtt_session_lost client_id=%s", self.settings.client_id)
         # Subscribing again on a resumed session is harmless and repairs a session
         # the broker lost (e.g. a broker restart without persistence).
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
