@@ -180,7 +180,9 @@ def decode_bcd(raw: bytes, decimals: int, signed: bool = False) -> float:
 def encode_bcd(value: float, nbytes: int, decimals: int, signed: bool = False) -> bytes:
     """Number → BCD value bytes (LSB first); the inverse of :func:`decode_bcd`."""
     scaled = round(abs(value) * 10**decimals)
-    limit = 10 ** (2 * nbytes) // (10 if signed else 1)
+    # signed: the top bit of the MSB is the sign, so the top digit is 0..7 (3 bytes,
+    # 4 decimals → ±79.9999, the range DL/T 645-2007 gives for XX.XXXX kW)
+    limit = 8 * 10 ** (2 * nbytes - 1) if signed else 10 ** (2 * nbytes)
     if scaled >= limit:
         scaled %= limit  # a meter's display wraps the same way
     msb_first = bytearray(bytes.fromhex(f"{scaled:0{2 * nbytes}d}"))

@@ -110,3 +110,13 @@ def test_bcd_roundtrip(
 def test_bcd_refuses_no_data_marker() -> None:
     with pytest.raises(d.Dlt645FrameError):
         d.decode_bcd(b"\xff\xff\xff\xff", 2)
+
+
+def test_dlt645_signed_bcd_spans_the_standards_range() -> None:
+    """DL/T 645-2007 XX.XXXX kW (3 bytes, sign in the top bit) reaches ±79.9999, not 9.9999."""
+    from gateway.dlt645 import decode_bcd, encode_bcd
+
+    for value in (14.3, -14.3, 79.9999, -0.0001, 9.9999, 10.0):
+        raw = encode_bcd(value, 3, 4, signed=True)
+        assert decode_bcd(raw, 4, signed=True) == pytest.approx(value, abs=1e-9)
+    assert encode_bcd(14.3, 3, 4, signed=True) == bytes([0x00, 0x30, 0x14])  # BCD 14.3000, LSB first
