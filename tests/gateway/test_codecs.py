@@ -119,4 +119,5 @@ def test_dlt645_signed_bcd_spans_the_standards_range() -> None:
     for value in (14.3, -14.3, 79.9999, -0.0001, 9.9999, 10.0):
         raw = encode_bcd(value, 3, 4, signed=True)
         assert decode_bcd(raw, 4, signed=True) == pytest.approx(value, abs=1e-9)
-    assert encode_bcd(14.3, 3, 4, signed=True) == bytes([0x00, 0x30, 0x14])  # BCD 14.3000, LSB first
+    # BCD 14.3000, LSB first
+    assert encode_bcd(14.3, 3, 4, signed=True) == bytes([0x00, 0x30, 0x14])
