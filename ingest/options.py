@@ -26,6 +26,8 @@ class BatchConfig(StrictModel):
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
     retry_initial_s: Annotated[float, Field(gt=0, le=60)] = 0.2
     retry_max_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    # on SIGTERM, time for built batches to be written and acked (fewer redeliveries)
+    shutdown_grace_s: Annotated[float, Field(ge=0, le=300)] = 10.0
 
 
 class TimestampConfig(StrictModel):
@@ -53,7 +55,8 @@ def pipeline_settings(batch: BatchConfig, metrics: MetricsConfig) -> PipelineSet
         max_inflight_batches=batch.max_inflight_batches,
         retry_initial_s=batch.retry_initial_s, retry_max_s=batch.retry_max_s,
         stats_interval_s=metrics.stats_interval_s,
-        completeness_interval_s=metrics.completeness_interval_s, day_tz=metrics.day_tz)
+        completeness_interval_s=metrics.completeness_interval_s, day_tz=metrics.day_tz,
+        shutdown_grace_s=batch.shutdown_grace_s)
 
 
 def time_limits(ts: TimestampConfig) -> TimeLimits:

@@ -183,6 +183,8 @@ class PipelineSettings:
         completeness_interval_s: how often today's/yesterday's completeness is recomputed
             (0 disables).
         day_tz: time zone of the "day" in the completeness figure.
+        shutdown_grace_s: on stop, how long built batches may take to be written and acked
+            (fewer redeliveries after a routine restart); what is left is redelivered.
     """
 
     max_lines: int = 5000
@@ -193,6 +195,7 @@ class PipelineSettings:
     stats_interval_s: float = 10.0
     completeness_interval_s: float = 300.0
     day_tz: str = "UTC"
+    shutdown_grace_s: float = 10.0
 
 
 class Pipeline:
@@ -213,6 +216,7 @@ class Pipeline:
         # messages taken from MQTT and not yet acked; when they reach half the broker's
         # window, waiting max_wait_s for more is pointless (none come before our acks)
         self._held = 0
+        self._writing = False
         self._window = max(1, sub.settings.receive_maximum // 2)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -227,6 +231,17 @@ class Pipeline:
             for t in done:
                 if t is not stopper and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
+            # graceful stop: take nothing new, let the writer finish what is built
+            tasks[0].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tasks[0]
+            deadline = asyncio.get_running_loop().time() + self.settings.shutdown_grace_s
+            while ((not self._ready.empty() or self._writing)
+                   and asyncio.get_running_loop().time() < deadline
+                   and not tasks[1].done()):
+                await asyncio.sleep(0.02)
+            log.info("event=pipeline_stopped worker=%s unacked_left=%d", self.worker,
+                     self._held)
         finally:
             for t in [stopper, *tasks]:
                 t.cancel()
@@ -287,6 +302,7 @@ class Pipeline:
     async def _write_loop(self) -> None:
         while True:
             pending = await self._ready.get()
+            self._writing = True
             t0 = time.monotonic()
             await self._write_durably(pending)
             st = self.stats
@@ -297,6 +313,7 @@ class Pipeline:
                 else:
                     st.stale_acks += 1
             self._held -= len(pending.deliveries)
+            self._writing = False
             st.batches += 1
             st.readings += pending.readings
             st.points += len(pending.lines)

@@ -165,3 +165,58 @@ async def test_full_queue_blocks_the_network_thread_instead_of_dropping() -> Non
     assert got == [f"m{i}".encode() for i in range(6)]
     t.join(10)
     assert not t.is_alive()
+
+
+async def test_stop_lets_built_batches_finish_and_ack(mosquitto: Mosquitto) -> None:
+    """A routine restart (SIGTERM) should not cause redeliveries: batches already built are
+    written and acked within the grace period before the session is left."""
+    from ingest.metrics import Stats
+    from ingest.pipeline import Pipeline, PipelineSettings
+    from tests.ingest.conftest import make_batch
+
+    class SlowInflux:
+        """Stands in for an InfluxDB that is slow to answer: a real influxd cannot be made
+        to hold one request on demand. Writes of meter points wait for ``gate``."""
+
+        def __init__(self) -> None:
+            self.gate = asyncio.Event()
+            self.lines: list[str] = []
+
+        async def write(self, lines: list[str]) -> None:
+            if any(ln.startswith("meter,") for ln in lines):
+                await self.gate.wait()
+            self.lines += lines
+
+        async def close(self) -> None:
+            pass
+
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-grace")
+    pub = publisher(mosquitto)
+    writer = SlowInflux()
+    try:
+        async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+            await sub.wait_ready()
+            for s in range(5):
+                publish(pub, make_batch("gw-01", s))
+            stats = Stats()
+            pipe = Pipeline(sub=sub, writer=writer, worker="g", stats=stats,
+                            settings=PipelineSettings(max_wait_s=0.05, stats_interval_s=3600,
+                                                      shutdown_grace_s=30))
+            stop = asyncio.Event()
+            task = asyncio.create_task(pipe.run(stop))
+            while not (stats.messages == 5 and pipe._writing):
+                await asyncio.sleep(0.01)
+            stop.set()
+            for _ in range(50):
+                await asyncio.sleep(0)
+            assert not task.done(), "stopped while a built batch was still being written"
+            writer.gate.set()
+            await asyncio.wait_for(task, 30)
+            assert stats.acked == 5
+        async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+            await sub.wait_ready()
+            publish(pub, b"marker")
+            assert (await next_delivery(sub)).payload == b"marker", "acked batches came back"
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
