@@ -40,6 +40,9 @@ from enmon.localrun import InfluxDB1, Mosquitto, ensure_installed
 log = logging.getLogger("enmon.demo")
 console = Console(highlight=False)
 DB = "enmon"
+# How long a run needs for every scenario's alert (meter-dies is reported ~90 s in,
+# later on a loaded machine).
+FULL_RUN_S = 150
 # The three kinds of alert the demo exists to show, and the scenario behind each.
 WANTED = {
     "quota_early_warning": "building-over-quota",
@@ -214,17 +217,29 @@ class _Demo:
         fired = {a.get("rule") for a in run.alerts if a.get("state") == "firing"}
         console.print(f"\n[bold]done[/] after {time.monotonic() - self.started:.0f} s: "
                       f"{len(run.alerts)} notifications delivered by the webhook notifier.")
-        ok = True
+        # A shorter run than the scenarios need is a preview, not a failure: it must show
+        # readings and at least one alert; a full run must show every kind.
+        full = not self.duration or self.duration >= FULL_RUN_S
         for rule, scenario in WANTED.items():
-            seen = rule in fired
-            ok &= seen
-            mark = "[green]✓[/]" if seen else "[red]✗[/]"
+            if rule in fired:
+                mark = "[green]✓[/]"
+            elif full:
+                mark = "[red]✗[/]"
+            else:
+                mark = f"[yellow]·[/] not reached in {self.duration:.0f} s;"
             console.print(f"  {mark} {rule:20} (scenario {scenario})")
         console.print(f"Everything (configs, logs, data) is in {self.work}; the alert history "
                       "is in InfluxDB measurement 'alert' while influxd runs.")
-        if not ok:
+        if full and not set(WANTED) <= fired:
             console.print(f"[red]not every kind of alert arrived; see rules.log in {self.work}[/]")
-        return 0 if ok else 1
+            return 1
+        if not fired:
+            console.print(f"[red]no alert arrived; see rules.log in {self.work}[/]")
+            return 1
+        if not full and not set(WANTED) <= fired:
+            console.print(f"every kind of alert needs about {FULL_RUN_S} s: "
+                          f"enmon demo --duration {FULL_RUN_S}")
+        return 0
 
 
 def run_demo(*, duration: float, may_install: bool) -> int:
