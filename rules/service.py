@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 import uuid
 from dataclasses import asdict
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from enmon import wire
 from enmon.errors import SinkError, WireError
+from ingest.config import BrokerConfig
 from ingest.lineproto import line
 from ingest.storage import InfluxQL, Writer, make_writer
 from rules.channels import NotifyError, Sender, make_senders, message
@@ -63,6 +65,28 @@ def alert_line(c: dict[str, Any]) -> str:
         fields["acked_by"] = c["acked_by"]
     return line("alert", tags, fields, int(c["ts"]))
 
+
+
+def subscriptions(sites: list[str]) -> list[str]:
+    """The topics one rules process follows: only its own sites when it has site files.
+
+    This is what partitions rules by site (deploy/cluster): each process reads the
+    telemetry and gateway status of the sites it evaluates, nothing else.
+    """
+    if not sites:
+        return [wire.TELEMETRY_FILTER, wire.STATUS_FILTER]
+    return [t for site in sorted(set(sites)) for t in (
+        f"{wire.TOPIC_ROOT}/{site}/+/telemetry", f"{wire.TOPIC_ROOT}/{site}/+/status")]
+
+
+def tls_context(m: BrokerConfig) -> ssl.SSLContext | None:
+    """TLS to the broker when a CA or a client certificate is configured."""
+    if m.ca_file is None and m.cert_file is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(m.ca_file) if m.ca_file else None)
+    if m.cert_file is not None:
+        ctx.load_cert_chain(str(m.cert_file), str(m.key_file) if m.key_file else None)
+    return ctx
 
 class AlertDbSender:
     name = ALERT_DB
@@ -232,7 +256,7 @@ class RulesService:
         m = cfg.mqtt
         client = aiomqtt.Client(m.host, m.port, identifier=m.client_id or "enmon-rules",
                                 username=m.username, password=m.password(),
-                                protocol=aiomqtt.ProtocolVersion.V5)
+                                protocol=aiomqtt.ProtocolVersion.V5, tls_context=tls_context(m))
         runner: web.AppRunner | None = None
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, client:
 
@@ -243,8 +267,8 @@ class RulesService:
             senders[ALERT_DB] = AlertDbSender(writer)
             senders[ALERT_MQTT] = ChangeMqttSender(client)
             self.outbox.senders = senders
-            await client.subscribe(wire.TELEMETRY_FILTER, qos=1)
-            await client.subscribe(wire.STATUS_FILTER, qos=1)
+            for topic in subscriptions([site.site for site in self.sites]):
+                await client.subscribe(topic, qos=1)
             if cfg.http is not None:
                 runner = web.AppRunner(self.api())
                 await runner.setup()
