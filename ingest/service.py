@@ -10,6 +10,8 @@ once that is durably written. The machinery is in ``ingest.pipeline`` (logic),
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 from collections.abc import Callable
 
 from ingest.config import IngestConfig
@@ -18,11 +20,19 @@ from ingest.mqtt import MqttSettings
 from ingest.worker import run_worker
 
 
+def default_client_id(group: str) -> str:
+    """Stable across restarts (the persistent session survives), distinct across hosts and
+    containers (``docker compose --scale ingest=N`` gives each its own hostname). Two
+    workers on one host still need ``--client-id`` each."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:64] or "host"
+    return f"enmon-ingest-{group}-{host}"
+
+
 def mqtt_settings(cfg: IngestConfig, client_id: str | None = None) -> MqttSettings:
     m = cfg.mqtt
     return MqttSettings(
         host=m.host, port=m.port,
-        client_id=client_id or m.client_id or f"enmon-ingest-{cfg.group}",
+        client_id=client_id or m.client_id or default_client_id(cfg.group),
         session_expiry=m.session_expiry_s, receive_maximum=cfg.batch.receive_maximum,
         username=m.username, password=m.password(),
         tls=m.ca_file is not None or m.cert_file is not None,
