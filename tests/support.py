@@ -60,6 +60,8 @@ def influx_rows(url: str, db: str, q: str) -> list[dict[str, Any]]:
 
 def vm_export(url: str, match: str) -> list[dict[str, Any]]:
     """Read series back from victoria-metrics (``/api/v1/export``, JSON lines)."""
+    # new points become searchable only after victoria-metrics flushes (~10 s by default)
+    urllib.request.urlopen(f"{url}/internal/force_flush", timeout=10).close()
     q = urllib.parse.urlencode({"match[]": match})
     with urllib.request.urlopen(f"{url}/api/v1/export?{q}", timeout=10) as r:
         return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
