@@ -30,11 +30,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
-from enmon import quantities
 from enmon.config import StrictModel
 from enmon.errors import DriverError
+from gateway.profile import Profile, Vector
 
 PREAMBLE = b"\xfe\xfe\xfe\xfe"
 BROADCAST = "AAAAAAAAAAAA"  # the wildcard address (AA×6 on the wire)
@@ -205,44 +205,13 @@ class Dlt645Item(StrictModel):
     scale: float = 1.0
 
 
-class Dlt645Vector(StrictModel):
-    __test__ = False
-    name: str
+class Dlt645Vector(Vector):
     # DI -> value bytes as sent by the meter (hex, LSB first, without the 0x33 offset)
     data: dict[str, str]
-    expect: dict[str, float]
 
 
-class Dlt645Profile(StrictModel):
-    model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-    manufacturer: str
-    name: str
+class Dlt645Profile(Profile[Dlt645Item, Dlt645Vector]):
     protocol: Literal["dlt645"]
-    energy_type: str = "electricity"
-    source: str = Field(min_length=5)
-    confidence: Literal["R", "U", "I"] = "U"
-    probe: str | None = None
-    quantities: dict[str, Dlt645Item]
-    test_vectors: list[Dlt645Vector] = []
-
-    @field_validator("quantities")
-    @classmethod
-    def _known(cls, v: dict[str, Dlt645Item]) -> dict[str, Dlt645Item]:
-        for name in v:
-            quantities.get(name)
-        if not v:
-            raise ValueError("a profile needs at least one quantity")
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Dlt645Profile:
-        if self.probe is not None and self.probe not in self.quantities:
-            raise ValueError(f"probe {self.probe!r} is not one of the profile's quantities")
-        for vec in self.test_vectors:
-            for q in vec.expect:
-                if q not in self.quantities:
-                    raise ValueError(f"test vector {vec.name!r} expects {q!r}, not in quantities")
-        return self
 
 
 def item_value(item: Dlt645Item, raw: bytes) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, Self, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -81,12 +81,17 @@ class Limits(StrictModel):
     forbidden: list[tuple[int, int]] = []
 
 
-class TestVector(StrictModel):
+class Vector(StrictModel):
+    """A test vector: what a meter sent (per protocol) and the canonical values it means."""
+
     __test__ = False  # not a pytest class
     name: str
+    expect: dict[str, float]
+
+
+class TestVector(Vector):
     # function -> {address: [words]}
     registers: dict[Function, dict[int, list[Annotated[int, Field(ge=0, le=0xFFFF)]]]]
-    expect: dict[str, float]
 
 
 class Field_(StrictModel):
@@ -106,25 +111,30 @@ class Field_(StrictModel):
         return WORDS[self.type]
 
 
-class ModbusProfile(StrictModel):
+ItemT = TypeVar("ItemT", bound=StrictModel)
+VectorT = TypeVar("VectorT", bound=Vector)
+
+
+class Profile(StrictModel, Generic[ItemT, VectorT]):
+    """The header and checks every protocol's profile shares, so a Modbus, DL/T 645 and
+    serial-line YAML are validated alike; each protocol adds how a quantity is reached
+    (``ItemT``) and what its test vectors carry (``VectorT``)."""
+
     model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
     manufacturer: str
     name: str
-    protocol: Literal["modbus"] = "modbus"
     energy_type: str = "electricity"
     source: str = Field(
         min_length=5, json_schema_extra={"fix": "name the manual and section the map comes from"}
     )
     confidence: Literal["R", "U", "I"] = "U"
-    defaults: Defaults = Defaults()
-    limits: Limits = Limits()
     probe: str | None = None
-    quantities: dict[str, Register]
-    test_vectors: list[TestVector] = []
+    quantities: dict[str, ItemT]
+    test_vectors: list[VectorT] = []
 
     @field_validator("quantities")
     @classmethod
-    def _known(cls, v: dict[str, Register]) -> dict[str, Register]:
+    def _known(cls, v: dict[str, ItemT]) -> dict[str, ItemT]:
         for name in v:
             quantities.get(name)  # KeyError with suggestions -> pydantic error
         if not v:
@@ -132,7 +142,7 @@ class ModbusProfile(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> ModbusProfile:
+    def _consistent(self) -> Self:
         if self.energy_type not in quantities.ENERGY_TYPES:
             raise ValueError(f"energy_type {self.energy_type!r} not in {quantities.ENERGY_TYPES}")
         if self.probe is not None and self.probe not in self.quantities:
@@ -142,6 +152,12 @@ class ModbusProfile(StrictModel):
                 if q not in self.quantities:
                     raise ValueError(f"test vector {vec.name!r} expects {q!r}, not in quantities")
         return self
+
+
+class ModbusProfile(Profile[Register, TestVector]):
+    protocol: Literal["modbus"] = "modbus"
+    defaults: Defaults = Defaults()
+    limits: Limits = Limits()
 
     def fields(self) -> list[Field_]:
         d = self.defaults

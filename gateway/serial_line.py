@@ -10,13 +10,13 @@ named groups are the profile's quantities. Parsing is pure.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from enmon import quantities
 from enmon.config import StrictModel
 from enmon.errors import DriverError
+from gateway.profile import Profile, Vector
 
 
 class LineError(DriverError):
@@ -29,40 +29,22 @@ class LineItem(StrictModel):
     offset: float = 0.0
 
 
-class LineVector(StrictModel):
-    __test__ = False
-    name: str
+class LineVector(Vector):
     line: str
-    expect: dict[str, float]
 
 
-class SerialLineProfile(StrictModel):
-    model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-    manufacturer: str
-    name: str
+class SerialLineProfile(Profile[LineItem, LineVector]):
     protocol: Literal["serial_line"]
     energy_type: str = "other"
-    source: str = Field(min_length=5)
-    confidence: Literal["R", "U", "I"] = "U"
     # what to send to get one line; None: the instrument streams on its own
     request: str | None = None
     terminator: str = "\r\n"
     encoding: Literal["ascii", "latin-1", "utf-8"] = "ascii"
     pattern: str = Field(
         json_schema_extra={"fix": "a Python regular expression with (?P<name>...) groups"})
-    probe: str | None = None
-    quantities: dict[str, LineItem]
-    test_vectors: list[LineVector] = []
-
-    @field_validator("quantities")
-    @classmethod
-    def _known(cls, v: dict[str, LineItem]) -> dict[str, LineItem]:
-        for name in v:
-            quantities.get(name)
-        return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> SerialLineProfile:
+    def _groups(self) -> Self:
         try:
             rx = re.compile(self.pattern)
         except re.error as exc:
@@ -70,12 +52,6 @@ class SerialLineProfile(StrictModel):
         for q, item in self.quantities.items():
             if item.group not in rx.groupindex:
                 raise ValueError(f"{q}: group {item.group!r} is not a named group of pattern")
-        if self.probe is not None and self.probe not in self.quantities:
-            raise ValueError(f"probe {self.probe!r} is not one of the profile's quantities")
-        for vec in self.test_vectors:
-            for q in vec.expect:
-                if q not in self.quantities:
-                    raise ValueError(f"test vector {vec.name!r} expects {q!r}, not in quantities")
         return self
 
     def request_bytes(self) -> bytes | None:
