@@ -33,11 +33,19 @@ class LinkGarbled(DriverError):
 
 
 class Link:
-    """Base: ``transact`` = flush, write, read one frame."""
+    """Base: ``transact`` = flush, write, read one frame.
+
+    Bytes arrive from a callback or a reader task into a buffer (``_received``) that
+    ``transact`` drains; the event wakes it when more arrive.
+    """
 
     name = "link"
     #: an answer that stops for this long before it is complete is garbage (None: never)
     quiet_s: float | None = None
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._event = asyncio.Event()
 
     async def open(self) -> None:
         raise NotImplementedError
@@ -48,11 +56,19 @@ class Link:
     async def write(self, data: bytes) -> None:
         raise NotImplementedError
 
+    def _received(self, data: bytes) -> None:
+        self._buf += data
+        self._event.set()
+
     def _take(self) -> bytes:
-        raise NotImplementedError
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._event.clear()
+        return data
 
     async def _wait_data(self, timeout: float) -> None:
-        raise NotImplementedError
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
 
     def flush_input(self) -> int:
         return len(self._take())
@@ -101,14 +117,13 @@ class SerialLink(Link):
 
     def __init__(self, port: str, *, baud: int = 9600, parity: Literal["N", "E", "O"] = "N",
                  stopbits: Literal[1, 2] = 1, bytesize: int = 8) -> None:
+        super().__init__()
         self.port, self.baud, self.parity, self.stopbits, self.bytesize = (
             port, baud, parity, stopbits, bytesize)
         self.name = port
         # 20 character times (a real answer never pauses that long), at least 20 ms
         self.quiet_s = max(0.02, 20 * 11 / baud)
         self._ser: object | None = None
-        self._buf = bytearray()
-        self._event = asyncio.Event()
 
     async def open(self) -> None:
         import serial  # gateway extra
@@ -131,8 +146,7 @@ class SerialLink(Link):
         except Exception:  # the port vanished (USB adapter unplugged)
             data = b""
         if data:
-            self._buf += data
-            self._event.set()
+            self._received(data)
 
     async def close(self) -> None:
         ser = self._ser
@@ -152,28 +166,16 @@ class SerialLink(Link):
             await self.close()
             raise LinkError(f"{self.port}: write failed: {exc}") from None
 
-    def _take(self) -> bytes:
-        data = bytes(self._buf)
-        self._buf.clear()
-        self._event.clear()
-        return data
-
-    async def _wait_data(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
-
-
 class TcpLink(Link):
     """Modbus TCP, or an RTU-over-TCP / DL/T 645-over-TCP serial server."""
 
     def __init__(self, host: str, port: int, *, connect_timeout: float = 3.0) -> None:
+        super().__init__()
         self.host, self.port, self.connect_timeout = host, port, connect_timeout
         self.name = f"{host}:{port}"
         self.quiet_s = 0.25  # a segment split across the network may pause; garbage still ends
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._buf = bytearray()
-        self._event = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -198,8 +200,7 @@ class TcpLink(Link):
                 self._writer = None
                 self._event.set()
                 return
-            self._buf += data
-            self._event.set()
+            self._received(data)
 
     async def close(self) -> None:
         if self._pump is not None:
@@ -226,15 +227,8 @@ class TcpLink(Link):
             await self.close()
             raise LinkError(f"{self.name}: write failed: {exc}") from None
 
-    def _take(self) -> bytes:
-        data = bytes(self._buf)
-        self._buf.clear()
-        self._event.clear()
-        return data
-
     async def _wait_data(self, timeout: float) -> None:
         if self._writer is None and self._pump is not None and self._pump.done():
             await self.close()
             raise LinkError(f"{self.name}: connection closed by peer")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        await super()._wait_data(timeout)
