@@ -107,25 +107,22 @@ class Bus:
                                                          quiet=step.quiet)
                         values.update(step.parse(frame))
                         answered = done = True
-                    except LinkTimeout as exc:
-                        st.timeouts += 1
-                        log.warning("event=timeout bus=%s device=%s step=%r detail=%r",
-                                    self.name, name, step.label, str(exc))
-                        complete = False
+                    except (LinkTimeout, LinkError) as exc:  # ends this device's turn
+                        if isinstance(exc, LinkTimeout):
+                            st.timeouts += 1
+                            log.warning("event=timeout bus=%s device=%s step=%r detail=%r",
+                                        self.name, name, step.label, str(exc))
+                        else:
+                            st.link_errors += 1
+                            log.warning("event=link_error bus=%s device=%s detail=%r",
+                                        self.name, name, str(exc))
                         await asyncio.sleep(t.inter_frame_s)
-                        return self._finish(dev, ts_ms, started, values, answered, complete)
+                        return self._finish(dev, ts_ms, started, values, answered, False)
                     except (ModbusException, Dlt645Error) as exc:
                         st.exceptions += 1
                         answered = done = True
                         log.warning("event=exception bus=%s device=%s step=%r detail=%r",
                                     self.name, name, step.label, str(exc))
-                    except LinkError as exc:
-                        st.link_errors += 1
-                        log.warning("event=link_error bus=%s device=%s detail=%r",
-                                    self.name, name, str(exc))
-                        complete = False
-                        await asyncio.sleep(t.inter_frame_s)
-                        return self._finish(dev, ts_ms, started, values, answered, complete)
                     except (DriverError, ValueError) as exc:  # CRC, garbage, bad line
                         st.frame_errors += 1
                         log.warning("event=bad_frame bus=%s device=%s step=%r attempt=%d detail=%r",
