@@ -13,7 +13,7 @@ from pathlib import Path
 
 from enmon.config import parse_model, read_yaml
 from enmon.errors import ConfigError
-from gateway.dlt645 import Dlt645Profile, decode_bcd
+from gateway.dlt645 import Dlt645Profile, item_value
 from gateway.profile import PROFILE_DIR, ModbusProfile, profile_path, to_canonical
 from gateway.serial_line import SerialLineProfile, parse_line
 
@@ -65,8 +65,7 @@ def evaluate_vector(profile: AnyProfile, index: int) -> dict[str, float]:
         out = {}
         for q in dvec.expect:
             item = profile.quantities[q]
-            raw = bytes.fromhex(dvec.data[item.di])
-            out[q] = decode_bcd(raw, item.decimals, item.signed) * item.scale
+            out[q] = item_value(item, bytes.fromhex(dvec.data[item.di]))
         return out
     lvec = profile.test_vectors[index]
     return parse_line(profile, lvec.line)
