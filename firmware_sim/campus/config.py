@@ -68,6 +68,14 @@ class Meter(StrictModel):
                "e.g. 'O2={flue_o2_pct:.2f};T={flue_temp_c:.1f}'"})
 
 
+def _measuring(meters: list[Meter], allowed: tuple[str, ...]) -> list[Meter]:
+    """A building's meters measure building quantities and a boiler's boiler ones."""
+    for m in meters:
+        if m.measures not in allowed:
+            raise ValueError(f"measures {m.measures!r} is not one of {allowed}")
+    return meters
+
+
 class ClimateModel(StrictModel):
     mean_c: float = 17.0
     annual_amplitude_c: float = 12.5
@@ -91,10 +99,7 @@ class BuildingModel(StrictModel):
     @field_validator("meters")
     @classmethod
     def _measures(cls, v: list[Meter]) -> list[Meter]:
-        for m in v:
-            if m.measures not in BUILDING_MEASURES:
-                raise ValueError(f"measures {m.measures!r} is not one of {BUILDING_MEASURES}")
-        return v
+        return _measuring(v, BUILDING_MEASURES)
 
 
 class BoilerModel(StrictModel):
@@ -112,10 +117,7 @@ class BoilerModel(StrictModel):
     @field_validator("meters")
     @classmethod
     def _measures(cls, v: list[Meter]) -> list[Meter]:
-        for m in v:
-            if m.measures not in BOILER_MEASURES:
-                raise ValueError(f"measures {m.measures!r} is not one of {BOILER_MEASURES}")
-        return v
+        return _measuring(v, BOILER_MEASURES)
 
 
 class BoilerHouse(StrictModel):
