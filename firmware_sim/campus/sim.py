@@ -34,7 +34,7 @@ from firmware_sim.campus.building import (
     params_for,
 )
 from firmware_sim.campus.climate import Climate, outdoor_temp_c
-from firmware_sim.campus.config import CampusModel
+from firmware_sim.campus.config import CampusModel, Meter
 from firmware_sim.campus.scenario import Effects, Scenario
 
 ENERGY_TYPE = {
@@ -125,13 +125,7 @@ class CampusSim:
             self.buildings[b.id] = Building(b.id, b.type, b.floor_area_m2,
                                             params_for(b.type, b.params), self.seed, spread)
             for m in b.meters:
-                self.devices[m.device] = DeviceInfo(
-                    m.device, b.gateway, b.id, b.id, m.measures, CATEGORY[m.measures],
-                    ENERGY_TYPE[m.measures], m.profile, m.unit_id, m.bus, m.address)
-                if m.template:
-                    self.templates[m.device] = m.template
-                for q in COUNTERS[family(m.measures)]:
-                    initial[(m.device, q)] = m.initial
+                self._add_meter(m, b.gateway, b.id, b.id, CATEGORY[m.measures], initial)
         if model.boiler_house:
             house = model.boiler_house
             for b2 in house.boilers:
@@ -141,14 +135,8 @@ class CampusSim:
                 self.boiler_fouling[b2.id] = b2.fouling
                 self.boiler_state[b2.id] = bl.BoilerState()
                 for m in b2.meters:
-                    self.devices[m.device] = DeviceInfo(
-                        m.device, house.gateway, house.building, b2.id, m.measures,
-                        CATEGORY.get(m.measures, ""), ENERGY_TYPE[m.measures], m.profile,
-                        m.unit_id, m.bus, m.address)
-                    if m.template:
-                        self.templates[m.device] = m.template
-                    for q in COUNTERS[family(m.measures)]:
-                        initial[(m.device, q)] = m.initial
+                    self._add_meter(m, house.gateway, house.building, b2.id,
+                                    CATEGORY.get(m.measures, ""), initial)
         if model.weather:
             w = model.weather
             self.devices[w.device] = DeviceInfo(w.device, w.gateway, w.building, w.building,
@@ -186,6 +174,17 @@ class CampusSim:
                 st.starts = 0
         self._compute(start, 0.0)
         self._rates = self._counter_rates()
+
+    def _add_meter(self, m: Meter, gateway: str, building: str, owner: str, category: str,
+                   initial: dict[tuple[str, str], float | None]) -> None:
+        """Building and boiler meters register alike; only owner and category differ."""
+        self.devices[m.device] = DeviceInfo(
+            m.device, gateway, building, owner, m.measures, category, ENERGY_TYPE[m.measures],
+            m.profile, m.unit_id, m.bus, m.address)
+        if m.template:
+            self.templates[m.device] = m.template
+        for q in COUNTERS[family(m.measures)]:
+            initial[(m.device, q)] = m.initial
 
     def reanchor(self, run_start: float) -> None:
         """Restart the ``run_start`` clock of the scenarios (e.g. when the live part begins).
