@@ -75,7 +75,7 @@ def _quantisers(sim: CampusSim) -> dict[str, dict[str, Callable[[float], float]]
 CONSUMPTION_COUNTERS = ("active_energy_import_kwh", "water_volume_m3", "gas_volume_m3",
                         "heat_energy_gj", "steam_mass_t")
 ENERGY_GAUGES = ("active_power_kw", "gas_flow_m3_h", "steam_flow_t_h", "heat_power_kw",
-                 "flue_o2_pct", "flue_temp_c", "water_flow_m3_h")
+                 "flue_o2_pct", "flue_temp_c", "water_flow_m3_h", "outdoor_temp_c")
 
 
 def energy_quantities(sim: CampusSim, served: dict[str, list[str]] | None = None
@@ -138,6 +138,8 @@ def generate(sim: CampusSim, *, until: float, interval_s: float = 3600.0,
             for q, fn in quant.get(dev, {}).items():
                 if q in values:
                     values[q] = fn(values[q])
+            if not values:
+                continue  # nothing of this device is kept: no empty sample to count or store
             bucket = pending[info.gateway]
             bucket.append(wire.Sample(dev, ts, values))
             if len(bucket) >= max_samples:

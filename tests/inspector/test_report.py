@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from enmon.inspector import render
+from enmon.inspector import charts, render
 from enmon.inspector.report import Report, period_of
 from enmon.inspector.store import Store, fetch_report
 from ingest.storage import InfluxConfig, InfluxQL
@@ -171,3 +171,21 @@ def test_cli_writes_json_report(loaded: Loaded, tmp_path: Path) -> None:
     body = json.loads(out.read_text(encoding="utf-8"))
     assert {b["id"] for b in body["buildings"]} >= {"admin", "hospital", "school", "mall"}
     assert body["kgce"] > 0
+
+
+def test_water_consumption_is_reported_in_m3_and_not_as_energy(loaded: Loaded,
+                                                               report: Report) -> None:
+    """The campus's water meters reach the report: m³ per building from the counter, no
+    kgce (water is not an energy in 综合能耗), and the page shows the line."""
+    hosp = next(b for b in report.buildings if b.id == "hospital")
+    water = next(e for e in hosp.energy if e.energy_type == "water")
+    assert water.unit == "m³"
+    assert water.amount > 0
+    assert water.amount == pytest.approx(
+        _counter_span(loaded.url, "hosp-water", "water_volume_m3"), rel=1e-9)
+    assert water.kgce is None and water.co2_kg is None and "not an energy" in water.note
+    assert hosp.kgce == pytest.approx(sum(e.kgce for e in hosp.energy if e.kgce is not None))
+    assert {b.id for b in report.buildings
+            if any(e.energy_type == "water" for e in b.energy)} >= {"admin", "hospital", "school"}
+    page = render.render_html(_report(loaded, "hospital"))
+    assert "water is not an energy" in page and f"{charts.fmt(water.amount)} m³" in page

@@ -64,7 +64,8 @@ async def test_each_scenario_raises_its_alert_through_the_whole_chain(
                 sorted({f"{a.get('rule')}:{a.get('labels')}" for a in run.alerts}))
             assert hits[0]["received_at"] - run.live_start <= e.within + 15, (name, e)
         # nothing that should not have happened: the healthy meters raised nothing
-        quiet = {"admin-main", "lodge-main", "steam1-gas", "steam1-steam", "steam1-flue"}
+        quiet = {"admin-main", "lodge-main", "steam1-gas", "steam1-steam", "steam1-flue",
+                 "admin-water", "campus-weather"}
         noisy = [a for a in run.alerts if (a.get("labels") or {}).get("device") in quiet]
         assert not noisy, noisy
         # every protocol delivered: Modbus TCP, Modbus RTU and DL/T 645 behind serial
@@ -72,7 +73,18 @@ async def test_each_scenario_raises_its_alert_through_the_whole_chain(
         live = influx_rows(influxdb.url, "enmon", "SELECT count(*) FROM meter WHERE "
                            f"time > {int(run.live_start * 1000)}ms GROUP BY device")
         assert {r["device"] for r in live} >= {"mall-main", "school-main", "lodge-main",
-                                               "steam1-flue"}
+                                               "steam1-flue", "admin-water", "campus-weather"}
+        # water: the ultrasonic meter's register map carries whole m³ and L/h, tagged 02000
+        water = influx_rows(influxdb.url, "enmon", "SELECT last(water_volume_m3) AS v, "
+                            "last(water_flow_m3_h) AS f FROM meter WHERE device = 'admin-water' "
+                            f"AND energy_type = 'water' AND category = '02000' "
+                            f"AND time > {int(run.live_start * 1000)}ms")
+        assert water and water[0]["v"] == int(water[0]["v"]) and water[0]["f"] >= 0, water
+        assert run.sim is not None
+        assert abs(water[0]["v"] - run.sim.counter("admin-water", "water_volume_m3")) <= 1.0
+        air = influx_rows(influxdb.url, "enmon", "SELECT last(outdoor_temp_c) AS t FROM meter "
+                          "WHERE device = 'campus-weather'")
+        assert air and abs(air[0]["t"] - run.sim.outdoor_c) < 2.0, air
         # the alert history the inspectors read holds the same alerts
         stored = influx_rows(influxdb.url, "enmon", "SELECT * FROM alert")
         rules_stored = {r.get("rule") for r in stored}

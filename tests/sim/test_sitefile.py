@@ -44,14 +44,36 @@ def test_generated_gateway_configs_and_site_file_validate(path: Path | None,
         for dev, prof in zip(cfg.devices, profiles, strict=True):
             assert dev.quantities, dev.name
             assert set(dev.quantities) <= set(prof.quantities)
-            # every counter a rule reads is polled
+            # every counter a rule reads is polled (instruments have none)
             assert any(q.endswith(("_kwh", "_m3", "_gj", "_t")) for q in dev.quantities) or (
-                "flue" in dev.name)
+                sim.devices[dev.name].measures in ("flue", "weather"))
             polled += 1
     assert polled == len(sim.devices)
     site = Site.model_validate(site_file(campus))
     meters = {m.device for _, m in site.meters()}
-    assert meters == {d for d in sim.devices if "flue" not in d}
+    assert meters == {d for d, i in sim.devices.items() if i.measures not in ("flue", "weather")}
     boilers = [bo for b in site.buildings for bo in b.boilers]
     assert {bo.id for bo in boilers} == set(sim.boilers)
     assert all(bo.fuel_meter in meters and bo.output_meter in meters for bo in boilers)
+
+
+def test_demo_campus_serves_water_meters_and_outdoor_air() -> None:
+    """Issue 8: water meters and the weather station are real devices of the demo campus.
+
+    Each water meter is polled for its volume counter and flow, is its building's water
+    total in the rules' site file (02000), and the outdoor-air sensor is polled too.
+    """
+    campus = load_campus()
+    sim = CampusSim(campus, start=1_790_000_000.0)
+    served = served_quantities(sim)
+    water = [d for d, i in sim.devices.items() if i.measures == "water"]
+    assert {sim.devices[d].owner for d in water} >= {"admin", "hospital", "school"}
+    for d in water:
+        assert served[d] == ["water_flow_m3_h", "water_volume_m3"], d
+    assert any(sim.devices[d].bus for d in water)  # one shares an RS-485 line (Modbus RTU)
+    site = Site.model_validate(site_file(campus))
+    totals = {m.device: (b.id, m.category, m.counter) for b in site.buildings
+              for m in b.meters if m.energy_type == "water" and m.building_total}
+    assert totals == {d: (sim.devices[d].owner, "02000", "water_volume_m3") for d in water}
+    assert campus.weather is not None
+    assert served[campus.weather.device] == ["outdoor_temp_c", "relative_humidity_pct"]
