@@ -85,7 +85,8 @@ def topic(gw: str, site: str = SITE) -> str:
 @dataclass
 class ThreadWorker:
     """An ingest worker on its own event loop in a thread (stoppable; not killable —
-    kill -9 tests use a subprocess)."""
+    kill -9 tests use a subprocess). ``with ThreadWorker(...) as w:`` stops it however
+    the block ends."""
 
     mqtt: MqttSettings
     influx: InfluxConfig
@@ -123,6 +124,12 @@ class ThreadWorker:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
         assert not self._thread.is_alive(), "worker did not stop"
+
+    def __enter__(self) -> ThreadWorker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def influx_cfg(server: InfluxDB1) -> InfluxConfig:

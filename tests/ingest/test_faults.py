@@ -80,9 +80,8 @@ def test_influxdb_down_60s_mid_stream_everything_arrives(
     per_gw = 300
     total = per_gw * len(GATEWAYS) * 10
     # a small Receive Maximum so the outage's backlog (~900 messages) must wait in the broker
-    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-down"), influx_cfg(influxdb),
-                     batch=BatchConfig(receive_maximum=200)).start()
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto, "ingest-down"), influx_cfg(influxdb),
+                      batch=BatchConfig(receive_maximum=200)) as w:
         # the stream lasts well past the outage: 1200 batches at 15/s ≈ 80 s
         stream = Stream(publisher, fleet(per_gw), rate_per_s=15).start()
         wait_until(lambda: stored_count(influxdb) >= 500, 60, "the stream flowing")
@@ -105,8 +104,6 @@ def test_influxdb_down_60s_mid_stream_everything_arrives(
         assert w.error is None
         assert 0 < max_queue <= w.batch.receive_maximum, max_queue
         assert sent_during_outage - acked_at_outage > w.batch.receive_maximum
-    finally:
-        w.stop()
 
 
 def test_three_workers_one_killed_every_reading_once(

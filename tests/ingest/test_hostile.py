@@ -132,10 +132,9 @@ hostile = st.one_of(
 
 def test_hostile_payloads_all_rejected_with_reason_valid_traffic_unaffected(
         mosquitto: Mosquitto, influxdb: InfluxDB1, publisher: Publisher) -> None:
-    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-hostile"), influx_cfg(influxdb)).start()
     sent: list[bytes] = []
     seq = [0]
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto, "ingest-hostile"), influx_cfg(influxdb)) as w:
         @settings(max_examples=150, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(st.lists(hostile, min_size=10, max_size=30))
@@ -164,5 +163,3 @@ def test_hostile_payloads_all_rejected_with_reason_valid_traffic_unaffected(
         assert len(reasons) >= 10, reasons  # the poisons hit many distinct checks
         assert w.error is None and w._thread.is_alive(), "the worker must stay up"
         assert sum(w.stats.rejected.values()) >= len(sent)
-    finally:
-        w.stop()

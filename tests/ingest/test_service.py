@@ -22,10 +22,9 @@ from tests.support import influx_rows, wait_until
 
 def test_stream_is_stored_once_and_spoofed_topic_rejected(
         mosquitto: Mosquitto, influxdb: InfluxDB1, publisher: Publisher) -> None:
-    w = ThreadWorker(mqtt_cfg(mosquitto), influx_cfg(influxdb),
-                     metrics=MetricsConfig(port=0, stats_interval_s=0.5,
-                                           completeness_interval_s=0)).start()
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto), influx_cfg(influxdb),
+                      metrics=MetricsConfig(port=0, stats_interval_s=0.5,
+                                            completeness_interval_s=0)) as w:
         items = [(topic("gw-01"), make_batch("gw-01", s)) for s in range(50)]
         # gw-02 publishes a batch that claims to be gw-01 on its own topic, and vice versa
         items.append((topic("gw-02"), make_batch("gw-01", 999)))
@@ -44,8 +43,6 @@ def test_stream_is_stored_once_and_spoofed_topic_rejected(
         wait_until(lambda: influx_rows(influxdb.url, INFLUX_DB,
                                        "SELECT last(messages) FROM ingest_stats"), 30,
                    "ingest_stats written")
-    finally:
-        w.stop()
     assert w.error is None
 
 
@@ -54,9 +51,8 @@ def test_metrics_endpoint(mosquitto: Mosquitto, influxdb: InfluxDB1,
     from enmon.localrun import free_port
 
     port = free_port()
-    w = ThreadWorker(mqtt_cfg(mosquitto), influx_cfg(influxdb),
-                     metrics=MetricsConfig(port=port, completeness_interval_s=0)).start()
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto), influx_cfg(influxdb),
+                      metrics=MetricsConfig(port=port, completeness_interval_s=0)):
         publisher.publish_all([(topic("gw-01"), make_batch("gw-01", 1)),
                                (topic("gw-01"), b"{not json")])
 
@@ -71,5 +67,3 @@ def test_metrics_endpoint(mosquitto: Mosquitto, influxdb: InfluxDB1,
         text = wait_until(acked_twice, 30, "metrics show 2 acks")
         assert 'enmon_ingest_rejected_total{worker="ingest-1",reason="bad_json"} 1' in text
         assert 'enmon_ingest_readings_total{worker="ingest-1"} 10' in text
-    finally:
-        w.stop()

@@ -40,8 +40,7 @@ def enmon(*args: str) -> subprocess.CompletedProcess[str]:
 def test_v2_write_path_into_victoria_metrics(mosquitto: Mosquitto, victoria: VictoriaMetrics,
                                              publisher: Publisher) -> None:
     cfg = InfluxConfig(api="v2", url=victoria.url, org="enmon", bucket="enmon")
-    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-v2"), cfg).start()
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto, "ingest-v2"), cfg) as w:
         publisher.publish_all([(topic("gw-01"), make_batch("gw-01", s)) for s in range(20)])
         want = expected_rows("gw-01", range(20))
 
@@ -55,8 +54,6 @@ def test_v2_write_path_into_victoria_metrics(mosquitto: Mosquitto, victoria: Vic
 
         wait_until(lambda: got() == want, 60, "readings in victoria-metrics")
         assert w.stats.acked == 20 and w.error is None
-    finally:
-        w.stop()
 
 
 def seed(influx: InfluxDB1, body: str) -> None:
@@ -74,8 +71,7 @@ def test_a_message_the_database_refuses_cannot_block_the_stream(
     poison["samples"][0]["values"]["voltage_l1_v"] = 230.0
     items = [(topic("gw-01"), make_batch("gw-01", s)) for s in range(10) if s != 5]
     items.insert(5, (topic("gw-01"), json.dumps(poison).encode()))
-    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-refuse"), influx_cfg(influxdb)).start()
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto, "ingest-refuse"), influx_cfg(influxdb)) as w:
         publisher.publish_all(items)
         want = expected_rows("gw-01", [s for s in range(10) if s != 5])  # type: ignore[arg-type]
         wait_until(lambda: w.stats.acked == 10, 60, "all ten acked")
@@ -85,8 +81,6 @@ def test_a_message_the_database_refuses_cannot_block_the_stream(
         assert [r["reason"] for r in rej] == ["db_refused"]
         assert "field type conflict" in rej[0]["detail"]
         assert w.stats.write_failures >= 1
-    finally:
-        w.stop()
 
 
 def test_completeness_counts_gaps_and_duplicates(
@@ -95,12 +89,9 @@ def test_completeness_counts_gaps_and_duplicates(
     resent["sent_at"] += 500  # the gateway sent seq 5 twice (a different message)
     items = [(topic("gw-c"), make_batch("gw-c", s)) for s in range(10) if s not in (3, 4)]
     items.append((topic("gw-c"), json.dumps(resent).encode()))
-    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-c"), influx_cfg(influxdb)).start()
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto, "ingest-c"), influx_cfg(influxdb)) as w:
         publisher.publish_all(items)
         wait_until(lambda: w.stats.acked == len(items), 60, "all acked")
-    finally:
-        w.stop()
     cfg = write_ingest_config(tmp_path / "ingest.yaml", mosquitto, influxdb)
     r = enmon("ingest", "completeness", "-c", str(cfg), "--day", "2025-11-21")
     assert r.returncode == 0, r.stderr
@@ -148,10 +139,9 @@ def test_workers_keep_todays_completeness_current(
         b = json.loads(make_batch("gw-t", s))
         b["sent_at"] = now + s  # today (UTC)
         items.append((topic("gw-t"), json.dumps(b).encode()))
-    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-today"), influx_cfg(influxdb),
-                     metrics=MetricsConfig(stats_interval_s=1, completeness_interval_s=0.3,
-                                           day_tz="UTC")).start()
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto, "ingest-today"), influx_cfg(influxdb),
+                      metrics=MetricsConfig(stats_interval_s=1, completeness_interval_s=0.3,
+                                            day_tz="UTC")) as w:
         publisher.publish_all(items)
         key = ("site-a", "gw-t")
         wait_until(lambda: w.stats.seq_gaps.get(key) == 2, 60, "the worker's completeness")
@@ -159,8 +149,6 @@ def test_workers_keep_todays_completeness_current(
         rows = influx_rows(influxdb.url, INFLUX_DB,
                            "SELECT gaps, ratio FROM completeness WHERE gateway='gw-t'")
         assert [(r["gaps"], round(r["ratio"], 4)) for r in rows] == [(2, round(4 / 6, 4))]
-    finally:
-        w.stop()
 
 
 def auth_rows(server: InfluxDB1, q: str, password: str = "secret-pw") -> list[dict[str, object]]:
@@ -195,20 +183,14 @@ def test_v1_user_password_and_retention_policy(
                         retention_policy="short", username="admin", password_env="TEST_INFLUX_PW")
     # wrong password: InfluxDB answers 401; the worker retries and acks nothing
     monkeypatch.setenv("TEST_INFLUX_PW", "wrong")
-    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-auth"), base).start()
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto, "ingest-auth"), base) as w:
         publisher.publish_all([(topic("gw-01"), make_batch("gw-01", s)) for s in range(5)])
         wait_until(lambda: w.stats.write_retries >= 2, 30, "retries on 401")
         assert w.stats.acked == 0
-    finally:
-        w.stop()
     # fixed: the same session gets everything again and stores it in the "short" policy
     monkeypatch.setenv("TEST_INFLUX_PW", "secret-pw")
-    w = ThreadWorker(mqtt_cfg(mosquitto, "ingest-auth"), base).start()
-    try:
+    with ThreadWorker(mqtt_cfg(mosquitto, "ingest-auth"), base) as w:
         wait_until(lambda: w.stats.acked == 5, 60, "acked with the right password")
-    finally:
-        w.stop()
     rows = auth_rows(auth_influxdb,
                      'SELECT count(active_power_kw) FROM "enmon"."short"."meter"')
     assert rows[0]["count"] == 50
