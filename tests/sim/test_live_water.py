@@ -30,8 +30,8 @@ async def _read(host: str, port: int, unit: int, fields: list[Field_], *, rtu: b
         count = max(f.address + f.words for f in fields) - start
         rr = await client.read_holding_registers(start, count=count, device_id=unit)
         assert not rr.isError(), rr
-        return {f.quantity: to_canonical(f, rr.registers[f.address - start:
-                                                         f.address - start + f.words])
+        regs = list(rr.registers)
+        return {f.quantity: to_canonical(f, regs[f.address - start:f.address - start + f.words])
                 for f in fields}
     finally:
         client.close()
