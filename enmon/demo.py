@@ -4,9 +4,10 @@ What runs (all real, nothing mocked):
 
 - mosquitto and influxd (Debian packages) on free loopback ports in a temp dir;
 - the demo campus (``firmware_sim/campus/demo-campus.yaml``): an office, a hospital,
-  a school, a mall, a gatehouse and a boiler house — 24 devices of nine real meter
-  models on Modbus TCP, Modbus RTU and DL/T 645 (RS-485 lines behind serial servers)
-  and an ASCII flue-gas analyser, each with its model's register map;
+  a school, a mall, a gatehouse and a boiler house — 28 devices (electricity, water,
+  gas, steam and heat meters, an outdoor-air sensor) of eleven models on Modbus TCP,
+  Modbus RTU and DL/T 645 (RS-485 lines behind serial servers) and an ASCII flue-gas
+  analyser, each with its model's register map;
 - a year-to-date of history, written into each gateway's disk queue as the gateway
   would have queued it, then replayed by the gateway itself;
 - ``enmon gateway run`` (one per campus gateway), ``enmon ingest run`` and
