@@ -261,11 +261,3 @@ class ModbusSlaveServer(LineServer):
             if pdu is not None:
                 out.append(self._mangle(frame[0], mf.with_crc(frame[:1] + pdu), fault))
         return out
-
-
-def open_pty_pair() -> tuple[int, str]:
-    """A raw pty pair: (master fd, slave path). For tests that drive a link by hand."""
-    master, slave = pty.openpty()
-    tty.setraw(slave)
-    tty.setraw(master)
-    return master, os.ttyname(slave)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from enmon.quantities import QUANTITIES
-from enmon.wire import Batch, Dropped
+from enmon.wire import Batch
 
 _MEAS = str.maketrans({",": r"\,", " ": r"\ "})
 _TAG = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -92,50 +92,3 @@ def batch_lines(batch: Batch) -> list[str]:
 
 def payload_hash(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
-
-
-def rejected_line(
-    *,
-    reason: str,
-    detail: str,
-    payload: bytes,
-    topic: str,
-    site: str,
-    gateway: str,
-    ts_ms: int,
-    device: str = "",
-    quantity: str = "",
-) -> str:
-    """What ingest refused and why, so nothing vanishes silently."""
-    tags = {"site": site or "_unknown", "gateway": gateway or "_unknown", "reason": reason}
-    fields: dict[str, float | int | str | bool] = {
-        "payload_sha256": payload_hash(payload),
-        "detail": detail[:500],
-        "topic": topic[:300],
-        "size": len(payload),
-    }
-    if device:
-        fields["device"] = device
-    if quantity:
-        fields["quantity"] = quantity
-    return line("rejected", tags, fields, ts_ms)
-
-
-def dropped_lines(
-    dropped: Iterable[Dropped], *, payload: bytes, topic: str, site: str, gateway: str, ts_ms: int
-) -> list[str]:
-    # distinct timestamps (+i ms) so several drops from one payload do not overwrite each other
-    return [
-        rejected_line(
-            reason=str(d.reason),
-            detail=d.detail,
-            payload=payload,
-            topic=topic,
-            site=site,
-            gateway=gateway,
-            ts_ms=ts_ms + i,
-            device=d.device,
-            quantity=d.quantity,
-        )
-        for i, d in enumerate(dropped)
-    ]

@@ -20,7 +20,6 @@ from typing import Any
 from enmon import quantities
 
 DAY_MS = 86_400_000
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def quote(value: str) -> str:
@@ -31,11 +30,6 @@ def quote(value: str) -> str:
 def ident(name: str) -> str:
     """An InfluxQL identifier (field or tag name)."""
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def valid_id(value: str) -> bool:
-    """Site, gateway, device and building ids follow the wire contract's id pattern."""
-    return bool(_ID.match(value))
 
 
 def parse_series_key(key: str) -> dict[str, str]:

@@ -21,7 +21,6 @@ Coefficients and their standing:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -238,7 +237,3 @@ def integrate(state: BoilerState, a: BoilerRates, b: BoilerRates, dt: float) -> 
 def gas_m3_h(spec: BoilerSpec, r: BoilerRates) -> float:
     """Fuel input as standard m³/h of gas: kW · 3.6 MJ/kWh / NCV."""
     return r.fuel_kw * 3.6 / spec.ncv_mj_m3
-
-
-def efficiency_from_losses(r: BoilerRates) -> float:
-    return 100.0 - math.fsum(r.losses_pct.values())
