@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -15,12 +17,18 @@ TOPIC = "enmon/v1/site-a/gw-01/telemetry"
 FILTER = shared("enmon/v1/+/+/telemetry")
 
 
-def publisher(server: Mosquitto) -> paho.Client:
+@contextmanager
+def publisher(server: Mosquitto) -> Iterator[paho.Client]:
+    """A QoS 1 publisher, disconnected however the block ends."""
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
                     protocol=paho.MQTTv5)
     c.connect(server.host, server.port)
     c.loop_start()
-    return c
+    try:
+        yield c
+    finally:
+        c.loop_stop()
+        c.disconnect()
 
 
 def publish(c: paho.Client, payload: bytes, topic: str = TOPIC) -> None:
@@ -35,8 +43,7 @@ async def next_delivery(sub: AckingSubscriber, timeout: float = 20) -> Delivery:
 
 async def test_unacked_is_redelivered_acked_is_not(mosquitto: Mosquitto) -> None:
     settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-t1")
-    pub = publisher(mosquitto)
-    try:
+    with publisher(mosquitto) as pub:
         async with AckingSubscriber(settings, topics=[FILTER]) as sub:
             await sub.wait_ready()
             publish(pub, b"first")
@@ -58,34 +65,26 @@ async def test_unacked_is_redelivered_acked_is_not(mosquitto: Mosquitto) -> None
             d = await next_delivery(sub)
             assert d.payload == b"marker", f"acked message came back: {d.payload!r}"
             assert d.ack()
-    finally:
-        pub.loop_stop()
-        pub.disconnect()
 
 
 async def test_messages_published_while_away_wait_in_the_session(mosquitto: Mosquitto) -> None:
     settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-t2")
     async with AckingSubscriber(settings, topics=[FILTER]) as sub:
         await sub.wait_ready()
-    pub = publisher(mosquitto)
-    try:
+    with publisher(mosquitto) as pub:
         for i in range(5):
             publish(pub, f"m{i}".encode())
         async with AckingSubscriber(settings, topics=[FILTER]) as sub:
             got = [await next_delivery(sub) for _ in range(5)]
             assert [d.payload for d in got] == [f"m{i}".encode() for i in range(5)]
             assert all(d.ack() for d in got)
-    finally:
-        pub.loop_stop()
-        pub.disconnect()
 
 
 async def test_receive_maximum_bounds_unacked_messages(mosquitto: Mosquitto) -> None:
     """Flat memory when the database is slow: the broker stops at Receive Maximum."""
     settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-t3",
                             receive_maximum=10)
-    pub = publisher(mosquitto)
-    try:
+    with publisher(mosquitto) as pub:
         async with AckingSubscriber(settings, topics=[FILTER]) as sub:
             await sub.wait_ready()
             for i in range(30):
@@ -106,34 +105,27 @@ async def test_receive_maximum_bounds_unacked_messages(mosquitto: Mosquitto) -> 
                 if d.payload == b"marker":
                     break
             assert received == 31
-    finally:
-        pub.loop_stop()
-        pub.disconnect()
 
 
 async def test_reconnect_after_broker_restart(mosquitto: Mosquitto) -> None:
     settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-t4")
     async with AckingSubscriber(settings, topics=[FILTER]) as sub:
         await sub.wait_ready()
-        pub = publisher(mosquitto)
-        publish(pub, b"before")
-        assert (await next_delivery(sub)).payload == b"before"  # not acked
-        pub.loop_stop()
-        pub.disconnect()
+        with publisher(mosquitto) as pub:
+            publish(pub, b"before")
+            assert (await next_delivery(sub)).payload == b"before"  # not acked
         mosquitto.stop()  # graceful: mosquitto saves sessions to its persistence file
         mosquitto.start()
         await sub.wait_ready(timeout=60)
         again = await next_delivery(sub, timeout=60)
         assert again.payload == b"before", "unacked message lost across a broker restart"
         assert again.ack()
-        pub = publisher(mosquitto)
-        publish(pub, b"after")
-        while (d2 := await next_delivery(sub, timeout=60)).payload != b"after":
-            pass
-        assert d2.ack()
-        assert sub.reconnects >= 1
-        pub.loop_stop()
-        pub.disconnect()
+        with publisher(mosquitto) as pub:
+            publish(pub, b"after")
+            while (d2 := await next_delivery(sub, timeout=60)).payload != b"after":
+                pass
+            assert d2.ack()
+            assert sub.reconnects >= 1
 
 
 async def test_full_queue_blocks_the_network_thread_instead_of_dropping() -> None:
@@ -191,9 +183,8 @@ async def test_stop_lets_built_batches_finish_and_ack(mosquitto: Mosquitto) -> N
             pass
 
     settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="ingest-grace")
-    pub = publisher(mosquitto)
     writer = SlowInflux()
-    try:
+    with publisher(mosquitto) as pub:
         async with AckingSubscriber(settings, topics=[FILTER]) as sub:
             await sub.wait_ready()
             for s in range(5):
@@ -217,6 +208,3 @@ async def test_stop_lets_built_batches_finish_and_ack(mosquitto: Mosquitto) -> N
             await sub.wait_ready()
             publish(pub, b"marker")
             assert (await next_delivery(sub)).payload == b"marker", "acked batches came back"
-    finally:
-        pub.loop_stop()
-        pub.disconnect()
