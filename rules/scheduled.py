@@ -161,18 +161,7 @@ class Scheduler:
             f"WHERE site = {_q(site.site)} AND time >= {first_day}ms AND time <= {now}ms "
             f"GROUP BY time(1d), building, meter, energy_type, category, total "
             f"tz({_q(site.timezone)})", st)
-        daily = []
-        for r in rows:
-            if r.get("amount") is None:
-                continue
-            fields_d: dict[str, float | int | str | bool] = {"amount": float(r["amount"])}
-            if r.get("kgce") is not None:
-                fields_d["kgce"] = float(r["kgce"])
-            tags = {k: r.get(k, "") for k in ("building", "meter", "energy_type", "category",
-                                              "total")}
-            daily.append(line("energy_daily", {"site": site.site, **tags}, fields_d,
-                              int(r["time"])))
-        await self._write(daily, st)
+        await self._write(_rollup_lines("energy_daily", site.site, rows), st)
         st.per_step["rollup.daily"] = time.perf_counter() - t
         t = time.perf_counter()
         month = accounting.bucket_start(first_day, "month", tz)
@@ -189,17 +178,7 @@ class Scheduler:
             "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_daily "
             f"WHERE site = {_q(site.site)} AND time >= {month}ms AND time < {nxt}ms "
             "GROUP BY building, meter, energy_type, category, total", st)
-        lines = []
-        for r in rows:
-            if r.get("amount") is None:
-                continue
-            fields: dict[str, float | int | str | bool] = {"amount": float(r["amount"])}
-            if r.get("kgce") is not None:
-                fields["kgce"] = float(r["kgce"])
-            tags = {k: r.get(k, "") for k in ("building", "meter", "energy_type", "category",
-                                              "total")}
-            lines.append(line("energy_monthly", {"site": site.site, **tags}, fields, month))
-        await self._write(lines, st)
+        await self._write(_rollup_lines("energy_monthly", site.site, rows, ts=month), st)
 
     def _energy_lines(self, meas: str, site: Site, b: Building, meter: str, energy_type: str,
                       category: str, total: bool, buckets: dict[int, float]) -> list[str]:
@@ -412,6 +391,23 @@ class Scheduler:
                 out.extend(self.engine.on_finding((site.site, m.gateway, m.device), "completeness",
                                                   f, now))
         return out
+
+
+def _rollup_lines(measurement: str, site: str, rows: list[dict[str, Any]],
+                  ts: int | None = None) -> list[str]:
+    """Summed rows → one line per meter and period; the daily and monthly roll-ups differ
+    only in where they write and whether the period start comes from the row."""
+    out = []
+    for r in rows:
+        if r.get("amount") is None:  # a period without data writes nothing, not 0
+            continue
+        fields: dict[str, float | int | str | bool] = {"amount": float(r["amount"])}
+        if r.get("kgce") is not None:
+            fields["kgce"] = float(r["kgce"])
+        tags = {k: r.get(k, "") for k in ("building", "meter", "energy_type", "category", "total")}
+        out.append(line(measurement, {"site": site, **tags}, fields,
+                        int(r["time"]) if ts is None else ts))
+    return out
 
 
 def _used(sums: dict[tuple[str, str], dict[str, float]], building: str, measure: str,
