@@ -37,7 +37,7 @@ class Dlt645Server(LineServer):
                 return None  # several meters would collide on the wire
             addr = next(iter(self.meters))
             return d.build_frame(addr, d.C_READ_ADDRESS_OK, d.address_bytes(addr))
-        wildcard = frame.address == "AAAAAAAAAAAA"
+        wildcard = frame.address == d.BROADCAST
         if wildcard and len(self.meters) != 1:
             return None
         addr = next(iter(self.meters)) if wildcard else frame.address

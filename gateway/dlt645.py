@@ -73,7 +73,7 @@ class Dlt645FrameError(DriverError):
 
 def address_bytes(address: str) -> bytes:
     """12-digit meter address as written on the nameplate → 6 wire bytes (LSB first)."""
-    if address.upper() == "AAAAAAAAAAAA":
+    if address.upper() == BROADCAST:
         return b"\xaa" * 6
     if len(address) != 12 or not address.isdigit():
         raise ValueError(f"meter address {address!r} must be 12 decimal digits")
@@ -104,7 +104,7 @@ def read_request(address: str, di: str) -> bytes:
 
 
 def read_address_request() -> bytes:
-    return build_frame("AAAAAAAAAAAA", C_READ_ADDRESS)
+    return build_frame(BROADCAST, C_READ_ADDRESS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +151,7 @@ def frame_length(buf: bytes) -> int | None:
 
 def parse_read_response(address: str, di: str, frame: Frame) -> bytes:
     """The value bytes of a normal answer to ``read_request(address, di)``."""
-    if address.upper() != "AAAAAAAAAAAA" and frame.address != address:
+    if address.upper() != BROADCAST and frame.address != address:
         raise Dlt645FrameError(f"answer from meter {frame.address}, asked {address}")
     if frame.control == C_READ_ERR:
         raise Dlt645Error(address, frame.data[0] if frame.data else 0)
