@@ -9,12 +9,11 @@ file; the test suite checks every file's test vectors.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 from enmon.config import parse_model, read_yaml
 from enmon.errors import ConfigError
 from gateway.dlt645 import Dlt645Profile, item_value
-from gateway.profile import PROFILE_DIR, ModbusProfile, profile_path, to_canonical
+from gateway.profile import ModbusProfile, library, profile_path, to_canonical
 from gateway.serial_line import SerialLineProfile, parse_line
 
 AnyProfile = ModbusProfile | Dlt645Profile | SerialLineProfile
@@ -36,8 +35,7 @@ def load(name: str) -> AnyProfile:
     return parse_model(_MODELS[proto], data, file=str(path))
 
 
-def names() -> list[str]:
-    return sorted(p.stem for p in Path(PROFILE_DIR).glob("*.yaml"))
+names = library  # the shipped models, listed by gateway.profile.library
 
 
 def evaluate_vector(profile: AnyProfile, index: int) -> dict[str, float]:
