@@ -159,6 +159,16 @@ def make_writer(cfg: InfluxConfig) -> Writer:
     return InfluxV2Writer(cfg) if cfg.api == "v2" else InfluxV1Writer(cfg)
 
 
+def quote(value: str) -> str:
+    """An InfluxQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def ident(name: str) -> str:
+    """An InfluxQL identifier (field or tag name)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class InfluxQL(_Http):
     """Read with InfluxQL over ``/query`` (1.x, 2.x with DBRP, 3.x)."""
 

@@ -29,7 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest.lineproto import line
-from ingest.storage import InfluxQL, Writer
+from ingest.storage import InfluxQL, Writer, ident, quote
 from rules import accounting, boiler, quality, quota
 from rules.engine import Engine
 from rules.lifecycle import Outcome
@@ -38,14 +38,6 @@ from rules.site import Boiler, Building, Meter, Site
 log = logging.getLogger("enmon.rules.scheduled")
 HOUR = 3_600_000
 BOILER_STEP = 15 * 60_000
-
-
-def _q(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '\\"') + '"'
 
 
 @dataclass
@@ -119,10 +111,10 @@ class Scheduler:
         fields = sorted({m.counter for _, m in meters})
         if not fields:
             return
-        sel = ",".join(_ident(f) for f in fields)
+        sel = ",".join(ident(f) for f in fields)
         t = time.perf_counter()
         rows = await self._rows(
-            f"SELECT {sel} FROM meter WHERE site = {_q(site.site)} AND time >= {read_from}ms "
+            f"SELECT {sel} FROM meter WHERE site = {quote(site.site)} AND time >= {read_from}ms "
             f"AND time <= {now}ms GROUP BY gateway, device", st)
         st.per_step["rollup.read"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -158,9 +150,9 @@ class Scheduler:
         first_day = accounting.bucket_start(first_hour, "day", tz)
         rows = await self._rows(
             "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_hourly "
-            f"WHERE site = {_q(site.site)} AND time >= {first_day}ms AND time <= {now}ms "
+            f"WHERE site = {quote(site.site)} AND time >= {first_day}ms AND time <= {now}ms "
             f"GROUP BY time(1d), building, meter, energy_type, category, total "
-            f"tz({_q(site.timezone)})", st)
+            f"tz({quote(site.timezone)})", st)
         await self._write(_rollup_lines("energy_daily", site.site, rows), st)
         st.per_step["rollup.daily"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -176,7 +168,7 @@ class Scheduler:
         """``energy_monthly`` for one local calendar month, re-summed from its days."""
         rows = await self._rows(
             "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_daily "
-            f"WHERE site = {_q(site.site)} AND time >= {month}ms AND time < {nxt}ms "
+            f"WHERE site = {quote(site.site)} AND time >= {month}ms AND time < {nxt}ms "
             "GROUP BY building, meter, energy_type, category, total", st)
         await self._write(_rollup_lines("energy_monthly", site.site, rows, ts=month), st)
 
@@ -217,7 +209,7 @@ class Scheduler:
         for label, start in (("year", year0), ("month", month0)):
             rows = await self._rows(
                 "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_daily "
-                f"WHERE site = {_q(site.site)} AND total = '1' AND time >= {start}ms "
+                f"WHERE site = {quote(site.site)} AND total = '1' AND time >= {start}ms "
                 f"AND time <= {now}ms GROUP BY building, energy_type", st)
             sums[label] = {(r["building"], r["energy_type"]): {
                 "amount": float(r.get("amount") or 0.0), "kgce": float(r.get("kgce") or 0.0)}
@@ -276,9 +268,9 @@ class Scheduler:
     async def _counter_steps(self, site: Site, m: Meter, start: int, now: int, st: PassStats
                              ) -> dict[int, float]:
         rows = await self._rows(
-            f"SELECT last({_ident(m.counter)}) AS v FROM meter WHERE site = {_q(site.site)} "
-            f"AND gateway = {_q(m.gateway)} AND device = {_q(m.device)} AND time >= {start}ms "
-            f"AND time < {now}ms GROUP BY time(15m)", st)
+            f"SELECT last({ident(m.counter)}) AS v FROM meter WHERE site = {quote(site.site)} "
+            f"AND gateway = {quote(m.gateway)} AND device = {quote(m.device)} "
+            f"AND time >= {start}ms AND time < {now}ms GROUP BY time(15m)", st)
         return {int(r["time"]): float(r["v"]) for r in rows if r.get("v") is not None}
 
     async def boiler_window(self, site: Site, bo: Boiler, meters: dict[str, Meter], now: int,
@@ -331,8 +323,8 @@ class Scheduler:
         rows = await self._rows(
             "SELECT mean(flue_o2_pct) AS o2, mean(flue_temp_c) AS flue, "
             "mean(combustion_air_temp_c) AS air, mean(feedwater_temp_c) AS fw FROM meter "
-            f"WHERE site = {_q(site.site)} AND gateway = {_q(bo.instruments.gateway)} AND "
-            f"device = {_q(bo.instruments.device)} AND time >= {start}ms AND time < {now}ms "
+            f"WHERE site = {quote(site.site)} AND gateway = {quote(bo.instruments.gateway)} AND "
+            f"device = {quote(bo.instruments.device)} AND time >= {start}ms AND time < {now}ms "
             "GROUP BY time(15m)", st)
         return {int(r["time"]): {k: float(r[k]) for k in ("o2", "flue", "air", "fw")
                                  if r.get(k) is not None} for r in rows}
@@ -380,7 +372,7 @@ class Scheduler:
             by_counter[m.counter].append(m)
         for counter, ms in by_counter.items():
             rows = await self._rows(
-                f"SELECT count({_ident(counter)}) AS n FROM meter WHERE site = {_q(site.site)} "
+                f"SELECT count({ident(counter)}) AS n FROM meter WHERE site = {quote(site.site)} "
                 f"AND time > {now - window}ms AND time <= {now}ms GROUP BY gateway, device", st)
             got = {(r.get("gateway"), r.get("device")): int(r.get("n") or 0) for r in rows}
             for m in ms:

@@ -18,18 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from enmon import quantities
+from ingest.storage import ident, quote
 
 DAY_MS = 86_400_000
-
-
-def quote(value: str) -> str:
-    """An InfluxQL string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def ident(name: str) -> str:
-    """An InfluxQL identifier (field or tag name)."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def parse_series_key(key: str) -> dict[str, str]:
