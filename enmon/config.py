@@ -9,7 +9,7 @@ Every config error names the file, the dotted key and a fix, e.g.::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -45,16 +45,19 @@ def _field_fix(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     """Find a ``fix`` hint declared on the field the error points at, if any."""
     current: Any = model
     info = None
+    key_next = False  # the previous field was a dict: this part is one of its keys
     for part in loc:
-        if isinstance(part, int) or not (
+        if key_next or isinstance(part, int) or not (
             isinstance(current, type) and issubclass(current, BaseModel)
         ):
-            # descend through list/dict annotations to their model
+            # descend through list items and dict keys to the model they hold
+            key_next = False
             continue
         info = current.model_fields.get(str(part))
         if info is None:
             return ""
         ann = info.annotation
+        key_next = get_origin(ann) is dict
         args = getattr(ann, "__args__", ()) or ()
         nxt = next(
             (a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None

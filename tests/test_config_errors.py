@@ -65,3 +65,20 @@ def test_missing_file_and_empty_file(tmp_path: Path) -> None:
 def test_a_good_file_loads(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, BASE.format(unit=7)))
     assert cfg.devices[0].unit_id == 7 and cfg.poll.interval_s == 10.0
+
+
+def test_fix_hint_found_inside_a_dict_of_models(tmp_path: Path) -> None:
+    """A profile's quantities are a dict keyed by quantity name: the hint of the field
+    inside (``address``) must still reach the deployer."""
+    from enmon.config import load_model
+    from gateway.profile import ModbusProfile
+
+    p = tmp_path / "meter.yaml"
+    p.write_text(
+        "model: x\nmanufacturer: X\nname: X\nsource: manual table 3\n"
+        "quantities:\n  voltage_l1_v: {address: -1}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_model(ModbusProfile, p)
+    assert e.value.key == "quantities.voltage_l1_v.address"
+    assert "0-based" in e.value.fix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -195,7 +196,9 @@ async def test_stop_lets_built_batches_finish_and_ack(mosquitto: Mosquitto) -> N
                                                       shutdown_grace_s=30))
             stop = asyncio.Event()
             task = asyncio.create_task(pipe.run(stop))
+            deadline = time.monotonic() + 30
             while not (stats.messages == 5 and pipe._writing):
+                assert time.monotonic() < deadline, "the pipeline never started writing"
                 await asyncio.sleep(0.01)
             stop.set()
             for _ in range(50):
