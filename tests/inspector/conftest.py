@@ -147,9 +147,11 @@ def stack(loaded: Loaded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         await web.TCPSite(runner, "127.0.0.1", rules_port).start()
         outbox = asyncio.create_task(service.outbox.run(stop))
         api_task = asyncio.create_task(server.serve())
+        deadline = time.monotonic() + 60
         while not server.started:
             if api_task.done():
                 api_task.result()
+            assert time.monotonic() < deadline, "the inspector API did not start in 60 s"
             await asyncio.sleep(0.02)
         ready.set()
         await stop.wait()
