@@ -9,7 +9,6 @@ on the same port and data directory, which is what fault-injection tests need.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -31,11 +30,24 @@ PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb", "victoria-metrics":
 _SEARCH_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port nobody listens on right now (the OS picks it).
+
+    The OS may offer a port again as soon as its probe socket is closed, so two servers
+    set up one after the other (influxd's HTTP and RPC ports, say) could be handed the
+    same number; ports this process already handed out are never offered twice.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise ServiceError("no free TCP port found in 100 tries")
 
 
 def find_binary(name: str) -> str | None:
@@ -69,9 +81,13 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
     """Poll ``check`` until it is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+        try:
             if check():
                 return
+        except ServiceError:
+            raise  # the check itself says waiting is pointless (the process died)
+        except Exception:  # not ready yet: connection refused, HTTP error, ...
+            pass
         time.sleep(interval)
     raise ServiceError(f"timed out after {timeout:.0f}s waiting for {what}")
 
