@@ -89,10 +89,33 @@ def demo(
     raise typer.Exit(run_demo(duration=duration, may_install=install))
 
 
+# Which extra brings a third-party module, so a missing one can be named with its fix.
+_EXTRA_OF = {
+    "pymodbus": "gateway", "serial": "gateway", "paho": "gateway",
+    "aiomqtt": "server", "aiohttp": "server", "influxdb_client": "server", "orjson": "server",
+    "cryptography": "server", "iapws": "server",
+    "fastapi": "inspector", "uvicorn": "inspector", "httpx": "inspector",
+    "openpyxl": "inspector", "jinja2": "inspector", "weasyprint": "inspector",
+}
+
+
+def missing_extra_hint(exc: ModuleNotFoundError) -> str:
+    """``enmon ingest`` on a gateway-only install: say which extra to install."""
+    top = (exc.name or "").split(".")[0]
+    extra = _EXTRA_OF.get(top)
+    if extra is None:
+        return f"missing Python module {exc.name!r}"
+    return (f"this command needs the {extra!r} extra ({top} is not installed): "
+            f"pip install 'enmon[{extra}]'")
+
+
 def main() -> None:
     _mount()
     try:
         app()
     except EnmonError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        typer.secho(f"error: {missing_extra_hint(exc)}", fg=typer.colors.RED, err=True)
         sys.exit(2)
