@@ -25,9 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
 from enmon.localrun import InfluxDB1
 from enmon.wire import Batch, DeviceMeta, Sample
-from ingest.storage import InfluxConfig, InfluxQL, InfluxV1Writer
 from rules.config import RulesConfig
 from rules.engine import Engine
 from rules.lifecycle import AlertBook

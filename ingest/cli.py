@@ -66,10 +66,10 @@ def completeness(
     from rich.console import Console
     from rich.table import Table
 
+    from enmon.influx import InfluxQL, make_writer
     from ingest.completeness import DayCompleteness, day_of
     from ingest.config import load_config
     from ingest.pipeline import compute_completeness_lines
-    from ingest.storage import InfluxQL, make_writer
 
     cfg = load_config(config)
     tz = cfg.metrics.day_tz

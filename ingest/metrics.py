@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ingest.lineproto import line
+from enmon.lineproto import line
 
 
 @dataclass

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 
 from enmon import wire
 from enmon.errors import SinkError, WireError
+from enmon.influx import InfluxQL, Writer
+from enmon.lineproto import batch_lines, line, payload_hash
 from ingest.completeness import DayCompleteness, SeqAggregate, completeness, day_bounds, day_of
-from ingest.lineproto import batch_lines, line, payload_hash
 from ingest.metrics import Stats, stats_line
 from ingest.mqtt import AckingSubscriber, Delivery
-from ingest.storage import InfluxQL, Writer
 
 log = logging.getLogger("enmon.ingest")
 

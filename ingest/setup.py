@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from enmon.errors import ConfigError, SinkError
-from ingest.storage import InfluxConfig, InfluxQL
+from enmon.influx import InfluxConfig, InfluxQL
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from enmon import wire
+from enmon.influx import InfluxConfig, InfluxQL, make_writer
 from ingest.metrics import Stats, render_prometheus
 from ingest.mqtt import AckingSubscriber, MqttSettings, shared
 from ingest.options import (
@@ -28,7 +29,6 @@ from ingest.options import (
     time_limits,
 )
 from ingest.pipeline import Pipeline
-from ingest.storage import InfluxConfig, InfluxQL, make_writer
 
 log = logging.getLogger("enmon.ingest")
 

@@ -10,10 +10,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from enmon.broker import BrokerConfig
 from enmon.config import StrictModel, load_model
+from enmon.influx import InfluxConfig
 from enmon.quantities import QUANTITIES
-from ingest.config import BrokerConfig
-from ingest.storage import InfluxConfig
 from rules.channels import ChannelConfig, WebhookChannel
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]

@@ -12,7 +12,7 @@ One *pass* per site, every ``schedule.interval_s``:
 3. boilers — fuel and output counters at 15-minute resolution over the window.
 4. completeness — readings received vs expected per meter over the last window.
 
-Queries are InfluxQL over ``/query`` (``ingest.storage.InfluxQL``) and grouped per
+Queries are InfluxQL over ``/query`` (``enmon.influx.InfluxQL``) and grouped per
 site, not per meter, so a pass over 10 000 meters is a handful of requests.
 """
 
@@ -28,8 +28,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ingest.lineproto import line
-from ingest.storage import InfluxQL, Writer, ident, quote
+from enmon.influx import InfluxQL, Writer, ident, quote
+from enmon.lineproto import line
 from rules import accounting, boiler, quality, quota
 from rules.engine import Engine
 from rules.lifecycle import Outcome

@@ -25,10 +25,10 @@ import aiomqtt
 from aiohttp import web
 
 from enmon import wire
+from enmon.broker import BrokerConfig
 from enmon.errors import SinkError, WireError
-from ingest.config import BrokerConfig
-from ingest.lineproto import line
-from ingest.storage import InfluxQL, Writer, make_writer
+from enmon.influx import InfluxQL, Writer, make_writer
+from enmon.lineproto import line
 from rules.channels import NotifyError, Sender, make_senders, message
 from rules.config import RulesConfig
 from rules.engine import Engine

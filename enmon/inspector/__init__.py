@@ -4,7 +4,7 @@ Inspectors and facility managers read Python no better than they read Modbus
 registers, so everything here ends in something they can open: a table on the
 terminal, a CSV or XLSX file, an HTML or PDF report, a web console. Layout::
 
-    store.py     the only module that talks to InfluxDB (InfluxQL via ingest.storage)
+    store.py     the only module that talks to InfluxDB (InfluxQL via enmon.influx)
     history.py   pure: gaps, flags, rollups of one meter's readings; CSV/XLSX export
     report.py    pure: a month's or year's figures, using rules.accounting / rules.quota
     render.py    HTML (Jinja2) with inline SVG charts, PDF via WeasyPrint

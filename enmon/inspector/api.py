@@ -158,7 +158,7 @@ def parse_time(text: str | None, *, tz: str, default: int) -> int:
 def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                rules: al.RulesClient | None = None) -> FastAPI:
     """The app. ``sites`` (site id → ``rules.site.Site``) defaults to ``cfg.sites`` loaded."""
-    from ingest.storage import InfluxQL
+    from enmon.influx import InfluxQL
     from rules.site import load_site
 
     if sites is None:

@@ -101,10 +101,10 @@ async def _history(cfg: Any, site: str, device: str | None, building: str | None
     from rich.progress import Progress
     from rich.table import Table
 
+    from enmon.influx import InfluxQL
     from enmon.inspector import history as hist
     from enmon.inspector.api import parse_time
     from enmon.inspector.store import Store, fetch_history
-    from ingest.storage import InfluxQL
 
     con = Console(soft_wrap=True)  # one line per fact, for grep
     tz = _site_tz(cfg, site)
@@ -221,8 +221,8 @@ def report(
 
 
 async def _report(influx: Any, site: Any, period: str, building: str | None, out: Path) -> None:
+    from enmon.influx import InfluxQL
     from enmon.inspector.store import Store, fetch_report
-    from ingest.storage import InfluxQL
 
     store = Store(InfluxQL(influx))
     try:
@@ -254,11 +254,11 @@ async def _demo_report(period: str, building: str | None, out: Path) -> int:
 
     from rich.progress import Progress
 
+    from enmon.influx import InfluxConfig, InfluxQL, make_writer
     from enmon.inspector.demo import load_month
     from enmon.inspector.report import period_of
     from enmon.inspector.store import Store, fetch_report
     from enmon.localrun import InfluxDB1
-    from ingest.storage import InfluxConfig, InfluxQL, make_writer
 
     if len(period) != 7:
         raise typer.BadParameter("--demo simulates one month: --month 2026-10")

@@ -20,8 +20,8 @@ from typing import Annotated
 from pydantic import Field
 
 from enmon.config import StrictModel, load_model
+from enmon.influx import InfluxConfig
 from enmon.inspector.auth import Role
-from ingest.storage import InfluxConfig
 
 
 class TokenEntry(StrictModel):

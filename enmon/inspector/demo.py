@@ -115,8 +115,8 @@ async def load_month(
     """Simulate ``[start, end)`` and store it; see the module docstring for what happens.
 
     Args:
-        query: an :class:`ingest.storage.InfluxQL` on the target database.
-        writer: an :class:`ingest.storage.Writer` on the same database.
+        query: an :class:`enmon.influx.InfluxQL` on the target database.
+        writer: an :class:`enmon.influx.Writer` on the same database.
         step_s: reading interval of every meter.
         steps_per_batch: readings per device in one MQTT batch (a gateway batches too).
         scenarios: more scenarios from ``firmware_sim/scenarios`` (e.g. a fouling boiler).

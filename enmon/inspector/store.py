@@ -1,6 +1,6 @@
 """Reading what inspectors need out of InfluxDB — the one I/O module of the inspector.
 
-Everything goes through :class:`ingest.storage.InfluxQL` (InfluxQL over ``/query``),
+Everything goes through :class:`enmon.influx.InfluxQL` (InfluxQL over ``/query``),
 so the same code reads InfluxDB 1.x, 2.x with a DBRP mapping and 3.x. Queries
 are bounded in time and, for long ranges, cut into chunks so a year of raw
 readings never arrives as one response and a progress bar can move.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from enmon import quantities
-from ingest.storage import ident, quote
+from enmon.influx import ident, quote
 
 DAY_MS = 86_400_000
 
@@ -77,7 +77,7 @@ class Store:
     """Typed reads over one database. Cheap to create; close it when done."""
 
     def __init__(self, query: Any) -> None:
-        self.q = query  # ingest.storage.InfluxQL (typed loosely: a test may pass any reader)
+        self.q = query  # enmon.influx.InfluxQL (typed loosely: a test may pass any reader)
 
     async def close(self) -> None:
         await self.q.close()

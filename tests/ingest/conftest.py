@@ -14,12 +14,12 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from enmon.influx import InfluxConfig
 from enmon.localrun import InfluxDB1, Mosquitto
 from enmon.wire import Batch, DeviceMeta, Sample, encode_batch
 from ingest.metrics import Stats
 from ingest.mqtt import MqttSettings
 from ingest.options import BatchConfig, MetricsConfig, TimestampConfig
-from ingest.storage import InfluxConfig
 from ingest.worker import run_worker
 from tests.conftest import INFLUX_DB
 from tests.support import influx_rows

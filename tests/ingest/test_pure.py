@@ -92,8 +92,8 @@ def test_metrics_text_and_stats_line() -> None:
 
 
 def test_fast_batch_lines_equal_generic_line() -> None:
+    from enmon.lineproto import batch_lines, line
     from enmon.wire import parse_batch
-    from ingest.lineproto import batch_lines, line
 
     b = parse_batch(encode_batch(Batch(
         site="site-a", gateway="gw-01", seq=3, sent_at=NOW,

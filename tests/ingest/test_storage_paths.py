@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from enmon.errors import ConfigError
+from enmon.influx import InfluxConfig
 from enmon.localrun import InfluxDB1, Mosquitto, VictoriaMetrics
 from ingest.setup import parse_retention
-from ingest.storage import InfluxConfig
 from tests.conftest import INFLUX_DB
 from tests.ingest.conftest import (
     BASE_TS,

@@ -51,8 +51,8 @@ def _run(coro: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
+    from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
     from enmon.inspector.demo import Faults, load_month, month_bounds
-    from ingest.storage import InfluxConfig, InfluxQL, InfluxV1Writer
 
     server = InfluxDB1(workdir=tmp_path_factory.mktemp("inspector") / "influxd")
     server.start()
@@ -110,10 +110,10 @@ def stack(loaded: Loaded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     import uvicorn
     from aiohttp import web
 
+    from enmon.influx import InfluxConfig, InfluxV1Writer
     from enmon.inspector.api import create_app
     from enmon.inspector.auth import token_hash
     from enmon.inspector.config import InspectorConfig, TokenEntry
-    from ingest.storage import InfluxConfig, InfluxV1Writer
     from rules.config import RulesConfig, ThresholdRule
     from rules.service import ALERT_DB, AlertDbSender, RulesService
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from enmon.influx import InfluxConfig, InfluxQL
 from enmon.inspector import history as hist
 from enmon.inspector.store import Store, fetch_history
-from ingest.storage import InfluxConfig, InfluxQL
 from tests.inspector.conftest import DB, Loaded
 from tests.support import influx_rows
 

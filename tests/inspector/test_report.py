@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
+from enmon.influx import InfluxConfig, InfluxQL
 from enmon.inspector import charts, render
 from enmon.inspector.report import Report, period_of
 from enmon.inspector.store import Store, fetch_report
-from ingest.storage import InfluxConfig, InfluxQL
 from tests.inspector.conftest import DB, MONTH, Loaded
 from tests.support import influx_rows
 

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
 from enmon.localrun import InfluxDB1
-from ingest.storage import InfluxConfig, InfluxQL, InfluxV1Writer
 from rules.boiler import steam_enthalpy, water_enthalpy
 from rules.config import RulesConfig
 from rules.engine import Engine
