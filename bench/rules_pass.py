@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from energy.site import Building, Meter, Site
 from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
 from enmon.localrun import InfluxDB1
 from enmon.wire import Batch, DeviceMeta, Sample
@@ -32,7 +33,6 @@ from rules.config import RulesConfig
 from rules.engine import Engine
 from rules.lifecycle import AlertBook
 from rules.scheduled import PassStats, Scheduler
-from rules.site import Building, Meter, Site
 
 DB = "enmon"
 STEP = 15 * 60_000

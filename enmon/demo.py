@@ -64,12 +64,12 @@ def calibrated_drift(campus: Any, scenario: Any, now: float) -> Any:
     """
     from zoneinfo import ZoneInfo
 
+    from energy.quota import annual_allowance, year_fraction
+    from energy.site import Site
     from firmware_sim.campus import CampusSim
     from firmware_sim.campus.scenario import LoadDrift
     from firmware_sim.campus.sitefile import site_file
-    from rules.quota import annual_allowance, year_fraction
     from rules.scheduled import Scheduler
-    from rules.site import Site
 
     ev = next(e for e in scenario.events if isinstance(e, LoadDrift))
     site = Site.model_validate(site_file(campus))

@@ -57,9 +57,9 @@ def check(config: Path = typer.Option(None, "-c", "--config", help="rules YAML f
     from rich.console import Console
     from rich.table import Table
 
+    from energy.site import load_site
     from rules.config import load_config
     from rules.scheduled import Scheduler
-    from rules.site import load_site
 
     files = list(site)
     if config is not None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from energy.quota import BudgetStatus, QuotaStatus
+from energy.site import Building, Meter, Site
 from enmon import quantities, wire
 from rules.config import RulesConfig
 from rules.lifecycle import AlertBook, MaintenanceWindow, Outcome, State, fingerprint
 from rules.quality import Finding
-from rules.quota import BudgetStatus, QuotaStatus
-from rules.site import Building, Meter, Site
 
 DeviceKey = tuple[str, str, str]  # site, gateway, device
 

@@ -3,7 +3,7 @@
 One *pass* per site, every ``schedule.interval_s``:
 
 1. rollups — raw counter readings of the last few hours → consumption intervals
-   (resets, rollovers and swaps handled by ``rules.accounting``) → ``energy_hourly``
+   (resets, rollovers and swaps handled by ``energy.accounting``) → ``energy_hourly``
    points for every hour touched, then ``energy_daily`` re-summed from the hours of
    every day touched and ``energy_monthly`` from the days of every month touched.
    Written by enmon itself (no continuous queries, no Flux), so it works on 1.x,
@@ -28,12 +28,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from energy import accounting, boiler, quota
+from energy.site import Boiler, Building, Meter, Site
 from enmon.influx import InfluxQL, Writer, ident, quote
 from enmon.lineproto import line
-from rules import accounting, boiler, quality, quota
+from rules import quality
 from rules.engine import Engine
 from rules.lifecycle import Outcome
-from rules.site import Boiler, Building, Meter, Site
 
 log = logging.getLogger("enmon.rules.scheduled")
 HOUR = 3_600_000

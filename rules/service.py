@@ -24,6 +24,7 @@ import aiohttp
 import aiomqtt
 from aiohttp import web
 
+from energy.site import load_site
 from enmon import wire
 from enmon.broker import BrokerConfig
 from enmon.errors import SinkError, WireError
@@ -35,7 +36,6 @@ from rules.engine import Engine
 from rules.lifecycle import AlertBook, Change, Outcome, Silence
 from rules.outbox import Outbox
 from rules.scheduled import Scheduler, sites_summary
-from rules.site import load_site
 
 log = logging.getLogger("enmon.rules")
 

@@ -6,7 +6,7 @@ terminal, a CSV or XLSX file, an HTML or PDF report, a web console. Layout::
 
     store.py     the only module that talks to InfluxDB (InfluxQL via enmon.influx)
     history.py   pure: gaps, flags, rollups of one meter's readings; CSV/XLSX export
-    report.py    pure: a month's or year's figures, using rules.accounting / rules.quota
+    report.py    pure: a month's or year's figures, using energy.accounting / energy.quota
     render.py    HTML (Jinja2) with inline SVG charts, PDF via WeasyPrint
     alerts.py    pure fold of the ``alert`` measurement; acknowledging through the lifecycle
     auth.py      bearer tokens with roles (inspector reads, facility manager acknowledges)

@@ -157,9 +157,9 @@ def parse_time(text: str | None, *, tz: str, default: int) -> int:
 
 def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                rules: al.RulesClient | None = None) -> FastAPI:
-    """The app. ``sites`` (site id → ``rules.site.Site``) defaults to ``cfg.sites`` loaded."""
+    """The app. ``sites`` (site id → ``energy.site.Site``) defaults to ``cfg.sites`` loaded."""
+    from energy.site import load_site
     from enmon.influx import InfluxQL
-    from rules.site import load_site
 
     if sites is None:
         sites = {s.site: s for s in (load_site(p) for p in cfg.sites)}

@@ -44,7 +44,7 @@ def _config(config: Path | None, url: str | None, database: str | None) -> Any:
 
 
 def _site_tz(cfg: Any, site: str) -> str:
-    from rules.site import load_site
+    from energy.site import load_site
 
     for p in cfg.sites:
         s = load_site(p)
@@ -211,7 +211,7 @@ def report(
         rc = asyncio.run(_demo_report(period, building, out))
         raise typer.Exit(rc)
     cfg = _config(config, influx_url, database)
-    from rules.site import load_site
+    from energy.site import load_site
 
     paths = [site_file] if site_file else list(cfg.sites)
     if not paths:

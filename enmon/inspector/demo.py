@@ -55,7 +55,7 @@ class Faults:
 class Loaded:
     """What :func:`load_month` put into the database."""
 
-    site: Any  # rules.site.Site of the simulated campus
+    site: Any  # energy.site.Site of the simulated campus
     start_ms: int
     end_ms: int
     batches: int = 0
@@ -124,6 +124,7 @@ async def load_month(
             stored period (0: not at all), as the rules service would have.
         progress: called with the fraction done (for a progress bar).
     """
+    from energy.site import Site
     from firmware_sim.campus import CampusSim, Scenario, load_campus, load_scenario
     from firmware_sim.campus.config import DEFAULT_CAMPUS
     from firmware_sim.campus.sitefile import site_file
@@ -131,7 +132,6 @@ async def load_month(
     from rules.engine import Engine
     from rules.lifecycle import AlertBook
     from rules.scheduled import PassStats, Scheduler
-    from rules.site import Site
 
     t0 = time.perf_counter()
     f = faults or Faults()

@@ -157,9 +157,9 @@ def raw_history(*, site: str, device: str, start: int, end: int, tz: str,
 def rolled_history(*, raw: History, gauges: Sequence[str], bucket_rows: Iterable[dict[str, Any]],
                    counters: dict[str, list[tuple[int, float]]], mode: Mode) -> History:
     """The same history rolled up per hour or day: gauges as mean/min/max/count (computed
-    by the database), counters as consumption per bucket (``rules.accounting``, so resets,
+    by the database), counters as consumption per bucket (``energy.accounting``, so resets,
     rollovers and gaps are treated as in every report)."""
-    from rules import accounting
+    from energy import accounting
 
     assert mode in ("hour", "day")
     columns: list[str] = []

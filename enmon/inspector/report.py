@@ -1,13 +1,13 @@
 """The monthly or annual energy report: figures only, no I/O, no layout.
 
-Every conversion is the rule engine's (:mod:`rules.accounting`, :mod:`rules.quota`,
-:mod:`rules.refdata`), so a report can never disagree with the alert that sent
+Every conversion is the rule engine's (:mod:`energy.accounting`, :mod:`energy.quota`,
+:mod:`energy.refdata`), so a report can never disagree with the alert that sent
 the inspector to it, and every factor arrives with its source and confidence
 mark, which the report prints beside the number it produced.
 
 Consumption comes from counters (the first reading of each hour): a lost sample loses no
 energy, because the next difference contains it; resets, rollovers and known
-meter swaps are recognised by ``rules.accounting.intervals``. A building's total
+meter swaps are recognised by ``energy.accounting.intervals``. A building's total
 of an energy type is the sum of its meters marked ``building_total`` in the site
 file; the electricity sub-items (分项, codes 01A00–01D00) are listed below it and
 what no sub-meter covers is shown as "not sub-metered", never silently dropped.
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from rules import accounting, quota
-from rules.refdata import Ref
-from rules.site import Building, Site
+from energy import accounting, quota
+from energy.refdata import Ref
+from energy.site import Building, Site
 
 Period = Literal["month", "year"]
 SUBITEM_NAMES = {"01A00": "lighting & sockets 照明插座", "01B00": "HVAC 空调",

@@ -191,7 +191,7 @@ class Store:
         """The first reading of counters per ``every`` for many meters, one query per counter.
 
         ``keys`` are (gateway, device, counter). Consumption is computed from these with
-        ``rules.accounting`` (a lost sample loses no energy: the next difference holds it).
+        ``energy.accounting`` (a lost sample loses no energy: the next difference holds it).
         InfluxQL stamps an aggregate with its bucket's start, so ``first()`` is used: the
         reading it picks is at most one poll interval after that stamp (``last()`` would be
         up to a whole bucket late and shift every period edge by nearly an hour).
@@ -308,7 +308,7 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
                        now_ms: int | None = None) -> Any:
     """Gather what :func:`enmon.inspector.report.build_report` needs and build the report.
 
-    ``site`` is a :class:`rules.site.Site`. Counters are read as hourly last values over
+    ``site`` is a :class:`energy.site.Site`. Counters are read as hourly last values over
     the period (plus a day before, so the first hour's consumption is not lost) and as
     daily last values from 1 January for the quota's year-to-date.
     """

@@ -76,7 +76,7 @@ def gateway_configs(model: CampusModel, *, transports: dict[str, dict[str, Any]]
 
 
 def site_file(model: CampusModel, *, poll_interval_s: float | None = None) -> dict[str, Any]:
-    """The rule engine's site file for this campus (``rules.site.Site`` schema).
+    """The rule engine's site file for this campus (``energy.site.Site`` schema).
 
     Quotas, budgets, occupants and boiler rating/fuel come from each building's
     and boiler's ``rules:`` block; meters, their tags and the boiler ↔ meter

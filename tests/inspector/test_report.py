@@ -66,8 +66,8 @@ def test_period_parsing() -> None:
 def test_quota_verdict_on_a_complete_year_to_date() -> None:
     """Own quota 50 kWh/(m2·a) on 1 000 m2: 50 000 kWh a year. 45 000 kWh by the end of
     October is over the pro-rated 41 667 and projects to 54 000: the early warning."""
+    from energy.site import Site
     from enmon.inspector.report import build_report
-    from rules.site import Site
 
     site = Site.model_validate({"site": "s", "timezone": "UTC", "buildings": [{
         "id": "b", "floor_area_m2": 1000, "quota": {
@@ -91,7 +91,7 @@ def test_quota_verdict_on_a_complete_year_to_date() -> None:
 
 def test_consumption_kgce_and_co2_follow_the_counters_and_factor_file(
         loaded: Loaded, report: Report) -> None:
-    factors = yaml.safe_load(Path("rules/data/factors.yaml").read_text(encoding="utf-8"))
+    factors = yaml.safe_load(Path("energy/data/factors.yaml").read_text(encoding="utf-8"))
     kgce_kwh = factors["coal_equivalent"]["electricity_equivalent"]["value"]
     co2_2023 = factors["co2"]["bases"]["mee_grid_average"]["factors"]["2023"]["national"]
     admin = next(b for b in report.buildings if b.id == "admin")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from energy.site import Site
 from enmon.wire import Batch, DeviceMeta, Sample
 from rules.config import RulesConfig
 from rules.engine import Engine
 from rules.lifecycle import AlertBook
-from rules.site import Site
 
 S = 1000
 SITE = Site.model_validate({"site": "campus", "buildings": [{

@@ -12,14 +12,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from energy.boiler import steam_enthalpy, water_enthalpy
+from energy.site import Site
 from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
 from enmon.localrun import InfluxDB1
-from rules.boiler import steam_enthalpy, water_enthalpy
 from rules.config import RulesConfig
 from rules.engine import Engine
 from rules.lifecycle import AlertBook
 from rules.scheduled import Scheduler
-from rules.site import Site
 from tests.conftest import INFLUX_DB
 from tests.support import influx_rows
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from energy.site import Site
 from firmware_sim.campus import CampusSim, load_campus
 from firmware_sim.campus.sitefile import gateway_configs, site_file
 from firmware_sim.campus_live import served_quantities
 from gateway.config import GatewayConfig, check_profiles
-from rules.site import Site
 
 CAMPUSES = [None, Path(__file__).parent / "e2e-campus.yaml"]
 

@@ -8,9 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rules.accounting import consumption, intervals
-from rules.lifecycle import AlertBook
-from rules.quota import (
+from energy.accounting import consumption, intervals
+from energy.quota import (
     annual_allowance,
     evaluate_budget,
     evaluate_quota,
@@ -18,6 +17,7 @@ from rules.quota import (
     quota_intensity,
     year_fraction,
 )
+from rules.lifecycle import AlertBook
 
 SH = ZoneInfo("Asia/Shanghai")
 

@@ -15,11 +15,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from energy import refdata
+from energy.refdata import ExhaustCoefficients
 from enmon import quantities
 from enmon.config import StrictModel, load_model
 from enmon.wire import ID_PATTERN
-from rules import refdata
-from rules.refdata import ExhaustCoefficients
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
 ClimateZone = Literal["severe_cold_and_cold", "hot_summer_cold_winter", "hot_summer_warm_winter",
@@ -111,7 +111,7 @@ class Quota(StrictModel):
     """Either a shipped quota (``ref``) or your own (``value`` + ``unit`` + ``source``)."""
 
     ref: str | None = Field(default=None, json_schema_extra={
-        "fix": "a key of rules/data/quotas.yaml, "
+        "fix": "a key of energy/data/quotas.yaml, "
                "e.g. gbt51161/office/A-commercial/hot_summer_cold_winter"})
     level: Literal["constraint", "baseline", "guide"] = "constraint"
     value: float | None = Field(default=None, gt=0)
@@ -183,7 +183,7 @@ class Boiler(StrictModel):
     kind: Literal["steam", "hot_water"]
     combustion: Literal["grate", "fluidised_bed", "chamber", "biomass", "electric"] = "chamber"
     fuel: str = Field(json_schema_extra={
-        "fix": "a fuel of rules/data/boiler_limits.yaml, e.g. natural_gas"})
+        "fix": "a fuel of energy/data/boiler_limits.yaml, e.g. natural_gas"})
     rated_t_h: float | None = Field(default=None, gt=0)
     rated_mw: float | None = Field(default=None, gt=0)
     ncv_mj_per_unit: float = Field(gt=0, json_schema_extra={
@@ -240,10 +240,10 @@ class Site(StrictModel):
     name: str = ""
     timezone: str = "Asia/Shanghai"
     grid_region: str = Field(default="national", json_schema_extra={
-        "fix": "national, a grid region (华东) or a province (上海) of rules/data/factors.yaml"})
+        "fix": "national, a grid region (华东) or a province (上海) of energy/data/factors.yaml"})
     co2_basis: str = "mee_grid_average"
     electricity_kgce: str = Field(default="electricity_equivalent", json_schema_extra={
-        "fix": "a coal_equivalent key of rules/data/factors.yaml for electricity"})
+        "fix": "a coal_equivalent key of energy/data/factors.yaml for electricity"})
     buildings: list[Building] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from rules import refdata
-from rules.refdata import Ref
+from energy import refdata
+from energy.refdata import Ref
 
 IntervalKind = Literal["normal", "rollover", "reset", "replacement", "jitter"]
 BucketSize = Literal["hour", "day", "month", "year"]
@@ -235,7 +235,7 @@ def coal_factor(energy_type: str, key: str | None = None) -> Ref:
     if key is None or key not in f.coal_equivalent:
         from enmon.errors import ConfigError
 
-        raise ConfigError("rules/data/factors.yaml", f"coal_equivalent.{key or energy_type}",
+        raise ConfigError("energy/data/factors.yaml", f"coal_equivalent.{key or energy_type}",
                           f"no kgce factor for energy type {energy_type!r}",
                           "add one to the site file's factors: block with its source")
     c = f.coal_equivalent[key]
@@ -247,7 +247,7 @@ def to_kgce(amount: float, energy_type: str, *, factor: Ref | str | None = None,
     """Convert an amount in the canonical unit of its energy type to kgce.
 
     Gas uses the measured NCV when given (the standard says to prefer it); otherwise
-    the named or default factor from ``rules/data/factors.yaml``.
+    the named or default factor from ``energy/data/factors.yaml``.
     """
     if isinstance(factor, Ref):
         ref = factor
@@ -268,7 +268,7 @@ def to_co2(amount: float, energy_type: str, *, year: int, region: str = "nationa
     else:
         from enmon.errors import ConfigError
 
-        raise ConfigError("rules/data/factors.yaml", f"co2.{energy_type}",
+        raise ConfigError("energy/data/factors.yaml", f"co2.{energy_type}",
                           f"no CO2 factor for energy type {energy_type!r}",
                           "add one to the site file's factors: block with its source")
     return Converted(amount * ref.value, "kgCO2", ref)

@@ -3,7 +3,7 @@
 Direct method (GB/T 10180-2017 style): η = useful heat out / (fuel × net calorific
 value) × 100. Steam enthalpies come from IAPWS-IF97 (the ``iapws`` package), never
 from a fitted approximation. Indirect method: η = 100 − (q2 + other losses), with
-the exhaust loss q2 from the Siegert formula (see ``rules/data/exhaust_loss.yaml``
+the exhaust loss q2 from the Siegert formula (see ``energy/data/exhaust_loss.yaml``
 for the citation and the confidence of each coefficient).
 
 A boiler is judged over a *window* and only on intervals where it runs above a
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from rules import refdata
-from rules.refdata import ExhaustCoefficients, Ref
+from energy import refdata
+from energy.refdata import ExhaustCoefficients, Ref
 
 ATM_MPA = 0.101325
 
@@ -72,7 +72,7 @@ def coefficients(fuel: str, override: ExhaustCoefficients | None = None) -> Exha
     if key not in table:
         from enmon.errors import ConfigError
 
-        raise ConfigError("rules/data/exhaust_loss.yaml", f"coefficients.{fuel}",
+        raise ConfigError("energy/data/exhaust_loss.yaml", f"coefficients.{fuel}",
                           f"no cited exhaust-loss coefficients for fuel {fuel!r}",
                           "set exhaust_loss: {A2: .., B: .., source: ..} on the boiler")
     return table[key]
@@ -114,7 +114,7 @@ def gb24500_limit(combustion: Combustion, fuel: str, *, steam_t_h: float | None 
         from enmon.errors import ConfigError
 
         options = ", ".join(sorted({f"{r.combustion}/{r.fuel}" for r in data.limits}))
-        raise ConfigError("rules/data/boiler_limits.yaml", f"{combustion}/{fuel}",
+        raise ConfigError("energy/data/boiler_limits.yaml", f"{combustion}/{fuel}",
                           "no GB 24500-2020 row for this combustion type and fuel",
                           f"use one of {options}, or set limit_pct on the boiler")
     if steam_t_h is None:

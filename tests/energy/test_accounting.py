@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rules.accounting import (
+from energy.accounting import (
     Interval,
     Replacement,
     combine,

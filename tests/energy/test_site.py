@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from energy import refdata
+from energy.accounting import to_kgce
+from energy.site import load_site
 from enmon.errors import ConfigError
-from rules import refdata
-from rules.accounting import to_kgce
-from rules.site import load_site
 
 SAMPLE = Path(__file__).parents[2] / "rules" / "sample-site.yaml"
 

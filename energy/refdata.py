@@ -1,4 +1,4 @@
-"""Reference data (factors, quotas, boiler limits) loaded from ``rules/data/*.yaml``.
+"""Reference data (factors, quotas, boiler limits) loaded from ``energy/data/*.yaml``.
 
 The numbers live in data files, not in code, so that each one travels with its
 source and confidence mark (R/U/I as in ``shared/reference/standards.md``) into
@@ -147,7 +147,7 @@ def quota(ref: str) -> QuotaEntry:
         near = difflib.get_close_matches(ref, table, n=3, cutoff=0.5)
         raise ConfigError(
             str(data_dir() / "quotas.yaml"), ref, f"no quota {ref!r}",
-            f"use one of {', '.join(near) or 'the keys in rules/data/quotas.yaml'}",
+            f"use one of {', '.join(near) or 'the keys in energy/data/quotas.yaml'}",
         ) from None
 
 
@@ -159,7 +159,7 @@ def grid_co2(year: int, region: str = "national", basis: str = "mee_grid_average
     """
     data = factors().co2.bases.get(basis)
     if data is None:
-        raise ConfigError("rules/data/factors.yaml", f"co2.bases.{basis}", "unknown CO2 basis",
+        raise ConfigError("energy/data/factors.yaml", f"co2.bases.{basis}", "unknown CO2 basis",
                           f"use one of {', '.join(factors().co2.bases)}")
     years = sorted((y for y in data.factors if y.isdigit()), key=int)
     if "any" in data.factors:

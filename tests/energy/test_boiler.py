@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rules.boiler import (
+from energy.boiler import (
     BoilerInterval,
     coefficients,
     direct_efficiency,
@@ -20,8 +20,8 @@ from rules.boiler import (
     water_enthalpy,
     window_efficiency,
 )
+from energy.refdata import ExhaustCoefficients
 from rules.lifecycle import AlertBook
-from rules.refdata import ExhaustCoefficients
 
 SH = ZoneInfo("Asia/Shanghai")
 NCV_KJ = 35_588.0  # kJ/m3: the NCV behind GB/T 2589-2020's 1.2143 kgce/m3 (x 29 307.6 kJ/kgce)
@@ -53,7 +53,7 @@ def test_direct_method_hot_water_boiler() -> None:
 
 
 def test_indirect_method_worked_example() -> None:
-    # Siegert (rules/data/exhaust_loss.yaml), natural gas A2 = 0.66, B = 0.009:
+    # Siegert (energy/data/exhaust_loss.yaml), natural gas A2 = 0.66, B = 0.009:
     # flue 160 °C, air 20 °C, O2 3 %: q2 = 140 * (0.66/18 + 0.009) = 140 * 0.045667 = 6.393 %
     coef = coefficients("natural_gas")
     assert (coef.A2, coef.B, coef.mark) == (0.66, 0.009, "U")

@@ -21,8 +21,8 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from rules import refdata
-from rules.refdata import Ref
+from energy import refdata
+from energy.refdata import Ref
 
 Level = Literal["constraint", "baseline", "guide"]
 QuotaState = Literal["ok", "over_pro_rata", "early_warning", "exceeded"]
@@ -33,7 +33,7 @@ def office_correction(hours_per_year: float, m2_per_person: float) -> tuple[floa
     """GB/T 51161-2016 office correction factors (γ1 for hours of use, γ2 for density).
 
     γ1 = 0.3 + 0.7 · T0/T and γ2 = 0.7 + 0.3 · S/S0, with T0 and S0 from
-    ``rules/data/quotas.yaml`` (2500 h/a, 10 m²/person).
+    ``energy/data/quotas.yaml`` (2500 h/a, 10 m²/person).
     """
     c = refdata.quotas().gbt51161_office_correction
     if hours_per_year <= 0 or m2_per_person <= 0:
