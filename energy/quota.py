@@ -18,11 +18,14 @@ import calendar
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from energy import refdata
 from energy.refdata import Ref
+
+if TYPE_CHECKING:
+    from energy.site import Building
 
 Level = Literal["constraint", "baseline", "guide"]
 QuotaState = Literal["ok", "over_pro_rata", "early_warning", "exceeded"]
@@ -137,3 +140,21 @@ def evaluate_budget(used: float, budget: float, *, warn_ratio: float = 0.8) -> B
     r = used / budget
     state: BudgetState = "exhausted" if r >= 1 else "warning" if r >= warn_ratio else "ok"
     return BudgetStatus(state, used, budget, r)
+
+
+def building_intensity(b: Building) -> float:
+    """The quota intensity that applies to a building: its own value, or the shipped
+    reference corrected for its operating hours and floor area per person (GB/T 51161).
+
+    The rule engine's alert, the report and the demo all take the limit from here.
+    """
+    q = b.quota
+    assert q is not None
+    if q.value is not None:
+        return q.value
+    assert q.ref is not None
+    m2pp = b.floor_area_m2 / b.occupants if b.occupants else None
+    correct = q.office_correction is not False
+    return quota_intensity(q.ref, q.level,
+                           hours_per_year=b.operating_hours_per_year if correct else None,
+                           m2_per_person=m2pp if correct else None).value

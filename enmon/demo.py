@@ -64,19 +64,18 @@ def calibrated_drift(campus: Any, scenario: Any, now: float) -> Any:
     """
     from zoneinfo import ZoneInfo
 
-    from energy.quota import annual_allowance, year_fraction
+    from energy.quota import annual_allowance, building_intensity, year_fraction
     from energy.site import Site
     from firmware_sim.campus import CampusSim
     from firmware_sim.campus.scenario import LoadDrift
     from firmware_sim.campus.sitefile import site_file
-    from rules.scheduled import Scheduler
 
     ev = next(e for e in scenario.events if isinstance(e, LoadDrift))
     site = Site.model_validate(site_file(campus))
     b = site.building(ev.building)
     if b.quota is None:
         return scenario
-    allowance = annual_allowance(Scheduler.intensity(b), basis=b.quota.basis,
+    allowance = annual_allowance(building_intensity(b), basis=b.quota.basis,
                                  floor_area_m2=b.floor_area_m2, occupants=b.occupants)
     fraction = year_fraction(int(now * 1000), ZoneInfo(site.timezone), b.quota.seasonal_weights)
     one = campus.model_copy(update={"buildings": [x for x in campus.buildings

@@ -57,9 +57,9 @@ def check(config: Path = typer.Option(None, "-c", "--config", help="rules YAML f
     from rich.console import Console
     from rich.table import Table
 
+    from energy.quota import building_intensity
     from energy.site import load_site
     from rules.config import load_config
-    from rules.scheduled import Scheduler
 
     files = list(site)
     if config is not None:
@@ -74,7 +74,7 @@ def check(config: Path = typer.Option(None, "-c", "--config", help="rules YAML f
             if b.quota is None:
                 q = "—"
             elif b.quota.ref:
-                q = (f"{Scheduler.intensity(b):.2f} {b.quota.quota_unit} "
+                q = (f"{building_intensity(b):.2f} {b.quota.quota_unit} "
                      f"({b.quota.ref}, {b.quota.level})")
             else:
                 q = f"{b.quota.value:g} {b.quota.unit} ({b.quota.source})"

@@ -219,7 +219,7 @@ class Scheduler:
             if b.quota is not None:
                 q = b.quota
                 used = _used(sums["year"], b.id, q.measure, None)
-                allowance = quota.annual_allowance(self.intensity(b), basis=q.basis,
+                allowance = quota.annual_allowance(quota.building_intensity(b), basis=q.basis,
                                                    floor_area_m2=b.floor_area_m2,
                                                    occupants=b.occupants)
                 frac = quota.year_fraction(now - 1, tz, q.seasonal_weights)
@@ -236,19 +236,6 @@ class Scheduler:
                                                                        warn_ratio=bud.warn_ratio),
                                                  bud.unit, now))
         return out
-
-    @staticmethod
-    def intensity(b: Building) -> float:
-        q = b.quota
-        assert q is not None
-        if q.value is not None:
-            return q.value
-        assert q.ref is not None
-        m2pp = b.floor_area_m2 / b.occupants if b.occupants else None
-        correct = q.office_correction is not False
-        return quota.quota_intensity(q.ref, q.level,
-                                     hours_per_year=b.operating_hours_per_year if correct else None,
-                                     m2_per_person=m2pp if correct else None).value
 
     # ------------------------------------------------------------------ boilers
 

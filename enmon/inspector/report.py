@@ -302,7 +302,6 @@ def _quota(site: Site, b: Building, period: ReportPeriod,
            counters: Mapping[tuple[str, str], Sequence[tuple[int, float]]],
            tz: ZoneInfo) -> QuotaFigure:
     """Year-to-date at the period's end against the annual allowance (the rules' math)."""
-    from rules.scheduled import Scheduler
 
     q = b.quota
     assert q is not None
@@ -323,7 +322,7 @@ def _quota(site: Site, b: Building, period: ReportPeriod,
             kg, _, _ = _kgce(site, m.energy_type, amount, None)
             amount = kg or 0.0
         ytd += amount
-    intensity = Scheduler.intensity(b)
+    intensity = quota.building_intensity(b)
     if q.ref is not None:
         m2pp = b.floor_area_m2 / b.occupants if b.occupants else None
         correct = q.office_correction is not False
