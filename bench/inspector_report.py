@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from enmon.influx import InfluxConfig, InfluxQL, make_writer
-from enmon.inspector import history as hist
-from enmon.inspector import render
-from enmon.inspector.demo import load_month, month_bounds
-from enmon.inspector.store import Store, fetch_history, fetch_report
 from enmon.localrun import InfluxDB1
+from inspector import history as hist
+from inspector import render
+from inspector.demo import load_month, month_bounds
+from inspector.store import Store, fetch_history, fetch_report
 
 
 def raw_query(url: str, q: str) -> int:

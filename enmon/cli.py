@@ -31,9 +31,9 @@ _PARTS = [
     ("influx", "ingest.cli:influx_app", "InfluxDB setup: database/bucket and retention."),
     ("rules", "rules.cli", "Rule engine: alerts and notifications."),
     ("deploy", "enmon.deploy", "Deploy: broker credentials, TLS, health checks."),
-    ("history", "enmon.inspector.cli:history_app", "A meter's history: gaps, flags, CSV/XLSX."),
-    ("report", "enmon.inspector.cli:report_app", "Monthly/annual energy report (HTML/PDF)."),
-    ("api", "enmon.inspector.cli:api_app", "Inspector HTTP API, web console and tokens."),
+    ("history", "inspector.cli:history_app", "A meter's history: gaps, flags, CSV/XLSX."),
+    ("report", "inspector.cli:report_app", "Monthly/annual energy report (HTML/PDF)."),
+    ("api", "inspector.cli:api_app", "Inspector HTTP API, web console and tokens."),
 ]
 
 

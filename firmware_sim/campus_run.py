@@ -232,7 +232,7 @@ class CampusRun:
         extra is not installed. Only the token's SHA-256 is written to disk.
         """
         try:
-            from enmon.inspector.auth import new_token, token_hash
+            from inspector.auth import new_token, token_hash
         except ImportError:
             return None
         token = new_token()

@@ -14,9 +14,11 @@ RUN if [ -n "$APT_PACKAGES" ]; then \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY enmon enmon
+COPY energy energy
 COPY gateway gateway
 COPY ingest ingest
 COPY rules rules
+COPY inspector inspector
 COPY firmware_sim firmware_sim
 RUN pip install ".[${EXTRAS}]" && rm -rf /src
 

@@ -128,7 +128,7 @@ def test_service_configs_match_their_schemas_and_identities() -> None:
         assert cfg.influx.token_env == "ENMON_INFLUX_TOKEN"
         assert cfg.mqtt.client_id  # a fixed id names the persistent session
     assert rules.state_dir == Path("/var/lib/enmon/rules-state")  # on the rules-state volume
-    from enmon.inspector.config import load_config as load_inspector
+    from inspector.config import load_config as load_inspector
 
     inspector = load_inspector(COMPOSE_DIR / "enmon" / "inspector.yaml")
     assert inspector.influx.token_env == "ENMON_INFLUX_TOKEN"

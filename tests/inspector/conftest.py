@@ -42,7 +42,7 @@ LIVE_ALERT_DEVICE = "hosp-main"
 class Loaded:
     server: InfluxDB1
     url: str
-    data: Any  # enmon.inspector.demo.Loaded
+    data: Any  # inspector.demo.Loaded
 
 
 def _run(coro: Any) -> Any:
@@ -52,7 +52,7 @@ def _run(coro: Any) -> Any:
 @pytest.fixture(scope="session")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
-    from enmon.inspector.demo import Faults, load_month, month_bounds
+    from inspector.demo import Faults, load_month, month_bounds
 
     server = InfluxDB1(workdir=tmp_path_factory.mktemp("inspector") / "influxd")
     server.start()
@@ -111,9 +111,9 @@ def stack(loaded: Loaded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     from aiohttp import web
 
     from enmon.influx import InfluxConfig, InfluxV1Writer
-    from enmon.inspector.api import create_app
-    from enmon.inspector.auth import token_hash
-    from enmon.inspector.config import InspectorConfig, TokenEntry
+    from inspector.api import create_app
+    from inspector.auth import token_hash
+    from inspector.config import InspectorConfig, TokenEntry
     from rules.config import RulesConfig, ThresholdRule
     from rules.service import ALERT_DB, AlertDbSender, RulesService
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from enmon.inspector.alerts import episodes, from_book, matches
-from enmon.inspector.auth import Principal, TokenBook, new_token, token_hash
+from inspector.alerts import episodes, from_book, matches
+from inspector.auth import Principal, TokenBook, new_token, token_hash
 
 
 def _row(t: int, state: str, fp: str = "f1", **kw: object) -> dict[str, object]:
@@ -53,7 +53,7 @@ def test_tokens_are_checked_by_hash_and_roles_limit_actions() -> None:
 
 
 def test_series_keys_are_parsed_with_escapes() -> None:
-    from enmon.inspector.store import parse_series_key
+    from inspector.store import parse_series_key
 
     key = r"meter,building=main\ hall,category=01A00,device=m\,1,gateway=gw\=a,site=s"
     assert parse_series_key(key) == {"building": "main hall", "category": "01A00",

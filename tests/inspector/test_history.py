@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from enmon.influx import InfluxConfig, InfluxQL
-from enmon.inspector import history as hist
-from enmon.inspector.store import Store, fetch_history
+from inspector import history as hist
+from inspector.store import Store, fetch_history
 from tests.inspector.conftest import DB, Loaded
 from tests.support import influx_rows
 

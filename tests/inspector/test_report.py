@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from enmon.influx import InfluxConfig, InfluxQL
-from enmon.inspector import charts, render
-from enmon.inspector.report import Report, period_of
-from enmon.inspector.store import Store, fetch_report
+from inspector import charts, render
+from inspector.report import Report, period_of
+from inspector.store import Store, fetch_report
 from tests.inspector.conftest import DB, MONTH, Loaded
 from tests.support import influx_rows
 
@@ -67,7 +67,7 @@ def test_quota_verdict_on_a_complete_year_to_date() -> None:
     """Own quota 50 kWh/(m2·a) on 1 000 m2: 50 000 kWh a year. 45 000 kWh by the end of
     October is over the pro-rated 41 667 and projects to 54 000: the early warning."""
     from energy.site import Site
-    from enmon.inspector.report import build_report
+    from inspector.report import build_report
 
     site = Site.model_validate({"site": "s", "timezone": "UTC", "buildings": [{
         "id": "b", "floor_area_m2": 1000, "quota": {

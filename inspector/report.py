@@ -209,7 +209,7 @@ def build_report(
             ``None`` uses ``counters`` (right for an annual report).
         reading_counts: (gateway, device) → readings stored in the period (completeness).
         completeness_rows: ingest's ``completeness`` points of the period's days.
-        alerts: alert episodes (``enmon.inspector.alerts.episodes``) touching the period.
+        alerts: alert episodes (``inspector.alerts.episodes``) touching the period.
         building: only this building (a building report).
     """
     tz = ZoneInfo(site.timezone)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from enmon.config import StrictModel, load_model
 from enmon.influx import InfluxConfig
-from enmon.inspector.auth import Role
+from inspector.auth import Role
 
 
 class TokenEntry(StrictModel):

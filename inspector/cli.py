@@ -30,7 +30,7 @@ _DB = typer.Option(None, "--database", help="InfluxDB database (overrides the co
 
 
 def _config(config: Path | None, url: str | None, database: str | None) -> Any:
-    from enmon.inspector.config import InspectorConfig, load_config
+    from inspector.config import InspectorConfig, load_config
 
     cfg = load_config(config) if config else InspectorConfig()
     upd: dict[str, Any] = {}
@@ -102,9 +102,9 @@ async def _history(cfg: Any, site: str, device: str | None, building: str | None
     from rich.table import Table
 
     from enmon.influx import InfluxQL
-    from enmon.inspector import history as hist
-    from enmon.inspector.api import parse_time
-    from enmon.inspector.store import Store, fetch_history
+    from inspector import history as hist
+    from inspector.api import parse_time
+    from inspector.store import Store, fetch_history
 
     con = Console(soft_wrap=True)  # one line per fact, for grep
     tz = _site_tz(cfg, site)
@@ -222,7 +222,7 @@ def report(
 
 async def _report(influx: Any, site: Any, period: str, building: str | None, out: Path) -> None:
     from enmon.influx import InfluxQL
-    from enmon.inspector.store import Store, fetch_report
+    from inspector.store import Store, fetch_report
 
     store = Store(InfluxQL(influx))
     try:
@@ -235,7 +235,7 @@ async def _report(influx: Any, site: Any, period: str, building: str | None, out
 def _write_report(rep: Any, out: Path) -> None:
     import json
 
-    from enmon.inspector import render
+    from inspector import render
 
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".pdf":
@@ -255,10 +255,10 @@ async def _demo_report(period: str, building: str | None, out: Path) -> int:
     from rich.progress import Progress
 
     from enmon.influx import InfluxConfig, InfluxQL, make_writer
-    from enmon.inspector.demo import load_month
-    from enmon.inspector.report import period_of
-    from enmon.inspector.store import Store, fetch_report
     from enmon.localrun import InfluxDB1
+    from inspector.demo import load_month
+    from inspector.report import period_of
+    from inspector.store import Store, fetch_report
 
     if len(period) != 7:
         raise typer.BadParameter("--demo simulates one month: --month 2026-10")
@@ -305,8 +305,8 @@ def api_run(
     """Serve the API (OpenAPI at /docs) and the web console (at /)."""
     import uvicorn
 
-    from enmon.inspector.api import create_app
-    from enmon.inspector.config import load_config
+    from inspector.api import create_app
+    from inspector.config import load_config
 
     cfg = load_config(config)
     if not cfg.tokens:
@@ -322,7 +322,7 @@ def api_token(
 ) -> None:
     """Make an access token. Prints the token once (give it to the person) and the line for
     the config's tokens: list (only its SHA-256 is stored)."""
-    from enmon.inspector.auth import PERMISSIONS, new_token, token_hash
+    from inspector.auth import PERMISSIONS, new_token, token_hash
 
     if role not in PERMISSIONS:
         raise typer.BadParameter(f"--role: one of {', '.join(PERMISSIONS)}")
@@ -337,8 +337,8 @@ def api_openapi(out: Path = typer.Option(None, "-o", help="write here (default: 
     """Print the OpenAPI document (for client generators and reviews)."""
     import json
 
-    from enmon.inspector.api import create_app
-    from enmon.inspector.config import InspectorConfig
+    from inspector.api import create_app
+    from inspector.config import InspectorConfig
 
     text = json.dumps(create_app(InspectorConfig(), sites={}).openapi(), indent=1)
     if out:

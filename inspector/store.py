@@ -262,12 +262,12 @@ async def fetch_history(store: Store, *, site: str, device: str, start: int, end
                         tz: str = "Asia/Shanghai", mode: str = "raw",
                         fields: Sequence[str] | None = None, gap_factor: float = 2.0,
                         progress: Callable[[float], None] | None = None) -> Any:
-    """One meter's :class:`~enmon.inspector.history.History` (raw, or rolled up by hour/day).
+    """One meter's :class:`~inspector.history.History` (raw, or rolled up by hour/day).
 
     ``fields=None`` shows the counter and rate of the meter's energy type; ``["all"]``
     every quantity it reported in the range.
     """
-    from enmon.inspector import history as hist
+    from inspector import history as hist
 
     meter = await store.meter(site, device)
     reported = await store.quantities_of(site, device, start, end)
@@ -306,7 +306,7 @@ HOUR_MS = 3_600_000
 
 async def fetch_report(store: Store, *, site: Any, period: str, building: str | None = None,
                        now_ms: int | None = None) -> Any:
-    """Gather what :func:`enmon.inspector.report.build_report` needs and build the report.
+    """Gather what :func:`inspector.report.build_report` needs and build the report.
 
     ``site`` is a :class:`energy.site.Site`. Counters are read as hourly last values over
     the period (plus a day before, so the first hour's consumption is not lost) and as
@@ -314,8 +314,8 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
     """
     import time
 
-    from enmon.inspector import alerts as al
-    from enmon.inspector import report as rp
+    from inspector import alerts as al
+    from inspector import report as rp
 
     p = rp.period_of(period, site.timezone)
     meters = [(b, m) for b, m in site.meters() if building is None or b.id == building]

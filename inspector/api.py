@@ -1,6 +1,6 @@
 """The inspector HTTP API (FastAPI, OpenAPI at ``/openapi.json``) and the web console.
 
-Everything under ``/api/v1`` needs a bearer token (see :mod:`enmon.inspector.auth`):
+Everything under ``/api/v1`` needs a bearer token (see :mod:`inspector.auth`):
 inspectors read; facility managers read and acknowledge alerts. ``/healthz`` and the
 console's static page are open: they hold no data (the console asks for a token
 and sends it with every call).
@@ -30,12 +30,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from enmon.errors import SinkError
-from enmon.inspector import alerts as al
-from enmon.inspector.auth import Principal, TokenBook
-from enmon.inspector.config import InspectorConfig
-from enmon.inspector.store import Store
+from inspector import alerts as al
+from inspector.auth import Principal, TokenBook
+from inspector.config import InspectorConfig
+from inspector.store import Store
 
-log = logging.getLogger("enmon.inspector.api")
+log = logging.getLogger("inspector.api")
 STATIC = Path(__file__).parent / "static"
 ID = r"^[A-Za-z0-9_-]{1,64}$"
 SiteId = Annotated[str, PathParam(pattern=ID, description="site id")]
@@ -305,7 +305,7 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
     async def _history(st: Store, site: str, device: str, start: str | None, end: str | None,
                        mode: str, quantity: list[str] | None) -> Any:
         from enmon import quantities
-        from enmon.inspector.store import fetch_history
+        from inspector.store import fetch_history
 
         s, e = time_range(site, start, end)
         if mode == "raw" and e - s > 93 * DAY_MS:
@@ -344,7 +344,7 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                      end: End = None, mode: Mode = "raw", quantity: Quantity = None,
                      format: Annotated[Literal["csv", "xlsx"], Query()] = "csv") -> Response:
         """The same history as a CSV or XLSX file to file with the record."""
-        from enmon.inspector import history as hist
+        from inspector import history as hist
 
         h = await _history(st, site, device, start, end, mode, quantity)
         name = f"{site}_{device}_{h.mode}"
@@ -436,8 +436,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         with their factors' sources, intensity against the quota, completeness, alerts."""
         import asyncio
 
-        from enmon.inspector import render
-        from enmon.inspector.store import fetch_report
+        from inspector import render
+        from inspector.store import fetch_report
 
         s = sites.get(site)
         if s is None:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from enmon.inspector import charts
-from enmon.inspector.report import Report
+from inspector import charts
+from inspector.report import Report
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATE_TEXT = {"ok": "within quota", "over_pro_rata": "above the pro-rated quota",
@@ -66,7 +66,7 @@ def render_html(report: Report) -> str:
     env.filters["pct"] = lambda v: "–" if v is None else f"{float(v):.1%}"
     env.filters["local"] = lambda ts: _local(ts, report.period.tz)
     tmpl = env.get_template("report.html.j2")
-    from enmon.inspector.report import UNITS
+    from inspector.report import UNITS
 
     return tmpl.render(r=report, charts=_charts(report), state_text=STATE_TEXT,
                        totals=report.totals_by_type(), units=UNITS)
