@@ -28,8 +28,8 @@ from enmon.influx import InfluxConfig, InfluxQL, make_writer
 from enmon.localrun import InfluxDB1
 from inspector import history as hist
 from inspector import render
-from inspector.demo import load_month, month_bounds
 from inspector.store import Store, fetch_history, fetch_report
+from stack.month import load_month, month_bounds
 
 
 def raw_query(url: str, q: str) -> int:

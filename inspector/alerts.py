@@ -1,4 +1,4 @@
-"""Alerts for inspectors and facility managers: history from InfluxDB, the live book from rules.
+"""Alerts for inspectors and facility managers: history from InfluxDB, the live book from the rule engine.
 
 Two sources, one shape:
 

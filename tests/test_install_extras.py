@@ -34,7 +34,7 @@ def enmon_without_server_libs(*args: str) -> subprocess.CompletedProcess[str]:
         "import sys\n"
         f"for m in {SERVER_ONLY!r}: sys.modules[m] = None\n"
         f"sys.argv = ['enmon', *{list(args)!r}]\n"
-        "from enmon.cli import main\n"
+        "from stack.cli import main\n"
         "main()\n"
     )
     return subprocess.run(

@@ -42,7 +42,7 @@ LIVE_ALERT_DEVICE = "hosp-main"
 class Loaded:
     server: InfluxDB1
     url: str
-    data: Any  # inspector.demo.Loaded
+    data: Any  # stack.month.Loaded
 
 
 def _run(coro: Any) -> Any:
@@ -52,7 +52,7 @@ def _run(coro: Any) -> Any:
 @pytest.fixture(scope="session")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
-    from inspector.demo import Faults, load_month, month_bounds
+    from stack.month import Faults, load_month, month_bounds
 
     server = InfluxDB1(workdir=tmp_path_factory.mktemp("inspector") / "influxd")
     server.start()

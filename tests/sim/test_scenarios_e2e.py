@@ -20,7 +20,7 @@ import pytest
 from enmon.localrun import InfluxDB1, Mosquitto
 from firmware_sim.campus import load_campus, load_scenario
 from firmware_sim.campus.scenario import library
-from firmware_sim.campus_run import CampusRun, RunOptions, influx_rows
+from stack.campus_run import CampusRun, RunOptions, influx_rows
 
 CAMPUS = Path(__file__).parent / "e2e-campus.yaml"
 # what each expectation's target is, in the alert's labels

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from enmon import wire
 from enmon.quantities import QUANTITIES
 
-log = logging.getLogger("inspector.demo")
+log = logging.getLogger("enmon.demo.month")
 
 DEMO_GAP_DEVICE = "school-main"
 DEMO_SPIKE_DEVICE = "mall-main"

@@ -1,4 +1,4 @@
-"""The one ``enmon`` command.
+"""The one ``enmon`` command: the table of parts, above them all.
 
 Each deployable part owns a typer app in its ``cli.py``; they are mounted here.
 Those modules import only typer at module level (heavy imports happen inside
@@ -30,7 +30,7 @@ _PARTS = [
     ("ingest", "ingest.cli", "MQTT → InfluxDB ingest worker."),
     ("influx", "ingest.cli:influx_app", "InfluxDB setup: database/bucket and retention."),
     ("rules", "rules.cli", "Rule engine: alerts and notifications."),
-    ("deploy", "enmon.deploy", "Deploy: broker credentials, TLS, health checks."),
+    ("deploy", "deploy.cli", "Deploy: broker credentials, TLS, health checks."),
     ("history", "inspector.cli:history_app", "A meter's history: gaps, flags, CSV/XLSX."),
     ("report", "inspector.cli:report_app", "Monthly/annual energy report (HTML/PDF)."),
     ("api", "inspector.cli:api_app", "Inspector HTTP API, web console and tokens."),
@@ -57,6 +57,20 @@ def _mount() -> None:
             app.add_typer(missing, name=name)
             continue
         app.add_typer(sub, name=name, help=help_text)
+    _wire_demo_month()
+
+
+async def _load_month(**kwargs: object) -> object:
+    from stack.month import load_month
+
+    return await load_month(**kwargs)  # type: ignore[arg-type]
+
+
+def _wire_demo_month() -> None:
+    """``enmon report --demo``: the inspector reports on a month this package simulates."""
+    mod = sys.modules.get("inspector.cli")
+    if mod is not None:
+        mod.demo_month = _load_month  # type: ignore[attr-defined]
 
 
 @app.callback()
@@ -84,7 +98,7 @@ def demo(
     ),
 ) -> None:
     """Run every part on this machine: servers, a simulated meter, gateway, ingest, rules."""
-    from enmon.demo import run_demo
+    from stack.demo import run_demo
 
     raise typer.Exit(run_demo(duration=duration, may_install=install))
 

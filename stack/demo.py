@@ -121,7 +121,7 @@ class _Demo:
 
     async def run(self) -> int:
         from firmware_sim.campus import load_campus, load_scenario
-        from firmware_sim.campus_run import CampusRun
+        from stack.campus_run import CampusRun
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -160,7 +160,7 @@ class _Demo:
 
     def _print_live(self) -> None:
         """One line per building total and boiler, as InfluxDB has stored them."""
-        from firmware_sim.campus_run import influx_rows
+        from stack.campus_run import influx_rows
 
         try:
             rows = influx_rows(self.influx.url, DB,
