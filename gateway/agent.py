@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from enmon import wire
-from enmon.deploy import Watchdog, sd_notify
+from enmon.systemd import Watchdog, sd_notify
 from gateway import modbus_frames as mf
 from gateway.bus import Bus, BusDevice, Timing
 from gateway.config import (

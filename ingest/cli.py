@@ -31,7 +31,7 @@ def run(
         None, "--metrics-port", help="serve Prometheus /metrics here (overrides metrics.port)"),
 ) -> None:
     """Run one ingest worker until SIGINT/SIGTERM."""
-    from enmon.deploy import sd_notify
+    from enmon.systemd import sd_notify
     from ingest.config import load_config
     from ingest.service import run as run_service
 

@@ -20,6 +20,8 @@ COPY ingest ingest
 COPY rules rules
 COPY inspector inspector
 COPY firmware_sim firmware_sim
+COPY deploy deploy
+COPY stack stack
 RUN pip install ".[${EXTRAS}]" && rm -rf /src
 
 # an unprivileged user (uid 10001: `enmon deploy credentials --service-owner 10001:10001`)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from enmon.deploy import gateway_principal, make_credentials, service_principal
+from deploy.credentials import make_credentials
+from deploy.identity import gateway_principal, service_principal
 from enmon.localrun import Mosquitto, free_port
 from tests.support import wait_until
 

@@ -7,7 +7,8 @@ import signal
 
 import pytest
 
-from enmon.deploy import gateway_principal, make_credentials
+from deploy.credentials import make_credentials
+from deploy.identity import gateway_principal
 from enmon.wire import TELEMETRY_FILTER
 from tests.deploy.conftest import SecuredBroker
 from tests.deploy.mqttc import Probe, connected

@@ -14,7 +14,9 @@ from types import ModuleType
 
 import pytest
 
-from enmon.deploy import emqx_acl_text, gateway_principal, make_credentials, service_principal
+from deploy.broker import emqx_acl_text
+from deploy.credentials import make_credentials
+from deploy.identity import gateway_principal, service_principal
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "deploy" / "cluster"

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from enmon.deploy import SERVICES, connected_to, gateway_principal, make_credentials
-from enmon.deploy import service_principal as svc
+from deploy.credentials import make_credentials
+from deploy.health import connected_to
+from deploy.identity import SERVICES, gateway_principal
+from deploy.identity import service_principal as svc
 from enmon.localrun import InfluxDB1, Server, free_port
 from tests.conftest import INFLUX_DB
 from tests.deploy.mqttc import Probe, connected

@@ -14,16 +14,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from enmon.deploy import (
+from deploy.cli import app
+from deploy.identity import (
     CredentialsError,
-    Watchdog,
-    app,
     gateway_principal,
     mosquitto_hash,
     mosquitto_verify,
     parse_passwd,
-    sd_notify,
 )
+from enmon.systemd import Watchdog, sd_notify
 
 runner = CliRunner()
 

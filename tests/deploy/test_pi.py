@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from enmon.deploy import gateway_principal, make_credentials, service_principal
+from deploy.credentials import make_credentials
+from deploy.identity import gateway_principal, service_principal
 from enmon.localrun import Mosquitto, free_port
 from gateway.config import check_profiles, load_config
 from tests.deploy.mqttc import Probe

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from enmon.deploy import gateway_principal, make_credentials, service_principal
+from deploy.credentials import make_credentials
+from deploy.identity import gateway_principal, service_principal
 from enmon.localrun import InfluxDB1, Mosquitto, free_port
 from enmon.wire import Batch, DeviceMeta, Sample, encode_batch, telemetry_topic
 from tests.conftest import INFLUX_DB
