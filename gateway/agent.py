@@ -101,7 +101,7 @@ def build_buses(cfg: GatewayConfig, profiles: list[AnyProfile]) -> list[Bus]:
 
 
 def legacy_seq(state_dir: Path) -> int:
-    """The next seq after the walking skeleton's ``state_dir/seq`` file, if one exists.
+    """The next seq after a ``state_dir/seq`` file left by a gateway of version 0.0, if any.
 
     Gateways that ran before the disk queue kept their last seq in that file; restarting
     at 0 would make ingest count every new batch as a duplicate.

@@ -1,4 +1,4 @@
-"""Alerts for inspectors and facility managers: history from InfluxDB, the live book from the rule engine.
+"""Alerts for inspectors and managers: history from InfluxDB, the live book from rules' API.
 
 Two sources, one shape:
 

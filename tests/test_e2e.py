@@ -1,4 +1,4 @@
-"""The walking skeleton end to end, with every real part:
+"""One reading end to end, with every real part:
 
 simulated SDM630 (pymodbus TCP) → ``enmon gateway run`` → mosquitto → ``enmon ingest run``
 → influxd 1.6, and ``enmon rules run`` → local webhook receiver + ``alert`` measurement.

@@ -77,8 +77,8 @@ async def test_rollover_and_meter_swap_are_flagged(tmp_path: Path) -> None:
     assert h["devices"]["gone"]["timeouts"] >= 1 and h["devices"]["gone"]["ok"] == 0
 
 
-def test_seq_continues_after_the_skeletons_seq_file(tmp_path: Path) -> None:
-    (tmp_path / "seq").write_text("41")  # what the walking-skeleton gateway left behind
+def test_seq_continues_after_the_legacy_seq_file(tmp_path: Path) -> None:
+    (tmp_path / "seq").write_text("41")  # what a gateway without a disk queue left behind
     cfg = GatewayConfig.model_validate({
         "site": "s", "gateway": "g", "state_dir": str(tmp_path),
         "devices": [{"name": "m", "profile": "eastron-sdm630",
