@@ -1,0 +1,47 @@
+"""What every step of a scheduled pass shares: its statistics, reads and writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from enmon.influx import InfluxQL, Writer
+from rules.engine import Engine
+
+HOUR = 3_600_000
+
+
+@dataclass
+class PassStats:
+    site: str
+    queries: int = 0
+    points_read: int = 0
+    points_written: int = 0
+    seconds: float = 0.0
+    per_step: dict[str, float] = field(default_factory=dict)
+
+
+class PassBase:
+    """The InfluxDB reads and writes a pass step makes, counted in its :class:`PassStats`."""
+
+    engine: Engine
+    query: InfluxQL
+    writer: Writer
+
+    async def _rows(self, q: str, st: PassStats) -> list[dict[str, Any]]:
+        st.queries += 1
+        series = await self.query.query(q)
+        out: list[dict[str, Any]] = []
+        for s in series:
+            tags = s.get("tags", {})
+            for values in s["values"]:
+                row = dict(zip(s["columns"], values, strict=True))
+                row.update(tags)
+                out.append(row)
+        st.points_read += len(out)
+        return out
+
+    async def _write(self, lines: list[str], st: PassStats) -> None:
+        for i in range(0, len(lines), 5000):
+            await self.writer.write(lines[i:i + 5000])
+        st.points_written += len(lines)
