@@ -28,6 +28,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from enmon import touched as tch
 from enmon import wire
 from enmon.errors import SinkError, WireError
 from enmon.influx import InfluxQL, Writer
@@ -68,6 +69,9 @@ class Processed:
     reasons: list[str] = field(default_factory=list)  # one per rejected message/value
     flags: list[str] = field(default_factory=list)
     sent_at: int = 0
+    site: str = ""
+    # (gateway, device) → first/last reading time stored: the roll-ups recompute from it
+    touched: dict[tch.Key, tch.Span] = field(default_factory=dict)
 
 
 class Processor:
@@ -142,6 +146,9 @@ class Processor:
             out.readings += len(s.values)
         b.samples = keep
         out.lines.extend(batch_lines(b))
+        out.site = b.site
+        out.touched = {(b.gateway, dev): span for dev, span in
+                       tch.spans_of((s.device, s.ts) for s in keep if s.values).items()}
         for d in parsed.dropped:
             out.lines.append(self.rejected(
                 reason=str(d.reason), detail=d.detail, payload=payload, topic=topic,
@@ -167,6 +174,9 @@ class _Pending:
     readings: int
     newest_sent_at: int
     built_at: float
+    # what the lines touch, per site (all of them) and per delivery (for the split path)
+    touched: dict[str, dict[tch.Key, tch.Span]] = field(default_factory=dict)
+    touched_each: list[dict[str, dict[tch.Key, tch.Span]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -209,6 +219,7 @@ class Pipeline:
         self.worker = worker
         self.settings = settings or PipelineSettings()
         self.processor = Processor(worker=worker, limits=limits)
+        self._stamp = tch.Stamper()
         self.query = query
         self.stats = stats or Stats()
         self._ready: asyncio.Queue[_Pending] = asyncio.Queue(
@@ -292,6 +303,10 @@ class Pipeline:
         pending.deliveries.append(d)
         pending.readings += p.readings
         pending.newest_sent_at = max(pending.newest_sent_at, p.sent_at)
+        mine = {p.site: p.touched} if p.touched else {}
+        pending.touched_each.append(mine)
+        for site, ranges in mine.items():
+            tch.merge(pending.touched.setdefault(site, {}), ranges)
         for r in p.reasons:
             st.rejected[r] += 1
         for f in p.flags:
@@ -321,12 +336,21 @@ class Pipeline:
                 st.lag_s = max(0.0, time.time() - pending.newest_sent_at / 1000)
             st.inflight_batches = self._ready.qsize()
 
-    async def _write_retrying(self, lines: list[str]) -> None:
-        """Write; on a retryable failure back off and try again, forever."""
+    async def _write_retrying(self, lines: list[str],
+                              touched: dict[str, dict[tch.Key, tch.Span]] | None = None
+                              ) -> None:
+        """Write; on a retryable failure back off and try again, forever.
+
+        The ``energy_touched`` markers are stamped at each attempt and written in the same
+        request as the readings: a write that succeeds after an outage is marked when it
+        was stored, so the roll-ups, which read markers by time, cannot miss it.
+        """
         delay = self.settings.retry_initial_s
         while True:
             try:
-                await self.writer.write(lines)
+                marks = tch.marker_lines(touched, self.worker, self._stamp,
+                                         int(time.time() * 1000)) if touched else []
+                await self.writer.write(lines + marks if marks else lines)
                 return
             except SinkError as exc:
                 if not exc.retryable:
@@ -339,15 +363,16 @@ class Pipeline:
 
     async def _write_durably(self, pending: _Pending) -> None:
         try:
-            await self._write_retrying(pending.lines)
+            await self._write_retrying(pending.lines, pending.touched)
             return
         except SinkError as exc:
             self.stats.write_failures += 1
             log.error("event=write_refused lines=%d messages=%d error=%r splitting=per_message",
                       len(pending.lines), len(pending.deliveries), str(exc)[:300])
-        for d, (a, b) in zip(pending.deliveries, pending.spans, strict=True):
+        for d, (a, b), mine in zip(pending.deliveries, pending.spans, pending.touched_each,
+                                   strict=True):
             try:
-                await self._write_retrying(pending.lines[a:b])
+                await self._write_retrying(pending.lines[a:b], mine)
                 continue
             except SinkError as exc:
                 detail = str(exc)

@@ -67,7 +67,9 @@ class Schedule(StrictModel):
     """Scheduled checks over InfluxDB: rollups, quotas, budgets, boilers, completeness."""
 
     interval_s: Annotated[float, Field(gt=0)] = 300.0
-    rollup_lookback_h: Annotated[float, Field(gt=0)] = 3.0
+    # roll-ups recompute what ingest marked as stored up to this long ago: more than one
+    # write request's duration (influx timeout_s) plus the clock skew between hosts
+    rollup_settle_s: Annotated[float, Field(ge=0)] = 30.0
     quota_repeat_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
     boiler_repeat_s: Annotated[float, Field(gt=0)] = 12 * 3600.0
 

@@ -41,6 +41,25 @@ class PassBase:
         st.points_read += len(out)
         return out
 
+    async def _many(self, statements: list[str], st: PassStats) -> list[list[dict[str, Any]]]:
+        """Many statements in few requests; each statement's points as flat rows."""
+        if not statements:
+            return []
+        results = await self.query.query_many(statements)
+        st.queries += (len(statements) + 199) // 200
+        out = []
+        for series in results:
+            rows: list[dict[str, Any]] = []
+            for s in series:
+                tags = s.get("tags", {})
+                for values in s["values"]:
+                    row = dict(zip(s["columns"], values, strict=True))
+                    row.update(tags)
+                    rows.append(row)
+            st.points_read += len(rows)
+            out.append(rows)
+        return out
+
     async def _write(self, lines: list[str], st: PassStats) -> None:
         for i in range(0, len(lines), 5000):
             await self.writer.write(lines[i:i + 5000])

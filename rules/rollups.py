@@ -1,89 +1,187 @@
-"""Roll-ups: raw counter readings → ``energy_hourly`` → ``energy_daily`` → ``energy_monthly``."""
+"""Roll-ups: raw counter readings → ``energy_hourly`` → ``energy_daily`` → ``energy_monthly``.
+
+Driven by what was stored, not by the wall clock. Every writer of readings adds an
+``energy_touched`` marker (:mod:`enmon.touched`) naming, per device, the first and last
+reading time it wrote. Each pass reads the markers stored since the site's last pass and
+recomputes exactly the buckets those readings affect — a gateway that replays ten hours
+from its disk queue, a late batch from last month, a manual recompute — however old. The
+work is proportional to what arrived: markers are read by time range, and only the touched
+meters' readings around the touched span are read.
+
+Which hours a new reading changes: consumption is the difference of consecutive counter
+readings, spread linearly over the time between them (``energy.accounting``). Readings
+first..last of a device change the intervals from the reading before ``first`` (p) to the
+one after ``last`` (n), so every hour overlapping [p, n] is recomputed — from all readings
+of those hours plus one on each side, the same arithmetic as a full recomputation.
+
+The site's progress ("recomputed everything stored through T") is itself a point
+(``rollup_state``), written after the pass's roll-ups are: a rule engine restarted at any
+moment resumes where the last complete pass ended and recomputes at most that pass again
+(writes are idempotent). Markers are read only up to ``settle_s`` before now, which covers
+a write still in flight (a marker is stamped when its write request starts) and clock skew
+between ingest hosts and the rule engine; with one rule engine per site partition each site
+has one reader, and any number of ingest workers may write.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from energy import accounting
-from energy.site import Building, Site
+from energy.site import Building, Meter, Site
+from enmon import touched as tch
 from enmon.influx import ident, quote
 from enmon.lineproto import line
 from rules.passbase import HOUR, PassBase, PassStats
 
 log = logging.getLogger("enmon.rules.scheduled")
+DAY = 24 * HOUR
 
 
 class Rollups(PassBase):
     """The roll-up step of a scheduled pass."""
 
-    lookback_ms: int
-    watermark: dict[str, int]
+    settle_ms: int
+    clock: Callable[[], float]  # seconds since the epoch, when markers are stored
+    through: dict[str, int]  # site → markers processed through this time
 
     async def rollup(self, site: Site, now: int, st: PassStats) -> None:
-        tz = ZoneInfo(site.timezone)
-        since = self.watermark.get(site.site, now - self.lookback_ms)
-        first_hour = accounting.bucket_start(min(since, now - HOUR), "hour", tz)
-        read_from = first_hour - self.lookback_ms  # a reading before the first hour is needed
-        meters = site.meters()
-        fields = sorted({m.counter for _, m in meters})
-        if not fields:
+        """Recompute every bucket touched by readings stored since the last pass."""
+        upto = int(self.clock() * 1000) - self.settle_ms
+        since = await self._through(site, st)
+        if upto <= since:
             return
-        sel = ",".join(ident(f) for f in fields)
         t = time.perf_counter()
         rows = await self._rows(
-            f"SELECT {sel} FROM meter WHERE site = {quote(site.site)} AND time >= {read_from}ms "
-            f"AND time <= {now}ms GROUP BY gateway, device", st)
+            f"SELECT ranges FROM {tch.MEASUREMENT} WHERE site = {quote(site.site)} "
+            f"AND time > {since}ms AND time <= {upto}ms", st)
+        touched: dict[tch.Key, tch.Span] = {}
+        for r in rows:
+            if isinstance(r.get("ranges"), str):
+                tch.merge(touched, tch.decode_ranges(r["ranges"]))
+        st.per_step["rollup.markers"] = time.perf_counter() - t
+        if touched:
+            await self.recompute(site, touched, st)
+        await self._write([line(tch.STATE, {"site": site.site}, {"through": upto}, upto)], st)
+        self.through[site.site] = upto
+        log.info("event=rollup site=%s markers=%d devices=%d through=%d", site.site, len(rows),
+                 len(touched), upto)
+
+    async def _through(self, site: Site, st: PassStats) -> int:
+        if site.site not in self.through:
+            rows = await self._rows(
+                f"SELECT last(through) AS through FROM {tch.STATE} "
+                f"WHERE site = {quote(site.site)}", st)
+            self.through[site.site] = int(rows[0]["through"]) if rows else 0
+        return self.through[site.site]
+
+    async def recompute(self, site: Site, touched: dict[tch.Key, tch.Span],
+                        st: PassStats) -> None:
+        """Rewrite the hours, days and months that readings in ``touched`` affect."""
+        tz = ZoneInfo(site.timezone)
+        meters = [(b, m) for b, m in site.meters() if (m.gateway, m.device) in touched]
+        if not meters:
+            return
+        t = time.perf_counter()
+
+        def where(m: Meter) -> str:
+            return (f"FROM meter WHERE site = {quote(site.site)} AND gateway = {quote(m.gateway)}"
+                    f" AND device = {quote(m.device)}")
+
+        # 1. the readings just outside each touched span: p before first, n after last
+        stmts: list[str] = []
+        for _, m in meters:
+            first, last = touched[(m.gateway, m.device)]
+            f = ident(m.counter)
+            stmts += [f"SELECT last({f}) AS v {where(m)} AND time < {first}ms",
+                      f"SELECT first({f}) AS v {where(m)} AND time > {last}ms"]
+        edges = await self._many(stmts, st)
+        hours: dict[str, tuple[int, int]] = {}  # meter id → [h0, h1)
+        stmts = []
+        for i, (_, m) in enumerate(meters):
+            first, last = touched[(m.gateway, m.device)]
+            p = int(edges[2 * i][0]["time"]) if edges[2 * i] else first
+            n = int(edges[2 * i + 1][0]["time"]) if edges[2 * i + 1] else last
+            h0 = accounting.bucket_start(min(p, first), "hour", tz)
+            h1 = accounting.next_bucket(accounting.bucket_start(max(n, last), "hour", tz),
+                                        "hour", tz)
+            hours[m.id] = (h0, h1)
+            f = ident(m.counter)
+            # 2. every reading of those hours, and one on each side of them
+            stmts += [f"SELECT last({f}) AS v {where(m)} AND time < {h0}ms",
+                      f"SELECT {f} AS v {where(m)} AND time >= {h0}ms AND time < {h1}ms",
+                      f"SELECT first({f}) AS v {where(m)} AND time >= {h1}ms"]
+        got = await self._many(stmts, st)
         st.per_step["rollup.read"] = time.perf_counter() - t
         t = time.perf_counter()
-        series: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        for r in rows:
-            series[(r.get("gateway", ""), r.get("device", ""))].append(r)
-        hourly: dict[str, dict[int, float]] = {}
         lines: list[str] = []
-        for b, m in meters:
-            got = series.get((m.gateway, m.device), [])
-            pts = [(int(r["time"]), float(r[m.counter])) for r in got
-                   if r.get(m.counter) is not None]
+        for i, (b, m) in enumerate(meters):
+            pts = [(int(r["time"]), float(r["v"])) for part in got[3 * i:3 * i + 3]
+                   for r in part if r.get("v") is not None]
             reps = [accounting.Replacement(x.at, x.old_final, x.new_initial)
                     for x in m.replacements]
             ivs = accounting.intervals(pts, rollover_at=m.rollover_at, replacements=reps,
                                        jitter=m.jitter)
+            h0, h1 = hours[m.id]
             buckets = {k: v for k, v in accounting.rollup(ivs, "hour", tz).items()
-                       if k >= first_hour}
-            hourly[m.id] = buckets
-            lines += self._energy_lines("energy_hourly", site, b, m.id, m.energy_type, m.category,
-                                        m.building_total, buckets)
-        for b in site.buildings:
-            for v in b.virtual_meters:
-                buckets = accounting.combine(hourly, v.plus, v.minus)
-                lines += self._energy_lines("energy_hourly", site, b, v.id, v.energy_type,
-                                            v.category, v.building_total, buckets)
+                       if h0 <= k < h1}
+            lines += energy_lines("energy_hourly", site, b, m.id, m.energy_type, m.category,
+                                  m.building_total, buckets)
         st.per_step["rollup.compute"] = time.perf_counter() - t
         t = time.perf_counter()
         await self._write(lines, st)
+        await self._virtual(site, hours, st)
         st.per_step["rollup.write_hourly"] = time.perf_counter() - t
+        # 3. the site-days and months those hours fall in, re-summed from what is stored
         t = time.perf_counter()
-        # days touched: re-sum their hours (complete days from the stored hourly points)
-        first_day = accounting.bucket_start(first_hour, "day", tz)
-        rows = await self._rows(
-            "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_hourly "
-            f"WHERE site = {quote(site.site)} AND time >= {first_day}ms AND time <= {now}ms "
-            f"GROUP BY time(1d), building, meter, energy_type, category, total "
-            f"tz({quote(site.timezone)})", st)
-        await self._write(_rollup_lines("energy_daily", site.site, rows), st)
+        days: set[int] = set()
+        for h0, h1 in hours.values():
+            d = accounting.bucket_start(h0, "day", tz)
+            while d < h1:
+                days.add(d)
+                d = accounting.next_bucket(d, "day", tz)
+        for d0, d1 in _runs(sorted(days), tz):
+            rows = await self._rows(
+                "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_hourly "
+                f"WHERE site = {quote(site.site)} AND time >= {d0}ms AND time < {d1}ms "
+                f"GROUP BY time(1d), building, meter, energy_type, category, total "
+                f"tz({quote(site.timezone)})", st)
+            await self._write(rollup_lines("energy_daily", site.site, rows), st)
         st.per_step["rollup.daily"] = time.perf_counter() - t
         t = time.perf_counter()
-        month = accounting.bucket_start(first_day, "month", tz)
-        while month <= now:
-            nxt = accounting.next_bucket(month, "month", tz)
-            await self._monthly(site, month, nxt, st)
-            month = nxt
+        for month in sorted({accounting.bucket_start(d, "month", tz) for d in days}):
+            await self._monthly(site, month, accounting.next_bucket(month, "month", tz), st)
         st.per_step["rollup.monthly"] = time.perf_counter() - t
-        self.watermark[site.site] = now
+
+    async def _virtual(self, site: Site, hours: dict[str, tuple[int, int]],
+                       st: PassStats) -> None:
+        """Virtual meters (plus/minus of others) over the hours any of their parts changed,
+        from the parts' stored hours (a part untouched by this pass is read, not assumed 0)."""
+        lines: list[str] = []
+        for b in site.buildings:
+            for v in b.virtual_meters:
+                parts = [*v.plus, *v.minus]
+                spans = [hours[p] for p in parts if p in hours]
+                if not spans:
+                    continue
+                h0, h1 = min(s[0] for s in spans), max(s[1] for s in spans)
+                cond = " OR ".join(f"meter = {quote(p)}" for p in parts)
+                rows = await self._rows(
+                    f"SELECT amount FROM energy_hourly WHERE site = {quote(site.site)} AND "
+                    f"building = {quote(b.id)} AND ({cond}) AND time >= {h0}ms "
+                    f"AND time < {h1}ms GROUP BY meter", st)
+                stored: dict[str, dict[int, float]] = {p: {} for p in parts}
+                for r in rows:
+                    if r.get("amount") is not None:
+                        stored.setdefault(r["meter"], {})[int(r["time"])] = float(r["amount"])
+                buckets = accounting.combine(stored, v.plus, v.minus)
+                lines += energy_lines("energy_hourly", site, b, v.id, v.energy_type,
+                                      v.category, v.building_total, buckets)
+        await self._write(lines, st)
 
     async def _monthly(self, site: Site, month: int, nxt: int, st: PassStats) -> None:
         """``energy_monthly`` for one local calendar month, re-summed from its days."""
@@ -91,30 +189,43 @@ class Rollups(PassBase):
             "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_daily "
             f"WHERE site = {quote(site.site)} AND time >= {month}ms AND time < {nxt}ms "
             "GROUP BY building, meter, energy_type, category, total", st)
-        await self._write(_rollup_lines("energy_monthly", site.site, rows, ts=month), st)
+        await self._write(rollup_lines("energy_monthly", site.site, rows, ts=month), st)
 
-    def _energy_lines(self, meas: str, site: Site, b: Building, meter: str, energy_type: str,
-                      category: str, total: bool, buckets: dict[int, float]) -> list[str]:
-        out = []
+
+def _runs(days: list[int], tz: ZoneInfo) -> list[tuple[int, int]]:
+    """Sorted day starts → [start, end) of each run of consecutive days."""
+    out: list[tuple[int, int]] = []
+    for d in days:
+        nxt = accounting.next_bucket(d, "day", tz)
+        if out and out[-1][1] == d:
+            out[-1] = (out[-1][0], nxt)
+        else:
+            out.append((d, nxt))
+    return out
+
+
+def energy_lines(meas: str, site: Site, b: Building, meter: str, energy_type: str,
+                 category: str, total: bool, buckets: dict[int, float]) -> list[str]:
+    """Roll-up points of one meter; kgce beside the amount where the energy type has a factor."""
+    out = []
+    factor = None
+    try:
+        key = site.electricity_kgce if energy_type == "electricity" else None
+        factor = accounting.coal_factor(energy_type, key)
+    except Exception:  # no kgce factor for this energy type (water): amount only
         factor = None
-        try:
-            key = site.electricity_kgce if energy_type == "electricity" else None
-            factor = accounting.coal_factor(energy_type, key)
-        except Exception:  # no kgce factor for this energy type (water): amount only
-            factor = None
-        tags = {"site": site.site, "building": b.id, "meter": meter, "energy_type": energy_type,
-                "category": category, "total": "1" if total else "0"}
-        # the series key is the same for every bucket: escape it once (the hot path)
-        key = line(meas, tags, {"amount": 0.0}, 0).rsplit(" ", 2)[0]
-        for ts, amount in buckets.items():
-            kgce = f",kgce={float(amount * factor.value)!r}" if factor is not None else ""
-            out.append(f"{key} amount={float(amount)!r}{kgce} {ts}")
-        return out
+    tags = {"site": site.site, "building": b.id, "meter": meter, "energy_type": energy_type,
+            "category": category, "total": "1" if total else "0"}
+    # the series key is the same for every bucket: escape it once (the hot path)
+    key = line(meas, tags, {"amount": 0.0}, 0).rsplit(" ", 2)[0]
+    for ts, amount in buckets.items():
+        kgce = f",kgce={float(amount * factor.value)!r}" if factor is not None else ""
+        out.append(f"{key} amount={float(amount)!r}{kgce} {ts}")
+    return out
 
 
-
-def _rollup_lines(measurement: str, site: str, rows: list[dict[str, Any]],
-                  ts: int | None = None) -> list[str]:
+def rollup_lines(measurement: str, site: str, rows: list[dict[str, Any]],
+                 ts: int | None = None) -> list[str]:
     """Summed rows → one line per meter and period; the daily and monthly roll-ups differ
     only in where they write and whether the period start comes from the row."""
     out = []

@@ -2,12 +2,11 @@
 
 One *pass* per site, every ``schedule.interval_s``:
 
-1. rollups — raw counter readings of the last few hours → consumption intervals
-   (resets, rollovers and swaps handled by ``energy.accounting``) → ``energy_hourly``
-   points for every hour touched, then ``energy_daily`` re-summed from the hours of
-   every day touched and ``energy_monthly`` from the days of every month touched.
-   Written by enmon itself (no continuous queries, no Flux), so it works on 1.x,
-   2.x and 3.x alike; re-running a pass overwrites, never adds.
+1. rollups — every hour, site-day and month touched by readings stored since the last
+   pass (late, replayed, re-sent: ``rules.rollups``), recomputed from the raw counters
+   (resets, rollovers and swaps handled by ``energy.accounting``) into ``energy_hourly``,
+   ``energy_daily`` and ``energy_monthly``. Written by enmon itself (no continuous
+   queries, no Flux), so it works on 1.x, 2.x and 3.x alike; re-running overwrites.
 2. quotas and budgets — year-to-date and month-to-date from ``energy_daily``.
 3. boilers — fuel and output counters at 15-minute resolution over the window.
 4. completeness — readings received vs expected per meter over the last window.
@@ -21,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -32,7 +31,7 @@ from rules import quality
 from rules.boilers import BoilerChecks
 from rules.engine import Engine
 from rules.lifecycle import Outcome
-from rules.passbase import HOUR, PassStats
+from rules.passbase import PassStats
 from rules.rollups import Rollups
 
 log = logging.getLogger("enmon.rules.scheduled")
@@ -42,10 +41,11 @@ class Scheduler(Rollups, BoilerChecks):
     """Runs passes for the sites of an :class:`Engine` against one InfluxDB."""
 
     def __init__(self, engine: Engine, query: InfluxQL, writer: Writer, *,
-                 lookback_h: float = 3.0) -> None:
+                 settle_s: float = 30.0, clock: Callable[[], float] = time.time) -> None:
         self.engine, self.query, self.writer = engine, query, writer
-        self.lookback_ms = int(lookback_h * HOUR)
-        self.watermark: dict[str, int] = {}
+        self.settle_ms = int(settle_s * 1000)
+        self.clock = clock
+        self.through: dict[str, int] = {}
 
     async def run_pass(self, now: int) -> tuple[Outcome, list[PassStats]]:
         out = Outcome()

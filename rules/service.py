@@ -282,7 +282,7 @@ class RulesService:
                      len(cfg.thresholds), len(self.user_channels), sites_summary(self.sites),
                      len(self.book.active()))
             sched = Scheduler(self.engine, query, writer,
-                              lookback_h=cfg.schedule.rollup_lookback_h)
+                              settle_s=cfg.schedule.rollup_settle_s)
             tasks = [asyncio.create_task(self.outbox.run(stop)),
                      asyncio.create_task(self._messages(client, stop)),
                      asyncio.create_task(self._ticker(stop)),

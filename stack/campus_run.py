@@ -190,7 +190,6 @@ class CampusRun:
             "mqtt": {**broker, "client_id": f"enmon-{self.campus.site}-ingest"},
             "influx": influx_cfg})
         self.api_port = free_port()
-        ytd_h = (time.time() - sim.year_start) / 3600 + 48
         rules_path = _write(cfg_dir / "rules.yaml", {
             "mqtt": {**broker, "client_id": f"enmon-{self.campus.site}-rules"},
             "influx": influx_cfg,
@@ -200,8 +199,8 @@ class CampusRun:
             "webhooks": [{"url": f"http://127.0.0.1:{self.hook_port}/alerts"}],
             "quality": {"meter_offline_s": o.offline_after_s,
                         "gateway_offline_grace_s": o.gateway_grace_s},
-            # the first pass rolls up the whole year-to-date the gateways replayed
-            "schedule": {"interval_s": o.rules_interval_s, "rollup_lookback_h": round(ytd_h, 1)},
+            # one box, one clock: roll up what was stored a few seconds ago
+            "schedule": {"interval_s": o.rules_interval_s, "rollup_settle_s": 3},
         })
 
         ingest = Part(name="ingest", args=["ingest", "run", "-c", str(ingest_path)],

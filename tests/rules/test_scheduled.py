@@ -6,6 +6,7 @@ then one scheduler pass runs; the expected numbers are worked out in the comment
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ import pytest
 
 from energy.boiler import steam_enthalpy, water_enthalpy
 from energy.site import Site
+from enmon import touched as tch
 from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
 from enmon.localrun import InfluxDB1
 from rules.config import RulesConfig
@@ -99,15 +101,25 @@ def readings() -> list[str]:
     return lines
 
 
+def marked(lines: list[str]) -> list[str]:
+    """The lines plus the ``energy_touched`` marker any writer of readings adds (as ingest)."""
+    touched: dict[tuple[str, str], tuple[int, int]] = {}
+    for ln in lines:
+        tags = dict(kv.split("=", 1) for kv in ln.split(" ", 1)[0].split(",")[1:])
+        tch.widen(touched, (tags["gateway"], tags["device"]), int(ln.rsplit(" ", 1)[1]),
+                  int(ln.rsplit(" ", 1)[1]))
+    return [*lines, tch.marker_line("campus", "test", touched, int(time.time() * 1000))]
+
+
 async def test_one_pass_rolls_up_and_checks_quota_budget_boiler_completeness(
         influxdb: InfluxDB1) -> None:
-    write(influxdb.url, readings())
+    write(influxdb.url, marked(readings()))
     cfg = RulesConfig.model_validate({"influx": {"url": influxdb.url, "database": INFLUX_DB}})
     site = Site.model_validate(SITE)
     engine = Engine(cfg, [site], AlertBook(), started_ms=ms(NOW))
     icfg = InfluxConfig(url=influxdb.url, database=INFLUX_DB)
     query, writer = InfluxQL(icfg), InfluxV1Writer(icfg)
-    sched = Scheduler(engine, query, writer, lookback_h=24 * 200)
+    sched = Scheduler(engine, query, writer, settle_s=0)
     try:
         out, stats = await sched.run_pass(ms(NOW))
     finally:
