@@ -164,6 +164,8 @@ class CampusSim:
         }
         self._replacements = self.effects.replacements()
         self._change_times = self.effects.change_times() + [r[0] for r in self._replacements]
+        # (t, device, quantity, old meter's final index, new meter's initial index)
+        self.replaced: list[tuple[float, str, str, float, float]] = []
         self.t = start
         self._compute(start, 0.0)
         for bid, st in self.boiler_state.items():
@@ -275,6 +277,10 @@ class CampusSim:
             _, dev, reading = self._replacements.pop(0)
             for key in list(self._raw):
                 if key[0] == dev:
+                    # what a site file records of a swap: when, the old meter's last index
+                    # and the new one's first (the accounting bridges the two with them)
+                    self.replaced.append((t_new, dev, key[1], self._raw[key] + self._offset[key],
+                                          reading))
                     self._offset[key] = reading - self._raw[key]
 
     def advance_to(self, t: float, max_step: float = 60.0) -> None:
