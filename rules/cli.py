@@ -147,6 +147,71 @@ def silence(match: list[str] = typer.Option(..., "--match", help="label=pattern,
 
 
 @app.command()
+def recompute(
+    config: Path = typer.Option(..., "-c", "--config", help="rules YAML file"),
+    site: list[str] = typer.Option([], "--site", help="site id (repeatable; default: all)"),
+    from_: str = typer.Option(..., "--from", help="first day to recompute, e.g. 2026-01-01"),
+    to: str = typer.Option("", "--to", help="last day (default: today)"),
+) -> None:
+    """Mark a period for recomputation: the running rule engine rebuilds its roll-ups.
+
+    Roll-ups follow what ingest marks as stored. Use this after changing a site file
+    (a recorded meter replacement, a rollover value, a new virtual meter), after writing
+    readings into InfluxDB by other means, or after upgrading from a version without
+    markers. The next scheduled pass recomputes every hour, day and month of the period.
+
+    Example:
+
+      enmon rules recompute -c rules.yaml --site campus --from 2026-01-01
+    """
+    import datetime as dt
+    import time
+    from zoneinfo import ZoneInfo
+
+    from enmon import touched as tch
+    from enmon.errors import ConfigError
+    from enmon.influx import make_writer
+    from rules.config import load_config
+
+    cfg = load_config(config)
+    from energy.site import load_site
+
+    sites = [load_site(p) for p in cfg.sites]
+    chosen = [s for s in sites if not site or s.site in site]
+    unknown = set(site) - {s.site for s in sites}
+    if unknown:
+        raise ConfigError(str(config), "sites", f"no site {sorted(unknown)} in the rules file",
+                          fix=f"one of {', '.join(s.site for s in sites)}")
+
+    def day(text: str, tz: str, end: bool) -> int:
+        try:
+            d = dt.date.fromisoformat(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is not a date like 2026-01-01") from None
+        t = dt.datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz))
+        return int(((t + dt.timedelta(days=1)) if end else t).timestamp() * 1000)
+
+    stamp = tch.Stamper()
+
+    async def main() -> None:
+        w = make_writer(cfg.influx)
+        try:
+            for s in chosen:
+                lo = day(from_, s.timezone, False)
+                hi = day(to, s.timezone, True) if to else int(time.time() * 1000)
+                ranges = {(m.gateway, m.device): (lo, hi) for _, m in s.meters()}
+                await w.write([tch.marker_line(s.site, "recompute", ranges,
+                                               stamp(int(time.time() * 1000)))])
+                typer.echo(f"{s.site}: {len(ranges)} meters marked from "
+                           f"{dt.datetime.fromtimestamp(lo / 1000, ZoneInfo(s.timezone)):%Y-%m-%d}"
+                           " — the rule engine recomputes them on its next pass")
+        finally:
+            await w.close()
+
+    asyncio.run(main())
+
+
+@app.command()
 def outbox(config: Path = typer.Option(..., "-c", "--config", help="rules YAML file"),
            dead: bool = typer.Option(False, "--dead", help="list messages that gave up")) -> None:
     """Show queued and undeliverable notifications (read-only)."""
