@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +41,7 @@ from rules.passbase import HOUR, PassBase, PassStats
 
 log = logging.getLogger("enmon.rules.scheduled")
 DAY = 24 * HOUR
+GROUP_MIN = 8  # meters sharing a span that are read with one site-wide statement
 
 
 class Rollups(PassBase):
@@ -88,40 +90,23 @@ class Rollups(PassBase):
             return
         t = time.perf_counter()
 
-        def where(m: Meter) -> str:
-            return (f"FROM meter WHERE site = {quote(site.site)} AND gateway = {quote(m.gateway)}"
-                    f" AND device = {quote(m.device)}")
-
         # 1. the readings just outside each touched span: p before first, n after last
-        stmts: list[str] = []
-        for _, m in meters:
-            first, last = touched[(m.gateway, m.device)]
-            f = ident(m.counter)
-            stmts += [f"SELECT last({f}) AS v {where(m)} AND time < {first}ms",
-                      f"SELECT first({f}) AS v {where(m)} AND time > {last}ms"]
-        edges = await self._many(stmts, st)
+        spans = {m.id: touched[(m.gateway, m.device)] for _, m in meters}
+        p, n = await self._edges(site, meters, spans, st)
         hours: dict[str, tuple[int, int]] = {}  # meter id → [h0, h1)
-        stmts = []
-        for i, (_, m) in enumerate(meters):
-            first, last = touched[(m.gateway, m.device)]
-            p = int(edges[2 * i][0]["time"]) if edges[2 * i] else first
-            n = int(edges[2 * i + 1][0]["time"]) if edges[2 * i + 1] else last
-            h0 = accounting.bucket_start(min(p, first), "hour", tz)
-            h1 = accounting.next_bucket(accounting.bucket_start(max(n, last), "hour", tz),
-                                        "hour", tz)
+        for _, m in meters:
+            first, last = spans[m.id]
+            h0 = accounting.bucket_start(min(p.get(m.id, first), first), "hour", tz)
+            h1 = accounting.next_bucket(
+                accounting.bucket_start(max(n.get(m.id, last), last), "hour", tz), "hour", tz)
             hours[m.id] = (h0, h1)
-            f = ident(m.counter)
-            # 2. every reading of those hours, and one on each side of them
-            stmts += [f"SELECT last({f}) AS v {where(m)} AND time < {h0}ms",
-                      f"SELECT {f} AS v {where(m)} AND time >= {h0}ms AND time < {h1}ms",
-                      f"SELECT first({f}) AS v {where(m)} AND time >= {h1}ms"]
-        got = await self._many(stmts, st)
+        # 2. every reading of those hours, and one on each side of them
+        got = await self._readings(site, meters, hours, st)
         st.per_step["rollup.read"] = time.perf_counter() - t
         t = time.perf_counter()
         lines: list[str] = []
-        for i, (b, m) in enumerate(meters):
-            pts = [(int(r["time"]), float(r["v"])) for part in got[3 * i:3 * i + 3]
-                   for r in part if r.get("v") is not None]
+        for b, m in meters:
+            pts = got.get(m.id, [])
             reps = [accounting.Replacement(x.at, x.old_final, x.new_initial)
                     for x in m.replacements]
             ivs = accounting.intervals(pts, rollover_at=m.rollover_at, replacements=reps,
@@ -156,6 +141,71 @@ class Rollups(PassBase):
         for month in sorted({accounting.bucket_start(d, "month", tz) for d in days}):
             await self._monthly(site, month, accounting.next_bucket(month, "month", tz), st)
         st.per_step["rollup.monthly"] = time.perf_counter() - t
+
+    async def _grouped(self, site: Site, meters: list[tuple[Building, Meter]],
+                       key: Callable[[Meter], tuple[int, int]],
+                       make: Callable[[str, str, tuple[int, int]], list[str]],
+                       st: PassStats) -> dict[str, list[list[tuple[int, float]]]]:
+        """Run ``make(select_field, where, key)`` statements for meters grouped by their time
+        key: one site-wide statement (``GROUP BY gateway, device``) for a group of many meters
+        — after an outage of a whole site they all share one span — one per meter otherwise.
+        Returns each meter's (time, value) points, one list per statement ``make`` gives."""
+        groups: dict[tuple[str, int, int], list[Meter]] = defaultdict(list)
+        for _, m in meters:
+            groups[(m.counter, *key(m))].append(m)
+        stmts: list[str] = []
+        owners: list[tuple[list[Meter], int]] = []  # the statement's meters and its index
+        base = f"FROM meter WHERE site = {quote(site.site)}"
+        for (counter, *k), ms in groups.items():
+            span = (k[0], k[1])
+            if len(ms) >= GROUP_MIN:
+                made = make(ident(counter), base, span)
+                stmts += made
+                owners += [(ms, i) for i in range(len(made))]
+                continue
+            for m in ms:
+                where = f"{base} AND gateway = {quote(m.gateway)} AND device = {quote(m.device)}"
+                made = make(ident(counter), where, span)
+                stmts += made
+                owners += [([m], i) for i in range(len(made))]
+        width = max((i for _, i in owners), default=0) + 1
+        out: dict[str, list[list[tuple[int, float]]]] = defaultdict(
+            lambda: [[] for _ in range(width)])
+        for (ms, i), rows in zip(owners, await self._many(stmts, st), strict=True):
+            by_dev = {(m.gateway, m.device): m.id for m in ms}
+            for r in rows:
+                mid = by_dev.get((r.get("gateway", ""), r.get("device", "")))
+                if mid is not None and r.get("v") is not None:
+                    out[mid][i].append((int(r["time"]), float(r["v"])))
+        return out
+
+    async def _edges(self, site: Site, meters: list[tuple[Building, Meter]],
+                     spans: dict[str, tuple[int, int]], st: PassStats
+                     ) -> tuple[dict[str, int], dict[str, int]]:
+        """The time of the last reading before and of the first after each meter's span."""
+        def make(f: str, where: str, span: tuple[int, int]) -> list[str]:
+            return [f"SELECT last({f}) AS v {where} AND time < {span[0]}ms "
+                    "GROUP BY gateway, device",
+                    f"SELECT first({f}) AS v {where} AND time > {span[1]}ms "
+                    "GROUP BY gateway, device"]
+
+        pts = await self._grouped(site, meters, lambda m: spans[m.id], make, st)
+        before = {mid: v[0][0][0] for mid, v in pts.items() if v[0]}
+        after = {mid: v[1][0][0] for mid, v in pts.items() if v[1]}
+        return before, after
+
+    async def _readings(self, site: Site, meters: list[tuple[Building, Meter]],
+                        hours: dict[str, tuple[int, int]], st: PassStats
+                        ) -> dict[str, list[tuple[int, float]]]:
+        def make(f: str, where: str, span: tuple[int, int]) -> list[str]:
+            h0, h1 = span
+            return [f"SELECT last({f}) AS v {where} AND time < {h0}ms GROUP BY gateway, device",
+                    f"SELECT {f} AS v {where} AND time >= {h0}ms AND time < {h1}ms "
+                    "GROUP BY gateway, device",
+                    f"SELECT first({f}) AS v {where} AND time >= {h1}ms GROUP BY gateway, device"]
+
+        got = await self._grouped(site, meters, lambda m: hours[m.id], make, st)
+        return {mid: [pt for part in parts for pt in part] for mid, parts in got.items()}
 
     async def _virtual(self, site: Site, hours: dict[str, tuple[int, int]],
                        st: PassStats) -> None:
