@@ -11,7 +11,11 @@ Modes (probabilities per request, or ``dead`` for a meter that never answers):
 * ``timeout``   — no answer at all;
 * ``crc``       — the answer with a corrupted checksum;
 * ``exception`` — a protocol-level error answer (Modbus exception / DL/T 645 0xD1);
-* ``garbage``   — random bytes instead of an answer.
+* ``garbage``   — random bytes instead of an answer;
+* ``address``   — a well-formed answer from the wrong unit / meter address (a second
+  device misconfigured at a neighbour's address, or a reflection on a long bus);
+* ``busy``      — Modbus exception 6 (server device busy) for the first ``busy_first``
+  requests, then normal answers: a meter still busy after power-up or a slow gateway.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-Fault = Literal["timeout", "crc", "exception", "garbage"]
+Fault = Literal["timeout", "crc", "exception", "garbage", "address", "busy"]
 
 
 @dataclass
@@ -30,8 +34,10 @@ class Faults:
     crc: float = 0.0
     exception: float = 0.0
     garbage: float = 0.0
+    address: float = 0.0
     exception_code: int = 4  # Modbus: server device failure
     dead: bool = False
+    busy_first: int = 0  # answer this many requests with "busy" (Modbus exception 6) first
     seed: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     _rng: random.Random = field(init=False, repr=False)
@@ -46,9 +52,12 @@ class Faults:
             if self.dead:
                 self.counts["timeout"] = self.counts.get("timeout", 0) + 1
                 return "timeout"
+            if self.counts.get("busy", 0) < self.busy_first:
+                self.counts["busy"] = self.counts.get("busy", 0) + 1
+                return "busy"
             r = self._rng.random()
             acc = 0.0
-            for name in ("timeout", "crc", "exception", "garbage"):
+            for name in ("timeout", "crc", "exception", "garbage", "address"):
                 acc += getattr(self, name)
                 if r < acc:
                     self.counts[name] = self.counts.get(name, 0) + 1

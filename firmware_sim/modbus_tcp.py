@@ -21,7 +21,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.profile import Field_, ModbusProfile, from_canonical, to_canonical
+from gateway.profile import Field_, ModbusProfile, encode_into, from_canonical, to_canonical
 
 log = logging.getLogger("enmon.sim")
 
@@ -87,14 +87,15 @@ class ModbusMeterServer:
         now = time.time()
         values = self.source(now)
         carried: dict[str, float] = {}
-        for f in self._fields:
-            if f.function != function or f.quantity not in values:
-                continue
-            words = from_canonical(f, values[f.quantity])
+        fields = [f for f in self._fields if f.function == function and f.quantity in values]
+        for f in fields:  # clear first: bit-fields sharing a register are OR-ed in below
             off = f.address - start
-            registers[off : off + f.words] = words
+            registers[off : off + f.words] = [0] * f.words
+        for f in fields:
+            off = f.address - start
+            encode_into(registers, off, f, values[f.quantity])
             if address <= f.address and f.address + f.words <= address + count:
-                carried[f.quantity] = to_canonical(f, words)
+                carried[f.quantity] = to_canonical(f, from_canonical(f, values[f.quantity]))
         self.served.append(ServedRead(now, carried))
         return None
 

@@ -33,11 +33,11 @@ from typing import Literal
 
 from firmware_sim.faults import Faults, corrupt
 from gateway import modbus_frames as mf
-from gateway.profile import ModbusProfile, from_canonical
+from gateway.profile import BIT_FUNCTIONS, ModbusProfile, encode_into
 
 log = logging.getLogger("enmon.sim.line")
 
-Values = Mapping[str, float] | Callable[[], Mapping[str, float]]
+Values = Mapping[str, float] | Callable[[], Mapping[str, float]]  # ints stay exact
 
 
 def _values(source: Values) -> Mapping[str, float]:
@@ -176,11 +176,18 @@ class Unit:
     faults: Faults = field(default_factory=Faults)
 
     def registers(self, function: str, address: int, count: int) -> list[int] | int:
-        """The register image for one read, or a Modbus exception code."""
-        for lo, hi in self.profile.limits.forbidden:
-            if address <= hi and lo < address + count:
-                return 2
-        if count > self.profile.limits.max_registers:
+        """The register (or, for coil/discrete, bit) image for one read, or an exception code.
+
+        Fields sharing a register (bit-fields of a status word, the two bytes of a u8 pair)
+        are OR-ed together, as the meter's firmware would.
+        """
+        bits = function in BIT_FUNCTIONS
+        if not bits:
+            for lo, hi in self.profile.limits.forbidden:
+                if address <= hi and lo < address + count:
+                    return 2
+        limits = self.profile.limits
+        if count > (limits.max_bits if bits else limits.max_registers):
             return 3
         image = [0] * count
         vals = _values(self.values)
@@ -190,7 +197,7 @@ class Unit:
             off = f.address - address
             if off < 0 or off + f.words > count:
                 continue
-            image[off : off + f.words] = from_canonical(f, vals[f.quantity])
+            encode_into(image, off, f, vals[f.quantity])
         return image
 
 
@@ -222,18 +229,26 @@ class ModbusSlaveServer(LineServer):
             return mf.exception_pdu(fc, 1), None
         if fault == "exception":
             return mf.exception_pdu(fc, unit.faults.exception_code), fault
-        if not 1 <= count <= mf.MAX_READ:
+        if fault == "busy":
+            return mf.exception_pdu(fc, 6), fault
+        if not 1 <= count <= mf.max_count(function):
             return mf.exception_pdu(fc, 3), None
         regs = unit.registers(function, address, count)
         if isinstance(regs, int):
             return mf.exception_pdu(fc, regs), None
+        if fc in mf.BIT_CODES:
+            return mf.bits_response_pdu(fc, regs), fault
         return mf.response_pdu(fc, regs), fault
 
     def _mangle(self, unit_id: int, frame: bytes, fault: str | None) -> bytes:
+        """Apply a fault to an RTU frame (unit, PDU, CRC) or to an MBAP unit+PDU."""
         if fault == "crc":
             return corrupt(frame)
         if fault == "garbage":
             return self.units[unit_id].faults.garbage_bytes(len(frame))
+        if fault == "address":  # the same answer, from the neighbouring unit, CRC correct
+            other = bytes([unit_id % 247 + 1]) + frame[1:]
+            return mf.with_crc(other[:-2]) if self.framing == "rtu" else other
         return frame
 
     def feed(self, buf: bytearray) -> list[bytes]:
@@ -247,8 +262,8 @@ class ModbusSlaveServer(LineServer):
                 del buf[:n]
                 pdu, fault = self.answer(frame[6], frame[7:])
                 if pdu is not None:
-                    mbap = frame[:4] + (len(pdu) + 1).to_bytes(2, "big") + frame[6:7]
-                    out.append(mbap + self._mangle(frame[6], pdu, fault))
+                    mbap = frame[:4] + (len(pdu) + 1).to_bytes(2, "big")
+                    out.append(mbap + self._mangle(frame[6], frame[6:7] + pdu, fault))
             return out
         # RTU: every read request is 8 bytes; resynchronise after noise by dropping a byte
         while len(buf) >= 8:

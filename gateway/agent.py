@@ -85,7 +85,8 @@ def make_timing(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> Timi
     else:
         gap = 0.0
     return Timing(timeout_s=t.timeout_s, retries=t.retries, inter_frame_s=gap,
-                  offline_after=t.offline_after, backoff_max_cycles=t.backoff_max_cycles)
+                  offline_after=t.offline_after, backoff_max_cycles=t.backoff_max_cycles,
+                  busy_retries=t.busy_retries, busy_backoff_s=t.busy_backoff_s)
 
 
 def build_buses(cfg: GatewayConfig, profiles: list[AnyProfile]) -> list[Bus]:
@@ -177,7 +178,8 @@ class Gateway:
                 devices[dev.driver.name] = {
                     "online": s.online, "ok": s.ok, "failed": s.failed,
                     "timeouts": s.timeouts, "frame_errors": s.frame_errors,
-                    "exceptions": s.exceptions, "latency_ms": round(s.last_latency_s * 1000, 1),
+                    "exceptions": s.exceptions, "busy": s.busy,
+                    "latency_ms": round(s.last_latency_s * 1000, 1),
                 }
         q = self.queue.stats()
         flags: dict[str, int] = defaultdict(int)

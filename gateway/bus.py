@@ -10,7 +10,9 @@ others no more than its timeout per cycle.** A timeout ends that device's
 turn for the cycle (no retry, no further steps). Corrupt answers (CRC errors,
 garbage, wrong unit) are fast, so they are retried up to ``retries`` times.
 Exception answers mean the device is alive but refuses that read: those
-quantities have no value this cycle, the rest are still read. A device whose
+quantities have no value this cycle, the rest are still read — except the
+"busy" exceptions 5/6, which get a bounded retry budget of their own with a
+short, doubling pause (``busy_retries``, ``busy_backoff_s``). A device whose
 cycles fail ``offline_after`` times in a row is marked offline and then only
 tried every 2, 4, 8 … cycles (capped at ``backoff_max_cycles``), so a bus full
 of dead meters does not stretch every cycle; the first good answer brings it
@@ -24,14 +26,19 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 from enmon.errors import DriverError
 from gateway.dlt645 import Dlt645Error
-from gateway.drivers import Driver
-from gateway.modbus_frames import ModbusException
+from gateway.drivers import Driver, Step
+from gateway.modbus_frames import BUSY_CODES, ModbusException
 from gateway.transport import Link, LinkError, LinkTimeout
 
 log = logging.getLogger("enmon.gateway.bus")
+
+#: how one step ended: a value, no value (corrupt answers past the retry budget), refused
+#: (an exception answer: the device is alive), or the link (timeout / link error)
+Outcome = Literal["ok", "failed", "refused", "link"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,8 @@ class Timing:
     inter_frame_s: float = 0.005
     offline_after: int = 3
     backoff_max_cycles: int = 16
+    busy_retries: int = 3  # Modbus exception 5/6 answers retried per step
+    busy_backoff_s: float = 0.05  # pause before the first busy retry, doubled each time
 
 
 @dataclass(slots=True)
@@ -58,6 +67,7 @@ class DeviceStats:
     timeouts: int = 0
     frame_errors: int = 0
     exceptions: int = 0
+    busy: int = 0  # exception 5/6 answers (also counted in exceptions)
     link_errors: int = 0
     last_latency_s: float = 0.0
     latency_sum_s: float = 0.0
@@ -90,9 +100,6 @@ class Bus:
 
     async def poll_device(self, dev: BusDevice) -> Reading:
         """Run one device's steps; values that failed are absent, never 0."""
-        t = dev.timing
-        st = dev.stats
-        name = dev.driver.name
         ts_ms = int(time.time() * 1000)
         started = time.monotonic()
         values: dict[str, float] = {}
@@ -100,39 +107,78 @@ class Bus:
         complete = True
         async with self._lock:
             for step in dev.driver.steps:
-                done = False
-                for attempt in range(t.retries + 1):
-                    try:
-                        frame = await self.link.transact(step.request(), step.length, t.timeout_s,
-                                                         quiet=step.quiet)
-                        values.update(step.parse(frame))
-                        answered = done = True
-                    except (LinkTimeout, LinkError) as exc:  # ends this device's turn
-                        if isinstance(exc, LinkTimeout):
-                            st.timeouts += 1
-                            log.warning("event=timeout bus=%s device=%s step=%r detail=%r",
-                                        self.name, name, step.label, str(exc))
-                        else:
-                            st.link_errors += 1
-                            log.warning("event=link_error bus=%s device=%s detail=%r",
-                                        self.name, name, str(exc))
-                        await asyncio.sleep(t.inter_frame_s)
-                        return self._finish(dev, ts_ms, started, values, answered, False)
-                    except (ModbusException, Dlt645Error) as exc:
-                        st.exceptions += 1
-                        answered = done = True
-                        log.warning("event=exception bus=%s device=%s step=%r detail=%r",
-                                    self.name, name, step.label, str(exc))
-                    except (DriverError, ValueError) as exc:  # CRC, garbage, bad line
-                        st.frame_errors += 1
-                        log.warning("event=bad_frame bus=%s device=%s step=%r attempt=%d detail=%r",
-                                    self.name, name, step.label, attempt + 1, str(exc)[:200])
-                    await asyncio.sleep(t.inter_frame_s)
-                    if done:
-                        break
-                if not done:
+                outcome = await self._run_step(dev, step, values)
+                if outcome == "link":  # timeout or link failure: this device's turn is over
+                    return self._finish(dev, ts_ms, started, values, answered, False)
+                answered = answered or outcome in ("ok", "refused")
+                if outcome != "ok":
                     complete = False
         return self._finish(dev, ts_ms, started, values, answered, complete)
+
+    async def _run_step(self, dev: BusDevice, step: Step, values: dict[str, float]) -> Outcome:
+        """One transaction with its two retry budgets.
+
+        ``retries`` covers corrupt answers (fast to repeat). ``busy_retries`` covers the
+        Modbus exceptions 5/6 (acknowledge / server busy: a meter still processing, or a
+        gateway in front of a slow line) after a growing pause of ``busy_backoff_s``,
+        ``2 ×``, ``4 ×`` …; once it is spent the step yields no value, logged as
+        ``event=busy_gave_up``. Other exceptions are final at once (the request is wrong).
+        """
+        t = dev.timing
+        st = dev.stats
+        name = dev.driver.name
+        attempt = busy = 0
+        while True:
+            try:
+                frame = await self.link.transact(step.request(), step.length, t.timeout_s,
+                                                 quiet=step.quiet)
+                values.update(step.parse(frame))
+                await asyncio.sleep(t.inter_frame_s)
+                return "ok"
+            except (LinkTimeout, LinkError) as exc:
+                if isinstance(exc, LinkTimeout):
+                    st.timeouts += 1
+                    log.warning("event=timeout bus=%s device=%s step=%r detail=%r",
+                                self.name, name, step.label, str(exc))
+                else:
+                    st.link_errors += 1
+                    log.warning("event=link_error bus=%s device=%s detail=%r",
+                                self.name, name, str(exc))
+                await asyncio.sleep(t.inter_frame_s)
+                return "link"
+            except ModbusException as exc:
+                st.exceptions += 1
+                if exc.code in BUSY_CODES:
+                    st.busy += 1
+                    if busy < t.busy_retries:
+                        pause = t.busy_backoff_s * 2**busy
+                        busy += 1
+                        log.info("event=busy bus=%s device=%s step=%r code=%d retry=%d "
+                                 "pause_s=%.3f", self.name, name, step.label, exc.code, busy,
+                                 pause)
+                        await asyncio.sleep(max(pause, t.inter_frame_s))
+                        continue
+                    log.warning("event=busy_gave_up bus=%s device=%s step=%r code=%d "
+                                "retries=%d", self.name, name, step.label, exc.code, busy)
+                else:
+                    log.warning("event=exception bus=%s device=%s step=%r detail=%r",
+                                self.name, name, step.label, str(exc))
+                await asyncio.sleep(t.inter_frame_s)
+                return "refused"
+            except Dlt645Error as exc:
+                st.exceptions += 1
+                log.warning("event=exception bus=%s device=%s step=%r detail=%r",
+                            self.name, name, step.label, str(exc))
+                await asyncio.sleep(t.inter_frame_s)
+                return "refused"
+            except (DriverError, ValueError) as exc:  # CRC, garbage, bad line
+                st.frame_errors += 1
+                attempt += 1
+                log.warning("event=bad_frame bus=%s device=%s step=%r attempt=%d detail=%r",
+                            self.name, name, step.label, attempt, str(exc)[:200])
+                await asyncio.sleep(t.inter_frame_s)
+                if attempt > t.retries:
+                    return "failed"
 
     def _finish(self, dev: BusDevice, ts_ms: int, started: float, values: dict[str, float],
                 answered: bool, complete: bool) -> Reading:

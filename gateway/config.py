@@ -99,6 +99,9 @@ class _Timing(StrictModel):
     inter_frame_s: Annotated[float, Field(ge=0, le=5)] | None = None
     offline_after: Annotated[int, Field(ge=1, le=100)] = 3
     backoff_max_cycles: Annotated[int, Field(ge=1, le=1000)] = 16
+    # Modbus exception 5/6 (acknowledge / busy): retries per read, first pause (doubled each time)
+    busy_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    busy_backoff_s: Annotated[float, Field(ge=0, le=5)] = 0.05
 
 
 class TcpTransport(_Timing):

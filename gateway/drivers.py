@@ -59,7 +59,7 @@ class ModbusDriver(Driver):
         self.name, self.profile_name, self.unit, self.framing = name, profile.model, unit, framing
         fields = [f for f in profile.fields() if quantities is None or f.quantity in quantities]
         self.reads = plan(fields, max_registers=profile.limits.max_registers, gap=gap,
-                          forbidden=profile.limits.forbidden)
+                          forbidden=profile.limits.forbidden, max_bits=profile.limits.max_bits)
         self.steps = [self._step(r) for r in self.reads]
 
     def _step(self, read: Read) -> Step:

@@ -1,4 +1,6 @@
-"""Modbus RTU and TCP (MBAP) framing for the two read functions a meter needs.
+"""Modbus RTU and TCP (MBAP) framing for the four read functions a meter or a plant
+controller needs: registers (FC 3 holding, FC 4 input) and bits (FC 1 coils, FC 2
+discrete inputs — breaker, pump and alarm states).
 
 Pure byte-level code with no I/O, shared by the gateway's bus master and by
 firmware_sim's slaves, so both sides can be tested frame by frame against the
@@ -17,10 +19,24 @@ from typing import Literal
 
 from enmon.errors import DriverError
 
-Function = Literal["holding", "input"]
-FUNCTION_CODE: dict[str, int] = {"holding": 3, "input": 4}
-CODE_FUNCTION: dict[int, Function] = {3: "holding", 4: "input"}
+Function = Literal["holding", "input", "coil", "discrete"]
+FUNCTION_CODE: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+CODE_FUNCTION: dict[int, Function] = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
+BIT_CODES = frozenset({1, 2})
 MAX_READ = 125  # registers per read request (spec: 1..125 for FC 3/4)
+MAX_READ_BITS = 2000  # bits per read request (spec: 1..2000 for FC 1/2, §6.1, §6.2)
+#: exceptions that mean "alive but not now" (acknowledge, server device busy): worth a retry
+BUSY_CODES = frozenset({5, 6})
+
+
+def max_count(function: str) -> int:
+    """The largest read the spec allows for ``function`` (registers or bits)."""
+    return MAX_READ_BITS if function in ("coil", "discrete") else MAX_READ
+
+
+def bit_bytes(count: int) -> int:
+    """Bytes that carry ``count`` bits in a FC 1/2 answer (LSB of the first byte = first bit)."""
+    return (count + 7) // 8
 
 EXCEPTIONS: dict[int, str] = {
     1: "illegal function",
@@ -84,8 +100,9 @@ class ReadRequest:
     count: int
 
     def pdu(self) -> bytes:
-        if not 1 <= self.count <= MAX_READ:
-            raise ValueError(f"count {self.count} outside 1..{MAX_READ}")
+        limit = max_count(self.function)
+        if not 1 <= self.count <= limit:
+            raise ValueError(f"count {self.count} outside 1..{limit}")
         return struct.pack(">BHH", FUNCTION_CODE[self.function], self.address, self.count)
 
 
@@ -107,7 +124,7 @@ def rtu_response_length(head: bytes) -> int | None:
 
 
 def parse_rtu_response(req: ReadRequest, frame: bytes) -> list[int]:
-    """Validate an RTU answer to ``req`` and return its registers.
+    """Validate an RTU answer to ``req`` and return its registers (or bits, as 0/1).
 
     Raises:
         FrameError: CRC error, wrong unit, wrong function or wrong length.
@@ -152,6 +169,11 @@ def _parse_pdu(req: ReadRequest, unit: int, pdu: bytes) -> list[int]:
         raise ModbusException(req.unit, want, pdu[1])
     if fc != want:
         raise FrameError(f"unit {req.unit}: function {fc} in answer, asked {want}")
+    if want in BIT_CODES:
+        n = bit_bytes(req.count)
+        if len(pdu) < 2 or pdu[1] != n or len(pdu) != 2 + n:
+            raise FrameError(f"unit {req.unit}: {len(pdu)}-byte PDU for {req.count} bits")
+        return unpack_bits(pdu[2:], req.count)
     if len(pdu) < 2 or pdu[1] != 2 * req.count or len(pdu) != 2 + 2 * req.count:
         raise FrameError(f"unit {req.unit}: {len(pdu)}-byte PDU for {req.count} registers")
     return list(struct.unpack(f">{req.count}H", pdu[2:]))
@@ -170,6 +192,25 @@ def parse_request_pdu(pdu: bytes) -> tuple[int, int, int]:
 
 def response_pdu(fc: int, registers: list[int]) -> bytes:
     return struct.pack(f">BB{len(registers)}H", fc, 2 * len(registers), *registers)
+
+
+def unpack_bits(data: bytes, count: int) -> list[int]:
+    """FC 1/2 answer bytes -> ``count`` bits as 0/1, first bit = LSB of the first byte."""
+    return [(data[i // 8] >> (i % 8)) & 1 for i in range(count)]
+
+
+def pack_bits(bits: list[int]) -> bytes:
+    """The inverse of :func:`unpack_bits`; unused high bits of the last byte are 0 (spec)."""
+    out = bytearray(bit_bytes(len(bits)))
+    for i, b in enumerate(bits):
+        if b:
+            out[i // 8] |= 1 << (i % 8)
+    return bytes(out)
+
+
+def bits_response_pdu(fc: int, bits: list[int]) -> bytes:
+    data = pack_bits(bits)
+    return bytes([fc, len(data)]) + data
 
 
 def exception_pdu(fc: int, code: int) -> bytes:

@@ -17,6 +17,11 @@ it as far as allowed uses the fewest reads (the usual exchange argument).
 The sweep is linear; the sort is O(n log n) in general and linear on the
 already-ordered field lists that profiles are written as (Timsort).
 
+Coils and discrete inputs (FC 1/2) are planned the same way in their own
+address spaces, counted in bits: up to ``max_bits`` (≤ 2000) per read, and a
+hole of ``16 × gap`` bits is filled (16 bits cost the two bytes one register
+does). Forbidden ranges are register ranges and do not apply to bits.
+
 Worked example (gap 2, max 10)::
 
     fields at 0(2w) 2(2w) 6(2w) 20(1w) 21(1w)
@@ -30,7 +35,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.modbus_frames import MAX_READ, rtu_wire_bytes, tcp_wire_bytes
+from gateway.modbus_frames import (
+    MAX_READ,
+    MAX_READ_BITS,
+    bit_bytes,
+    rtu_wire_bytes,
+    tcp_wire_bytes,
+)
+
+BIT_FUNCTIONS = frozenset({"coil", "discrete"})
 
 
 class FieldLike(Protocol):
@@ -77,52 +90,69 @@ def plan(
     max_registers: int = MAX_READ,
     gap: int = 0,
     forbidden: Sequence[tuple[int, int]] = (),
+    max_bits: int = MAX_READ_BITS,
 ) -> list[Read]:
     """Group ``fields`` into reads; see the module docstring for the strategy.
 
     Args:
-        max_registers: the device's limit per request (≤ 125).
+        max_registers: the device's limit per register request (≤ 125).
         gap: the largest hole (in registers) worth reading and discarding to save a request.
-        forbidden: inclusive address ranges the device refuses to read (exception 2).
+        forbidden: inclusive register address ranges the device refuses to read (exception 2).
+        max_bits: the device's limit per coil / discrete-input request (≤ 2000).
 
     Raises:
         PlanError: a field is wider than ``max_registers`` or lies in a forbidden range.
     """
     if not 1 <= max_registers <= MAX_READ:
         raise PlanError(f"max_registers {max_registers} outside 1..{MAX_READ}")
+    if not 1 <= max_bits <= MAX_READ_BITS:
+        raise PlanError(f"max_bits {max_bits} outside 1..{MAX_READ_BITS}")
     if gap < 0:
         raise PlanError(f"gap {gap} must be ≥ 0")
     by_function: dict[str, list[FieldLike]] = {}
     for f in fields:
-        if f.words > max_registers:
+        bits = f.function in BIT_FUNCTIONS
+        if not bits and f.words > max_registers:
             raise PlanError(f"{f.quantity}: {f.words} registers exceed "
                             f"max_registers {max_registers}")
-        if _touches(f.address, f.address + f.words, forbidden):
+        if not bits and _touches(f.address, f.address + f.words, forbidden):
             raise PlanError(f"{f.quantity}: address {f.address} lies in a forbidden range")
         by_function.setdefault(f.function, []).append(f)
 
     reads: list[Read] = []
     for function in sorted(by_function):
-        ordered = sorted(by_function[function], key=lambda f: (f.address, f.words))
-        start = end = -1
-        members: list[FieldLike] = []
-        for f in ordered:
-            f_end = f.address + f.words
-            if members:
-                new_end = max(end, f_end)
-                hole = f.address - end  # ≤ 0 when overlapping or adjacent
-                if (
-                    new_end - start <= max_registers
-                    and hole <= gap
-                    and not (hole > 0 and _touches(end, f.address, forbidden))
-                ):
-                    end = new_end
-                    members.append(f)
-                    continue
-                reads.append(Read(function, start, end - start, tuple(members)))
-            start, end, members = f.address, f_end, [f]
+        bits = function in BIT_FUNCTIONS
+        reads.extend(_sweep(function, by_function[function],
+                            limit=max_bits if bits else max_registers,
+                            gap=16 * gap if bits else gap,
+                            forbidden=() if bits else forbidden))
+    return reads
+
+
+def _sweep(function: str, fields: list[FieldLike], *, limit: int, gap: int,
+           forbidden: Sequence[tuple[int, int]]) -> list[Read]:
+    """The greedy sweep over one function's address space (see the module docstring)."""
+    reads: list[Read] = []
+    ordered = sorted(fields, key=lambda f: (f.address, f.words))
+    start = end = -1
+    members: list[FieldLike] = []
+    for f in ordered:
+        f_end = f.address + f.words
         if members:
+            new_end = max(end, f_end)
+            hole = f.address - end  # ≤ 0 when overlapping or adjacent
+            if (
+                new_end - start <= limit
+                and hole <= gap
+                and not (hole > 0 and _touches(end, f.address, forbidden))
+            ):
+                end = new_end
+                members.append(f)
+                continue
             reads.append(Read(function, start, end - start, tuple(members)))
+        start, end, members = f.address, f_end, [f]
+    if members:
+        reads.append(Read(function, start, end - start, tuple(members)))
     return reads
 
 
@@ -148,6 +178,9 @@ def wire_cost(reads: Sequence[Read], *, transport: str = "rtu") -> tuple[int, in
     cost = rtu_wire_bytes if transport == "rtu" else tcp_wire_bytes
     total = 0
     for r in reads:
+        # a bit read answers ceil(count / 8) bytes where a register read answers 2 × count
         req, resp = cost(r.count)
+        if r.function in BIT_FUNCTIONS:
+            resp += bit_bytes(r.count) - 2 * r.count
         total += req + resp
     return len(reads), total

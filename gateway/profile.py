@@ -10,6 +10,7 @@ testable and shared by the gateway (decode) and firmware_sim (encode).
 from __future__ import annotations
 
 import struct
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Generic, Literal, Self, TypeVar
@@ -20,9 +21,12 @@ from enmon import quantities
 from enmon.config import StrictModel, parse_model, read_yaml
 from enmon.errors import ConfigError
 
-RegType = Literal["u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64"]
+RegType = Literal["u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "u8", "i8",
+                  "bcd16", "bcd32", "str", "bool"]
 Order = Literal["big", "little"]
-Function = Literal["holding", "input"]
+#: holding/input are 16-bit registers (FC 3/4); coil/discrete are single bits (FC 1/2)
+Function = Literal["holding", "input", "coil", "discrete"]
+BIT_FUNCTIONS: frozenset[str] = frozenset({"coil", "discrete"})
 
 WORDS: dict[str, int] = {
     "u16": 1,
@@ -33,7 +37,18 @@ WORDS: dict[str, int] = {
     "i64": 4,
     "f32": 2,
     "f64": 4,
+    "u8": 1,
+    "i8": 1,
+    "bcd16": 1,
+    "bcd32": 2,
+    "bool": 1,  # one bit of a coil / discrete-input read
 }
+#: integer types: decoded to a Python int, never through a float
+INTEGER_TYPES: frozenset[str] = frozenset({"u16", "i16", "u32", "i32", "u64", "i64", "u8", "i8",
+                                           "bcd16", "bcd32", "bool"})
+#: above 2**53 a float cannot hold every integer: these are scaled in exact decimal arithmetic
+WIDE_TYPES: frozenset[str] = frozenset({"u64", "i64"})
+_UNSIGNED_BITS: dict[str, int] = {"u16": 16, "u32": 32, "u64": 64}
 _STRUCT: dict[str, str] = {
     "u16": "H",
     "i16": "h",
@@ -64,6 +79,12 @@ class Register(StrictModel):
     word_order: Order | None = None
     scale: float = 1.0
     offset: float = 0.0
+    # bit-field: bits ``bit`` .. ``bit + width - 1`` of an unsigned register value (u16/u32/u64),
+    # e.g. a status word's "breaker closed" bit; for u8/i8, ``bit`` 8 picks the high byte
+    bit: Annotated[int, Field(ge=0, le=63)] | None = None
+    width: Annotated[int, Field(ge=1, le=64)] | None = None
+    # type str: the number of registers (2 ASCII characters each) holding the text
+    length: Annotated[int, Field(ge=1, le=125)] | None = None
 
 
 class Defaults(StrictModel):
@@ -77,6 +98,7 @@ class Limits(StrictModel):
     """What the device accepts in one request."""
 
     max_registers: Annotated[int, Field(ge=1, le=125)] = 125
+    max_bits: Annotated[int, Field(ge=1, le=2000)] = 2000  # per coil / discrete-input read
     # inclusive [start, end] address ranges never to read (the device answers with an exception)
     forbidden: list[tuple[int, int]] = []
 
@@ -86,7 +108,8 @@ class Vector(StrictModel):
 
     __test__ = False  # not a pytest class
     name: str
-    expect: dict[str, float]
+    # an int stays an int (64-bit counters are compared exactly, not as floats)
+    expect: dict[str, int | float]
 
 
 class TestVector(Vector):
@@ -105,10 +128,14 @@ class Field_(StrictModel):
     word_order: Order
     scale: float
     offset: float
+    bit: int | None = None
+    width: int | None = None
+    length: int | None = None
 
     @property
     def words(self) -> int:
-        return WORDS[self.type]
+        """Registers (or, for coil/discrete, bits) this field spans."""
+        return self.length if self.type == "str" and self.length else WORDS[self.type]
 
 
 ItemT = TypeVar("ItemT", bound=StrictModel)
@@ -159,62 +186,223 @@ class ModbusProfile(Profile[Register, TestVector]):
     defaults: Defaults = Defaults()
     limits: Limits = Limits()
 
+    @model_validator(mode="after")
+    def _types_fit(self) -> Self:
+        for f in self.fields():
+            _check_field(f)
+        return self
+
     def fields(self) -> list[Field_]:
         d = self.defaults
-        return [
-            Field_(
+        out = []
+        for q, r in self.quantities.items():
+            function = r.function or d.function
+            # a bit read has one type; the register default (u16) never applies to it
+            type_ = r.type or ("bool" if function in BIT_FUNCTIONS else d.type)
+            out.append(Field_(
                 quantity=q,
                 address=r.address,
-                function=r.function or d.function,
-                type=r.type or d.type,
+                function=function,
+                type=type_,
                 byte_order=r.byte_order or d.byte_order,
                 word_order=r.word_order or d.word_order,
                 scale=r.scale,
                 offset=r.offset,
-            )
-            for q, r in self.quantities.items()
-        ]
+                bit=r.bit,
+                width=r.width,
+                length=r.length,
+            ))
+        return out
+
+
+def _check_field(f: Field_) -> None:
+    """Refuse combinations the decoder cannot honour, naming the quantity (at load time)."""
+    where = f"quantity {f.quantity!r}"
+    if (f.function in BIT_FUNCTIONS) != (f.type == "bool"):
+        raise ValueError(f"{where}: type bool goes with function coil/discrete and only there "
+                         f"(got type {f.type} on {f.function})")
+    if (f.type == "str") != (f.length is not None):
+        raise ValueError(f"{where}: type str needs length (registers), and only str takes one")
+    if f.bit is not None or f.width is not None:
+        if f.type in ("u8", "i8"):
+            if f.bit not in (None, 0, 8) or f.width is not None:
+                raise ValueError(f"{where}: {f.type} takes bit 0 (low byte) or 8 (high byte)")
+            return
+        size = _UNSIGNED_BITS.get(f.type)
+        if size is None:
+            raise ValueError(f"{where}: a bit-field needs an unsigned u16/u32/u64 type, "
+                             f"not {f.type}")
+        if (f.bit or 0) + (f.width or 1) > size:
+            raise ValueError(f"{where}: bits {f.bit or 0}+{f.width or 1} exceed {f.type}")
 
 
 # --------------------------------------------------------------------------- codec
 
+Number = int | float
 
-def decode(
-    words: list[int], type_: RegType, byte_order: Order = "big", word_order: Order = "big"
-) -> float:
-    """Registers (16-bit words as read off the wire) -> number.
 
-    ``word_order`` big means the most significant word comes first (ABCD);
-    ``byte_order`` little swaps the two bytes inside each word (BADC).
-    """
-    n = WORDS[type_]
-    if len(words) != n:
-        raise ValueError(f"{type_} needs {n} registers, got {len(words)}")
+def _raw_bytes(words: list[int], byte_order: Order, word_order: Order) -> bytes:
     ws = words if word_order == "big" else list(reversed(words))
-    raw = b"".join(w.to_bytes(2, "big" if byte_order == "big" else "little") for w in ws)
-    return float(struct.unpack(">" + _STRUCT[type_], raw)[0])
+    return b"".join(w.to_bytes(2, "big" if byte_order == "big" else "little") for w in ws)
 
 
-def encode(
-    value: float, type_: RegType, byte_order: Order = "big", word_order: Order = "big"
-) -> list[int]:
-    """Number -> registers; the inverse of :func:`decode` (used by firmware_sim)."""
-    code = _STRUCT[type_]
-    raw = struct.pack(">" + code, value if code in "fd" else round(value))
-    ws = [
-        int.from_bytes(raw[i : i + 2], "big" if byte_order == "big" else "little")
-        for i in range(0, len(raw), 2)
-    ]
+def _words_of(raw: bytes, byte_order: Order, word_order: Order) -> list[int]:
+    ws = [int.from_bytes(raw[i : i + 2], "big" if byte_order == "big" else "little")
+          for i in range(0, len(raw), 2)]
     return ws if word_order == "big" else list(reversed(ws))
 
 
-def to_canonical(f: Field_, words: list[int]) -> float:
-    return decode(words, f.type, f.byte_order, f.word_order) * f.scale + f.offset
+def decode(
+    words: list[int], type_: RegType, byte_order: Order = "big", word_order: Order = "big"
+) -> Number:
+    """Registers (16-bit words as read off the wire) -> number.
+
+    ``word_order`` big means the most significant word comes first (ABCD);
+    ``byte_order`` little swaps the two bytes inside each word (BADC). Integer types
+    come back as ``int`` — exact at any width, so a u64 counter above 2**53 keeps its
+    last digit; floats as ``float``. ``u8``/``i8`` are the register's low byte (see
+    :func:`to_canonical` for the high one); ``bcd16``/``bcd32`` are packed decimal digits
+    (raises ValueError on a nibble above 9, which meters send for "no value").
+    """
+    n = len(words) if type_ == "str" else WORDS[type_]
+    if len(words) != n:
+        raise ValueError(f"{type_} needs {n} registers, got {len(words)}")
+    if type_ == "bool":
+        return 1 if words[0] else 0
+    if type_ == "str":
+        return parse_number_text(decode_string(words, byte_order))
+    raw = _raw_bytes(words, byte_order, word_order)
+    if type_ in ("bcd16", "bcd32"):
+        digits = raw.hex()
+        if not digits.isdigit():
+            raise ValueError(f"registers {raw.hex()} are not BCD")
+        return int(digits)
+    if type_ in ("u8", "i8"):
+        return int.from_bytes(raw[1:], "big", signed=type_ == "i8")
+    if type_ in ("f32", "f64"):
+        return float(struct.unpack(">" + _STRUCT[type_], raw)[0])
+    return int.from_bytes(raw, "big", signed=type_.startswith("i"))
 
 
-def from_canonical(f: Field_, value: float) -> list[int]:
-    raw = (value - f.offset) / f.scale
-    return encode(raw, f.type, f.byte_order, f.word_order)
+def encode(
+    value: Number, type_: RegType, byte_order: Order = "big", word_order: Order = "big",
+    *, length: int = 1,
+) -> list[int]:
+    """Number -> registers; the inverse of :func:`decode` (used by firmware_sim)."""
+    if type_ == "bool":
+        return [1 if value else 0]
+    if type_ == "str":
+        return encode_string(format_number_text(value), length, byte_order)
+    if type_ in ("bcd16", "bcd32"):
+        nbytes = 2 * WORDS[type_]
+        v = round(value)
+        if not 0 <= v < 10 ** (2 * nbytes):
+            raise ValueError(f"{value} does not fit {type_}")
+        return _words_of(bytes.fromhex(f"{v:0{2 * nbytes}d}"), byte_order, word_order)
+    if type_ in ("u8", "i8"):
+        return [round(value).to_bytes(1, "big", signed=type_ == "i8")[0]]
+    if type_ in ("f32", "f64"):
+        raw = struct.pack(">" + _STRUCT[type_], value)
+    else:
+        nbytes = 2 * WORDS[type_]
+        iv = value if isinstance(value, int) else round(value)
+        raw = iv.to_bytes(nbytes, "big", signed=type_.startswith("i"))
+    return _words_of(raw, byte_order, word_order)
+
+
+def decode_string(words: list[int], byte_order: Order = "big") -> str:
+    """ASCII text, two characters per register (high byte first unless byte_order little),
+    trailing NULs and spaces dropped: how meters hold serial numbers, models, versions."""
+    raw = b"".join(w.to_bytes(2, "big" if byte_order == "big" else "little") for w in words)
+    try:
+        return raw.decode("ascii").rstrip("\x00 ").lstrip(" ")
+    except UnicodeDecodeError:
+        raise ValueError(f"registers {raw.hex()} are not ASCII text") from None
+
+
+def encode_string(text: str, length: int, byte_order: Order = "big") -> list[int]:
+    raw = text.encode("ascii")
+    if len(raw) > 2 * length:
+        raise ValueError(f"{text!r} does not fit {length} registers")
+    raw = raw.ljust(2 * length, b"\x00")
+    return [int.from_bytes(raw[i : i + 2], "big" if byte_order == "big" else "little")
+            for i in range(0, len(raw), 2)]
+
+
+def parse_number_text(text: str) -> Number:
+    """A number written as text in registers (some flow computers do this): int if integral."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"text {text!r} is not a number") from None
+
+
+def format_number_text(value: Number) -> str:
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+def _bits(f: Field_, raw: Number) -> Number:
+    """Apply the field's bit-field / byte selection to an integer register value."""
+    if f.type in ("u8", "i8"):
+        return raw
+    if f.bit is None and f.width is None:
+        return raw
+    assert isinstance(raw, int)
+    return (raw >> (f.bit or 0)) & ((1 << (f.width or 1)) - 1)
+
+
+def _field_words(f: Field_, words: list[int]) -> list[int]:
+    if f.type in ("u8", "i8") and f.bit == 8:
+        return [words[0] >> 8]  # the high byte, moved where decode() reads a byte
+    return words
+
+
+def to_canonical(f: Field_, words: list[int]) -> Number:
+    """Registers of one field -> its canonical value (scale, then offset).
+
+    Integer types stay exact: unscaled they are returned as ``int``; 64-bit ones are
+    scaled in decimal arithmetic and rounded once to the nearest float, so a counter at
+    2**53 + 1 with scale 0.01 does not first lose its last digit in a float.
+    """
+    raw = _bits(f, decode(_field_words(f, words), f.type, f.byte_order, f.word_order))
+    if isinstance(raw, int):
+        if f.scale == 1 and f.offset == 0:
+            return raw
+        if f.type in WIDE_TYPES:
+            exact = Decimal(raw) * Decimal(repr(f.scale)) + Decimal(repr(f.offset))
+            return int(exact) if exact == exact.to_integral_value() else float(exact)
+    return raw * f.scale + f.offset
+
+
+def from_canonical(f: Field_, value: Number) -> list[int]:
+    """Canonical value -> the field's registers (firmware_sim); see :func:`encode_into`."""
+    if isinstance(value, int) and f.scale == 1 and f.offset == 0:
+        raw: Number = value
+    elif f.type in WIDE_TYPES:
+        exact = (Decimal(repr(value) if isinstance(value, float) else value)
+                 - Decimal(repr(f.offset))) / Decimal(repr(f.scale))
+        raw = int(exact.to_integral_value())
+    else:
+        raw = (value - f.offset) / f.scale
+    if f.bit is not None or f.width is not None:
+        if f.type in ("u8", "i8"):
+            word = encode(raw, f.type)[0]
+            return [word << 8] if f.bit == 8 else [word]
+        return encode(round(raw) << (f.bit or 0), f.type, f.byte_order, f.word_order)
+    return encode(raw, f.type, f.byte_order, f.word_order, length=f.words)
+
+
+def encode_into(image: list[int], offset: int, f: Field_, value: Number) -> None:
+    """Write one field into a register image; bit-fields and high/low bytes are OR-ed in, so
+    several fields may share a register (a status word)."""
+    words = from_canonical(f, value)
+    shares = f.bit is not None or f.width is not None
+    for i, w in enumerate(words):
+        image[offset + i] = (image[offset + i] | w) if shares else w
 
 
 # --------------------------------------------------------------------------- library
