@@ -1,10 +1,15 @@
-"""Simulated DL/T 645-2007 electricity meters on a pty (RS-485) or TCP link.
+"""Simulated DL/T 645-2007 and -1997 electricity meters on a pty (RS-485) or TCP link.
 
 Several meters can share one bus, each at its 12-digit address, each serving a
-DL/T 645 profile's data identifiers with values from a dict or a callable.
-Answers a read (C=0x11) with 0x91 + DI + BCD value, an unknown DI with the
-abnormal answer 0xD1 / ERR 0x02 ("no requested data"), and the read-address
-broadcast (C=0x13) when exactly one meter is on the bus — as real meters do.
+DL/T 645 profile's data identifiers with values from a dict or a callable, in the
+profile's edition (``version``); 2007 and 1997 meters may share one bus, as they do
+on old sites. A 2007 meter answers a read (C=0x11) with 0x91 + DI + BCD value, an
+unknown DI with the abnormal answer 0xD1 / ERR 0x02 ("no requested data"), and the
+read-address broadcast (C=0x13) when exactly one meter is on the bus — as real
+meters do. A 1997 meter answers C=0x01 with 0x81 + 2-byte DI + value, an unknown DI
+with 0xC1 / ERR 0x02 (DI error), and anything else (a 2007 request included) with
+0xC1 / ERR 0x01. Faults: ``timeout``, ``garbage``, ``crc``, ``exception`` (abnormal
+answer) and ``address`` (a valid answer carrying another meter's address).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class Dlt645Server(LineServer):
             if len(self.meters) != 1:
                 return None  # several meters would collide on the wire
             addr = next(iter(self.meters))
+            if self.meters[addr].profile.version != "2007":
+                return None  # read-address is a 2007 command: a 1997 meter stays silent
             return d.build_frame(addr, d.C_READ_ADDRESS_OK, d.address_bytes(addr))
         wildcard = frame.address == d.BROADCAST
         if wildcard and len(self.meters) != 1:
@@ -50,16 +57,20 @@ class Dlt645Server(LineServer):
             return None
         if fault == "garbage":
             return meter.faults.garbage_bytes(12)
-        if frame.control != d.C_READ or len(frame.data) != 4:
-            return d.build_frame(addr, d.C_READ_ERR, b"\x01")
+        version = meter.profile.version
+        read, ok, err = d.CONTROL[version]
+        if frame.control != read or len(frame.data) != d.DI_BYTES[version]:
+            return d.build_frame(addr, err, b"\x01")
         di = frame.data[::-1].hex().upper()
         item_q = next(((q, it) for q, it in meter.profile.quantities.items()
                        if it.di.upper() == di), None)
         vals = _values(meter.values)
         if fault == "exception" or item_q is None or item_q[0] not in vals:
-            return d.build_frame(addr, d.C_READ_ERR, b"\x02")
+            return d.build_frame(addr, err, b"\x02")
         q, item = item_q
-        answer = d.build_frame(addr, d.C_READ_OK, frame.data + d.item_bytes(item, vals[q]))
+        # fault "address": the answer a misconfigured neighbour would give (checksum right)
+        who = f"{(int(addr) + 1) % 10**12:012d}" if fault == "address" else addr
+        answer = d.build_frame(who, ok, frame.data + d.item_bytes(item, vals[q]))
         return corrupt(answer) if fault == "crc" else answer
 
     def feed(self, buf: bytearray) -> list[bytes]:

@@ -1,4 +1,5 @@
-"""DL/T 645-2007 (多功能电能表通信协议) framing, data identifiers and profiles.
+"""DL/T 645-2007 and DL/T 645-1997 (多功能电能表通信协议/规约) framing, data identifiers
+and profiles.
 
 Most electricity meters in Chinese buildings speak DL/T 645 on RS-485. The
 framing is small and fixed, so it is implemented here as pure functions with
@@ -23,14 +24,36 @@ Frame (DL/T 645-2007 §7.1)::
 Values are BCD, least significant byte first, with a fixed number of decimals
 per identifier; for signed values (power, current, power factor) the top bit
 of the most significant byte is the sign.
+
+DL/T 645-1997, which the 2007 edition revised and which a large share of installed
+meters still speak, keeps the frame (68, address, 68, C, L, DATA+33H, CS, 16) and
+differs in the application layer — the profile's ``version`` picks one per model:
+
+* C: 0x01 read data, 0x81 normal answer, 0xC1 abnormal answer (1 ERR byte);
+  there is no read-address command (0x13 is a 2007 addition);
+* DI: two bytes ``DI1DI0`` (``9010`` total forward active energy, ``B611``..``B613``
+  phase voltages, ``B621``..``B623`` phase currents, ``B630`` total active power), sent
+  DI0 first, +33H like every data byte;
+* formats: energy XXXXXX.XX kWh (4 bytes) as in 2007, voltage XXX V (2 bytes, no
+  decimal, where 2007 has XXX.X), current XX.XX A (2 bytes, where 2007 has XXX.XXX in 3),
+  active power XX.XXXX kW (3 bytes).
+
+Worked frames from public sources are the tests' vectors (``tests/gateway/
+test_dlt645_1997.py``): a 9010 read ``68 54 07 13 00 80 13 68 01 02 43 C3 DA 16``
+answered ``… 68 81 06 43 C3 34 33 33 33 2B 16`` (0.01 kWh), and a B611 read
+``68 03 00 00 00 00 00 68 01 02 44 E9 03 16`` answered ``… 68 81 04 44 E9 33 34 EC 16``
+(100 V). The 9010/B611/B621/B630 ↔ 2007 identifier correspondence is as in public
+converter tables (e.g. ``IdConvertion`` in coyool/XXOO_000 ``dd645_2007.c``:
+9010↔00010000, B611↔02010100, B621↔02020100, B630↔02030000, with the current
+block noted "xx.xx / xxx.xxx").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from enmon.config import StrictModel
 from enmon.errors import DriverError
@@ -43,6 +66,19 @@ C_READ_OK = 0x91
 C_READ_ERR = 0xD1
 C_READ_ADDRESS = 0x13
 C_READ_ADDRESS_OK = 0x93
+# DL/T 645-1997
+C_READ_1997 = 0x01
+C_READ_OK_1997 = 0x81
+C_READ_ERR_1997 = 0xC1
+
+Version = Literal["2007", "1997"]
+#: (read request, normal answer, abnormal answer) control codes per edition
+CONTROL: dict[str, tuple[int, int, int]] = {
+    "2007": (C_READ, C_READ_OK, C_READ_ERR),
+    "1997": (C_READ_1997, C_READ_OK_1997, C_READ_ERR_1997),
+}
+#: data identifier length in bytes per edition
+DI_BYTES: dict[str, int] = {"2007": 4, "1997": 2}
 
 ERR_BITS = {
     0x01: "other error",
@@ -55,12 +91,24 @@ ERR_BITS = {
 }
 
 
-class Dlt645Error(DriverError):
-    """The meter answered with an abnormal response (C = 0xD1)."""
+#: DL/T 645-1997 ERR byte (as recalled from copies of the 1997 text; not verified bit by bit)
+ERR_BITS_1997 = {
+    0x01: "illegal data",
+    0x02: "wrong data identifier",
+    0x04: "password error",
+    0x10: "annual time zones exceeded",
+    0x20: "daily periods exceeded",
+    0x40: "tariffs exceeded",
+}
 
-    def __init__(self, address: str, err: int) -> None:
+
+class Dlt645Error(DriverError):
+    """The meter answered with an abnormal response (C = 0xD1, or 0xC1 in DL/T 645-1997)."""
+
+    def __init__(self, address: str, err: int, version: Version = "2007") -> None:
         self.address, self.err = address, err
-        why = ", ".join(t for b, t in ERR_BITS.items() if err & b) or "unknown"
+        bits = ERR_BITS if version == "2007" else ERR_BITS_1997
+        why = ", ".join(t for b, t in bits.items() if err & b) or "unknown"
         super().__init__(f"meter {address}: abnormal answer ERR=0x{err:02X} ({why})")
 
 
@@ -85,7 +133,8 @@ def address_text(raw: bytes) -> str:
 
 
 def di_bytes(di: str) -> bytes:
-    """Identifier as written in the standard's tables (``00010000``) → wire order DI0..DI3."""
+    """Identifier as written in the standard's tables (``00010000``, or ``9010`` in 1997)
+    → wire order DI0 first."""
     return bytes.fromhex(di)[::-1]
 
 
@@ -99,8 +148,14 @@ def build_frame(address: str, control: int, data: bytes = b"", *, preamble: bool
     return (PREAMBLE if preamble else b"") + body + bytes([checksum(body), 0x16])
 
 
-def read_request(address: str, di: str) -> bytes:
-    return build_frame(address, C_READ, di_bytes(di))
+def read_request(address: str, di: str, version: Version = "2007", *,
+                 preamble: bool = True) -> bytes:
+    """The read-data frame for ``di`` in the given edition (C 0x11 / 4-byte DI, or 0x01 /
+    2-byte DI)."""
+    if len(di) != 2 * DI_BYTES[version]:
+        raise ValueError(f"DI {di!r} is not a DL/T 645-{version} identifier "
+                         f"({DI_BYTES[version]} bytes)")
+    return build_frame(address, CONTROL[version][0], di_bytes(di), preamble=preamble)
 
 
 def read_address_request() -> bytes:
@@ -149,18 +204,22 @@ def frame_length(buf: bytes) -> int | None:
     return start + 12 + buf[start + 9]
 
 
-def parse_read_response(address: str, di: str, frame: Frame) -> bytes:
-    """The value bytes of a normal answer to ``read_request(address, di)``."""
+def parse_read_response(address: str, di: str, frame: Frame,
+                        version: Version = "2007") -> bytes:
+    """The value bytes of a normal answer to ``read_request(address, di, version)``."""
+    _, ok, err = CONTROL[version]
+    n = DI_BYTES[version]
     if address.upper() != BROADCAST and frame.address != address:
         raise Dlt645FrameError(f"answer from meter {frame.address}, asked {address}")
-    if frame.control == C_READ_ERR:
-        raise Dlt645Error(address, frame.data[0] if frame.data else 0)
-    if frame.control != C_READ_OK:
-        raise Dlt645FrameError(f"meter {address}: control 0x{frame.control:02X}, want 0x91")
-    if frame.data[:4] != di_bytes(di):
-        got = frame.data[:4][::-1].hex()
+    if frame.control == err:
+        raise Dlt645Error(address, frame.data[0] if frame.data else 0, version)
+    if frame.control != ok:
+        raise Dlt645FrameError(f"meter {address}: control 0x{frame.control:02X}, "
+                               f"want 0x{ok:02X} (DL/T 645-{version})")
+    if frame.data[:n] != di_bytes(di):
+        got = frame.data[:n][::-1].hex().upper()
         raise Dlt645FrameError(f"meter {address}: answer for DI {got}, asked {di}")
-    return frame.data[4:]
+    return frame.data[n:]
 
 
 def decode_bcd(raw: bytes, decimals: int, signed: bool = False) -> float:
@@ -197,8 +256,8 @@ def encode_bcd(value: float, nbytes: int, decimals: int, signed: bool = False) -
 class Dlt645Item(StrictModel):
     """One data identifier and how to read its value."""
 
-    di: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{8}$", json_schema_extra={
-        "fix": "8 hex digits DI3DI2DI1DI0 as in the standard, e.g. 00010000"})]
+    di: Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{4}){1,2}$", json_schema_extra={
+        "fix": "DI3DI2DI1DI0 as in the 2007 tables (00010000), or DI1DI0 in 1997 (9010)"})]
     bytes: Annotated[int, Field(ge=1, le=8)]
     decimals: Annotated[int, Field(ge=0, le=8)]
     signed: bool = False
@@ -212,6 +271,17 @@ class Dlt645Vector(Vector):
 
 class Dlt645Profile(Profile[Dlt645Item, Dlt645Vector]):
     protocol: Literal["dlt645"]
+    #: the edition the meter speaks: framing control codes, DI length and formats differ
+    version: Version = "2007"
+
+    @model_validator(mode="after")
+    def _di_fit_version(self) -> Self:
+        n = 2 * DI_BYTES[self.version]
+        for q, item in self.quantities.items():
+            if len(item.di) != n:
+                raise ValueError(f"quantity {q!r}: DI {item.di} has {len(item.di)} hex digits; "
+                                 f"DL/T 645-{self.version} identifiers have {n}")
+        return self
 
 
 def item_value(item: Dlt645Item, raw: bytes) -> float:

@@ -86,24 +86,25 @@ class ModbusDriver(Driver):
 
 
 class Dlt645Driver(Driver):
-    """A DL/T 645-2007 meter: one read per data identifier (the protocol has no block reads
-    that every meter supports)."""
+    """A DL/T 645-2007 or -1997 meter (the profile's ``version``): one read per data
+    identifier (the protocol has no block reads that every meter supports)."""
 
     def __init__(self, name: str, profile: d.Dlt645Profile, address: str, *,
                  quantities: list[str] | None = None) -> None:
         d.address_bytes(address)  # validate early
         self.name, self.profile_name, self.address = name, profile.model, address
+        self.version: d.Version = profile.version
         self.steps = [self._step(q, item) for q, item in profile.quantities.items()
                       if quantities is None or q in quantities]
 
     def _step(self, quantity: str, item: d.Dlt645Item) -> Step:
-        raw = d.read_request(self.address, item.di)
+        raw = d.read_request(self.address, item.di, self.version)
 
         def parse(frame: bytes) -> dict[str, float]:
             found, _ = d.find_frame(frame)
             if found is None:
                 raise d.Dlt645FrameError(f"meter {self.address}: no frame in {frame.hex()}")
-            value = d.parse_read_response(self.address, item.di, found)
+            value = d.parse_read_response(self.address, item.di, found, self.version)
             return {quantity: d.item_value(item, value)}
 
         return Step(f"meter {self.address} DI {item.di}", lambda: raw, d.frame_length, parse)
