@@ -2,14 +2,21 @@
 
 Pure functions so the same numbers appear in alerts and in inspectors' reports.
 A quota is an *annual allowance* (kWh or kgce) = intensity × floor area (or ×
-occupants for per-capita quotas). Through the year the allowance is spread by
-seasonal weights (a heating/cooling-heavy month gets more), which gives:
+occupants for per-capita quotas). Through the year the allowance is spread in
+proportion to time by default (every millisecond of the year is due the same share,
+so a building with constant use projects exactly its annual rate), or by 12 seasonal
+monthly weights when the site file names them (a heating/cooling-heavy month gets
+more). That gives:
 
 - the pro-rated quota: what may have been used by now;
 - the projection: year-to-date ÷ the share of the year's use expected by now
   (a seasonally adjusted run rate). The early warning (预警) fires when the
-  projection reaches the allowance, long before the year-to-date does;
+  projection reaches ``warn_ratio`` × the allowance, long before the year-to-date does;
 - exceeded: the year-to-date reached the allowance.
+
+There is no separate "over the pro-rated quota" state: year-to-date > pro-rated ×
+(1 + t) is the same inequality as projection > allowance × (1 + t), so it was only
+ever an early warning at a higher ratio and could not fire at defaults (issue 11).
 """
 
 from __future__ import annotations
@@ -28,8 +35,7 @@ if TYPE_CHECKING:
     from energy.site import Building
 
 Level = Literal["constraint", "baseline", "guide"]
-QuotaState = Literal["ok", "over_pro_rata", "early_warning", "exceeded"]
-FLAT = (1.0,) * 12
+QuotaState = Literal["ok", "early_warning", "exceeded"]
 
 
 def office_correction(hours_per_year: float, m2_per_person: float) -> tuple[float, float]:
@@ -70,15 +76,25 @@ def annual_allowance(intensity: float, *, basis: Literal["area", "person"], floo
     return intensity * (floor_area_m2 if basis == "area" else occupants)
 
 
-def year_fraction(ts_ms: int, tz: ZoneInfo, weights: Sequence[float] = FLAT) -> float:
-    """Share of the year's expected use that falls before ``ts_ms`` (0..1).
+def year_fraction(ts_ms: int, tz: ZoneInfo, weights: Sequence[float] | None = None) -> float:
+    """Share of the year's expected use that falls before ``ts_ms`` (0..1), local calendar.
 
-    ``weights`` are 12 relative monthly weights; within a month use is spread evenly
-    over time. Flat weights give the plain elapsed-time fraction by month.
+    ``weights=None`` (the default) is proportional to time: the elapsed share of the
+    local year (365 or 366 days), so a building using the same every hour projects
+    exactly its annual use on every day and an early warning cannot flap at a month
+    boundary. Equal *monthly* weights are not the same thing: February would be due
+    1/12 of the year in 28 days, which biased projections by up to 3 %.
+
+    ``weights`` are 12 relative monthly shares of the year's use (January first);
+    within a month use is spread evenly over time.
     """
+    d = datetime.fromtimestamp(ts_ms / 1000, tz)
+    if weights is None:
+        y0 = datetime(d.year, 1, 1, tzinfo=tz).timestamp()
+        y1 = datetime(d.year + 1, 1, 1, tzinfo=tz).timestamp()
+        return (ts_ms / 1000 - y0) / (y1 - y0)
     if len(weights) != 12 or any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ValueError("seasonal weights must be 12 non-negative numbers with a positive sum")
-    d = datetime.fromtimestamp(ts_ms / 1000, tz)
     total = float(sum(weights))
     done = sum(weights[: d.month - 1])
     month_start = datetime(d.year, d.month, 1, tzinfo=tz)
@@ -98,7 +114,7 @@ class QuotaStatus:
 
 
 def evaluate_quota(*, ytd: float, allowance: float, fraction: float, min_fraction: float = 0.05,
-                   warn_ratio: float = 1.0, pro_rata_tolerance: float = 0.1) -> QuotaStatus:
+                   warn_ratio: float = 1.0) -> QuotaStatus:
     """Classify year-to-date use against an annual allowance.
 
     Args:
@@ -107,7 +123,6 @@ def evaluate_quota(*, ytd: float, allowance: float, fraction: float, min_fractio
         min_fraction: no projection before this share of the year's use is due (one
             cold week in January must not project a blown year).
         warn_ratio: early warning when projected ≥ warn_ratio × allowance.
-        pro_rata_tolerance: ``over_pro_rata`` when ytd > pro-rated × (1 + tolerance).
     """
     pro_rated = allowance * fraction
     projected = ytd / fraction if fraction >= min_fraction and fraction > 0 else None
@@ -115,8 +130,6 @@ def evaluate_quota(*, ytd: float, allowance: float, fraction: float, min_fractio
         state: QuotaState = "exceeded"
     elif projected is not None and projected >= warn_ratio * allowance:
         state = "early_warning"
-    elif ytd > pro_rated * (1 + pro_rata_tolerance) and fraction >= min_fraction:
-        state = "over_pro_rata"
     else:
         state = "ok"
     return QuotaStatus(state, allowance, ytd, pro_rated, projected, fraction)

@@ -118,9 +118,10 @@ class Quota(StrictModel):
     unit: Literal["kWh/(m2·a)", "kgce/(m2·a)", "kgce/(person·a)", "kWh/(person·a)"] | None = None
     source: str | None = None
     office_correction: bool | None = None
-    seasonal_weights: list[Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: [1.0] * 12, min_length=12, max_length=12,
-        json_schema_extra={"fix": "12 relative monthly weights, January first"})
+    seasonal_weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        default=None, min_length=12, max_length=12,
+        json_schema_extra={"fix": "12 relative monthly shares of the year's use, January "
+                                  "first; leave out for use proportional to time"})
     warn_ratio: float = Field(default=1.0, gt=0)
     min_fraction: float = Field(default=0.05, ge=0, lt=1)
 
@@ -129,6 +130,8 @@ class Quota(StrictModel):
         if (self.ref is None) == (self.value is None):
             raise ValueError(
                 "give either ref (a shipped quota) or value + unit + source (your own)")
+        if self.seasonal_weights is not None and sum(self.seasonal_weights) <= 0:
+            raise ValueError("seasonal_weights must have a positive sum")
         if self.ref is not None:
             refdata.quota(self.ref)  # raises a ConfigError naming near keys
         elif self.unit is None or not self.source:

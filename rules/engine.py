@@ -215,8 +215,10 @@ class Engine:
         self._observe(out, "quota_early_warning", labels,
                       st.state in ("early_warning", "exceeded"), now, severity="warning",
                       value=st.projected, summary=text)
-        self._observe(out, "quota_over_pro_rata", labels, st.state == "over_pro_rata", now,
-                      severity="info", value=st.ytd, summary=text)
+        # quota_over_pro_rata is gone (it was an early warning at 110 %, unreachable at
+        # defaults); one left firing in an older state database is resolved here
+        self._observe(out, "quota_over_pro_rata", labels, False, now, severity="info",
+                      value=st.ytd, summary=text)
         return out
 
     def on_budget(self, site: str, building: str, budget: str, st: BudgetStatus, unit: str,

@@ -52,8 +52,14 @@ def test_local_quota_and_per_capita_allowance() -> None:
 
 
 def test_year_fraction_flat_and_seasonal() -> None:
-    # flat weights: 1 April = 3 of 12 months done
-    assert year_fraction(ms(datetime(2025, 4, 1, tzinfo=SH)), SH) == pytest.approx(0.25)
+    # default, proportional to time: 1 April 2025 = 90 of 365 days done (not 3/12 months)
+    assert year_fraction(ms(datetime(2025, 4, 1, tzinfo=SH)), SH) == pytest.approx(90 / 365)
+    # a leap year: 1 March 2024 = 60 of 366 days; the local (not UTC) year is the base
+    assert year_fraction(ms(datetime(2024, 3, 1, tzinfo=SH)), SH) == pytest.approx(60 / 366)
+    assert year_fraction(ms(datetime(2025, 1, 1, tzinfo=SH)), SH) == 0.0
+    # equal monthly weights are a named profile of their own, not the default
+    assert year_fraction(ms(datetime(2025, 4, 1, tzinfo=SH)), SH, [1.0] * 12) == \
+        pytest.approx(0.25)
     w = [2, 2, 1, 1, 1, 2, 3, 3, 1, 1, 1, 2]  # sum 20
     assert year_fraction(ms(datetime(2025, 7, 1, tzinfo=SH)), SH, w) == pytest.approx(9 / 20)
     # 16 July 00:00: 15 of July's 31 days gone -> (9 + 3*15/31) / 20
@@ -129,3 +135,61 @@ def test_simulated_year_drifting_over_quota() -> None:
                     fired.setdefault(rule, d)
     assert fired["quota_early_warning"] == expect_warn
     assert fired["quota_exceeded"] == expect_exceeded
+
+
+def test_constant_use_projects_its_annual_rate_every_day() -> None:
+    """Worked example (issue 11): a building using exactly 100 kWh every hour of 2025.
+
+    Its true annual use is 100 × 8760 = 876 000 kWh. At defaults (no seasonal weights)
+    the projection must equal that on every evaluation after the minimum fraction, at
+    midnight and at noon, in every month; the old equal-month profile projected
+    100 × 24 × 365 / (59/365 … ) up to ~3 % off (e.g. 28 February: 854 610 kWh).
+
+    Two buildings: one 2 % under its quota (never warned) and one 2 % over it (warned
+    on the first day the projection is allowed and never resolved before its year-to-date
+    exceeds the quota in late December).
+    """
+    from energy.site import Site
+    from rules.config import RulesConfig
+    from rules.engine import Engine
+
+    year, rate = 2025, 100.0  # kWh per hour
+    start = datetime(year, 1, 1, tzinfo=SH)
+    annual = rate * 24 * 365
+    readings = [(ms(start + timedelta(days=d)), 5_000.0 + rate * 24 * d) for d in range(366)]
+    ivs = intervals(readings)
+    site = Site.model_validate({"site": "campus", "buildings": [
+        {"id": b, "floor_area_m2": 1000,
+         "quota": {"value": annual * k / 1000, "unit": "kWh/(m2·a)", "source": "test"}}
+        for b, k in (("under", 1.02), ("over", 0.98))]})
+    eng = Engine(RulesConfig(), [site], AlertBook(), started_ms=ms(start))
+    events: dict[str, list[tuple[str, str, int]]] = {"under": [], "over": []}
+    states: dict[str, set[str]] = {"under": set(), "over": set()}
+    q = site.buildings[0].quota
+    assert q is not None and q.seasonal_weights is None  # the default: time-proportional
+    for d in range(365):
+        for hour in (12, 24):
+            now = ms(start + timedelta(days=d, hours=hour))
+            ytd = consumption(ivs, ms(start), now)
+            frac = year_fraction(now - 1, SH, q.seasonal_weights)
+            assert frac == pytest.approx((d * 24 + hour) / 8760, abs=1e-9)
+            for bld in site.buildings:
+                assert bld.quota is not None
+                allowance = annual_allowance(bld.quota.value or 0, basis="area",
+                                             floor_area_m2=1000, occupants=0)
+                st = evaluate_quota(ytd=ytd, allowance=allowance, fraction=frac,
+                                    min_fraction=bld.quota.min_fraction)
+                states[bld.id].add(st.state)
+                if frac >= bld.quota.min_fraction:
+                    assert st.projected == pytest.approx(annual, rel=1e-9), (d, hour)
+                out = eng.on_quota("campus", bld.id, st, "kWh", now)
+                events[bld.id] += [(n.rule, n.kind, d) for n in out.notifications]
+    assert events["under"] == [] and states["under"] == {"ok"}
+    # warned on the first evaluation with a projection: noon of 19 January (day 18),
+    # 444 of 8760 hours = 5.07 % ≥ min_fraction 5 %; never resolved after
+    assert events["over"][0] == ("quota_early_warning", "firing", 18)
+    assert [e for e in events["over"] if e[1] == "resolved"] == []
+    assert {e[1] for e in events["over"]} == {"firing", "repeat"}  # daily reminders only
+    assert [e[0] for e in events["over"] if e[1] == "firing"] == ["quota_early_warning",
+                                                                   "quota_exceeded"]
+    assert states["over"] == {"ok", "early_warning", "exceeded"}
