@@ -95,7 +95,11 @@ class InfluxV1Writer(_Http):
         params = {"db": self.cfg.database, "precision": "ms", **self.auth_params()}
         if self.cfg.retention_policy:
             params["rp"] = self.cfg.retention_policy
-        body = "\n".join(lines).encode()
+        try:
+            body = "\n".join(lines).encode()
+        except UnicodeEncodeError as exc:  # a line that can never be stored: the data's fault
+            raise SinkError(f"influx write: line is not valid UTF-8: {exc.reason}",
+                            retryable=False) from None
         try:
             async with self.session().post(f"{self.cfg.url}/write", params=params, data=body) as r:
                 if r.status == 204:

@@ -34,6 +34,27 @@ _FLAG = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # Readings before 2000-01-01 cannot come from a working clock.
 MIN_TS_MS = 946_684_800_000
 MAX_SAMPLES = 4096  # reachable under the size limit: a minimal sample is ~46 bytes
+# The largest magnitude a reading may have: a 12-digit register scaled by 1000 is 1e15,
+# and doubles are exact integers up to 2**53 ≈ 9e15. A 400-digit integer is not a reading.
+MAX_ABS_VALUE = 1e15
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def safe_text(value: object, limit: int = 200) -> str:
+    """Any value as printable, encodable text: for logs and ``rejected`` records, which must
+    be writable whatever a sender put in the field (lone surrogates, control characters)."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def clean_text(value: str) -> bool:
+    """Valid UTF-8 text (no lone surrogates) without control characters."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not _CONTROL.search(value)
 
 
 class Reason(StrEnum):
@@ -56,6 +77,9 @@ class Reason(StrEnum):
     NON_FINITE = "non_finite"
     TS_OUT_OF_RANGE = "ts_out_of_range"
     BAD_FLAG = "bad_flag"
+    OUT_OF_RANGE = "out_of_range"  # a number no meter can mean (beyond ±1e15)
+    BAD_TEXT = "bad_text"  # a string that is not clean UTF-8 text (lone surrogates, controls)
+    DUPLICATE_SAMPLE = "duplicate_sample"  # a second sample of one device at one ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +264,9 @@ def _parse_devices(raw: Any) -> dict[str, DeviceMeta]:
                 raise WireError(
                     Reason.BAD_TYPE, f"devices.{name}.{key} must be a string ≤ 64 chars"
                 )
+            if not clean_text(v):
+                raise WireError(Reason.BAD_TEXT, f"devices.{name}.{key} {safe_text(v, 64)!r} "
+                                "is not clean UTF-8 text")
             if key in ("building", "category") and v and not _ID.fullmatch(v):
                 raise WireError(
                     Reason.BAD_ID, f"devices.{name}.{key} {v!r} must match {ID_PATTERN}"
@@ -309,6 +336,7 @@ def parse_batch(payload: bytes, *, topic: str | None = None) -> ParsedBatch:
 
     dropped: list[Dropped] = []
     samples: list[Sample] = []
+    seen: set[tuple[str, int]] = set()
     for i, raw in enumerate(raw_samples):
         where = f"samples[{i}]."
         if not isinstance(raw, dict):
@@ -320,23 +348,33 @@ def parse_batch(payload: bytes, *, topic: str | None = None) -> ParsedBatch:
         if not isinstance(flags_raw, dict):
             raise WireError(Reason.BAD_TYPE, f"{where}flags must be an object")
         if device not in devices:
-            dropped.append(Dropped(Reason.UNKNOWN_DEVICE, f"{device!r} not in devices", device, ts))
+            dropped.append(Dropped(Reason.UNKNOWN_DEVICE,
+                                   f"{safe_text(device, 64)!r} not in devices",
+                                   safe_text(device, 64), 0))
             continue
         if ts < MIN_TS_MS or ts > 2**53:
             dropped.append(
-                Dropped(Reason.TS_OUT_OF_RANGE, f"ts {ts} is not epoch ms after 2000", device, ts)
+                Dropped(Reason.TS_OUT_OF_RANGE,
+                        f"ts {safe_text(ts, 40)} is not epoch ms after 2000", device, 0)
             )
             continue
+        if (device, ts) in seen:
+            # two readings of one meter at one instant: storing one would silently drop the
+            # other (same series, same time), so the second is refused and recorded
+            dropped.append(Dropped(Reason.DUPLICATE_SAMPLE,
+                                   f"{device} has a second sample at ts {ts}", device, ts))
+            continue
+        seen.add((device, ts))
         values: dict[str, float] = {}
         for q, v in values_raw.items():
             if q not in QUANTITIES:
                 dropped.append(
                     Dropped(
                         Reason.UNKNOWN_QUANTITY,
-                        f"{q!r} is not in the vocabulary",
+                        f"{safe_text(q, 64)!r} is not in the vocabulary",
                         device,
                         ts,
-                        str(q)[:64],
+                        safe_text(q, 64),
                     )
                 )
             elif isinstance(v, bool) or not isinstance(v, int | float):
@@ -345,8 +383,15 @@ def parse_batch(payload: bytes, *, topic: str | None = None) -> ParsedBatch:
                         Reason.BAD_TYPE, f"{q} is {type(v).__name__}, not a number", device, ts, q
                     )
                 )
+            elif isinstance(v, int) and abs(v) > MAX_ABS_VALUE:
+                # before any float(): a huge JSON integer would overflow there
+                dropped.append(Dropped(Reason.OUT_OF_RANGE,
+                                       f"{q} is an integer of {len(str(abs(v)))} digits",
+                                       device, ts, q))
             elif not math.isfinite(v):
                 dropped.append(Dropped(Reason.NON_FINITE, f"{q} is {v!r}", device, ts, q))
+            elif abs(v) > MAX_ABS_VALUE:
+                dropped.append(Dropped(Reason.OUT_OF_RANGE, f"{q} is {v!r}", device, ts, q))
             else:
                 values[q] = float(v)
         flags: dict[str, str] = {}
@@ -357,10 +402,10 @@ def parse_batch(payload: bytes, *, topic: str | None = None) -> ParsedBatch:
                 dropped.append(
                     Dropped(
                         Reason.BAD_FLAG,
-                        f"flag {str(q)[:64]!r}={str(f)[:64]!r}",
+                        f"flag {safe_text(q, 64)!r}={safe_text(f, 64)!r}",
                         device,
                         ts,
-                        str(q)[:64],
+                        safe_text(q, 64),
                     )
                 )
         samples.append(Sample(device, ts, values, flags))

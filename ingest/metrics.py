@@ -28,6 +28,7 @@ class Stats:
     write_retries: int = 0
     write_failures: int = 0  # non-retryable refusals that forced a per-message split
     unstorable: int = 0  # messages InfluxDB refused even as a ``rejected`` record
+    processing_errors: int = 0  # payloads that raised inside processing (quarantined)
     acked: int = 0
     stale_acks: int = 0
     batch_latency_sum_s: float = 0.0
@@ -76,6 +77,9 @@ def render_prometheus(s: Stats, *, worker: str) -> str:
            [("", s.write_failures)])
     metric("enmon_ingest_unstorable_total", "counter", "messages not even storable as rejected",
            [("", s.unstorable)])
+    metric("enmon_ingest_processing_errors_total", "counter",
+           "payloads that raised inside processing (quarantined in rejected, acked)",
+           [("", s.processing_errors)])
     metric("enmon_ingest_acked_total", "counter", "messages acknowledged to the broker",
            [("", s.acked)])
     metric("enmon_ingest_batch_latency_seconds_sum", "counter", "time spent in writes",
@@ -112,6 +116,7 @@ def stats_line(s: Stats, *, worker: str, ts_ms: int) -> str:
         "write_retries": s.write_retries,
         "write_refusals": s.write_failures,
         "unstorable": s.unstorable,
+        "processing_errors": s.processing_errors,
         "acked": s.acked,
         "batch_latency_sum_s": s.batch_latency_sum_s,
         "lag_s": s.lag_s,

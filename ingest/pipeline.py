@@ -42,6 +42,7 @@ log = logging.getLogger("enmon.ingest")
 # Reasons ingest adds to the wire contract's (enmon.wire.Reason)
 TS_FUTURE = "ts_future"  # reading more than future_reject_s ahead of ingest's clock
 DB_REFUSED = "db_refused"  # the database refused the message's points as invalid
+PROCESSING_ERROR = "processing_error"  # a bug met a payload: quarantined, acked, counted
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -94,18 +95,21 @@ class Processor:
     def rejected(self, *, reason: str, detail: str, payload: bytes, topic: str, site: str,
                  gateway: str, now_ms: int, device: str = "", quantity: str = "",
                  digest: str | None = None) -> str:
-        tags = {"site": site or "_unknown", "gateway": gateway or "_unknown", "reason": reason,
-                "worker": self.worker}
+        tags = {"site": wire.safe_text(site or "_unknown", 64),
+                "gateway": wire.safe_text(gateway or "_unknown", 64),
+                "reason": reason, "worker": self.worker}
+        # whatever the sender put in these, the record must be writable: safe_text escapes
+        # lone surrogates and control characters instead of failing the write
         fields: dict[str, float | int | str | bool] = {
             "payload_sha256": digest or payload_hash(payload),
-            "detail": detail[:500],
-            "topic": topic[:300],
+            "detail": wire.safe_text(detail, 500),
+            "topic": wire.safe_text(topic, 300),
             "size": len(payload),
         }
         if device:
-            fields["device"] = device[:64]
+            fields["device"] = wire.safe_text(device, 64)
         if quantity:
-            fields["quantity"] = quantity[:64]
+            fields["quantity"] = wire.safe_text(quantity, 64)
         return line("rejected", tags, fields, self._reject_ts(now_ms))
 
     def process(self, payload: bytes, topic: str, now_ms: int) -> Processed:
@@ -117,7 +121,8 @@ class Processor:
             except WireError:
                 site = gateway = ""
             log.warning("event=rejected reason=%s topic=%r size=%d detail=%r",
-                        exc.reason, topic[:200], len(payload), exc.detail[:200])
+                        exc.reason, wire.safe_text(topic), len(payload),
+                        wire.safe_text(exc.detail))
             return Processed([self.rejected(reason=str(exc.reason), detail=exc.detail,
                                             payload=payload, topic=topic, site=site,
                                             gateway=gateway, now_ms=now_ms)],
@@ -296,7 +301,17 @@ class Pipeline:
         self._held += 1
         if d.dup:
             st.redeliveries += 1
-        p = self.processor.process(d.payload, d.topic, int(time.time() * 1000))
+        now = int(time.time() * 1000)
+        try:
+            p = self.processor.process(d.payload, d.topic, now)
+        except Exception as exc:  # the last line of defence: no payload may stop the worker
+            st.processing_errors += 1
+            log.error("event=processing_error topic=%r sha256=%s error=%r",
+                      wire.safe_text(d.topic), payload_hash(d.payload), wire.safe_text(exc))
+            p = Processed([self.processor.rejected(
+                reason=PROCESSING_ERROR, detail=f"{type(exc).__name__}: {exc}",
+                payload=d.payload, topic=d.topic, site="", gateway="", now_ms=now)],
+                reasons=[PROCESSING_ERROR])
         a = len(pending.lines)
         pending.lines.extend(p.lines)
         pending.spans.append((a, len(pending.lines)))

@@ -60,6 +60,11 @@ json_value = st.recursive(
     max_leaves=20)
 
 
+# text holding at least one lone UTF-16 surrogate
+with_surrogate = st.tuples(st.text(max_size=5), st.characters(categories=["Cs"]),
+                           st.text(max_size=5)).map("".join)
+
+
 @st.composite
 def poisoned(draw: st.DrawFn) -> tuple[str, bytes]:
     """A valid gw-h batch with exactly one poison that the contract must refuse."""
@@ -67,7 +72,8 @@ def poisoned(draw: st.DrawFn) -> tuple[str, bytes]:
     kind = draw(st.sampled_from([
         "site", "gateway", "version", "missing", "seq_type", "value_type", "quantity",
         "ts_range", "ts_future", "device", "energy_type", "flag", "spoof", "samples_type",
-        "nan",
+        "nan", "surrogate_device", "surrogate_quantity", "surrogate_flag", "huge_int",
+        "duplicate", "bad_text",
     ]))
     t = topic("gw-h")
     s0 = obj["samples"][0]
@@ -106,6 +112,22 @@ def poisoned(draw: st.DrawFn) -> tuple[str, bytes]:
     elif kind == "nan":
         s0["values"]["active_power_kw"] = draw(st.sampled_from(
             [float("nan"), float("inf"), float("-inf")]))
+    elif kind == "surrogate_device":
+        s0["device"] = draw(with_surrogate)
+    elif kind == "surrogate_quantity":
+        s0["values"][draw(with_surrogate)] = 1.0
+    elif kind == "surrogate_flag":
+        s0["flags"] = {draw(with_surrogate): "out_of_range"}
+    elif kind == "huge_int":
+        digits = draw(st.integers(17, 400))
+        s0["values"]["active_power_kw"] = draw(st.sampled_from([1, -1])) * 10 ** digits
+    elif kind == "duplicate":
+        obj["samples"].append(copy.deepcopy(s0))
+    elif kind == "bad_text":
+        obj["devices"]["main"]["profile"] = draw(st.one_of(
+            with_surrogate, st.text(alphabet=st.characters(max_codepoint=0x1f), min_size=1,
+                                    max_size=5)))
+    # json.dumps escapes a lone surrogate as \udXXX: valid UTF-8 bytes, an invalid string
     return t, json.dumps(obj, allow_nan=True).encode()
 
 
@@ -163,3 +185,17 @@ def test_hostile_payloads_all_rejected_with_reason_valid_traffic_unaffected(
         assert len(reasons) >= 10, reasons  # the poisons hit many distinct checks
         assert w.error is None and w._thread.is_alive(), "the worker must stay up"
         assert sum(w.stats.rejected.values()) >= len(sent)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(hostile)
+def test_no_payload_makes_an_unwritable_line(item: tuple[str, bytes]) -> None:
+    """Whatever a gateway sends, what ingest builds from it can be written: the lines
+    encode as UTF-8 (a lone surrogate once failed here, outside the write's error handling,
+    and stopped ingest for every site) and every payload yields a batch or a rejection."""
+    from ingest.pipeline import Processor
+
+    t, payload = item
+    p = Processor(worker="w").process(payload, t, BASE_TS)
+    "\n".join(p.lines).encode("utf-8")
+    assert p.lines
