@@ -23,11 +23,13 @@ from typing import Any
 import aiohttp
 import aiomqtt
 from aiohttp import web
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from energy.site import load_site
 from enmon import wire
 from enmon.broker import BrokerConfig
-from enmon.errors import SinkError, WireError
+from enmon.errors import EnmonError, SinkError, WireError
 from enmon.influx import InfluxQL, Writer, make_writer
 from enmon.lineproto import line
 from rules.channels import NotifyError, Sender, make_senders, message
@@ -104,15 +106,22 @@ class AlertDbSender:
 class ChangeMqttSender:
     name = ALERT_MQTT
 
-    def __init__(self, client: aiomqtt.Client) -> None:
+    def __init__(self, client: aiomqtt.Client, connected: Any = lambda: True) -> None:
         self.client = client
+        self.connected = connected
 
     async def send(self, note: dict[str, Any]) -> None:
         topic = wire.alert_topic(note["labels"].get("site", "unknown"), note["rule"])
+        if not self.connected():
+            raise NotifyError("alert mqtt: broker not connected")
         try:
             await self.client.publish(topic, wire.dumps(note), qos=1)
         except aiomqtt.MqttError as exc:
             raise NotifyError(f"alert mqtt: {exc}") from exc
+
+
+class EngineDied(EnmonError):
+    """A part of the running engine ended on its own; the process must not go on deaf."""
 
 
 class RulesService:
@@ -123,6 +132,8 @@ class RulesService:
         self.sites = [load_site(p) for p in cfg.sites]
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(cfg.state_dir / "outbox.db", {})
+        self.connected = False  # subscribed to the broker right now
+        self.message_errors = 0
         saved = self.outbox.load_state()
         self.book = AlertBook.from_dict(saved) if saved else AlertBook()
         self.engine = Engine(cfg, self.sites, self.book, started_ms=now_ms())
@@ -202,7 +213,11 @@ class RulesService:
             return web.json_response({"removed": request.match_info["sid"]})
 
         async def health(_: web.Request) -> web.Response:
-            return web.json_response({"ok": True, "outbox": self.outbox.counts()})
+            # not "ok" while it hears nothing: a deaf engine would let every meter go quiet
+            return web.json_response({"ok": self.connected, "mqtt_connected": self.connected,
+                                      "message_errors": self.message_errors,
+                                      "outbox": self.outbox.counts()},
+                                     status=200 if self.connected else 503)
 
         app = web.Application(middlewares=[auth])
         app.router.add_get("/alerts", alerts)
@@ -227,9 +242,41 @@ class RulesService:
                 batch = wire.parse_batch(payload, topic=topic).batch
             except (WireError, ValueError, AttributeError):
                 continue  # ingest records rejects; rules only act on valid data
-            self.apply(self.engine.on_batch(batch))
+            try:
+                self.apply(self.engine.on_batch(batch))
+            except Exception as exc:  # one message must not silence the engine for all
+                self.message_errors += 1
+                log.error("event=message_failed topic=%r error=%r", wire.safe_text(topic),
+                          wire.safe_text(exc))
             if stop.is_set():
                 return
+
+    async def _follow(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """Stay subscribed: reconnect after a broker restart or a network cut, forever.
+
+        The session is persistent (fixed client id, ``clean_start`` off, a session expiry),
+        so the broker queues what arrives while we are away and hands it over on reconnect:
+        thresholds and data-quality checks evaluate it then.
+        """
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                async with client:
+                    for topic in subscriptions([site.site for site in self.sites]):
+                        await client.subscribe(topic, qos=1)
+                    self.connected = True
+                    log.info("event=mqtt_connected host=%s port=%d", self.cfg.mqtt.host,
+                             self.cfg.mqtt.port)
+                    delay = 0.5
+                    await self._messages(client, stop)
+            except aiomqtt.MqttError as exc:
+                log.warning("event=mqtt_disconnected error=%r retry_s=%.1f",
+                            wire.safe_text(exc), delay)
+            finally:
+                self.connected = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
 
     async def _ticker(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -239,6 +286,7 @@ class RulesService:
 
     async def _scheduler(self, sched: Scheduler, stop: asyncio.Event) -> None:
         if not self.sites:
+            await stop.wait()  # nothing to schedule; ending would look like a dead task
             return
         while not stop.is_set():
             try:
@@ -254,21 +302,24 @@ class RulesService:
         writer = make_writer(cfg.influx)
         query = InfluxQL(cfg.influx)
         m = cfg.mqtt
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = m.session_expiry_s
         client = aiomqtt.Client(m.host, m.port, identifier=m.client_id or "enmon-rules",
                                 username=m.username, password=m.password(),
-                                protocol=aiomqtt.ProtocolVersion.V5, tls_context=tls_context(m))
+                                protocol=aiomqtt.ProtocolVersion.V5, tls_context=tls_context(m),
+                                clean_start=False, properties=props)
         runner: web.AppRunner | None = None
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, client:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
 
             async def publish(topic: str, body: bytes) -> None:
+                if not self.connected:
+                    raise NotifyError("MQTT broker not connected", retryable=True)
                 await client.publish(topic, body, qos=1)
 
             senders: dict[str, Sender] = make_senders(cfg.all_channels(), http, publish)
             senders[ALERT_DB] = AlertDbSender(writer)
-            senders[ALERT_MQTT] = ChangeMqttSender(client)
+            senders[ALERT_MQTT] = ChangeMqttSender(client, lambda: self.connected)
             self.outbox.senders = senders
-            for topic in subscriptions([site.site for site in self.sites]):
-                await client.subscribe(topic, qos=1)
             if cfg.http is not None:
                 runner = web.AppRunner(self.api())
                 await runner.setup()
@@ -283,20 +334,35 @@ class RulesService:
                      len(self.book.active()))
             sched = Scheduler(self.engine, query, writer,
                               settle_s=cfg.schedule.rollup_settle_s)
-            tasks = [asyncio.create_task(self.outbox.run(stop)),
-                     asyncio.create_task(self._messages(client, stop)),
-                     asyncio.create_task(self._ticker(stop)),
-                     asyncio.create_task(self._scheduler(sched, stop))]
-            await stop.wait()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if runner is not None:
-                await runner.cleanup()
+            tasks = {asyncio.create_task(self.outbox.run(stop), name="outbox"),
+                     asyncio.create_task(self._follow(client, stop), name="mqtt"),
+                     asyncio.create_task(self._ticker(stop), name="ticker"),
+                     asyncio.create_task(self._scheduler(sched, stop), name="scheduler")}
+            stopper = asyncio.create_task(stop.wait(), name="stop")
+            died: BaseException | None = None
+            try:
+                done, _ = await asyncio.wait({stopper, *tasks},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    if t is not stopper and not stop.is_set():
+                        # a part of the engine ended on its own: do not run on deaf or
+                        # blind — exit non-zero so systemd (Restart=) starts us afresh
+                        died = t.exception() or RuntimeError(f"task {t.get_name()} ended")
+                        log.error("event=task_died task=%s error=%r", t.get_name(), died)
+            finally:
+                stop.set()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, stopper, return_exceptions=True)
+                if runner is not None:
+                    await runner.cleanup()
         await writer.close()
         await query.close()
         self.outbox.close()
         log.info("event=rules_stopped at=%d", int(time.time()))
+        if died is not None:
+            raise EngineDied(f"the rule engine's {died!r} ended it; restart it "
+                             "(systemd Restart=on-failure does)")
 
 
 async def _json(request: web.Request) -> dict[str, Any]:

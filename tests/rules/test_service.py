@@ -18,7 +18,7 @@ from enmon import wire
 from enmon.localrun import InfluxDB1, Mosquitto
 from enmon.wire import Batch, DeviceMeta, Sample
 from rules.config import RulesConfig
-from rules.service import RulesService
+from rules.service import EngineDied, RulesService
 from tests.conftest import INFLUX_DB
 from tests.rules.conftest import Receiver, free_port
 from tests.support import influx_rows
@@ -204,3 +204,47 @@ async def test_gateway_lwt_raises_gateway_offline(
         gw.kill()
         gw.wait()
         await run.close()
+
+
+async def test_engine_hears_again_after_poison_and_a_broker_restart(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB1, receiver: Receiver) -> None:
+    cfg = make_cfg(tmp_path, mosquitto, influxdb, receiver.url + "/hook", free_port())
+    topic = wire.telemetry_topic("campus", "gw-01")
+    run = Running(cfg)
+    await run.ready(mosquitto)
+    await until(lambda: run.svc.connected, "subscribed")
+    t0 = int(time.time() * 1000)
+    # poison on the gateway's own topic: a 400-digit integer and a lone surrogate
+    huge = (b'{"v":1,"site":"campus","gateway":"gw-01","seq":1,"sent_at":%d,"devices":'
+            b'{"main":{"building":"office-1","energy_type":"electricity"}},"samples":'
+            b'[{"device":"main","ts":%d,"values":{"active_power_kw":%s}}]}'
+            % (t0, t0, b"9" * 400))
+    surrogate = huge.replace(b'"device":"main"', b'"device":"\\ud800"')
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="poison") as c:
+        await c.publish(topic, huge, qos=1)
+        await c.publish(topic, surrogate, qos=1)
+    # the broker restarts: the engine notices, reconnects and hears again
+    await asyncio.to_thread(mosquitto.stop)
+    await until(lambda: not run.svc.connected, "disconnect noticed")
+    await asyncio.to_thread(mosquitto.start)
+    await until(lambda: run.svc.connected, "reconnected", 30)
+    await publish_until_seen(
+        mosquitto, [batch(i, t0 + i * 500, 60.0) for i in range(2, 7)], topic,
+        lambda: any(json.loads(r["body"])["kind"] == "firing" for r in receiver.requests),
+        "a firing webhook after the restart")
+    assert not run.task.done()
+    await run.close()
+
+
+async def test_a_dead_task_ends_the_process_non_zero(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB1, receiver: Receiver) -> None:
+    cfg = make_cfg(tmp_path, mosquitto, influxdb, receiver.url + "/hook", free_port())
+    run = Running(cfg)
+    await run.ready(mosquitto)
+
+    def broken(now: int) -> Any:
+        raise RuntimeError("a bug in the ticker")
+
+    run.svc.engine.tick = broken  # type: ignore[method-assign]
+    with pytest.raises(EngineDied, match="a bug in the ticker"):
+        await asyncio.wait_for(run.task, 20)  # the CLI exits 2; systemd's Restart= follows
