@@ -9,17 +9,21 @@ alerts as live data (threshold and data-quality rules run on reading time).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from energy import accounting
 from energy.quota import BudgetStatus, QuotaStatus
 from energy.site import Building, Meter, Site
 from enmon import quantities, wire
+from rules import quality
 from rules.config import RulesConfig
 from rules.lifecycle import AlertBook, MaintenanceWindow, Outcome, State, fingerprint
 from rules.quality import Finding
 
 DeviceKey = tuple[str, str, str]  # site, gateway, device
+log = logging.getLogger("enmon.rules")
 
 QUALITY_RULES = ("meter_offline", "gateway_offline", "flatline", "counter_backwards",
                  "implausible_jump", "completeness")
@@ -119,12 +123,13 @@ class Engine:
                               severity=rule.severity, value=value, summary=text)
             for name, value in s.values.items():
                 if quantities.is_counter(name):
-                    self._counter(out, key, name, s.ts, value)
+                    self._counter(out, key, name, s.ts, value, s.flags.get(name))
                 if name in q.flatline_quantities:
                     self._flatline(out, key, name, s.ts, value)
         return out
 
-    def _counter(self, out: Outcome, key: DeviceKey, name: str, ts: int, value: float) -> None:
+    def _counter(self, out: Outcome, key: DeviceKey, name: str, ts: int, value: float,
+                 flag: str | None = None) -> None:
         q = self.cfg.quality
         ck = (*key, name)
         last = self.last_counter.get(ck)
@@ -133,18 +138,29 @@ class Engine:
             return
         t0, v0 = last
         labels = self._labels(key, quantity=name)
-        back = v0 - value > q.counter_jitter
+        meter = self.meters.get(key)
+        m = meter[1] if meter is not None and meter[1].counter == name else None
+        # what the step was, as the roll-ups count it: a wrap at the meter's rollover_at,
+        # a swap recorded in the site file or a wrap the gateway flagged is no alert
+        step = quality.counter_step(
+            t0, v0, ts, value, flag=flag, rollover_at=m.rollover_at if m else None,
+            replacements=_replacements(m) if m else (), jitter=q.counter_jitter)
+        back = step.kind == "reset"
+        if v0 - value > q.counter_jitter and not back:
+            log.info("event=counter_decrease_explained site=%s gateway=%s device=%s quantity=%s "
+                     "kind=%s flag=%s before=%g after=%g", *key, name, step.kind, flag, v0, value)
         self._observe(out, "counter_backwards", labels, back, ts, severity=q.severity,
                       value=value - v0,
                       summary=f"{name} of {key[2]} went from {v0:g} to {value:g}" if back else "")
-        meter = self.meters.get(key)
-        if meter is not None and meter[1].max_rate_per_h is not None and meter[1].counter == name:
-            rate = (value - v0) / ((ts - t0) / 3_600_000)
-            jump = rate > meter[1].max_rate_per_h
+        if m is not None and m.max_rate_per_h is not None:
+            # the consumption of the step, not the difference of indices: a swap to a new
+            # meter with a higher index is not a jump
+            rate = step.amount / ((ts - t0) / 3_600_000)
+            jump = rate > m.max_rate_per_h
             self._observe(out, "implausible_jump", labels, jump, ts, severity=q.severity,
-                          value=rate, summary=(f"{name} of {key[2]} rose {value - v0:g} in "
+                          value=rate, summary=(f"{name} of {key[2]} rose {step.amount:g} in "
                                                f"{(ts - t0) / 60000:.1f} min ({rate:.1f}/h > "
-                                               f"{meter[1].max_rate_per_h:g}/h)") if jump else "")
+                                               f"{m.max_rate_per_h:g}/h)") if jump else "")
 
     def _flatline(self, out: Outcome, key: DeviceKey, name: str, ts: int, value: float) -> None:
         q = self.cfg.quality
@@ -252,3 +268,8 @@ class Engine:
                       value=finding.value if finding else None,
                       summary=finding.summary if finding else "")
         return out
+
+
+def _replacements(m: Meter) -> tuple[accounting.Replacement, ...]:
+    """The meter swaps of the site file, as ``energy.accounting`` (and the roll-ups) take them."""
+    return tuple(accounting.Replacement(r.at, r.old_final, r.new_initial) for r in m.replacements)

@@ -8,9 +8,11 @@ and the rule engine turns findings into alerts with the usual lifecycle.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from energy import accounting
 
 Check = Literal["meter_offline", "gateway_offline", "flatline", "counter_backwards",
                 "implausible_jump", "completeness"]
@@ -71,12 +73,52 @@ def flatline(samples: Sequence[tuple[int, float]], *, min_duration_ms: int, min_
     return None
 
 
-def counter_backwards(samples: Sequence[tuple[int, float]], *, jitter: float = 0.0
-                      ) -> Finding | None:
-    """A cumulative counter decreased by more than ``jitter`` (reset, rollover, swap)."""
+#: Edge flags (``gateway/validation.py``) that explain a decrease. ``counter_rollover``:
+#: the gateway saw the register wrap at its capacity. ``counter_reset`` is *not* one: it is
+#: the gateway saying "it went down and it was no wrap" (a reset or a swap look the same
+#: on the wire), exactly what this check is for unless the site file records the swap.
+EXPLAINING_FLAGS = frozenset({"counter_rollover"})
+
+
+def counter_step(t0: int, v0: float, t1: int, v1: float, *, flag: str | None = None,
+                 rollover_at: float | None = None,
+                 replacements: Sequence[accounting.Replacement] = (),
+                 jitter: float = 0.0) -> accounting.Interval:
+    """What the step between two readings of a counter was, as the roll-ups count it.
+
+    The same ``energy.accounting.intervals`` that computes consumption classifies the
+    step (normal, jitter, rollover at ``rollover_at``, a recorded replacement, or an
+    unexplained reset), so an alert never calls "reset" what a report counts as a
+    rollover. A rollover flagged by the gateway is taken as one even when the site
+    file gives no ``rollover_at`` (the gateway knows the register's capacity).
+    """
+    if v1 >= v0 and not replacements:  # the common case, kept cheap: every counter sample
+        return accounting.Interval(t0, t1, v1 - v0, "normal")
+    iv = accounting.intervals([(t0, v0), (t1, v1)], rollover_at=rollover_at,
+                              replacements=replacements, jitter=jitter)[0]
+    if iv.kind == "reset" and flag in EXPLAINING_FLAGS:
+        return accounting.Interval(iv.start, iv.end, iv.amount, "rollover")
+    return iv
+
+
+def counter_backwards(samples: Sequence[tuple[int, float]], *, jitter: float = 0.0,
+                      rollover_at: float | None = None,
+                      replacements: Sequence[accounting.Replacement] = (),
+                      flags: Mapping[int, str] | None = None) -> Finding | None:
+    """A cumulative counter decreased by more than ``jitter`` and nothing explains it.
+
+    Explained, so no finding: a wrap at the meter's ``rollover_at``, a swap recorded in
+    the site file (``replacements``) between the two readings, or a reading the gateway
+    flagged ``counter_rollover`` (``flags``: reading ts → edge flag of this counter).
+    """
     pts = sorted(samples)
-    for (_t0, v0), (t1, v1) in itertools.pairwise(pts):
-        if v0 - v1 > jitter:
+    flags = flags or {}
+    for (t0, v0), (t1, v1) in itertools.pairwise(pts):
+        if v0 - v1 <= jitter:
+            continue
+        step = counter_step(t0, v0, t1, v1, flag=flags.get(t1), rollover_at=rollover_at,
+                            replacements=replacements, jitter=jitter)
+        if step.kind == "reset":
             return Finding("counter_backwards", f"counter went from {v0:g} to {v1:g}",
                            v1 - v0, {"ts_ms": float(t1), "before": v0, "after": v1})
     return None

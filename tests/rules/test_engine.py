@@ -15,16 +15,29 @@ SITE = Site.model_validate({"site": "campus", "buildings": [{
                 "max_rate_per_h": 100}]}]})
 
 
-def engine(**quality: float) -> Engine:
+# a meter whose register wraps at 100 000 kWh and that was swapped at 61 h (old 5 003,
+# new 9 000), beside the main meter
+SWAPPED = Site.model_validate({"site": "campus", "buildings": [{
+    "id": "office-1", "floor_area_m2": 1000,
+    "meters": [{"id": "main", "gateway": "gw-01", "device": "main", "energy_type": "electricity",
+                "max_rate_per_h": 100},
+               {"id": "hvac", "gateway": "gw-01", "device": "hvac", "energy_type": "electricity",
+                "rollover_at": 100_000, "max_rate_per_h": 100,
+                "replacements": [{"at": 61 * 3_600_000, "old_final": 5_003,
+                                  "new_initial": 9_000}]}]}]})
+
+
+def engine(site: Site = SITE, **quality: float) -> Engine:
     cfg = RulesConfig.model_validate({"quality": {"meter_offline_s": 60, "flatline_s": 120,
                                                   "gateway_offline_grace_s": 10, **quality}})
-    return Engine(cfg, [SITE], AlertBook(), started_ms=0)
+    return Engine(cfg, [site], AlertBook(), started_ms=0)
 
 
-def b(ts: int, **values: float) -> Batch:
-    return Batch("campus", "gw-01", ts, ts, {"main": DeviceMeta("office-1", "01000",
+def b(ts: int, device: str = "main", flags: dict[str, str] | None = None,
+      **values: float) -> Batch:
+    return Batch("campus", "gw-01", ts, ts, {device: DeviceMeta("office-1", "01000",
                                                                  "electricity")},
-                 [Sample("main", ts, dict(values))])
+                 [Sample(device, ts, dict(values), dict(flags or {}))])
 
 
 def fired(out) -> list[str]:  # type: ignore[no-untyped-def]
@@ -64,3 +77,24 @@ def test_flatline_needs_duration_and_samples() -> None:
     assert fired(e.on_batch(b(120 * S, active_power_kw=42.0))) == ["flatline"]
     out = e.on_batch(b(150 * S, active_power_kw=42.5))
     assert [n.kind for n in out.notifications] == ["resolved"]
+
+
+def test_counter_backwards_respects_gateway_flags_and_the_site_file() -> None:
+    e = engine(SWAPPED)
+    kwh, h = "active_energy_import_kwh", 3600 * S
+    # the gateway flagged a wrap on a meter whose rollover_at the site file does not give
+    e.on_batch(b(0, **{kwh: 99_999.0}))
+    out = e.on_batch(b(60 * S, flags={kwh: "counter_rollover"}, **{kwh: 0.5}))
+    assert fired(out) == []
+    # a wrap at the meter's rollover_at (site file), unflagged: 25 kWh in an hour
+    e.on_batch(b(0, device="hvac", **{kwh: 99_990.0}))
+    assert fired(e.on_batch(b(1 * h, device="hvac", **{kwh: 15.0}))) == []
+    assert fired(e.on_batch(b(60 * h, device="hvac", **{kwh: 5_001.0}))) == []
+    # the swap recorded at 61 h: 2 kWh on the old meter + 2 on the new one, neither a
+    # decrease nor a 4 001 kWh jump
+    assert fired(e.on_batch(b(62 * h, device="hvac", **{kwh: 9_002.0}))) == []
+    # an unexplained drop on the same meter still alerts, flagged counter_reset or not
+    out = e.on_batch(b(63 * h, device="hvac", flags={kwh: "counter_reset"}, **{kwh: 2.0}))
+    assert fired(out) == ["counter_backwards"]
+    # and so does one on a meter without rollover_at and without a flag
+    assert fired(e.on_batch(b(120 * S, **{kwh: 0.1}))) == ["counter_backwards"]

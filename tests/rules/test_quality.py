@@ -52,3 +52,28 @@ def test_completeness() -> None:
     assert quality.completeness(57, window_ms=60 * M, interval_ms=M, target=0.95) is None
     f = quality.completeness(50, window_ms=60 * M, interval_ms=M, target=0.95)
     assert f is not None and abs(f.value - 50 / 60) < 1e-12
+
+
+def test_counter_backwards_knows_the_meter() -> None:
+    """A decrease the meter explains is no alert; an unexplained one still is."""
+    from energy.accounting import Replacement
+
+    # a register that wraps at 100 000: 99 990 → 15 is 25 kWh of use, not a reset
+    wrap = [(0, 99_990.0), (M, 15.0)]
+    assert quality.counter_backwards(wrap, rollover_at=100_000) is None
+    assert quality.counter_backwards(wrap) is not None  # without the site file: unexplained
+    # the gateway flagged the wrap itself (it knows the register's capacity)
+    assert quality.counter_backwards(wrap, flags={M: "counter_rollover"}) is None
+    # a swap recorded in the site file between the two readings
+    swap = [(0, 5_000.0), (2 * M, 12.0)]
+    rec = Replacement(ts=M, old_final=5_003.0, new_initial=10.0)
+    assert quality.counter_backwards(swap, replacements=[rec]) is None
+    # ... but only the swap that falls between those readings
+    late = Replacement(ts=3 * M, old_final=5_003.0, new_initial=10.0)
+    assert quality.counter_backwards(swap, replacements=[late]) is not None
+    # counter_reset is the gateway saying "it went down and it was no wrap": still an alert
+    f = quality.counter_backwards(swap, flags={2 * M: "counter_reset"})
+    assert f is not None and f.value == -4_988.0
+    # a drop in the middle of the register is no wrap, whatever rollover_at says
+    assert quality.counter_backwards([(0, 60_000.0), (M, 10_000.0)],
+                                     rollover_at=100_000) is not None
