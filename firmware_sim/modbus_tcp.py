@@ -21,12 +21,19 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.profile import Field_, ModbusProfile, encode_into, from_canonical, to_canonical
+from gateway.profile import (
+    BIT_FUNCTIONS,
+    Field_,
+    ModbusProfile,
+    encode_into,
+    from_canonical,
+    to_canonical,
+)
 
 log = logging.getLogger("enmon.sim")
 
 ValueSource = Callable[[float], dict[str, float]]
-_FC_FUNCTION = {3: "holding", 4: "input"}
+_FC_FUNCTION = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
 
 
 @dataclass(slots=True)
@@ -88,6 +95,16 @@ class ModbusMeterServer:
         values = self.source(now)
         carried: dict[str, float] = {}
         fields = [f for f in self._fields if f.function == function and f.quantity in values]
+        if function in BIT_FUNCTIONS:
+            # pymodbus keeps bits 16 to a register, bit 0 first (bit addressing): bit
+            # address a is bit a % 16 of register a // 16, ``start`` counted in registers
+            for f in fields:
+                reg, mask = f.address // 16 - start, 1 << (f.address % 16)
+                on = bool(from_canonical(f, values[f.quantity])[0])
+                registers[reg] = (registers[reg] | mask) if on else (registers[reg] & ~mask)
+                carried[f.quantity] = int(on)
+            self.served.append(ServedRead(now, carried))
+            return None
         for f in fields:  # clear first: bit-fields sharing a register are OR-ed in below
             off = f.address - start
             registers[off : off + f.words] = [0] * f.words
@@ -113,11 +130,19 @@ class ModbusMeterServer:
         def block(b: list[SimData]) -> list[SimData]:
             return b or [SimData(0, count=1, datatype=DataType.INVALID)]
 
-        # pymodbus insists on a BITS block for coils/discrete inputs; meters expose none we read
-        bits = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
+        # coils / discrete inputs: registers of 16 bits spanning the profile's bit fields;
+        # pymodbus insists on a BITS block for both, so an unused one is 16 bits of False
+        def bits(function: str) -> list[SimData]:
+            addrs = [f.address for f in self._fields if f.function == function]
+            if not addrs:
+                return [SimData(0, count=1, values=0, datatype=DataType.BITS)]
+            lo, hi = min(addrs) // 16, max(addrs) // 16
+            return [SimData(lo, count=hi - lo + 1, values=0, datatype=DataType.BITS)]
+
         return SimDevice(
             id=self.unit_id,
-            simdata=(bits, list(bits), block(blocks["holding"]), block(blocks["input"])),
+            simdata=(bits("coil"), bits("discrete"), block(blocks["holding"]),
+                     block(blocks["input"])),
             action=self._action,
         )
 

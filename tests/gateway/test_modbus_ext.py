@@ -277,3 +277,24 @@ async def test_busy_budget_is_bounded(states: None, servers: list[LineServer],
     # pauses 20 + 40 ms per read plus the 9600-baud line: well under a second
     assert took < steps * (0.06 + 3 * 0.05) + 0.5
     assert dev.stats.online  # a busy meter answered: it is not offline
+
+
+async def test_pymodbus_server_agrees_on_bits_and_types(states: None) -> None:
+    """pymodbus' own Modbus TCP server (firmware_sim.modbus_tcp) serves the same profile;
+    our master reads coils, discrete inputs and every new type from it unchanged."""
+    from enmon.localrun import free_port
+    from firmware_sim.modbus_tcp import ModbusMeterServer
+
+    p = plant_profile()
+    port = free_port()
+    async with ModbusMeterServer(p, lambda _t: dict(VALUES), port=port, unit_id=3) as srv:
+        dev = BusDevice(ModbusDriver("plc", p, 3, framing="tcp", gap=19), FAST)
+        bus = Bus("t", TcpLink("127.0.0.1", port), [dev])
+        r = await bus.poll_device(dev)
+        await bus.close()
+    assert r.complete, dev.stats
+    for q, want in VALUES.items():
+        assert r.values[q] == pytest.approx(want, rel=1e-12), q
+    assert r.values["active_energy_import_kwh"] == 2**53 + 1
+    served = {q: v for s in srv.served for q, v in s.values.items()}
+    assert served["breaker_closed"] == 1 and served["pump_running"] == 1
