@@ -102,10 +102,10 @@ def _call(method: str, url: str, body: dict[str, Any] | None, token_env: str | N
 
 
 @app.command()
-def alerts(url: str = URL, all_: bool = typer.Option(False, "--all", help="include resolved")
-           ) -> None:
+def alerts(url: str = URL, all_: bool = typer.Option(False, "--all", help="include resolved"),
+           token_env: str | None = TOKEN) -> None:
     """List pending and firing alerts (fingerprint, rule, labels, since)."""
-    rows = _call("GET", f"{url}/alerts", None, None)
+    rows = _call("GET", f"{url}/alerts", None, token_env)
     for a in rows:
         if not all_ and a["state"] not in ("pending", "firing"):
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import ssl
 import time
@@ -120,6 +121,35 @@ class ChangeMqttSender:
             raise NotifyError(f"alert mqtt: {exc}") from exc
 
 
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def api_token(cfg: RulesConfig) -> str | None:
+    """The alert API's bearer token, failing closed.
+
+    A configured ``token_env`` whose variable is missing or empty refuses to start (it
+    would otherwise serve unauthenticated); so does an API on a non-loopback address
+    without a token.
+    """
+    import os
+
+    h = cfg.http
+    if h is None:
+        return None
+    if h.token_env:
+        token = os.environ.get(h.token_env, "")
+        if not token:
+            raise EnmonError(f"http.token_env: the variable {h.token_env} is not set or empty; "
+                             "set it (the API would otherwise accept anyone) or remove "
+                             "token_env for a loopback-only API")
+        return token
+    if h.host not in _LOOPBACK:
+        raise EnmonError(f"http.host {h.host!r} is reachable from other machines but no "
+                         "token is configured: set http.token_env (a bearer token from the "
+                         "environment) or listen on 127.0.0.1")
+    return None
+
+
 class EngineDied(EnmonError):
     """A part of the running engine ended on its own; the process must not go on deaf."""
 
@@ -162,17 +192,20 @@ class RulesService:
     # ------------------------------------------------------------------ HTTP API
 
     def api(self) -> web.Application:
-        token = None
-        if self.cfg.http and self.cfg.http.token_env:
-            import os
-
-            token = os.environ.get(self.cfg.http.token_env)
+        token = api_token(self.cfg)
+        expected = f"Bearer {token}".encode() if token else b""
 
         @web.middleware
         async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
-            if token and request.method != "GET" and \
-                    request.headers.get("Authorization") != f"Bearer {token}":
-                return web.json_response({"error": "unauthorized"}, status=401)
+            # with a token, every route but the health check needs it (reads too: the alert
+            # book names buildings and people); compared in constant time
+            if token and request.path != "/healthz":
+                got = request.headers.get("Authorization", "").encode()
+                if not hmac.compare_digest(got, expected):
+                    log.warning("event=api_unauthorized method=%s path=%s peer=%s",
+                                request.method, wire.safe_text(request.path, 100),
+                                request.remote)
+                    return web.json_response({"error": "unauthorized"}, status=401)
             resp: web.StreamResponse = await handler(request)
             return resp
 
@@ -299,6 +332,7 @@ class RulesService:
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
+        api_token(cfg)  # fail closed before anything starts
         writer = make_writer(cfg.influx)
         query = InfluxQL(cfg.influx)
         m = cfg.mqtt

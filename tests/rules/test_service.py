@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,46 @@ async def test_a_dead_task_ends_the_process_non_zero(
     run.svc.engine.tick = broken  # type: ignore[method-assign]
     with pytest.raises(EngineDied, match="a bug in the ticker"):
         await asyncio.wait_for(run.task, 20)  # the CLI exits 2; systemd's Restart= follows
+
+
+async def test_alert_api_fails_closed(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB1, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from enmon.errors import EnmonError
+
+    api = free_port()
+    base = make_cfg(tmp_path, mosquitto, influxdb, receiver.url + "/hook", api).model_dump()
+    # a token variable that is named but not set: refuse to start, do not serve open
+    monkeypatch.delenv("ENMON_RULES_TOKEN", raising=False)
+    named = RulesConfig.model_validate({**base, "http": {"host": "127.0.0.1", "port": api,
+                                                         "token_env": "ENMON_RULES_TOKEN"}})
+    with pytest.raises(EnmonError, match="ENMON_RULES_TOKEN is not set"):
+        await RulesService(named).run(asyncio.Event())
+    # reachable from other machines without any token: refused too
+    exposed = RulesConfig.model_validate({**base, "http": {"host": "0.0.0.0", "port": api}})
+    with pytest.raises(EnmonError, match="no token is configured"):
+        await RulesService(exposed).run(asyncio.Event())
+
+    # with the token: every route needs it, reads included; the health check does not
+    monkeypatch.setenv("ENMON_RULES_TOKEN", "s3cret-token")
+    run = Running(named)
+    await run.ready(mosquitto)
+    url = f"http://127.0.0.1:{api}"
+
+    def status(path: str, token: str | None = None, method: str = "GET") -> int:
+        req = urllib.request.Request(url + path, method=method, data=b"{}" if method == "POST"
+                                     else None,
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    assert await asyncio.to_thread(status, "/alerts") == 401
+    assert await asyncio.to_thread(status, "/alerts", "wrong") == 401
+    assert await asyncio.to_thread(status, "/silences", None, "POST") == 401
+    assert await asyncio.to_thread(status, "/alerts", "s3cret-token") == 200
+    await until(lambda: run.svc.connected, "subscribed")
+    assert await asyncio.to_thread(status, "/healthz") == 200
+    await run.close()
