@@ -61,6 +61,9 @@ def emqx_acl_text(principals: Iterable[Principal]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MAX_PACKET_BYTES = 300_000
+
+
 def listener_conf(
     *, out_dir: Path, port: int, bind: str | None, tls: bool, client_certs: bool
 ) -> str:
@@ -71,6 +74,9 @@ def listener_conf(
         "allow_anonymous false",
         f"password_file {broker / 'passwd'}",
         f"acl_file {broker / 'acl'}",
+        # wire contract v1: a batch is at most 256 KiB; refuse anything bigger at the door
+        # (MQTT overhead included), so no client can make the broker or ingest hold more
+        f"max_packet_size {MAX_PACKET_BYTES}",
     ]
     if tls:
         lines += [

@@ -157,3 +157,15 @@ def test_adding_and_removing_a_gateway_needs_only_a_reload(secured: SecuredBroke
         removed = Probe(secured.plain_port, username=B, password=b_password)
         assert removed.connect() != "ok"
         removed.close()
+
+
+def test_the_broker_refuses_a_packet_over_the_wire_limit(secured: SecuredBroker) -> None:
+    """A payload beyond the contract's 256 KiB never reaches ingest (nor its memory)."""
+    with connected(_as(secured, "ingest")) as ingest:
+        ingest.subscribe(f"$share/ingest/{TELEMETRY_FILTER}")
+        with connected(_as(secured, A)) as gw_a:
+            gw_a.publish(A_TOPIC, b"x" * 400_000)  # the broker drops the client instead
+        with connected(_as(secured, A)) as gw_a:
+            gw_a.publish(A_TOPIC, b"after the big one")
+        ingest.wait_for(b"after the big one")
+        assert [len(p) for _, p in ingest.received] == [len(b"after the big one")]
