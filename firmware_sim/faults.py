@@ -46,6 +46,15 @@ class Faults:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
+    @classmethod
+    def always(cls, mode: Fault) -> Faults:
+        """A device that fails every request in this one way (to test each fault alone)."""
+        if mode == "busy":
+            return cls(busy_first=2**62)
+        faults = cls()
+        setattr(faults, mode, 1.0)
+        return faults
+
     def pick(self) -> Fault | None:
         """Roll the dice for one request."""
         with self._lock:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from firmware_sim.dlt645_meter import Dlt645Server, Meter
-from firmware_sim.faults import Faults
+from firmware_sim.faults import Fault, Faults
 from firmware_sim.rtu import LineServer
 from gateway import dlt645 as d
 from gateway import library
@@ -146,10 +146,10 @@ async def test_1997_and_2007_meters_share_a_2400_baud_bus(servers: list[LineServ
     ("address", "answer from meter 000000000098, asked 000000000097"),
     ("timeout", "event=timeout")])
 async def test_1997_faults_yield_no_value_and_a_reason(
-        fault: str, reason: str, servers: list[LineServer],
+        fault: Fault, reason: str, servers: list[LineServer],
         caplog: pytest.LogCaptureFixture) -> None:
     p97 = profile("generic-dlt645-1997")
-    srv = Dlt645Server({"000000000097": Meter(p97, OLD, Faults(**{fault: 1.0}))}, link="pty",
+    srv = Dlt645Server({"000000000097": Meter(p97, OLD, Faults.always(fault))}, link="pty",
                        baud=9600)
     servers.append(srv.start())
     dev = BusDevice(Dlt645Driver("old", p97, "000000000097", quantities=["voltage_l1_v"]),

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from enmon import quantities
-from firmware_sim.faults import Faults
+from firmware_sim.faults import Fault, Faults
 from firmware_sim.rtu import LineServer, ModbusSlaveServer, Unit
 from gateway import modbus_frames as mf
 from gateway.bus import Bus, BusDevice, Timing
@@ -215,10 +215,10 @@ async def test_every_new_type_over_the_wire(states: None, framing: str, link: st
 
 @pytest.mark.parametrize("fault", ["garbage", "crc", "address", "timeout"])
 async def test_bit_read_faults_yield_no_value_and_a_reason(
-        states: None, fault: str, servers: list[LineServer],
+        states: None, fault: Fault, servers: list[LineServer],
         caplog: pytest.LogCaptureFixture) -> None:
     p = plant_profile()
-    srv = ModbusSlaveServer({3: Unit(p, VALUES, Faults(**{fault: 1.0}))}, link="pty",
+    srv = ModbusSlaveServer({3: Unit(p, VALUES, Faults.always(fault))}, link="pty",
                             baud=9600)
     servers.append(srv.start())
     dev = BusDevice(ModbusDriver("plc", p, 3, gap=19), Timing(timeout_s=0.3, retries=1,
