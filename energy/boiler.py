@@ -9,17 +9,23 @@ for the citation and the confidence of each coefficient).
 A boiler is judged over a *window* and only on intervals where it runs above a
 minimum load and is past its start-up: a boiler warming up or idling is
 inefficient by nature, and alerting on that would teach operators to ignore us.
+
+An efficiency above the physical ceiling of the boiler's fuel and type (100 % on the
+NCV basis without condensation, GCV/NCV ≈ 111 % for condensing gas; see
+``energy/data/boiler_ceilings.yaml``) is no verdict at all: the meters or the
+configuration are wrong, and :func:`assess` says so instead of "meets the limit".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Literal
 
 from energy import refdata
 from energy.refdata import ExhaustCoefficients, Ref
+from enmon.config import StrictModel, load_model
 
 ATM_MPA = 0.101325
 
@@ -197,3 +203,65 @@ def window_efficiency(ivs: Sequence[BoilerInterval], *, ncv_kj_per_unit: float, 
     if q_ms >= min_coverage * span and fuel > 0:
         eff = direct_efficiency(heat, fuel, ncv_kj_per_unit)
     return WindowResult(eff, q_ms, span, heat, fuel, low_ms, start_ms_excl)
+
+
+# --------------------------------------------------------------------------- physical ceilings
+
+
+class Ceilings(StrictModel):
+    """``energy/data/boiler_ceilings.yaml``: the most a boiler can deliver per unit of NCV."""
+
+    basis: str
+    default: Ref
+    fuels: dict[str, Ref]
+
+
+@cache
+def ceilings() -> Ceilings:
+    return load_model(Ceilings, refdata.data_dir() / "boiler_ceilings.yaml")
+
+
+def efficiency_ceiling(fuel: str, override_pct: float | None = None) -> Ref:
+    """The highest efficiency (% of NCV) physically possible for a boiler on ``fuel``.
+
+    A fuel with its own entry (a condensing boiler: GCV/NCV) uses it; any other fuel is
+    burnt without condensation and cannot exceed 100 % of its NCV. ``override_pct`` is the
+    site file's ``max_efficiency_pct`` (e.g. GCV/NCV from your own gas analysis).
+    """
+    data = ceilings()
+    if override_pct is not None:
+        return Ref(value=override_pct, unit="%", source="site file max_efficiency_pct",
+                   mark="user")
+    ref = data.fuels.get(fuel, data.default)
+    return Ref(value=ref.value, unit="%", mark=ref.mark,
+               source=f"{ref.source} ({fuel}, {data.basis})")
+
+
+Method = Literal["direct", "indirect"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One method's result: a pass/fail against the limit, or implausible (no verdict)."""
+
+    method: Method
+    efficiency: float
+    limit: float
+    ceiling: Ref
+
+    @property
+    def implausible(self) -> bool:
+        """Above the physical ceiling: the meters or the configuration are wrong."""
+        return self.efficiency > self.ceiling.value
+
+    @property
+    def low(self) -> bool:
+        """Below the limit (only meaningful when plausible)."""
+        return not self.implausible and self.efficiency < self.limit
+
+
+def assess(*, direct: float | None, indirect: float | None, limit: float, ceiling: Ref
+           ) -> list[Verdict]:
+    """The verdicts of the methods that produced a figure (direct first)."""
+    figures: tuple[tuple[Method, float | None], ...] = (("direct", direct), ("indirect", indirect))
+    return [Verdict(m, e, limit, ceiling) for m, e in figures if e is not None]

@@ -204,6 +204,9 @@ class Boiler(StrictModel):
     window_h: float = Field(default=24.0, gt=0)
     min_coverage: float = Field(default=0.5, gt=0, le=1)
     limit_pct: float | None = None
+    max_efficiency_pct: float | None = Field(default=None, gt=0, json_schema_extra={
+        "fix": "the physical ceiling in % of NCV, e.g. 100 x GCV/NCV of your gas for a "
+               "condensing boiler; default from energy/data/boiler_ceilings.yaml"})
     exhaust_loss: ExhaustCoefficients | None = None
     other_losses_pct: float = Field(default=0.0, ge=0, json_schema_extra={
         "fix": "q3+q4+q5+q6 in % from your boiler's test report; enmon ships no default"})

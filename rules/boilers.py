@@ -1,18 +1,58 @@
-"""Boiler efficiency over a window, from the fuel and output counters and the flue gauges."""
+"""Boiler efficiency over a window, from the fuel and output counters and the flue gauges.
+
+Both methods are stored and judged alike: the direct method (heat out ÷ fuel × NCV) and
+the indirect one (100 − heat losses, from the flue gauges) become one ``boiler_efficiency``
+point per boiler and pass (tags ``site, building, boiler``; fields ``direct_pct``,
+``indirect_pct``, ``limit_pct``, ``ceiling_pct``, ``qualified_h``), and each is compared
+with the same GB 24500-2020 limit (alerts ``boiler_efficiency`` and
+``boiler_efficiency_indirect``). A figure above the physical ceiling of the boiler's fuel
+and type is no verdict but a data-quality alert (``boiler_implausible``) naming the meters.
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 
 from energy import boiler
+from energy.refdata import Ref
 from energy.site import Boiler, Meter, Site
+from enmon.errors import SinkError
 from enmon.influx import ident, quote
+from enmon.lineproto import line
 from rules.lifecycle import Outcome
 from rules.passbase import HOUR, PassBase, PassStats
 
 log = logging.getLogger("enmon.rules.scheduled")
 BOILER_STEP = 15 * 60_000
+MEASUREMENT = "boiler_efficiency"
+
+
+@dataclass(frozen=True, slots=True)
+class BoilerWindow:
+    """What one boiler's window gave: both methods' figures, the limit and the ceiling."""
+
+    direct: float | None
+    indirect: float | None
+    limit: float
+    ceiling: Ref
+    qualified_h: float
+    detail: str
+
+    def point(self, site: str, building: str, boiler_id: str, now: int) -> str | None:
+        """The stored ``boiler_efficiency`` point, or None when neither method gave a figure."""
+        if self.direct is None and self.indirect is None:
+            return None
+        fields: dict[str, float | int | str | bool] = {
+            "limit_pct": float(self.limit), "ceiling_pct": float(self.ceiling.value),
+            "qualified_h": float(self.qualified_h)}
+        if self.direct is not None:
+            fields["direct_pct"] = float(self.direct)
+        if self.indirect is not None:
+            fields["indirect_pct"] = float(self.indirect)
+        return line(MEASUREMENT, {"site": site, "building": building, "boiler": boiler_id},
+                    fields, now)
 
 
 class BoilerChecks(PassBase):
@@ -20,16 +60,27 @@ class BoilerChecks(PassBase):
 
     async def boilers(self, site: Site, now: int, st: PassStats) -> Outcome:
         out = Outcome()
+        points: list[str] = []
         for b in site.buildings:
             meters = {m.id: m for m in b.meters}
             for bo in b.boilers:
                 try:
-                    eff, limit, detail = await self.boiler_window(site, bo, meters, now, st)
+                    res = await self.boiler_window(site, bo, meters, now, st)
                 except Exception as exc:  # one boiler's bad data must not stop the pass
                     log.warning("event=boiler_check_failed site=%s boiler=%s error=%r",
                                 site.site, bo.id, exc)
                     continue
-                out.extend(self.engine.on_boiler(site.site, b.id, bo.id, eff, limit, detail, now))
+                pt = res.point(site.site, b.id, bo.id, now)
+                if pt is not None:
+                    points.append(pt)
+                out.extend(self.engine.on_boiler(site.site, b.id, bo.id, res.direct, res.limit,
+                                                 res.detail, now, indirect=res.indirect,
+                                                 ceiling=res.ceiling))
+        try:
+            await self._write(points, st)
+        except SinkError as exc:  # the alerts above stand; the next pass writes again
+            log.warning("event=boiler_points_not_written site=%s points=%d error=%s",
+                        site.site, len(points), exc)
         return out
 
     async def _counter_steps(self, site: Site, m: Meter, start: int, now: int, st: PassStats
@@ -41,7 +92,7 @@ class BoilerChecks(PassBase):
         return {int(r["time"]): float(r["v"]) for r in rows if r.get("v") is not None}
 
     async def boiler_window(self, site: Site, bo: Boiler, meters: dict[str, Meter], now: int,
-                            st: PassStats) -> tuple[float | None, float, str]:
+                            st: PassStats) -> BoilerWindow:
         window = int(bo.window_h * HOUR)
         start = now - window - BOILER_STEP
         fuel = await self._counter_steps(site, meters[bo.fuel_meter], start, now, st)
@@ -81,7 +132,9 @@ class BoilerChecks(PassBase):
         indirect = self._indirect(bo, ivs, gauges)
         if indirect is not None:
             detail += f"; indirect (heat-loss) method {indirect:.1f} %"
-        return res.efficiency, limit, detail
+        return BoilerWindow(res.efficiency, indirect, limit,
+                            boiler.efficiency_ceiling(bo.fuel, bo.max_efficiency_pct),
+                            res.qualified_ms / HOUR, detail)
 
     async def _gauges(self, site: Site, bo: Boiler, start: int, now: int, st: PassStats
                       ) -> dict[int, dict[str, float]]:

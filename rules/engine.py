@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from energy import accounting
+from energy import boiler as energy_boiler
 from energy.quota import BudgetStatus, QuotaStatus
-from energy.site import Building, Meter, Site
+from energy.refdata import Ref
+from energy.site import Boiler, Building, Meter, Site
 from enmon import quantities, wire
 from rules import quality
 from rules.config import RulesConfig
@@ -26,7 +28,7 @@ DeviceKey = tuple[str, str, str]  # site, gateway, device
 log = logging.getLogger("enmon.rules")
 
 QUALITY_RULES = ("meter_offline", "gateway_offline", "flatline", "counter_backwards",
-                 "implausible_jump", "completeness")
+                 "implausible_jump", "completeness", "boiler_implausible")
 
 
 @dataclass(slots=True)
@@ -65,6 +67,7 @@ class Engine:
         for r in ("quota_early_warning", "quota_exceeded", "quota_over_pro_rata", "budget"):
             self.repeat_ms[r] = int(sch.quota_repeat_s * 1000)
         self.repeat_ms["boiler_efficiency"] = int(sch.boiler_repeat_s * 1000)
+        self.repeat_ms["boiler_efficiency_indirect"] = int(sch.boiler_repeat_s * 1000)
 
     # ------------------------------------------------------------------ helpers
 
@@ -249,17 +252,69 @@ class Engine:
         return out
 
     def on_boiler(self, site: str, building: str, boiler: str, efficiency: float | None,
-                  limit: float, detail: str, now: int) -> Outcome:
+                  limit: float, detail: str, now: int, *, indirect: float | None = None,
+                  ceiling: Ref | None = None) -> Outcome:
+        """The verdicts of a boiler's window: direct and indirect method against the limit.
+
+        A figure above the physical ceiling (``energy.boiler.efficiency_ceiling``) gives no
+        verdict (the efficiency alert keeps its state) but a ``boiler_implausible``
+        data-quality alert naming the meters that disagree. No figure at all (too little
+        running time) changes nothing either way.
+        """
         out = Outcome()
         labels = {"site": site, "building": building, "boiler": boiler}
-        if efficiency is None:
-            return out  # not enough qualifying running time: no verdict either way
-        low = efficiency < limit
-        self._observe(out, "boiler_efficiency", labels, low, now, severity="warning",
-                      value=efficiency,
-                      summary=f"boiler {boiler} efficiency {efficiency:.1f} % "
-                              f"{'below' if low else 'meets'} the {limit:g} % limit ({detail})")
+        bo = self._boiler(site, building, boiler)
+        if ceiling is None:
+            ceiling = energy_boiler.efficiency_ceiling(bo.fuel if bo else "",
+                                                       bo.max_efficiency_pct if bo else None)
+        verdicts = energy_boiler.assess(direct=efficiency, indirect=indirect, limit=limit,
+                                        ceiling=ceiling)
+        if not verdicts:
+            return out
+        bad = [v for v in verdicts if v.implausible]
+        self._observe(out, "boiler_implausible", labels, bool(bad), now,
+                      severity=self.cfg.quality.severity,
+                      value=max((v.efficiency for v in bad), default=None),
+                      summary="; ".join(self._implausible_text(site, building, boiler, bo, v)
+                                        for v in bad))
+        for v in verdicts:
+            if v.implausible:
+                continue  # no verdict either way: the meters are wrong, not the boiler
+            what = "efficiency" if v.method == "direct" else "indirect (heat-loss) efficiency"
+            text = (f"boiler {boiler} {what} {v.efficiency:.1f} % "
+                    f"{'below' if v.low else 'meets'} the {limit:g} % limit")
+            self._observe(out, "boiler_efficiency" if v.method == "direct"
+                          else "boiler_efficiency_indirect", labels, v.low, now,
+                          severity="warning", value=v.efficiency,
+                          summary=f"{text} ({detail})" if v.method == "direct" else text)
         return out
+
+    def _boiler(self, site: str, building: str, boiler: str) -> Boiler | None:
+        s = self.sites.get(site)
+        b = next((b for b in s.buildings if b.id == building), None) if s else None
+        return next((x for x in b.boilers if x.id == boiler), None) if b else None
+
+    def _implausible_text(self, site: str, building: str, boiler: str, bo: Boiler | None,
+                          v: energy_boiler.Verdict) -> str:
+        head = (f"boiler {boiler}: {v.method}-method efficiency {v.efficiency:.1f} % is above "
+                f"the physical ceiling {v.ceiling.value:g} % [{v.ceiling.mark}] "
+                f"({v.ceiling.source}); no efficiency verdict")
+        if bo is None:
+            return head
+        if v.method == "indirect":
+            inst = (f"{bo.instruments.gateway}/{bo.instruments.device}" if bo.instruments
+                    else "none")
+            return (f"{head}: check the flue gauges ({inst}: flue_temp_c, flue_o2_pct, "
+                    f"combustion air) and other_losses_pct {bo.other_losses_pct:g}")
+        meters = {m.id: m for m in self.sites[site].building(building).meters}
+
+        def where(mid: str) -> str:
+            m = meters.get(mid)
+            return f"{mid} ({m.gateway}/{m.device} {m.counter})" if m else mid
+
+        return (f"{head}: check the fuel meter {where(bo.fuel_meter)}, the output meter "
+                f"{where(bo.output_meter)} and ncv_mj_per_unit {bo.ncv_mj_per_unit:g} "
+                f"({bo.fuel})")
 
     def on_finding(self, key: DeviceKey, check: str, finding: Finding | None, now: int) -> Outcome:
         out = Outcome()

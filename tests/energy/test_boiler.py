@@ -156,3 +156,24 @@ def test_window_without_enough_qualifying_time_gives_no_verdict() -> None:
     ivs = [BoilerInterval(i * h, (i + 1) * h, 1e6, 40.0, 10.0) for i in range(24)]  # all low load
     res = window_efficiency(ivs, ncv_kj_per_unit=NCV_KJ, min_load_pct=30, window=(0, 24 * h))
     assert res.efficiency is None and res.excluded_low_load_ms == 24 * h
+
+
+def test_physical_ceiling_by_fuel_and_type() -> None:
+    from energy.boiler import assess, efficiency_ceiling
+
+    # non-condensing on the NCV basis: at most the net heat of combustion, 100 %
+    gas = efficiency_ceiling("natural_gas")
+    assert gas.value == 100 and gas.mark == "I" and "NCV" in gas.source
+    assert efficiency_ceiling("bituminous_II").value == 100
+    assert efficiency_ceiling("electricity").value == 100
+    # condensing gas: the whole latent heat back, GCV/NCV ≈ 1.11 (commonly cited: U)
+    cond = efficiency_ceiling("natural_gas_condensing")
+    assert cond.value == 111 and cond.mark == "U"
+    assert efficiency_ceiling("natural_gas_condensing", 109.5).value == 109.5  # site file
+    # 101 % on a non-condensing gas boiler is no "meets the 92 % limit": it is no verdict
+    direct, indirect = assess(direct=101.0, indirect=90.0, limit=92.0, ceiling=gas)
+    assert direct.implausible and not direct.low
+    assert not indirect.implausible and indirect.low
+    # the same 101 % on a condensing boiler is plausible, and below its 98 % limit? no: above
+    (c,) = assess(direct=101.0, indirect=None, limit=98.0, ceiling=cond)
+    assert not c.implausible and not c.low

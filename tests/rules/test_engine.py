@@ -98,3 +98,24 @@ def test_counter_backwards_respects_gateway_flags_and_the_site_file() -> None:
     assert fired(out) == ["counter_backwards"]
     # and so does one on a meter without rollover_at and without a flag
     assert fired(e.on_batch(b(120 * S, **{kwh: 0.1}))) == ["counter_backwards"]
+
+
+def test_an_implausible_boiler_figure_gives_no_verdict() -> None:
+    site = Site.model_validate({"site": "campus", "buildings": [{
+        "id": "plant", "floor_area_m2": 100,
+        "meters": [{"id": "gas", "gateway": "gw-02", "device": "gas", "energy_type": "gas"},
+                   {"id": "heat", "gateway": "gw-02", "device": "heat", "energy_type": "heat"}],
+        "boilers": [{"id": "b1", "kind": "hot_water", "fuel": "natural_gas", "rated_mw": 2,
+                     "ncv_mj_per_unit": 35.588, "fuel_meter": "gas", "output_meter": "heat"}]}]})
+    e = Engine(RulesConfig(), [site], AlertBook(), started_ms=0)
+    assert fired(e.on_boiler("campus", "plant", "b1", 88.0, 92.0, "", 0)) == ["boiler_efficiency"]
+    # the heat meter starts over-reading: 101 % on a non-condensing gas boiler (NCV basis)
+    out = e.on_boiler("campus", "plant", "b1", 101.0, 92.0, "", 60 * S)
+    assert fired(out) == ["boiler_implausible"]
+    assert [n.kind for n in out.notifications] == ["firing"]  # boiler_efficiency not resolved
+    assert "gas (gw-02/gas gas_volume_m3)" in out.notifications[0].summary
+    assert "heat (gw-02/heat heat_energy_gj)" in out.notifications[0].summary
+    # plausible again: the data-quality alert resolves and the verdict is back
+    out = e.on_boiler("campus", "plant", "b1", 93.0, 92.0, "", 120 * S)
+    assert sorted((n.rule, n.kind) for n in out.notifications) == [
+        ("boiler_efficiency", "resolved"), ("boiler_implausible", "resolved")]
