@@ -27,7 +27,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from enmon.errors import SinkError
 from inspector import alerts as al
@@ -127,7 +127,12 @@ class HistoryOut(BaseModel):
     gaps: list[GapOut]
     flags: list[FlagOut]
     rejected: list[dict[str, Any]]
-    interval_s: float
+    interval_s: float = Field(description="the spacing readings were expected at: the meter's "
+                              "poll interval from the site file (meta.interval_source says)")
+    gap_tolerance: float | None = Field(description="a gap is a silence longer than this × "
+                                        "interval_s")
+    stretches: list[list[int]] = Field(description="[start, end] spans with data (the range "
+                                       "minus its gaps); the chart draws one line per stretch")
     readings: int
     meta: dict[str, Any]
 
@@ -221,11 +226,16 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         return str(s.timezone) if s is not None else cfg.timezone
 
     def time_range(site: str, start: str | None, end: str | None) -> tuple[int, int]:
+        """The requested range, ending now at the latest (the default end is now)."""
         tz = tz_of(site)
-        e = parse_time(end, tz=tz, default=int(time.time() * 1000))
-        s = parse_time(start, tz=tz, default=e - DAY_MS)
+        now = int(time.time() * 1000)
+        e = parse_time(end, tz=tz, default=now)
+        s = parse_time(start, tz=tz, default=min(e, now) - DAY_MS)
         if e <= s:
             raise HTTPException(422, "end must be after start")
+        if s >= now:
+            raise HTTPException(422, "start is in the future: nothing was read yet")
+        e = min(e, now)
         if e - s > cfg.max_range_days * DAY_MS:
             raise HTTPException(422, f"at most {cfg.max_range_days} days per request")
         return s, e
@@ -316,7 +326,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         if await st.meter(site, device) is None:
             raise HTTPException(404, f"no meter {device!r} in site {site!r}")
         return await fetch_history(st, site=site, device=device, start=s, end=e,
-                                   tz=tz_of(site), mode=mode, fields=quantity or None)
+                                   tz=tz_of(site), mode=mode, fields=quantity or None,
+                                   site_model=sites.get(site))
 
     Mode = Annotated[Literal["raw", "hour", "day"], Query(description="raw or rolled up")]
     Quantity = Annotated[list[str] | None, Query(
@@ -444,7 +455,10 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
             raise HTTPException(404, f"no site file for {site!r}: add it to the API's sites:")
         if building is not None and not any(b.id == building for b in s.buildings):
             raise HTTPException(404, f"no building {building!r} in site {site!r}")
-        rep = await fetch_report(st, site=s, period=period, building=building)
+        try:
+            rep = await fetch_report(st, site=s, period=period, building=building)
+        except ValueError as exc:  # a period that has not begun
+            raise HTTPException(422, f"period {period}: {exc}") from None
         if format == "json":
             return JSONResponse(render.report_dict(rep))
         if format == "html":

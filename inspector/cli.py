@@ -49,14 +49,20 @@ def _config(config: Path | None, url: str | None, database: str | None) -> Any:
     return cfg
 
 
-def _site_tz(cfg: Any, site: str) -> str:
+def _site_model(cfg: Any, site: str) -> Any:
+    """The site file of ``site`` among the config's (poll intervals, counter settings)."""
     from energy.site import load_site
 
     for p in cfg.sites:
         s = load_site(p)
         if s.site == site:
-            return str(s.timezone)
-    return str(cfg.timezone)
+            return s
+    return None
+
+
+def _site_tz(cfg: Any, site: str) -> str:
+    s = _site_model(cfg, site)
+    return str(s.timezone) if s is not None else str(cfg.timezone)
 
 
 @history_app.callback(invoke_without_command=True)
@@ -66,16 +72,17 @@ def history(
     building: str = typer.Option(None, "--building", "-b",
                                  help="every meter of this building (rolled up)"),
     start: str = typer.Option(..., "--from", help="2026-10-01 or 2026-10-01T08:00 (site time)"),
-    end: str = typer.Option(..., "--to", help="end (exclusive), same forms"),
+    end: str = typer.Option(None, "--to", help="end (exclusive), same forms; default and at "
+                                               "most: now"),
     mode: str = typer.Option("raw", "--mode", help="raw readings, or rolled up: hour, day"),
     quantity: list[str] = typer.Option(None, "--quantity", "-q",
                                        help="quantity to show (repeat; 'all' for every one)"),
     csv_out: Path = typer.Option(None, "--csv", help="write the history to this CSV file"),
     xlsx_out: Path = typer.Option(None, "--xlsx", help="write an XLSX workbook (readings, gaps, "
                                                        "flags, rejected, about)"),
-    gap_factor: float = typer.Option(2.0, "--gap-factor",
+    gap_factor: float = typer.Option(2.5, "--gap-factor",
                                      help="a gap is a silence longer than this × the meter's "
-                                          "typical interval"),
+                                          "poll interval (site file poll_interval_s)"),
     config: Path = _CONFIG,
     influx_url: str = _URL,
     database: str = _DB,
@@ -101,8 +108,10 @@ def history(
 
 
 async def _history(cfg: Any, site: str, device: str | None, building: str | None, start: str,
-                   end: str, mode: str, quantity: list[str] | None, csv_out: Path | None,
+                   end: str | None, mode: str, quantity: list[str] | None, csv_out: Path | None,
                    xlsx_out: Path | None, gap_factor: float) -> None:
+    import time
+
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
@@ -113,12 +122,16 @@ async def _history(cfg: Any, site: str, device: str | None, building: str | None
     from inspector.store import Store, fetch_history
 
     con = Console(soft_wrap=True)  # one line per fact, for grep
-    tz = _site_tz(cfg, site)
+    model = _site_model(cfg, site)
+    tz = str(model.timezone) if model is not None else str(cfg.timezone)
+    now = int(time.time() * 1000)
     try:
         s = parse_time(start, tz=tz, default=0)
-        e = parse_time(end, tz=tz, default=0)
+        e = min(parse_time(end, tz=tz, default=now), now)
     except Exception as exc:
         raise typer.BadParameter(str(getattr(exc, "detail", exc))) from None
+    if e <= s:
+        raise typer.BadParameter("--from must be before --to and before now")
     store = Store(InfluxQL(cfg.influx))
     try:
         if building is not None:
@@ -141,7 +154,8 @@ async def _history(cfg: Any, site: str, device: str | None, building: str | None
                 hs.append(await fetch_history(
                     store, site=site, device=d, start=s, end=e, tz=tz,
                     mode=mode if building is None else (mode if mode != "raw" else "day"),
-                    fields=quantity, gap_factor=gap_factor, progress=step))
+                    fields=quantity, gap_factor=gap_factor, progress=step,
+                    site_model=model, now_ms=now))
                 prog.update(task, completed=i + 1)
     finally:
         await store.close()
@@ -159,8 +173,9 @@ async def _history(cfg: Any, site: str, device: str | None, building: str | None
             t.add_row(hist.local_iso(r["time"], tz),
                       *("" if r.get(c) is None else f"{r[c]:,.3f}" for c in h.columns))
         con.print(t)
-        con.print(f"{h.readings} readings, typical interval "
-                  f"{hist.human_duration(h.interval_ms or 0)}; {len(h.gaps)} gap(s), "
+        con.print(f"{h.readings} readings, expected every "
+                  f"{hist.human_duration(h.interval_ms or 0)} "
+                  f"({h.meta.get('interval_source', '')}); {len(h.gaps)} gap(s), "
                   f"{len(h.flags)} flagged value(s), {len(h.rejected)} rejected record(s)")
         for g in h.gaps:
             con.print(f"  [yellow]gap[/] {hist.local_iso(g.start, tz)} → "

@@ -5,10 +5,18 @@ rows; this module decides what is a gap, which values were doubtful and what
 the rolled-up figures are, so the CLI, the API and the console all show the
 same history.
 
-A *gap* is a stretch with no reading longer than ``gap_factor`` × the meter's
-typical interval (the median spacing of its readings), including a silent
-start or end of the range. A failed read produces no value (never 0), so a gap
-is exactly what the gateway could not read or what never arrived.
+A *gap* is a stretch where readings were expected and none is stored: longer
+than ``gap_factor`` (:data:`GAP_TOLERANCE`, 2.5) × the meter's **configured**
+poll interval (``poll_interval_s`` of its meter in the site file), including a
+silent start or end of the range. The range never runs past now: the future
+holds no readings and owes none. A failed read produces no value (never 0), so
+a gap is exactly what the gateway could not read or what never arrived.
+
+The median spacing of the readings is no measure of what was expected: a meter
+with hourly history and 15-minute recent data has a 15-minute median over a
+week (every hourly spacing then looked like a gap) and an hourly one over a
+year (a 2-hour outage of the live data vanished). It is used only for a meter no
+site file knows, and the history says so (``meta["interval_source"]``).
 """
 
 from __future__ import annotations
@@ -20,12 +28,18 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, TextIO
+from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
 from zoneinfo import ZoneInfo
 
 from enmon import quantities
 
+if TYPE_CHECKING:
+    from energy.site import Meter
+
 Mode = Literal["raw", "hour", "day"]
+# a gap: no reading for more than this × the poll interval. One missed poll (2 ×) is
+# noise a report absorbs; two and a half intervals is at least two missed reads in a row.
+GAP_TOLERANCE = 2.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +89,25 @@ class History:
     readings: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def stretches(self) -> list[tuple[int, int]]:
+        """The spans of the range that have data: the range minus its gaps, in time order.
+
+        The console draws one line per stretch, so the line breaks at a real gap only.
+        """
+        out: list[tuple[int, int]] = []
+        t = self.start
+        for g in self.gaps:
+            if g.start > t:
+                out.append((t, g.start))
+            t = max(t, g.end)
+        if t < self.end and (self.readings or not self.gaps):
+            out.append((t, self.end))
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         return {
+            "stretches": [list(s) for s in self.stretches()],
+            "gap_tolerance": self.meta.get("gap_tolerance"),
             "site": self.site, "device": self.device, "start": self.start, "end": self.end,
             "tz": self.tz, "mode": self.mode, "columns": self.columns, "rows": self.rows,
             "gaps": [g.as_dict() for g in self.gaps], "flags": [f.as_dict() for f in self.flags],
@@ -99,14 +130,16 @@ def unit_of(column: str) -> str:
 
 
 def typical_interval(times: Sequence[int]) -> int | None:
-    """The median spacing of readings (robust to a few gaps and bursts)."""
+    """The median spacing of readings: the fallback for a meter no site file knows."""
     diffs = [b - a for a, b in itertools.pairwise(times) if b > a]
     return int(statistics.median(diffs)) if diffs else None
 
 
 def find_gaps(times: Sequence[int], start: int, end: int, *, interval_ms: int | None,
-              gap_factor: float = 2.0) -> list[Gap]:
+              gap_factor: float = GAP_TOLERANCE) -> list[Gap]:
     """Stretches longer than ``gap_factor × interval_ms`` without a reading, in time order.
+
+    ``interval_ms`` is the spacing readings were expected at (the poll interval).
 
     With no readings at all the whole range is one gap.
     """
@@ -128,9 +161,14 @@ def find_gaps(times: Sequence[int], start: int, end: int, *, interval_ms: int | 
 
 def raw_history(*, site: str, device: str, start: int, end: int, tz: str,
                 fields: Sequence[str], rows: Iterable[dict[str, Any]],
-                rejected: Iterable[dict[str, Any]] = (), gap_factor: float = 2.0,
+                rejected: Iterable[dict[str, Any]] = (), gap_factor: float = GAP_TOLERANCE,
+                poll_interval_s: float | None = None,
                 meta: dict[str, Any] | None = None) -> History:
-    """Raw readings with gaps and flags found."""
+    """Raw readings with gaps and flags found.
+
+    ``poll_interval_s`` is the meter's configured poll interval (the site file's); without
+    it the median spacing stands in and ``meta["interval_source"]`` says so.
+    """
     out_rows: list[dict[str, Any]] = []
     flags: list[FlagEvent] = []
     for r in rows:
@@ -146,20 +184,28 @@ def raw_history(*, site: str, device: str, start: int, end: int, tz: str,
             flags.append(FlagEvent(ts, "ts", str(r["flag_ts"]), None))
         out_rows.append(row)
     times = [r["time"] for r in out_rows]
-    interval = typical_interval(times)
+    if poll_interval_s is not None:
+        interval: int | None = int(poll_interval_s * 1000)
+        source = "site file poll_interval_s"
+    else:
+        interval = typical_interval(times)
+        source = "median spacing of the readings (no site file names this meter)"
+    info = {**(meta or {}), "interval_source": source, "gap_tolerance": gap_factor}
     return History(site=site, device=device, start=start, end=end, tz=tz, mode="raw",
                    columns=list(fields), rows=out_rows,
                    gaps=find_gaps(times, start, end, interval_ms=interval, gap_factor=gap_factor),
                    flags=flags, rejected=relevant_rejected(rejected, device), interval_ms=interval,
-                   readings=len(out_rows), meta=meta or {})
+                   readings=len(out_rows), meta=info)
 
 
 def rolled_history(*, raw: History, gauges: Sequence[str], bucket_rows: Iterable[dict[str, Any]],
-                   counters: dict[str, list[tuple[int, float]]], mode: Mode) -> History:
+                   counters: dict[str, list[tuple[int, float]]], mode: Mode,
+                   meter: Meter | None = None) -> History:
     """The same history rolled up per hour or day: gauges as mean/min/max/count (computed
-    by the database), counters as consumption per bucket (``energy.accounting``, so resets,
-    rollovers and gaps are treated as in every report)."""
-    from energy import accounting
+    by the database), counters as consumption per bucket (``energy.figures.meter_intervals``
+    with the site file's rollover, replacements and jitter of ``meter``, so resets,
+    rollovers, swaps and gaps are treated as in every report)."""
+    from energy import accounting, figures
 
     assert mode in ("hour", "day")
     columns: list[str] = []
@@ -177,7 +223,9 @@ def rolled_history(*, raw: History, gauges: Sequence[str], bucket_rows: Iterable
     for counter, pts in counters.items():
         col = f"{counter}_consumption"
         columns.append(col)
-        ivs = accounting.intervals(pts)
+        own = meter is not None and meter.counter == counter  # its settings are this counter's
+        ivs = (figures.meter_intervals(meter, pts) if own and meter is not None
+               else accounting.intervals(pts))
         for ts, amount in accounting.rollup(ivs, mode, raw.tz).items():
             if raw.start <= ts < raw.end:
                 by_ts.setdefault(ts, {"time": ts})[col] = amount
@@ -296,7 +344,7 @@ def write_xlsx(h: History, path: str | Path | IO[bytes], *, title: str = "") -> 
                  ("device", h.device), ("from", local_iso(h.start, h.tz)),
                  ("to", local_iso(h.end, h.tz)), ("time zone", h.tz), ("mode", h.mode),
                  ("readings", h.readings),
-                 ("typical interval", human_duration(h.interval_ms or 0)),
+                 ("expected interval", human_duration(h.interval_ms or 0)),
                  ("gaps", len(h.gaps)), ("flagged values", len(h.flags)),
                  ("rejected records", len(h.rejected)),
                  *[(k2, str(v2)) for k2, v2 in h.meta.items()]]:

@@ -93,6 +93,8 @@ def report_dict(report: Report) -> dict[str, Any]:
     return {
         "site": report.site, "period": report.period.label, "kind": report.period.kind,
         "start": report.period.start, "end": report.period.end,
+        "period_end": report.period.full_end or report.period.end,
+        "partial": report.period.partial, "period_text": report.period.text,
         "kgce": report.kgce, "co2_kg": report.co2_kg, "totals": report.totals_by_type(),
         "buildings": [{
             "id": b.id, "name": b.name, "floor_area_m2": b.floor_area_m2, "kgce": b.kgce,
@@ -107,7 +109,7 @@ def report_dict(report: Report) -> dict[str, Any]:
                 "measure": b.quota.measure, "limit": b.quota.limit.label(),
                 "allowance": b.quota.allowance, "ytd": b.quota.ytd,
                 "pro_rated": b.quota.pro_rated, "projected": b.quota.projected,
-                "state": b.quota.state},
+                "fraction": b.quota.fraction, "state": b.quota.state},
             "meters": [{"meter": m.meter, "energy_type": m.energy_type, "amount": m.amount,
                         "total": m.total, "readings": m.readings, "expected": m.expected,
                         "completeness": m.completeness} for m in b.meters],

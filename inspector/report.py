@@ -1,9 +1,12 @@
 """The monthly or annual energy report: figures only, no I/O, no layout.
 
-Every conversion is the rule engine's (:mod:`energy.accounting`, :mod:`energy.quota`,
-:mod:`energy.refdata`), so a report can never disagree with the alert that sent
-the inspector to it, and every factor arrives with its source and confidence
-mark, which the report prints beside the number it produced.
+Every figure comes from the energy domain (:mod:`energy.figures` over
+:mod:`energy.accounting` and :mod:`energy.quota`), the functions the rule engine
+uses, so a report can never disagree with the alert that sent the inspector to
+it, and every factor arrives with its source and confidence mark, which the
+report prints beside the number it produced. A period still running is cut at
+*now* and labelled partial ("1–2 Dec, partial month"): its quota is evaluated
+at now, as the rule engine does, and its completeness owes no future readings.
 
 Consumption comes from counters (the first reading of each hour): a lost sample loses no
 energy, because the next difference contains it; resets, rollovers and known
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from energy import accounting, quota
+from energy import accounting, figures
 from energy.refdata import Ref
 from energy.site import Building, Site
 
@@ -37,16 +40,47 @@ class ReportPeriod:
     kind: Period
     label: str  # "2026-10" or "2026"
     start: int
-    end: int
+    end: int  # min(end of the calendar period, now): the report covers [start, end)
     tz: str
+    full_end: int = 0  # end of the calendar period (0: same as ``end``)
 
     @property
     def year(self) -> int:
         return int(self.label[:4])
 
+    @property
+    def partial(self) -> bool:
+        """The period had not ended when the report was made (``end`` is then)."""
+        return self.end < self.full_end
+
+    @property
+    def text(self) -> str:
+        """What the reader sees: ``2026-10``, or ``1–2 Dec, partial month`` while it runs."""
+        if not self.partial:
+            return self.label
+        zone = ZoneInfo(self.tz)
+        a = dt.datetime.fromtimestamp(self.start / 1000, zone)
+        b = dt.datetime.fromtimestamp((self.end - 1) / 1000, zone)
+        days = (f"{a.day}–{b.day} {b:%b}" if a.month == b.month else
+                f"{a.day} {a:%b} – {b.day} {b:%b}")
+        if a.date() == b.date():
+            days = f"{a.day} {a:%b}"
+        return f"{days}, partial {self.kind}"
+
+
+def as_of(period: ReportPeriod, now_ms: int) -> ReportPeriod:
+    """The period as far as it has happened at ``now_ms`` (``energy.figures.clamp``).
+
+    Raises ``ValueError`` for a period that has not begun.
+    """
+    span = figures.clamp(period.start, period.full_end or period.end, now_ms)
+    return ReportPeriod(period.kind, period.label, span.start, span.end, period.tz,
+                        span.full_end)
+
 
 def period_of(label: str, tz: str) -> ReportPeriod:
-    """``"2026-10"`` (a month) or ``"2026"`` (a year) in the site's time zone."""
+    """``"2026-10"`` (a month) or ``"2026"`` (a year) in the site's time zone, uncut
+    (see :func:`as_of` for one that has not ended)."""
     zone = ZoneInfo(tz)
     if len(label) == 4 and label.isdigit():
         y = int(label)
@@ -61,7 +95,8 @@ def period_of(label: str, tz: str) -> ReportPeriod:
                              ) from None
         e = dt.datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=zone)
         kind = "month"
-    return ReportPeriod(kind, label, int(s.timestamp() * 1000), int(e.timestamp() * 1000), tz)
+    end = int(e.timestamp() * 1000)
+    return ReportPeriod(kind, label, int(s.timestamp() * 1000), end, tz, end)
 
 
 @dataclass(slots=True)
@@ -78,7 +113,7 @@ class MeterFigure:
 
     @property
     def completeness(self) -> float | None:
-        return min(1.0, self.readings / self.expected) if self.expected else None
+        return figures.Completeness(self.readings, self.expected).ratio
 
 
 @dataclass(slots=True)
@@ -157,37 +192,6 @@ class Report:
         return out
 
 
-def _kgce(site: Site, energy_type: str, amount: float, ncv: float | None
-          ) -> tuple[float | None, Ref | None, str]:
-    if energy_type == "water":
-        return None, None, "water is not an energy in 综合能耗 (GB/T 2589-2020)"
-    try:
-        key = site.electricity_kgce if energy_type == "electricity" else None
-        conv = (accounting.to_kgce(amount, energy_type, ncv_mj_per_m3=ncv)
-                if energy_type == "gas" and ncv else
-                accounting.to_kgce(amount, energy_type, factor=key))
-    except Exception as exc:  # no factor shipped for this energy type: say so, never guess
-        return None, None, f"no kgce factor: {exc}"
-    return conv.value, conv.factor, ""
-
-
-def _co2(site: Site, energy_type: str, amount: float, year: int) -> tuple[float | None, Ref | None]:
-    if energy_type not in ("electricity", "gas"):
-        return None, None
-    conv = accounting.to_co2(amount, energy_type, year=year, region=site.grid_region,
-                             basis=site.co2_basis)
-    return conv.value, conv.factor
-
-
-def _gas_ncv(site: Site, building: Building) -> float | None:
-    """A measured NCV from the site file's boilers (the standard prefers it to the preset)."""
-    for b in site.buildings:
-        for bo in b.boilers:
-            if b.id == building.id or bo.fuel == "natural_gas":
-                return bo.ncv_mj_per_unit
-    return None
-
-
 def build_report(
     *,
     site: Site,
@@ -225,19 +229,16 @@ def build_report(
         sub: dict[str, float] = {}
         for m in b.meters:
             pts = counters.get((m.gateway, m.device), [])
-            reps = [accounting.Replacement(r.at, r.old_final, r.new_initial)
-                    for r in m.replacements]
-            ivs = accounting.intervals(pts, rollover_at=m.rollover_at, replacements=reps,
-                                       jitter=m.jitter)
+            ivs = figures.meter_intervals(m, pts)
             amount = accounting.consumption(ivs, period.start, period.end)
             kinds: dict[str, int] = {}
             for iv in ivs:
                 if iv.kind != "normal" and period.start <= iv.end and iv.start < period.end:
                     kinds[iv.kind] = kinds.get(iv.kind, 0) + 1
-            n = (reading_counts or {}).get((m.gateway, m.device), 0)
-            expected = int((period.end - period.start) / 1000 // m.poll_interval_s)
+            mc = figures.meter_completeness((reading_counts or {}).get((m.gateway, m.device), 0),
+                                            period.start, period.end, m.poll_interval_s)
             meters.append(MeterFigure(m.id, b.id, m.energy_type, m.category, m.building_total,
-                                      amount, n, expected, kinds))
+                                      amount, mc.received, mc.expected, kinds))
             for k, c in kinds.items():
                 notes.append(f"{b.id}/{m.id}: {c} interval(s) of kind {k!r} in the period")
             if not pts:
@@ -254,8 +255,10 @@ def build_report(
         energy: list[EnergyLine] = []
         for et in sorted(per_type):
             amount = per_type[et]
-            kg, kref, note = _kgce(site, et, amount, _gas_ncv(site, b) if et == "gas" else None)
-            co2, cref = _co2(site, et, amount, period.year)
+            kconv, note = figures.to_kgce(site, b, et, amount)
+            cconv = figures.to_co2(site, et, amount, period.year)
+            kg, kref = (kconv.value, kconv.factor) if kconv is not None else (None, None)
+            co2, cref = (cconv.value, cconv.factor) if cconv is not None else (None, None)
             for ref in (kref, cref):
                 if ref is not None:
                     factors[ref.label()] = ref
@@ -286,9 +289,8 @@ def build_report(
         for k in ("expected", "received", "gaps", "duplicates"):
             g[k] += int(r.get(k) or 0)
         g["days"] += 1
-    for figures in comp.values():
-        exp = figures["expected"]
-        figures["ratio"] = figures["received"] / exp if exp else None
+    for g in comp.values():
+        g["ratio"] = figures.batch_completeness(g["received"], g["expected"]).ratio
     return Report(site=site.site, site_name=site.name or site.site, period=period,
                   generated_at=generated_at, buildings=out_buildings,
                   factors=list(factors.values()),
@@ -301,46 +303,25 @@ def build_report(
 def _quota(site: Site, b: Building, period: ReportPeriod,
            counters: Mapping[tuple[str, str], Sequence[tuple[int, float]]],
            tz: ZoneInfo) -> QuotaFigure:
-    """Year-to-date at the period's end against the annual allowance (the rules' math)."""
-
+    """The quota at the report's end — min(period end, now), the moment the rule engine
+    evaluates a running period at — from 1 January's readings (``energy.figures``)."""
     q = b.quota
     assert q is not None
-    year0 = int(dt.datetime(period.year, 1, 1, tzinfo=tz).timestamp() * 1000)
-    ytd = 0.0
+    year0 = figures.year_start(period.end, tz)
+    amounts = []
     first: int | None = None
     for m in b.meters:
-        if not m.building_total:
-            continue
-        if q.measure == "kWh" and m.energy_type != "electricity":
-            continue
         pts = counters.get((m.gateway, m.device), [])
-        if pts:
+        if m.building_total and pts and (q.measure == "kgce" or m.energy_type == "electricity"):
             first = min(first or pts[0][0], pts[0][0])
-        ivs = accounting.intervals(pts, rollover_at=m.rollover_at, jitter=m.jitter)
-        amount = accounting.consumption(ivs, year0, period.end)
-        if q.measure == "kgce":
-            kg, _, _ = _kgce(site, m.energy_type, amount, None)
-            amount = kg or 0.0
-        ytd += amount
-    intensity = quota.building_intensity(b)
-    if q.ref is not None:
-        m2pp = b.floor_area_m2 / b.occupants if b.occupants else None
-        correct = q.office_correction is not False
-        limit = quota.quota_intensity(
-            q.ref, q.level, hours_per_year=b.operating_hours_per_year if correct else None,
-            m2_per_person=m2pp if correct else None)
-    else:
-        limit = Ref(value=intensity, unit=q.quota_unit, source=q.source or "site file",
-                    mark="user")
-    allowance = quota.annual_allowance(intensity, basis=q.basis, floor_area_m2=b.floor_area_m2,
-                                       occupants=b.occupants)
-    frac = quota.year_fraction(period.end - 1, tz, q.seasonal_weights)
-    st = quota.evaluate_quota(ytd=ytd, allowance=allowance, fraction=frac,
-                              min_fraction=q.min_fraction, warn_ratio=q.warn_ratio)
-    per = b.floor_area_m2 if q.basis == "area" else max(1, b.occupants)
+        ivs = figures.meter_intervals(m, pts)
+        amounts.append((m, accounting.consumption(ivs, year0, period.end)))
+    ytd = figures.quota_ytd(site, b, amounts)
+    at = figures.quota_at(b, ytd=ytd, at_ms=period.end, tz=tz)
+    st = at.status
     data_from = first or period.start
     # readings that start after 1 January understate the year-to-date: no verdict then
     complete = data_from <= year0 + 86_400_000
-    return QuotaFigure(q.measure, q.quota_unit, limit, allowance, ytd, ytd / per, st.pro_rated,
-                       st.projected, st.projected / per if st.projected is not None else None,
-                       frac, st.state if complete else "incomplete", data_from, complete)
+    return QuotaFigure(q.measure, q.quota_unit, at.limit, st.allowance, ytd, at.ytd_intensity,
+                       st.pro_rated, st.projected, at.projected_intensity, st.fraction,
+                       st.state if complete else "incomplete", data_from, complete)

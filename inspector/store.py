@@ -186,8 +186,8 @@ class Store:
             f"GROUP BY time({every}) tz({quote(tz)})")
 
     async def counter_points(self, site: str, keys: Sequence[tuple[str, str, str]], start: int,
-                             end: int, *, every: str = "1h") -> dict[tuple[str, str], list[
-                                 tuple[int, float]]]:
+                             end: int, *, every: str = "1h", aggregate: str = "first"
+                             ) -> dict[tuple[str, str], list[tuple[int, float]]]:
         """The first reading of counters per ``every`` for many meters, one query per counter.
 
         ``keys`` are (gateway, device, counter). Consumption is computed from these with
@@ -195,16 +195,20 @@ class Store:
         InfluxQL stamps an aggregate with its bucket's start, so ``first()`` is used: the
         reading it picks is at most one poll interval after that stamp (``last()`` would be
         up to a whole bucket late and shift every period edge by nearly an hour).
+        ``every=""`` with ``aggregate="last"`` gives each meter's last reading in the range,
+        stamped with its own time (a selector without GROUP BY time keeps it).
         """
+        assert aggregate in ("first", "last")
         by_counter: dict[str, set[tuple[str, str]]] = {}
         for gw, dev, counter in keys:
             by_counter.setdefault(counter, set()).add((gw, dev))
         out: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for counter, wanted in by_counter.items():
+            by_time = f"time({every}), " if every else ""
             rows = await self.rows(
-                f'SELECT first({ident(counter)}) AS v FROM "meter" WHERE site = {quote(site)} '
-                f"AND time >= {start}ms AND time < {end}ms "
-                f"GROUP BY time({every}), gateway, device fill(none)")
+                f'SELECT {aggregate}({ident(counter)}) AS v FROM "meter" '
+                f"WHERE site = {quote(site)} AND time >= {start}ms AND time < {end}ms "
+                f"GROUP BY {by_time}gateway, device{' fill(none)' if every else ''}")
             for r in rows:
                 key = (str(r.get("gateway", "")), str(r.get("device", "")))
                 if key in wanted and r.get("v") is not None:
@@ -260,16 +264,31 @@ DEFAULT_VIEW: dict[str, tuple[str, ...]] = {
 
 async def fetch_history(store: Store, *, site: str, device: str, start: int, end: int,
                         tz: str = "Asia/Shanghai", mode: str = "raw",
-                        fields: Sequence[str] | None = None, gap_factor: float = 2.0,
-                        progress: Callable[[float], None] | None = None) -> Any:
+                        fields: Sequence[str] | None = None, gap_factor: float | None = None,
+                        progress: Callable[[float], None] | None = None,
+                        site_model: Any = None, now_ms: int | None = None) -> Any:
     """One meter's :class:`~inspector.history.History` (raw, or rolled up by hour/day).
 
     ``fields=None`` shows the counter and rate of the meter's energy type; ``["all"]``
-    every quantity it reported in the range.
+    every quantity it reported in the range. ``site_model`` (an :class:`energy.site.Site`)
+    gives the meter's poll interval (what a gap is measured against) and its counter
+    settings (rollover, replacements, jitter) for the roll-up. The range ends at
+    ``now_ms`` (default: the clock) at the latest: the future is no gap.
+
+    The CLI, the API and the console all come through here, so they show one history.
     """
+    import time
+
+    from energy import figures
     from inspector import history as hist
 
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    end = min(end, now)
+    if end <= start:
+        raise ValueError("the range starts in the future: nothing was read yet")
     meter = await store.meter(site, device)
+    configured = (figures.find_meter(site_model, device, meter.gateway if meter else None)
+                  if site_model is not None else None)
     reported = await store.quantities_of(site, device, start, end)
     if fields is None:
         view = DEFAULT_VIEW.get(meter.energy_type if meter else "", ())
@@ -284,7 +303,9 @@ async def fetch_history(store: Store, *, site: str, device: str, start: int, end
     raw_rows = await store.readings(site, device, chosen, start, end, progress=progress)
     rejected = await store.rejected(site, start, end, gateway=meter.gateway if meter else None)
     raw = hist.raw_history(site=site, device=device, start=start, end=end, tz=tz, fields=chosen,
-                           rows=raw_rows, rejected=rejected, gap_factor=gap_factor,
+                           rows=raw_rows, rejected=rejected,
+                           gap_factor=hist.GAP_TOLERANCE if gap_factor is None else gap_factor,
+                           poll_interval_s=configured.poll_interval_s if configured else None,
                            meta=meter.as_dict() if meter else {})
     if mode == "raw":
         return raw
@@ -296,7 +317,7 @@ async def fetch_history(store: Store, *, site: str, device: str, start: int, end
                                        "1h" if mode == "hour" else "1d", tz)) if gauges else []
     pts = {c: [(r["time"], r[c]) for r in raw.rows if r.get(c) is not None] for c in counters}
     return hist.rolled_history(raw=raw, gauges=gauges, bucket_rows=bucket_rows, counters=pts,
-                               mode=mode)  # type: ignore[arg-type]
+                               mode=mode, meter=configured)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- reports
@@ -308,16 +329,20 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
                        now_ms: int | None = None) -> Any:
     """Gather what :func:`inspector.report.build_report` needs and build the report.
 
-    ``site`` is a :class:`energy.site.Site`. Counters are read as hourly last values over
-    the period (plus a day before, so the first hour's consumption is not lost) and as
-    daily last values from 1 January for the quota's year-to-date.
+    ``site`` is a :class:`energy.site.Site`. A period that has not ended is cut at
+    ``now_ms`` (default: the clock) and labelled partial: nothing is read, counted or
+    evaluated beyond now. Counters are read as hourly first values over the period (plus
+    a day before, so the first hour's consumption is not lost) and as daily first values
+    from 1 January for the quota's year-to-date; a partial period adds each counter's
+    last reading before now, so its figures reach as far as the rule engine's.
     """
     import time
 
     from inspector import alerts as al
     from inspector import report as rp
 
-    p = rp.period_of(period, site.timezone)
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    p = rp.as_of(rp.period_of(period, site.timezone), now)
     meters = [(b, m) for b, m in site.meters() if building is None or b.id == building]
     if building is not None and not any(b.id == building for b in site.buildings):
         raise KeyError(f"no building {building!r} in site {site.site!r}")
@@ -325,8 +350,13 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
     # hourly for a month; daily for a year (a year of hourly points per meter is 8 760 rows
     # for a monthly chart, and the period edges are days anyway)
     every, tail = ("1h", HOUR_MS) if p.kind == "month" else ("1d", DAY_MS)
-    counters = await store.counter_points(site.site, keys, p.start - DAY_MS, p.end + tail,
-                                          every=every)
+    counters = await store.counter_points(site.site, keys, p.start - DAY_MS,
+                                          p.end if p.partial else p.end + tail, every=every)
+    if p.partial:
+        latest = await store.counter_points(site.site, keys, p.start, p.end, every="",
+                                            aggregate="last")
+        for k, pts in latest.items():
+            counters.setdefault(k, []).extend(pts)
     ytd = None
     year0 = rp.period_of(str(p.year), site.timezone).start
     if p.kind == "month" and p.start > year0:
@@ -341,5 +371,4 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
            if e["since"] < p.end and (e["resolved_at"] is None or e["resolved_at"] >= p.start)]
     return rp.build_report(site=site, period=p, counters=counters, ytd_counters=ytd,
                            reading_counts=counts, completeness_rows=comp, alerts=eps,
-                           building=building,
-                           generated_at=now_ms if now_ms is not None else int(time.time() * 1000))
+                           building=building, generated_at=now)

@@ -126,17 +126,24 @@ async function openMeter(site, device) {
   $("#meter-title").textContent = `${device}`;
   $("#meter-meta").textContent = `${s.name} · building ${meter.building} · gateway ${meter.gateway} · ` +
     `${meter.energy_type} ${meter.category} · last reading ${fmtTime(meter.last_seen)}`;
-  const end = meter.last_seen || Date.now();
-  $("#to").value = isoDate(end + 86400000);
-  $("#from").value = isoDate(end - 6 * 86400000);
+  // the last seven days up to now: an empty "to" asks the API for a range ending now
+  $("#to").value = "";
+  $("#from").value = isoDate(Date.now() - 6 * 86400000);
   $("#quantity").innerHTML = "";
   await loadHistory();
 }
 
 
+// start and mode always; end only when typed (otherwise the API ends the range now)
+function rangeParams(extra = {}) {
+  const p = new URLSearchParams({ start: $("#from").value, mode: $("#mode").value, ...extra });
+  if ($("#to").value) p.set("end", $("#to").value);
+  return p;
+}
+
 async function loadHistory() {
   const m = state.meter;
-  const p = new URLSearchParams({ start: $("#from").value, end: $("#to").value, mode: $("#mode").value });
+  const p = rangeParams();
   const chosen = $("#quantity").value;
   if (chosen) p.append("quantity", chosen.replace(/_(mean|min|max|count|consumption)$/, ""));
   $("#summary").textContent = "loading…";
@@ -154,7 +161,8 @@ async function loadHistory() {
     !c.includes("volume") && !c.includes("mass")) || plottable[0]);
   $("#quantity").value = col;
   drawChart(h, col);
-  $("#summary").textContent = `${h.readings} readings, typical interval ${fmtDur(h.interval_s)}, ` +
+  $("#summary").textContent = `${h.readings} readings until ${fmtTime(h.end)}, expected every ` +
+    `${fmtDur(h.interval_s)} (gap: silence > ${h.gap_tolerance ?? ""} × that), ` +
     `${h.gaps.length} gap(s), ${h.flags.length} flagged value(s), ${h.rejected.length} rejected record(s)`;
   fillTable("#gaps", h.gaps.map((g) => [fmtTime(g.start), fmtTime(g.end), fmtDur(g.duration_s)]));
   fillTable("#flags", h.flags.map((f) => [fmtTime(f.ts), f.quantity, f.flag, fmtNum(f.value)]));
@@ -167,7 +175,10 @@ function fillTable(sel, rows) {
     : `<tr><td class="muted" colspan="4">none</td></tr>`;
 }
 
-// A line chart that breaks at gaps (shaded) and marks flagged values in red.
+// A line chart: one line per stretch with data (the API's "stretches", the range minus its
+// gaps), so it breaks at a real gap only; gaps are shaded, flagged values are red dots, a
+// stretch holding a single point is drawn as a dot. A rolled-up row stands for its whole
+// bucket, so it belongs to every stretch its bucket overlaps.
 function drawChart(h, col) {
   const W = 860, H = 260, L = 64, R = 10, T = 16, B = 30;
   const pts = h.rows.filter((r) => r[col] !== null && r[col] !== undefined).map((r) => [r.time, r[col]]);
@@ -181,9 +192,17 @@ function drawChart(h, col) {
   const gaps = h.gaps.map((g) => `<rect class="gap" x="${X(g.start).toFixed(1)}" y="${T}" ` +
     `width="${Math.max(1, X(g.end) - X(g.start)).toFixed(1)}" height="${H - T - B}" fill="#fed7d7">` +
     `<title>gap: no reading for ${fmtDur(g.duration_s)}</title></rect>`).join("");
-  const gapEnds = new Set(h.gaps.map((g) => g.end));
+  const width = h.mode === "hour" ? 3600000 : h.mode === "day" ? 86400000 : 0;
+  const stretches = h.stretches || [[x0, x1]];
   let d = "";
-  pts.forEach(([t, v], i) => { d += (i === 0 || gapEnds.has(t) ? "M" : "L") + X(t).toFixed(1) + "," + Y(v).toFixed(1); });
+  let dots = "";
+  for (const [s0, s1] of stretches) {
+    const inside = pts.filter(([t]) => t + width >= s0 && t <= s1);
+    inside.forEach(([t, v], i) => { d += (i === 0 ? "M" : "L") + X(t).toFixed(1) + "," + Y(v).toFixed(1); });
+    if (inside.length === 1) {
+      dots += `<circle class="point" cx="${X(inside[0][0]).toFixed(1)}" cy="${Y(inside[0][1]).toFixed(1)}" r="2" fill="#2b6cb0"/>`;
+    }
+  }
   const flagged = h.flags.filter((f) => f.quantity === col.replace(/_(mean|consumption)$/, "") && f.value !== null)
     .map((f) => `<circle class="flag" cx="${X(f.ts).toFixed(1)}" cy="${Y(Math.min(Math.max(f.value, y0), y1)).toFixed(1)}" r="4" fill="#c53030">` +
       `<title>${esc(f.flag)}: ${fmtNum(f.value)}</title></circle>`).join("");
@@ -198,7 +217,7 @@ function drawChart(h, col) {
     `<text x="${L - 4}" y="${T + 8}" font-size="10" text-anchor="end">${fmtNum(y1)}</text>` +
     `<text x="${L - 4}" y="${H - B}" font-size="10" text-anchor="end">${fmtNum(y0)}</text>` +
     `<text x="4" y="${T + (H - T - B) / 2}" font-size="10">${esc(unit)}</text>` + ticks +
-    `<path class="series" d="${d}" fill="none" stroke="#2b6cb0" stroke-width="1.4"/>` + flagged +
+    `<path class="series" d="${d}" fill="none" stroke="#2b6cb0" stroke-width="1.4"/>` + dots + flagged +
     `<text x="${L + 6}" y="${T + 10}" font-size="11" font-weight="bold">${esc(col)} [${esc(unit)}]</text></svg>`;
 }
 
@@ -220,7 +239,7 @@ async function download(path, fallbackName) {
 for (const fmt of ["csv", "xlsx"]) {
   $("#dl-" + fmt).addEventListener("click", () => {
     const m = state.meter;
-    const p = new URLSearchParams({ start: $("#from").value, end: $("#to").value, mode: $("#mode").value, format: fmt });
+    const p = rangeParams({ format: fmt });
     download(`/api/v1/sites/${encodeURIComponent(m.site)}/meters/${encodeURIComponent(m.device)}/export?${p}`,
              `${m.device}.${fmt}`).catch((e) => { $("#summary").textContent = "Export failed: " + e.message; });
   });

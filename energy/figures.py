@@ -1,0 +1,232 @@
+"""The figures a surface shows, each computed once: a site's choices applied to the domain math.
+
+:mod:`energy.accounting` and :mod:`energy.quota` hold the arithmetic; what they leave
+to the caller — which factor a site converts gas with, which of a meter's settings
+(rollover, replacements, jitter) shape its intervals, where a period that has not
+ended stops, how many readings were expected — was decided separately by each
+surface, and the report and the alert drifted apart. These functions make each of
+those decisions in one place so the rule engine, the report, the history, the API
+and the console can only show the same number. Pure: no I/O, no clock (``now`` is
+always passed in).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from energy import accounting, quota
+from energy.refdata import Ref
+from energy.site import Building, Meter, Site
+
+NOT_AN_ENERGY = "water is not an energy in 综合能耗 (GB/T 2589-2020)"
+
+
+# --------------------------------------------------------------------------- consumption
+
+
+def meter_intervals(meter: Meter, readings: Iterable[accounting.Reading | tuple[int, float]]
+                    ) -> list[accounting.Interval]:
+    """A meter's counter readings as consumption intervals, with *all* its site-file settings.
+
+    Every surface must apply the rollover value, the recorded replacements and the jitter
+    of the same meter, or a swapped meter reads as a reset in one place and as a swap in
+    another (the report's quota year-to-date once ignored the replacements).
+    """
+    reps = [accounting.Replacement(r.at, r.old_final, r.new_initial) for r in meter.replacements]
+    return accounting.intervals(readings, rollover_at=meter.rollover_at, replacements=reps,
+                                jitter=meter.jitter)
+
+
+def find_meter(site: Site, device: str, gateway: str | None = None) -> Meter | None:
+    """The site file's meter for a stored device (by gateway and device when both are known)."""
+    for _, m in site.meters():
+        if m.device == device and (gateway is None or not gateway or m.gateway == gateway):
+            return m
+    return None
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def gas_ncv(site: Site, building: Building) -> float | None:
+    """The measured NCV (MJ/m³) of the site's natural gas, from its gas boilers' settings.
+
+    GB/T 2589-2020 prefers a measured calorific value to the preset factor. A boiler of the
+    same building is preferred; only natural-gas boilers count (an oil boiler's NCV is per
+    kg and says nothing about the gas).
+    """
+    gas = [(b.id == building.id, bo.ncv_mj_per_unit) for b in site.buildings for bo in b.boilers
+           if bo.fuel == "natural_gas"]
+    own = [v for same, v in gas if same]
+    return own[0] if own else (gas[0][1] if gas else None)
+
+
+def to_kgce(site: Site, building: Building, energy_type: str, amount: float
+            ) -> tuple[accounting.Converted | None, str]:
+    """kgce of an amount as this site converts it, or ``None`` and the reason there is none.
+
+    Electricity uses the site's chosen factor (equivalent or equal value), gas the site's
+    measured NCV when it has one, everything else the shipped default. Water is no energy.
+    """
+    if energy_type == "water":
+        return None, NOT_AN_ENERGY
+    ncv = gas_ncv(site, building) if energy_type == "gas" else None
+    try:
+        if ncv is not None:
+            return accounting.to_kgce(amount, "gas", ncv_mj_per_m3=ncv), ""
+        key = site.electricity_kgce if energy_type == "electricity" else None
+        return accounting.to_kgce(amount, energy_type, factor=key), ""
+    except Exception as exc:  # no factor shipped for this energy type: say so, never guess
+        return None, f"no kgce factor: {exc}"
+
+
+def to_co2(site: Site, energy_type: str, amount: float, year: int) -> accounting.Converted | None:
+    """kg CO2 with the site's grid region and basis; ``None`` where enmon has no factor."""
+    if energy_type not in ("electricity", "gas"):
+        return None
+    return accounting.to_co2(amount, energy_type, year=year, region=site.grid_region,
+                             basis=site.co2_basis)
+
+
+# --------------------------------------------------------------------------- periods
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A period as far as it has happened: [start, end) with ``end`` = min(period end, now)."""
+
+    start: int
+    end: int
+    full_end: int
+
+    @property
+    def partial(self) -> bool:
+        return self.end < self.full_end
+
+
+def clamp(start: int, end: int, now_ms: int) -> Span:
+    """The part of [start, end) before ``now_ms``: a figure of the future is a guess.
+
+    Raises ``ValueError`` for a period that has not begun (nothing to report on).
+    """
+    if start >= now_ms:
+        raise ValueError("the period has not begun yet")
+    return Span(start, min(end, now_ms), end)
+
+
+# --------------------------------------------------------------------------- completeness
+
+
+@dataclass(frozen=True, slots=True)
+class Completeness:
+    received: int
+    expected: int
+
+    @property
+    def ratio(self) -> float | None:
+        """Share of expected readings that arrived, capped at 1; ``None`` if none expected."""
+        return min(1.0, self.received / self.expected) if self.expected else None
+
+
+def expected_readings(start_ms: int, end_ms: int, poll_interval_s: float) -> int:
+    """Readings a meter polled every ``poll_interval_s`` owes in [start, end).
+
+    The caller passes an end no later than now (:func:`clamp`): hours in the future
+    owe nothing, and counting them made a current month look 94 % incomplete.
+    """
+    if end_ms <= start_ms:
+        return 0
+    return int((end_ms - start_ms) / 1000 // poll_interval_s)
+
+
+def meter_completeness(received: int, start_ms: int, end_ms: int, poll_interval_s: float
+                       ) -> Completeness:
+    """A meter's readings received vs expected from its configured poll interval."""
+    return Completeness(received, expected_readings(start_ms, end_ms, poll_interval_s))
+
+
+def batch_completeness(received: int, expected: int) -> Completeness:
+    """A gateway's distinct batches stored vs the batches its sequence numbers say it sent."""
+    return Completeness(received, expected)
+
+
+# --------------------------------------------------------------------------- quota
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaAt:
+    """A building's quota evaluated at one moment, with everything a surface prints."""
+
+    limit: Ref                  # intensity with its source
+    per: float                  # m² or persons the allowance is spread over
+    status: quota.QuotaStatus   # state, allowance, ytd, pro-rated, projection, fraction
+
+    @property
+    def ytd_intensity(self) -> float:
+        return self.status.ytd / self.per
+
+    @property
+    def projected_intensity(self) -> float | None:
+        p = self.status.projected
+        return p / self.per if p is not None else None
+
+
+def quota_limit(b: Building) -> Ref:
+    """The building's quota intensity as a :class:`Ref` (own value or shipped, corrected)."""
+    q = b.quota
+    assert q is not None
+    value = quota.building_intensity(b)
+    if q.ref is None:
+        return Ref(value=value, unit=q.quota_unit, source=q.source or "site file", mark="user")
+    m2pp = b.floor_area_m2 / b.occupants if b.occupants else None
+    correct = q.office_correction is not False
+    return quota.quota_intensity(q.ref, q.level,
+                                 hours_per_year=b.operating_hours_per_year if correct else None,
+                                 m2_per_person=m2pp if correct else None)
+
+
+def year_start(ts_ms: int, tz: ZoneInfo) -> int:
+    """1 January 00:00 (site time) of the year containing the instant just before ``ts_ms``."""
+    d = dt.datetime.fromtimestamp((ts_ms - 1) / 1000, tz)
+    return int(dt.datetime(d.year, 1, 1, tzinfo=tz).timestamp() * 1000)
+
+
+def quota_at(b: Building, *, ytd: float, at_ms: int, tz: ZoneInfo) -> QuotaAt:
+    """The quota state of a building whose year-to-date at ``at_ms`` is ``ytd``.
+
+    The rule engine evaluates at its pass time (now), so a report must pass
+    ``min(period end, now)``: evaluated at the end of a month still running, the share of
+    the year due is that of the month's end and the projection is too low.
+    """
+    q = b.quota
+    assert q is not None
+    allowance = quota.annual_allowance(quota.building_intensity(b), basis=q.basis,
+                                       floor_area_m2=b.floor_area_m2, occupants=b.occupants)
+    frac = quota.year_fraction(at_ms - 1, tz, q.seasonal_weights)
+    st = quota.evaluate_quota(ytd=ytd, allowance=allowance, fraction=frac,
+                              min_fraction=q.min_fraction, warn_ratio=q.warn_ratio)
+    per = b.floor_area_m2 if q.basis == "area" else float(max(1, b.occupants))
+    return QuotaAt(quota_limit(b), per, st)
+
+
+def quota_ytd(site: Site, b: Building, amounts: Sequence[tuple[Meter, float]]) -> float:
+    """What a building's quota compares: electricity kWh, or every energy type in kgce.
+
+    ``amounts`` are (meter, consumption since 1 January) of the building's meters; only
+    building totals count (sub-meters are inside them).
+    """
+    q = b.quota
+    assert q is not None
+    total = 0.0
+    for m, amount in amounts:
+        if not m.building_total:
+            continue
+        if q.measure == "kWh":
+            total += amount if m.energy_type == "electricity" else 0.0
+        else:
+            conv, _ = to_kgce(site, b, m.energy_type, amount)
+            total += conv.value if conv is not None else 0.0
+    return total
