@@ -239,6 +239,9 @@ class Building(StrictModel):
     meters: list[Meter] = []
     virtual_meters: list[VirtualMeter] = []
     boilers: list[Boiler] = []
+    submeter_balance: bool = Field(default=True, json_schema_extra={
+        "fix": "false when the sub-item meters do not cover the whole main meter "
+               "(no master-vs-submeter balance check then)"})
 
 
 class Site(StrictModel):

@@ -59,6 +59,11 @@ class Quality(StrictModel):
     counter_jitter: Annotated[float, Field(ge=0)] = 0.01
     completeness_target: Annotated[float, Field(gt=0, le=1)] = 0.95
     completeness_window_s: Annotated[float, Field(gt=0)] = 3600.0
+    # master-vs-submeter balance (分项计量), per building and site-day from energy_daily: no
+    # standard threshold was found, so the share is configuration (energy/balance.py)
+    balance_max_share: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    balance_min_kwh: Annotated[float, Field(ge=0)] = 10.0
+    balance_days: Annotated[int, Field(ge=0, le=62)] = 7  # completed site-days; 0 = off
     severity: Severity = "warning"
     repeat_s: Annotated[float, Field(gt=0)] = 12 * 3600.0
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from energy import accounting
+from energy import balance as energy_balance
 from energy import boiler as energy_boiler
 from energy.quota import BudgetStatus, QuotaStatus
 from energy.refdata import Ref
@@ -28,7 +31,7 @@ DeviceKey = tuple[str, str, str]  # site, gateway, device
 log = logging.getLogger("enmon.rules")
 
 QUALITY_RULES = ("meter_offline", "gateway_offline", "flatline", "counter_backwards",
-                 "implausible_jump", "completeness", "boiler_implausible")
+                 "implausible_jump", "completeness", "boiler_implausible", "submeter_balance")
 
 
 @dataclass(slots=True)
@@ -315,6 +318,35 @@ class Engine:
         return (f"{head}: check the fuel meter {where(bo.fuel_meter)}, the output meter "
                 f"{where(bo.output_meter)} and ncv_mj_per_unit {bo.ncv_mj_per_unit:g} "
                 f"({bo.fuel})")
+
+    def on_balance(self, site: str, building: str, topo: energy_balance.Topology,
+                   days: list[energy_balance.Balance], now: int) -> Outcome:
+        """Master-vs-submeter balance of the last completed site-days: one alert per building.
+
+        Active while any judged day deviates; the value is the worst deviation (share of
+        the main meter) and the summary names the days and the meters compared. No judged
+        day (no data, idle days) changes nothing.
+        """
+        out = Outcome()
+        if not days:
+            return out
+        bad = [d for d in days if d.state == "deviation"]
+        tz = ZoneInfo(self.sites[site].timezone) if site in self.sites else ZoneInfo("UTC")
+        share = self.cfg.quality.balance_max_share
+
+        def day(d: energy_balance.Balance) -> str:
+            return (f"{datetime.fromtimestamp(d.day / 1000, tz):%Y-%m-%d}: sub-items "
+                    f"{d.parts:,.1f} vs main {d.main:,.1f} kWh ({d.deviation:+.1%})")
+
+        worst = max(bad, key=lambda d: abs(d.deviation)) if bad else None
+        summary = (f"building {building}: sub-item meters ({', '.join(topo.parts)}) and main "
+                   f"meter ({', '.join(topo.mains)}) differ by more than {share:.0%} on "
+                   f"{len(bad)} of {len(days)} days; " + "; ".join(day(d) for d in bad[-3:])
+                   if bad else "")
+        self._observe(out, "submeter_balance", {"site": site, "building": building}, bool(bad),
+                      now, severity=self.cfg.quality.severity,
+                      value=worst.deviation if worst else days[-1].deviation, summary=summary)
+        return out
 
     def on_finding(self, key: DeviceKey, check: str, finding: Finding | None, now: int) -> Outcome:
         out = Outcome()

@@ -28,6 +28,7 @@ from energy import quota
 from energy.site import Meter, Site
 from enmon.influx import InfluxQL, Writer, ident, quote
 from rules import quality
+from rules.balance import BalanceChecks
 from rules.boilers import BoilerChecks
 from rules.engine import Engine
 from rules.lifecycle import Outcome
@@ -37,7 +38,7 @@ from rules.rollups import Rollups
 log = logging.getLogger("enmon.rules.scheduled")
 
 
-class Scheduler(Rollups, BoilerChecks):
+class Scheduler(Rollups, BoilerChecks, BalanceChecks):
     """Runs passes for the sites of an :class:`Engine` against one InfluxDB."""
 
     def __init__(self, engine: Engine, query: InfluxQL, writer: Writer, *,
@@ -63,6 +64,7 @@ class Scheduler(Rollups, BoilerChecks):
         steps = (("rollup", self.rollup(site, now, st)),
                  ("quota", self.quotas(site, now, st)),
                  ("boilers", self.boilers(site, now, st)),
+                 ("balance", self.balance(site, now, st)),
                  ("completeness", self.completeness(site, now, st)))
         for name, coro in steps:
             t = time.perf_counter()
