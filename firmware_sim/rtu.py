@@ -202,9 +202,10 @@ class Unit:
 
 
 class ModbusSlaveServer(LineServer):
-    """Any number of Modbus units on one link (RTU framing, or MBAP on TCP)."""
+    """Any number of Modbus units on one link (RTU or ASCII framing, or MBAP on TCP)."""
 
-    def __init__(self, units: Mapping[int, Unit], *, framing: Literal["rtu", "tcp"] = "rtu",
+    def __init__(self, units: Mapping[int, Unit], *,
+                 framing: Literal["rtu", "tcp", "ascii"] = "rtu",
                  link: Literal["pty", "tcp"] = "pty", baud: int | None = None) -> None:
         super().__init__(link=link, baud=baud,
                          silence=max(0.02, 3.5 * mf.char_time(baud)) if baud else 0.02)
@@ -251,6 +252,24 @@ class ModbusSlaveServer(LineServer):
             return mf.with_crc(other[:-2]) if self.framing == "rtu" else other
         return frame
 
+    def _ascii_answer(self, text: bytes) -> bytes | None:
+        """One received ASCII frame -> the ASCII answer (None: silence, as for a bad LRC)."""
+        try:
+            body = mf.ascii_decode(text)
+        except mf.FrameError:
+            return None  # a slave discards a frame with an LRC error (serial line spec 2.5.2)
+        pdu, fault = self.answer(body[0], body[1:])
+        if pdu is None:
+            return None
+        frame = mf.ascii_encode(body[:1] + pdu)
+        if fault == "crc":  # a wrong LRC: change its last hex digit
+            return frame[:-3] + (b"0" if frame[-3:-2] != b"0" else b"1") + frame[-2:]
+        if fault == "garbage":
+            return self.units[body[0]].faults.garbage_bytes(len(frame) - 2) + b"\r\n"
+        if fault == "address":
+            return mf.ascii_encode(bytes([body[0] % 247 + 1]) + pdu)
+        return frame
+
     def feed(self, buf: bytearray) -> list[bytes]:
         out: list[bytes] = []
         if self.framing == "tcp":
@@ -265,6 +284,16 @@ class ModbusSlaveServer(LineServer):
                     mbap = frame[:4] + (len(pdu) + 1).to_bytes(2, "big")
                     out.append(mbap + self._mangle(frame[6], frame[6:7] + pdu, fault))
             return out
+        if self.framing == "ascii":
+            while True:
+                n = mf.ascii_frame_length(bytes(buf))
+                if n is None:
+                    return out
+                frame = bytes(buf[:n])
+                del buf[:n]
+                answer = self._ascii_answer(frame)
+                if answer is not None:
+                    out.append(answer)
         # RTU: every read request is 8 bytes; resynchronise after noise by dropping a byte
         while len(buf) >= 8:
             frame = bytes(buf[:8])

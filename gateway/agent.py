@@ -60,13 +60,15 @@ def default_gap(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> int:
 
 def make_link(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> Link:
     if isinstance(t, SerialTransport):
-        return SerialLink(t.port, baud=t.baud, parity=t.parity, stopbits=t.stopbits)
+        return SerialLink(t.port, baud=t.baud, parity=t.parity, stopbits=t.stopbits,
+                          bytesize=t.bytesize)
     return TcpLink(t.host, t.port)
 
 
 def make_driver(d: Device, profile: AnyProfile) -> Driver:
     if isinstance(profile, ModbusProfile):
-        framing: Framing = "tcp" if isinstance(d.transport, TcpTransport) else "rtu"
+        framing: Framing = ("tcp" if isinstance(d.transport, TcpTransport)
+                            else d.transport.framing)
         gap = default_gap(d.transport) if d.gap is None else d.gap
         return ModbusDriver(d.name, profile, d.unit_id, framing=framing, gap=gap,
                             quantities=d.quantities)

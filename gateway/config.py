@@ -118,6 +118,8 @@ class RtuOverTcpTransport(_Timing):
     type: Literal["rtu_over_tcp"]
     host: str
     port: Annotated[int, Field(ge=1, le=65535)]
+    # Modbus framing on the line behind the server: rtu, or ascii (":" … LRC CR LF)
+    framing: Literal["rtu", "ascii"] = "rtu"
 
 
 class SerialTransport(_Timing):
@@ -128,6 +130,10 @@ class SerialTransport(_Timing):
     baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
+    # 7 for Modbus ASCII lines (7E1 is its usual setting); RTU needs 8
+    bytesize: Literal[7, 8] = 8
+    # Modbus framing: rtu, or ascii (":" … LRC CR LF; for old PLCs and some flow computers)
+    framing: Literal["rtu", "ascii"] = "rtu"
     timeout_s: Seconds = 0.5
 
 
@@ -197,7 +203,7 @@ class GatewayConfig(StrictModel):
     @model_validator(mode="after")
     def _unique(self) -> GatewayConfig:
         seen: set[str] = set()
-        line: dict[str, tuple[int, str, int]] = {}
+        line: dict[str, tuple[int, str, int, int]] = {}
         ids: dict[tuple[str, object], str] = {}
         for i, d in enumerate(self.devices):
             if d.name in seen:
@@ -206,7 +212,7 @@ class GatewayConfig(StrictModel):
             key = bus_key(d.transport)
             if isinstance(d.transport, SerialTransport):
                 t = d.transport
-                settings = (t.baud, t.parity, t.stopbits)
+                settings = (t.baud, t.parity, t.stopbits, t.bytesize)
                 if line.setdefault(key, settings) != settings:
                     raise ValueError(
                         f"devices.{i}.transport: {t.port} is set to {settings} here but "
@@ -236,6 +242,7 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
     out: list[AnyProfile] = []
     for i, d in enumerate(cfg.devices):
         key = f"devices.{i}"
+        t = d.transport
         try:
             p = library.load(d.profile)
         except ConfigError as exc:
@@ -251,6 +258,15 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
             raise ConfigError(file, f"{key}.transport.type",
                               f"'tcp' is Modbus TCP but {d.profile} speaks {p.protocol}",
                               "use type: serial or type: rtu_over_tcp")
+        framing = getattr(t, "framing", "rtu")
+        if framing == "ascii" and not isinstance(p, ModbusProfile):
+            raise ConfigError(file, f"{key}.transport.framing",
+                              f"ascii is Modbus ASCII but {d.profile} speaks {p.protocol}",
+                              "remove framing (it applies to Modbus devices only)")
+        if isinstance(t, SerialTransport) and t.bytesize == 7 and framing != "ascii":
+            raise ConfigError(file, f"{key}.transport.bytesize",
+                              "7 data bits cannot carry RTU or DL/T 645 frames",
+                              "use bytesize 8, or framing: ascii for a Modbus ASCII line")
         if isinstance(p, SerialLineProfile):
             shared = [o.name for o in cfg.devices
                       if o is not d and bus_key(o.transport) == bus_key(d.transport)]

@@ -21,7 +21,8 @@ from gateway.planner import Read, plan
 from gateway.profile import Field_, ModbusProfile, to_canonical
 from gateway.serial_line import SerialLineProfile, parse_line
 
-Framing = Literal["rtu", "tcp"]
+#: rtu and ascii on serial lines (or a serial server), tcp = Modbus TCP (MBAP)
+Framing = Literal["rtu", "tcp", "ascii"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ def _decode_read(read: Read, regs: list[int]) -> dict[str, float]:
 
 
 class ModbusDriver(Driver):
-    """A Modbus device on RTU (serial or RTU-over-TCP) or Modbus TCP framing."""
+    """A Modbus device on RTU or ASCII (serial or over a serial server) or Modbus TCP framing."""
 
     _tids = itertools.count(1)
 
@@ -72,6 +73,13 @@ class ModbusDriver(Driver):
                 return _decode_read(read, mf.parse_rtu_response(req, frame))
 
             return Step(label, lambda: raw, mf.rtu_response_length, parse_rtu)
+        if self.framing == "ascii":
+            text = mf.ascii_request(req)
+
+            def parse_ascii(frame: bytes) -> dict[str, float]:
+                return _decode_read(read, mf.parse_ascii_response(req, frame))
+
+            return Step(label, lambda: text, mf.ascii_frame_length, parse_ascii)
 
         state = {"tid": 0}
 

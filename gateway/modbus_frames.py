@@ -135,6 +135,58 @@ def parse_rtu_response(req: ReadRequest, frame: bytes) -> list[int]:
     return _parse_pdu(req, frame[0], frame[1:-2])
 
 
+# --------------------------------------------------------------------------- ASCII
+
+
+def lrc(data: bytes) -> int:
+    """Longitudinal redundancy check of Modbus ASCII: two's complement of the byte sum
+    (MODBUS over Serial Line V1.02 §2.5.2.2, §6.2.1)."""
+    return -sum(data) & 0xFF
+
+
+def ascii_encode(body: bytes) -> bytes:
+    """``unit + PDU`` -> ``:`` + upper-case hex of body and LRC + CR LF."""
+    return b":" + (body + bytes([lrc(body)])).hex().upper().encode() + b"\r\n"
+
+
+def ascii_request(req: ReadRequest) -> bytes:
+    return ascii_encode(bytes([req.unit]) + req.pdu())
+
+
+def ascii_frame_length(buf: bytes) -> int | None:
+    """Bytes up to and including the CR LF that ends the first frame (None: not yet)."""
+    start = buf.find(b":")
+    if start < 0:
+        return None
+    end = buf.find(b"\r\n", start)
+    return None if end < 0 else end + 2
+
+
+def ascii_decode(frame: bytes) -> bytes:
+    """A received ASCII frame -> ``unit + PDU`` with its LRC checked.
+
+    Raises:
+        FrameError: no ``:``, non-hex characters, odd length or an LRC mismatch.
+    """
+    start = frame.find(b":")
+    text = frame[start + 1 :].rstrip(b"\r\n") if start >= 0 else b""
+    try:
+        raw = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise FrameError(f"not a Modbus ASCII frame: {frame[:40]!r}") from None
+    if len(raw) < 3:
+        raise FrameError(f"Modbus ASCII frame too short: {frame[:40]!r}")
+    if lrc(raw[:-1]) != raw[-1]:
+        raise FrameError(f"LRC error in {frame[:40]!r} (want {lrc(raw[:-1]):02X})")
+    return raw[:-1]
+
+
+def parse_ascii_response(req: ReadRequest, frame: bytes) -> list[int]:
+    """Validate an ASCII answer to ``req`` and return its registers (or bits)."""
+    body = ascii_decode(frame)
+    return _parse_pdu(req, body[0], body[1:])
+
+
 # --------------------------------------------------------------------------- TCP (MBAP)
 
 
@@ -233,6 +285,11 @@ def silent_interval(baud: int) -> float:
 def rtu_wire_bytes(count: int) -> tuple[int, int]:
     """(request, response) bytes on the line for one read of ``count`` registers."""
     return 8, 5 + 2 * count
+
+
+def ascii_wire_bytes(count: int) -> tuple[int, int]:
+    """ASCII sends every byte as two characters plus ``:`` and CR LF."""
+    return 17, 11 + 4 * count
 
 
 def tcp_wire_bytes(count: int) -> tuple[int, int]:
