@@ -48,6 +48,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from enmon.errors import EnmonError
+from enmon.lineproto import payload_hash
+from enmon.wire import MAX_PAYLOAD_BYTES
 
 log = logging.getLogger("enmon.ingest.mqtt")
 
@@ -75,6 +77,8 @@ class MqttSettings:
         session_expiry: seconds the broker keeps the session while we are away;
             it must outlast the longest outage (restart, InfluxDB down) to lose nothing.
         receive_maximum: unacked messages the broker may have in flight to us (1..65535).
+        max_queued_bytes: payload bytes received and not yet taken by the pipeline; above
+            it paho's thread stops reading the socket (TCP backpressure to the broker).
         keepalive: seconds between pings.
         username: broker user, if the broker requires one.
         password: broker password (never logged).
@@ -89,6 +93,7 @@ class MqttSettings:
     client_id: str
     session_expiry: int = 7 * 24 * 3600
     receive_maximum: int = 1000
+    max_queued_bytes: int = 32 * 1024 * 1024
     keepalive: int = 30
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -110,6 +115,9 @@ class Delivery:
     generation: int
     received_at: float  # time.time() when paho handed it over
     _owner: AckingSubscriber = field(repr=False)
+    # a payload over the wire contract's limit is not kept: only its size and SHA-256,
+    # which is all its ``rejected`` record needs (memory stays bounded in bytes)
+    oversize: tuple[int, str] | None = None
 
     def ack(self) -> bool:
         """Tell the broker this message is done. False if its connection is gone."""
@@ -134,6 +142,8 @@ class AckingSubscriber:
         self.capacity = 2 * settings.receive_maximum
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._room = threading.Semaphore(self.capacity)
+        self._bytes = 0  # payload bytes in _queue
+        self._bytes_free = threading.Condition()
         self._closing = threading.Event()
         self._lock = threading.Lock()  # guards _generation/_connected against ack()
         self._generation = 0
@@ -218,7 +228,7 @@ class AckingSubscriber:
 
     async def get(self) -> Delivery:
         d = await self._queue.get()
-        self._room.release()
+        self._taken(d)
         return d
 
     def get_nowait(self) -> Delivery | None:
@@ -226,8 +236,14 @@ class AckingSubscriber:
             d = self._queue.get_nowait()
         except asyncio.QueueEmpty:
             return None
-        self._room.release()
+        self._taken(d)
         return d
+
+    def _taken(self, d: Delivery) -> None:
+        self._room.release()
+        with self._bytes_free:
+            self._bytes -= len(d.payload)
+            self._bytes_free.notify_all()
 
     async def deliveries(self) -> AsyncIterator[Delivery]:
         while True:
@@ -298,11 +314,24 @@ class AckingSubscriber:
         self._call(self._purge_stale)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        d = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup),
-                     self._generation, time.time(), self)
+        payload, oversize = bytes(msg.payload), None
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            oversize = (len(payload), payload_hash(payload))
+            payload = b""
+        d = Delivery(msg.topic, payload, msg.mid, msg.qos, bool(msg.dup),
+                     self._generation, time.time(), self, oversize)
+        with self._bytes_free:
+            # a byte budget beside the count: a flood of maximum-size payloads while the
+            # database is down must not grow memory past it (one message always fits)
+            while (self._bytes and self._bytes + len(payload) > self.settings.max_queued_bytes
+                   and not self._closing.is_set()):
+                self._bytes_free.wait(0.5)
+            self._bytes += len(payload)
         waited = False
         while self._closing.is_set() or not self._room.acquire(timeout=0.5):
             if self._closing.is_set():
+                with self._bytes_free:
+                    self._bytes -= len(payload)
                 return  # shutting down; not acked, so the broker redelivers it
             if not waited:
                 waited = True
@@ -326,7 +355,7 @@ class AckingSubscriber:
                 keep.append(d)
             else:
                 dropped += 1
-                self._room.release()
+                self._taken(d)
         for d in keep:
             self._queue.put_nowait(d)
         if dropped:

@@ -94,7 +94,7 @@ class Processor:
 
     def rejected(self, *, reason: str, detail: str, payload: bytes, topic: str, site: str,
                  gateway: str, now_ms: int, device: str = "", quantity: str = "",
-                 digest: str | None = None) -> str:
+                 digest: str | None = None, size: int | None = None) -> str:
         tags = {"site": wire.safe_text(site or "_unknown", 64),
                 "gateway": wire.safe_text(gateway or "_unknown", 64),
                 "reason": reason, "worker": self.worker}
@@ -104,13 +104,27 @@ class Processor:
             "payload_sha256": digest or payload_hash(payload),
             "detail": wire.safe_text(detail, 500),
             "topic": wire.safe_text(topic, 300),
-            "size": len(payload),
+            "size": len(payload) if size is None else size,
         }
         if device:
             fields["device"] = wire.safe_text(device, 64)
         if quantity:
             fields["quantity"] = wire.safe_text(quantity, 64)
         return line("rejected", tags, fields, self._reject_ts(now_ms))
+
+    def too_large(self, topic: str, size: int, digest: str, *, now_ms: int) -> Processed:
+        """The record of a payload over the limit that was not kept in memory."""
+        try:
+            site, gateway, _ = wire.parse_topic(topic)
+        except WireError:
+            site = gateway = ""
+        rec = self.rejected(reason=str(wire.Reason.TOO_LARGE),
+                            detail=f"{size} bytes, limit {wire.MAX_PAYLOAD_BYTES}",
+                            payload=b"", topic=topic, site=site, gateway=gateway,
+                            now_ms=now_ms, digest=digest, size=size)
+        log.warning("event=rejected reason=too_large topic=%r size=%d",
+                    wire.safe_text(topic), size)
+        return Processed([rec], reasons=[str(wire.Reason.TOO_LARGE)])
 
     def process(self, payload: bytes, topic: str, now_ms: int) -> Processed:
         try:
@@ -303,7 +317,10 @@ class Pipeline:
             st.redeliveries += 1
         now = int(time.time() * 1000)
         try:
-            p = self.processor.process(d.payload, d.topic, now)
+            if d.oversize is not None:
+                p = self.processor.too_large(d.topic, *d.oversize, now_ms=now)
+            else:
+                p = self.processor.process(d.payload, d.topic, now)
         except Exception as exc:  # the last line of defence: no payload may stop the worker
             st.processing_errors += 1
             log.error("event=processing_error topic=%r sha256=%s error=%r",
