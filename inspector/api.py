@@ -396,6 +396,9 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                 log.warning("event=rules_unreachable error=%r", str(exc))
         eps = live
         if not active_only or source == "history":
+            # not a period: a list of what was recorded. The upper bound is past now on
+            # purpose, so a change stamped by a rules host whose clock runs ahead is still
+            # listed (no figure is computed from these rows)
             rows = await st.alert_rows(site, now - days * DAY_MS, now + DAY_MS)
             seen = {(e["fingerprint"], e["since"]) for e in live}
             live_fps = {e["fingerprint"] for e in live if e["state"] in al.ACTIVE}

@@ -306,5 +306,7 @@ $("#report-html").addEventListener("click", async () => {
   } catch (e) { $("#report-msg").textContent = "Report failed: " + e.message; }
 });
 
-$("#report-period").value = new Date().toISOString().slice(0, 7);
+// this month in the site's time zone (a UTC month is the previous one until 08:00 on the 1st);
+// a month still running is reported up to now and labelled partial
+$("#report-period").value = new Date().toLocaleString("sv-SE", { timeZone: state.tz }).slice(0, 7);
 if (state.token) signIn().catch(() => signOut(""));
