@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -24,10 +26,13 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
 VARS = {"site": "demo-campus", "building": "admin", "device": "mall-main",
-        "plant": "boiler-house"}
+        "plant": "boiler-house", "tz": "Asia/Shanghai"}
+SITE_TZ = ZoneInfo("Asia/Shanghai")  # the demo campus's site file timezone
 # panels that may legitimately be empty on the simulated days (uid, panel id): the boilers
-# in the demo campus run clean, so the rule engine has no efficiency verdict to record
-MAY_BE_EMPTY = {("enmon-boiler-efficiency", 5)}
+# in the demo campus run clean, so the rule engine has no efficiency verdict to record,
+# and the simulated days run the roll-ups only, not the boiler step
+MAY_BE_EMPTY = {("enmon-boiler-efficiency", 5), ("enmon-boiler-efficiency", 6)}
+TIME_GROUP = re.compile(r"GROUP BY time\(([^)]*)\)")
 
 
 def _grafana(query: str, loaded: Loaded) -> str:
@@ -58,6 +63,10 @@ def test_provisioning_files_agree() -> None:
 def test_every_panel_query_runs_on_real_data(loaded: Loaded, path: Path) -> None:
     d: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     for v in d["templating"]["list"]:
+        if v["type"] == "custom":  # a fixed list, e.g. the site's time zone
+            assert VARS[v["name"]] in [o.strip() for o in v["query"].split(",")]
+            assert v["current"]["value"] == VARS[v["name"]]
+            continue
         series = influx_query(loaded.url, DB, _grafana(v["query"], loaded))
         values = {str(x[1]) for s in series for x in s["values"]}
         assert VARS[v["name"]] in values, (v["name"], values)
@@ -66,3 +75,42 @@ def test_every_panel_query_runs_on_real_data(loaded: Loaded, path: Path) -> None
             series = influx_query(loaded.url, DB, _grafana(t["query"], loaded))
             if (d["uid"], p["id"]) not in MAY_BE_EMPTY:
                 assert any(s.get("values") for s in series), (d["uid"], p["title"], t["query"])
+
+
+def _queries() -> list[tuple[str, str, str]]:
+    return [(path.stem, p["title"], t["query"]) for path in DASHBOARDS
+            for p in json.loads(path.read_text(encoding="utf-8"))["panels"]
+            for t in p["targets"]]
+
+
+def test_every_time_bucket_is_in_the_site_time_zone() -> None:
+    """GROUP BY time(…) buckets in UTC put a site-day's total on the previous day (the
+    site-day starts at 16:00 UTC): every such query must carry tz() with the site's zone."""
+    grouped = [(uid, title, q) for uid, title, q in _queries() if TIME_GROUP.search(q)]
+    assert any("time(1d)" in q for _, _, q in grouped)
+    for uid, title, q in grouped:
+        assert re.search(r"\btz\('\$tz'\)\s*$", q), (uid, title, q)
+
+
+def test_daily_panels_put_each_site_day_on_its_own_day(loaded: Loaded) -> None:
+    """Every daily bucket starts at a local midnight, and the overview's electricity per day
+    is the sum of that day's ``energy_daily`` points (the report's figures)."""
+    for uid, title, q in _queries():
+        if "time(1d)" not in q:
+            continue
+        for s in influx_query(loaded.url, DB, _grafana(q, loaded)):
+            for row in s["values"]:
+                local = datetime.fromtimestamp(row[0] / 1000, SITE_TZ)
+                assert (local.hour, local.minute) == (0, 0), (uid, title, local)
+    panel = next(q for uid, title, q in _queries()
+                 if uid == "enmon-building-overview" and title.startswith("Electricity per day"))
+    got = {row[0]: row[1] for s in influx_query(loaded.url, DB, _grafana(panel, loaded))
+           for row in s["values"] if row[1] is not None}
+    want: dict[int, float] = {}
+    for s in influx_query(loaded.url, DB, _grafana(
+            "SELECT amount FROM energy_daily WHERE site = '$site' AND building = '$building' "
+            "AND total = '1' AND energy_type = 'electricity' AND $timeFilter", loaded)):
+        for ts, amount in s["values"]:
+            want[ts] = want.get(ts, 0.0) + amount
+    assert want and got.keys() == want.keys()
+    assert all(got[k] == pytest.approx(want[k]) for k in want)
