@@ -48,6 +48,22 @@ def find_meter(site: Site, device: str, gateway: str | None = None) -> Meter | N
     return None
 
 
+def not_submetered(total: float, subitems: Iterable[float]) -> float:
+    """What no sub-meter covers: total − Σ sub-items (分项), shown, never silently dropped.
+
+    A remainder within a millionth of the total is rounding of the same readings, shown as 0.
+    """
+    rest = total - sum(subitems)
+    return 0.0 if abs(rest) < 1e-6 * max(1.0, total) else rest
+
+
+def intensity(amount: float, per: float) -> float:
+    """An amount per m² (or per person): the unit every quota and benchmark compares."""
+    if per <= 0:
+        raise ValueError("floor area or occupants must be positive")
+    return amount / per
+
+
 # --------------------------------------------------------------------------- conversions
 
 
@@ -166,12 +182,12 @@ class QuotaAt:
 
     @property
     def ytd_intensity(self) -> float:
-        return self.status.ytd / self.per
+        return intensity(self.status.ytd, self.per)
 
     @property
     def projected_intensity(self) -> float | None:
         p = self.status.projected
-        return p / self.per if p is not None else None
+        return intensity(p, self.per) if p is not None else None
 
 
 def quota_limit(b: Building) -> Ref:

@@ -265,8 +265,7 @@ def build_report(
             energy.append(EnergyLine(et, UNITS.get(et, ""), amount, kg, co2, kref, cref, note))
         subitems = [(code, SUBITEM_NAMES[code], sub[code]) for code in sorted(sub)]
         if subitems and "electricity" in per_type:
-            rest = per_type["electricity"] - sum(v for _, _, v in subitems)
-            rest = 0.0 if abs(rest) < 1e-6 * max(1.0, per_type["electricity"]) else rest
+            rest = figures.not_submetered(per_type["electricity"], (v for _, _, v in subitems))
             subitems.append(("", "not sub-metered (total − sub-items)", rest))
         kgce = sum(e.kgce or 0.0 for e in energy)
         co2 = sum(e.co2_kg or 0.0 for e in energy)
@@ -277,7 +276,8 @@ def build_report(
             factors[qf.limit.label()] = qf.limit
         out_buildings.append(BuildingReport(
             b.id, b.name or b.id, b.type, b.floor_area_m2, b.occupants, energy, subitems, kgce,
-            co2, kgce / b.floor_area_m2, dict(sorted(daily.items())), qf, meters))
+            co2, figures.intensity(kgce, b.floor_area_m2), dict(sorted(daily.items())), qf,
+            meters))
     gw_of_building = {(m.gateway) for bb in out_buildings for m in site.building(bb.id).meters}
     comp: dict[str, dict[str, Any]] = {}  # gateway → figures
     for r in completeness_rows:

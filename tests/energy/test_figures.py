@@ -126,3 +126,12 @@ def test_quota_ytd_counts_building_totals_in_the_quota_measure() -> None:
                                        (ms["gas"], 80.0)]) == 500.0
     assert figures.find_meter(site, "light") is ms["light"]
     assert figures.find_meter(site, "light", "other-gw") is None
+
+
+def test_sub_items_leave_a_visible_remainder_and_intensity_needs_an_area() -> None:
+    # 1 000 kWh in total, 400 + 350 sub-metered: 250 kWh nobody sub-meters
+    assert figures.not_submetered(1000.0, [400.0, 350.0]) == pytest.approx(250.0)
+    assert figures.not_submetered(1000.0, [600.0, 400.0000001]) == 0.0  # rounding, not use
+    assert figures.intensity(12_000.0, 1000.0) == 12.0
+    with pytest.raises(ValueError):
+        figures.intensity(1.0, 0.0)
