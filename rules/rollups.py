@@ -129,17 +129,23 @@ class Rollups(PassBase):
             while d < h1:
                 days.add(d)
                 d = accounting.next_bucket(d, "day", tz)
-        for d0, d1 in _runs(sorted(days), tz):
-            rows = await self._rows(
-                "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_hourly "
-                f"WHERE site = {quote(site.site)} AND time >= {d0}ms AND time < {d1}ms "
-                f"GROUP BY time(1d), building, meter, energy_type, category, total "
-                f"tz({quote(site.timezone)})", st)
-            await self._write(rollup_lines("energy_daily", site.site, rows), st)
+        runs = await self._many([
+            "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_hourly "
+            f"WHERE site = {quote(site.site)} AND time >= {d0}ms AND time < {d1}ms "
+            f"GROUP BY time(1d), building, meter, energy_type, category, total "
+            f"tz({quote(site.timezone)})" for d0, d1 in _runs(sorted(days), tz)], st)
+        await self._write([ln for rows in runs for ln in rollup_lines("energy_daily", site.site,
+                                                                      rows)], st)
         st.per_step["rollup.daily"] = time.perf_counter() - t
         t = time.perf_counter()
-        for month in sorted({accounting.bucket_start(d, "month", tz) for d in days}):
-            await self._monthly(site, month, accounting.next_bucket(month, "month", tz), st)
+        months = sorted({accounting.bucket_start(d, "month", tz) for d in days})
+        sums = await self._many([
+            "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_daily "
+            f"WHERE site = {quote(site.site)} AND time >= {m}ms "
+            f"AND time < {accounting.next_bucket(m, 'month', tz)}ms "
+            "GROUP BY building, meter, energy_type, category, total" for m in months], st)
+        await self._write([ln for m, rows in zip(months, sums, strict=True)
+                           for ln in rollup_lines("energy_monthly", site.site, rows, ts=m)], st)
         st.per_step["rollup.monthly"] = time.perf_counter() - t
 
     async def _grouped(self, site: Site, meters: list[tuple[Building, Meter]],
@@ -232,14 +238,6 @@ class Rollups(PassBase):
                 lines += energy_lines("energy_hourly", site, b, v.id, v.energy_type,
                                       v.category, v.building_total, buckets)
         await self._write(lines, st)
-
-    async def _monthly(self, site: Site, month: int, nxt: int, st: PassStats) -> None:
-        """``energy_monthly`` for one local calendar month, re-summed from its days."""
-        rows = await self._rows(
-            "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_daily "
-            f"WHERE site = {quote(site.site)} AND time >= {month}ms AND time < {nxt}ms "
-            "GROUP BY building, meter, energy_type, category, total", st)
-        await self._write(rollup_lines("energy_monthly", site.site, rows, ts=month), st)
 
 
 def _runs(days: list[int], tz: ZoneInfo) -> list[tuple[int, int]]:

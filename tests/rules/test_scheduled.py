@@ -156,7 +156,7 @@ async def test_one_pass_rolls_up_and_checks_quota_budget_boiler_completeness(
     # Flat monthly weights at 1 July 12:00: (6 + 0.5/31)/12 = 0.50134 of the year is due,
     # projection 36 300 / 0.50134 = 72 405 kWh > 50 000: early warning, not yet exceeded.
     warn = fired[("quota_early_warning", "office-1")]
-    assert warn.value == pytest.approx(36_300 / ((6 + 0.5 / 31) / 12), rel=1e-4)
+    assert warn.value == pytest.approx(36_300 / (181.5 / 365), rel=1e-4)
     assert ("quota_exceeded", "office-1") not in fired
     # budget 30 000 kWh for the year: 36 300 used = exhausted
     assert fired[("budget", "office-1")].severity == "critical"
