@@ -30,6 +30,19 @@ class Meter:
     faults: Faults = field(default_factory=Faults)
 
 
+def collide(frames: list[bytes]) -> bytes | None:
+    """What a master hears when several meters answer at once: on RS-485 a driven 0 wins
+    over a 1 where drivers fight, so the bytes AND together (the longest frame's tail
+    stays) — a frame whose checksum fails, or noise."""
+    if not frames:
+        return None
+    out = bytearray(max(frames, key=len))
+    for f in frames:
+        for i, b in enumerate(f):
+            out[i] &= b
+    return bytes(out)
+
+
 class Dlt645Server(LineServer):
     def __init__(self, meters: Mapping[str, Meter], *, link: Literal["pty", "tcp"] = "pty",
                  baud: int | None = None) -> None:
@@ -44,13 +57,16 @@ class Dlt645Server(LineServer):
             if self.meters[addr].profile.version != "2007":
                 return None  # read-address is a 2007 command: a 1997 meter stays silent
             return d.build_frame(addr, d.C_READ_ADDRESS_OK, d.address_bytes(addr))
-        wildcard = frame.address == d.BROADCAST
-        if wildcard and len(self.meters) != 1:
+        matching = [a for a in self.meters if d.address_matches(frame.address, a)]
+        if len(matching) > 1:
+            # every addressed meter answers at once: on RS-485 the frames collide
+            return collide([a for m in matching if (a := self._answer_as(m, frame)) is not None])
+        if not matching:
             return None
-        addr = next(iter(self.meters)) if wildcard else frame.address
-        meter = self.meters.get(addr)
-        if meter is None:
-            return None
+        return self._answer_as(matching[0], frame)
+
+    def _answer_as(self, addr: str, frame: d.Frame) -> bytes | None:
+        meter = self.meters[addr]
         self.requests += 1
         fault = meter.faults.pick()
         if fault == "timeout":

@@ -212,7 +212,7 @@ def scan(
     host: str = typer.Option(None, help="Modbus TCP gateway or serial-server host"),
     tcp_port: int = typer.Option(502),
     rtu_over_tcp: bool = typer.Option(False, help="the host is a serial server (RTU framing)"),
-    protocol: str = typer.Option("modbus", help="modbus or dlt645"),
+    protocol: str = typer.Option("modbus", help="modbus, dlt645 (2007) or dlt645-1997"),
     units: str = typer.Option("1-247", help="Modbus unit ids to try, e.g. 1-32"),
     register: int = typer.Option(0, help="register to read for the presence check"),
     function: str = typer.Option("holding", help="holding or input"),
@@ -221,8 +221,9 @@ def scan(
     """Find which Modbus unit ids answer on a bus (or the DL/T 645 meter's address).
 
     Any answer counts, an exception response too: the device is there, only the
-    register is wrong for it. DL/T 645 uses the read-address broadcast, which
-    works with exactly one meter on the bus.
+    register is wrong for it. DL/T 645 searches the bus with wildcard addresses
+    (gateway.discovery), so it finds every meter, not only a lone one; an empty
+    request costs --timeout, so about 100 × timeout per address byte meters share.
     """
     from gateway import dlt645 as d
     from gateway import modbus_frames as mf
@@ -242,14 +243,12 @@ def scan(
         found: list[tuple[str, str]] = []
         await link.open()
         try:
-            if protocol == "dlt645":
-                try:
-                    raw = await link.transact(d.read_address_request(), d.frame_length, timeout * 5)
-                    meter, _ = d.find_frame(raw)
-                    if meter is not None:
-                        found.append((meter.address, "answered read-address"))
-                except (LinkTimeout, d.Dlt645FrameError) as exc:
-                    typer.echo(f"no answer: {exc}", err=True)
+            if protocol in ("dlt645", "dlt645-1997"):
+                from gateway.discovery import discover
+
+                version: d.Version = "1997" if protocol == "dlt645-1997" else "2007"
+                for a in await discover(link, version=version, timeout=timeout):
+                    found.append((a, f"answered (DL/T 645-{version} wildcard search)"))
                 return found
             for u in _units(units):
                 req = mf.ReadRequest(u, function, register, 1)  # type: ignore[arg-type]

@@ -120,12 +120,35 @@ class Dlt645FrameError(DriverError):
 
 
 def address_bytes(address: str) -> bytes:
-    """12-digit meter address as written on the nameplate → 6 wire bytes (LSB first)."""
+    """12-digit meter address as written on the nameplate → 6 wire bytes (LSB first).
+
+    ``AA`` in place of the high digit pairs is the wildcard ("缩位寻址": the low bytes are
+    given, the rest matches any meter), which the discovery search uses; ``AA``×6 is the
+    full wildcard.
+    """
     if address.upper() == BROADCAST:
         return b"\xaa" * 6
-    if len(address) != 12 or not address.isdigit():
+    if not is_address_pattern(address):
         raise ValueError(f"meter address {address!r} must be 12 decimal digits")
     return bytes.fromhex(address)[::-1]
+
+
+def is_address_pattern(address: str) -> bool:
+    """12 digits, where leading digit pairs may be the wildcard ``AA`` (high bytes only)."""
+    if len(address) != 12:
+        return False
+    pairs = [address[i : i + 2].upper() for i in range(0, 12, 2)]
+    k = 0
+    while k < 6 and pairs[k] == "AA":
+        k += 1
+    return all(p.isdigit() for p in pairs[k:])
+
+
+def address_matches(pattern: str, address: str) -> bool:
+    """Does a meter at ``address`` answer a frame sent to ``pattern`` (wildcard ``AA``)?"""
+    return all(p == "AA" or p == a for p, a in zip(
+        (pattern[i : i + 2].upper() for i in range(0, 12, 2)),
+        (address[i : i + 2] for i in range(0, 12, 2)), strict=True))
 
 
 def address_text(raw: bytes) -> str:
@@ -209,7 +232,7 @@ def parse_read_response(address: str, di: str, frame: Frame,
     """The value bytes of a normal answer to ``read_request(address, di, version)``."""
     _, ok, err = CONTROL[version]
     n = DI_BYTES[version]
-    if address.upper() != BROADCAST and frame.address != address:
+    if not address_matches(address, frame.address):
         raise Dlt645FrameError(f"answer from meter {frame.address}, asked {address}")
     if frame.control == err:
         raise Dlt645Error(address, frame.data[0] if frame.data else 0, version)
