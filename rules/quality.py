@@ -148,8 +148,11 @@ def completeness(received: int, *, window_ms: int, interval_ms: int, target: flo
     The expected count is window ÷ poll interval. The NDRC upload-rate definitions
     were not found (standards.md), so the target is configuration, not a standard.
     """
-    expected = max(1, window_ms // interval_ms)
-    ratio = min(1.0, received / expected)
+    from energy.figures import meter_completeness
+
+    c = meter_completeness(received, 0, window_ms, interval_ms / 1000)
+    expected = max(1, c.expected)
+    ratio = c.ratio if c.ratio is not None else min(1.0, float(received))
     if ratio < target:
         return Finding("completeness",
                        f"{received}/{expected} readings ({ratio:.1%} < {target:.0%})",

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from energy import accounting
+from energy import accounting, figures
 from energy.site import Building, Meter, Site
 from enmon import touched as tch
 from enmon.influx import ident, quote
@@ -256,18 +256,16 @@ def energy_lines(meas: str, site: Site, b: Building, meter: str, energy_type: st
                  category: str, total: bool, buckets: dict[int, float]) -> list[str]:
     """Roll-up points of one meter; kgce beside the amount where the energy type has a factor."""
     out = []
-    factor = None
-    try:
-        key = site.electricity_kgce if energy_type == "electricity" else None
-        factor = accounting.coal_factor(energy_type, key)
-    except Exception:  # no kgce factor for this energy type (water): amount only
-        factor = None
+    # the same conversion as the report's (the site's electricity factor, its measured gas
+    # NCV): kgce is linear in the amount, so convert one unit once per meter
+    one, _ = figures.to_kgce(site, b, energy_type, 1.0)
+    per_unit = one.value if one is not None else None
     tags = {"site": site.site, "building": b.id, "meter": meter, "energy_type": energy_type,
             "category": category, "total": "1" if total else "0"}
     # the series key is the same for every bucket: escape it once (the hot path)
     key = line(meas, tags, {"amount": 0.0}, 0).rsplit(" ", 2)[0]
     for ts, amount in buckets.items():
-        kgce = f",kgce={float(amount * factor.value)!r}" if factor is not None else ""
+        kgce = f",kgce={float(amount * per_unit)!r}" if per_unit is not None else ""
         out.append(f"{key} amount={float(amount)!r}{kgce} {ts}")
     return out
 
