@@ -17,7 +17,7 @@ from inspector import charts
 from inspector.report import Report
 
 TEMPLATES = Path(__file__).parent / "templates"
-STATE_TEXT = {"ok": "within quota", "over_pro_rata": "above the pro-rated quota",
+STATE_TEXT = {"ok": "within quota",
               "early_warning": "early warning (预警): projected above the quota",
               "exceeded": "quota exceeded",
               "incomplete": "no verdict: the year-to-date lacks readings before the period"}

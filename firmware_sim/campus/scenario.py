@@ -84,7 +84,7 @@ class Expectation(StrictModel):
     """The alert the scenario exists to produce (checked by the end-to-end tests)."""
 
     # the rule engine's rule names (rules/engine.py)
-    alert: Literal["quota_early_warning", "quota_exceeded", "quota_over_pro_rata", "budget",
+    alert: Literal["quota_early_warning", "quota_exceeded", "budget",
                    "boiler_efficiency", "meter_offline", "gateway_offline", "flatline",
                    "counter_backwards", "implausible_jump", "completeness"]
     target: Id
