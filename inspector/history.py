@@ -280,6 +280,44 @@ def notes(h: History) -> list[tuple[int, str]]:
 # --------------------------------------------------------------------------- export
 
 
+_FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutral(value: Any) -> Any:
+    """A cell value a spreadsheet will not run: text from a sender (a device id, a rejected
+    payload's detail) that starts like a formula gets a leading apostrophe (OWASP's advice
+    for CSV); numbers and our own text pass unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_LEAD):
+        return "'" + value
+    return value
+
+
+class _NeutralWriter:
+    """``csv.writer`` whose every cell goes through :func:`neutral`."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._w = csv.writer(out, lineterminator="\n")
+
+    def writerow(self, row: Sequence[Any]) -> None:
+        self._w.writerow([neutral(v) for v in row])
+
+
+def _xl_row(ws: Any, row: Sequence[Any]) -> list[Any]:
+    """XLSX cells: strings are stored as text, never as formulas (openpyxl would make any
+    string starting with "=" a live formula)."""
+    from openpyxl.cell import WriteOnlyCell
+
+    out: list[Any] = []
+    for v in row:
+        if isinstance(v, str):
+            c = WriteOnlyCell(ws, value=v)
+            c.data_type = "s"
+            out.append(c)
+        else:
+            out.append(v)
+    return out
+
+
 def write_csv(h: History, out: TextIO) -> int:
     """Readings, one row each, with flags beside the value and gap/refusal rows in place.
 
@@ -287,7 +325,7 @@ def write_csv(h: History, out: TextIO) -> int:
     """
     flag_cols = sorted({f.quantity for f in h.flags}) if h.mode == "raw" else []
     flag_at = {(f.ts, f.quantity): f.flag for f in h.flags}
-    w = csv.writer(out, lineterminator="\n")
+    w = _NeutralWriter(out)
     w.writerow(["time", "epoch_ms", *(f"{c} [{unit_of(c)}]" if unit_of(c) else c
                                       for c in h.columns),
                 *(f"flag_{q}" for q in flag_cols), "note"])
@@ -321,24 +359,27 @@ def write_xlsx(h: History, path: str | Path | IO[bytes], *, title: str = "") -> 
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("Readings")
-    ws.append(["time", "epoch_ms", *(f"{c} [{unit_of(c)}]" if unit_of(c) else c
-                                     for c in h.columns)])
+    ws.append(_xl_row(ws, ["time", "epoch_ms", *(f"{c} [{unit_of(c)}]" if unit_of(c) else c
+                                     for c in h.columns)]))
     for row in h.rows:
-        ws.append([local_iso(row["time"], h.tz), row["time"], *(row.get(c) for c in h.columns)])
+        ws.append(_xl_row(ws, [local_iso(row["time"], h.tz), row["time"],
+                               *(row.get(c) for c in h.columns)]))
     ws = wb.create_sheet("Gaps")
-    ws.append(["from", "to", "duration", "duration_s", "at range edge"])
+    ws.append(_xl_row(ws, ["from", "to", "duration", "duration_s", "at range edge"]))
     for g in h.gaps:
-        ws.append([local_iso(g.start, h.tz), local_iso(g.end, h.tz), human_duration(g.duration_ms),
-                   g.duration_ms / 1000, "yes" if g.edge else "no"])
+        ws.append(_xl_row(ws, [local_iso(g.start, h.tz), local_iso(g.end, h.tz),
+                               human_duration(g.duration_ms), g.duration_ms / 1000,
+                               "yes" if g.edge else "no"]))
     ws = wb.create_sheet("Flags")
-    ws.append(["time", "quantity", "flag", "value"])
+    ws.append(_xl_row(ws, ["time", "quantity", "flag", "value"]))
     for f in h.flags:
-        ws.append([local_iso(f.ts, h.tz), f.quantity, f.flag, f.value])
+        ws.append(_xl_row(ws, [local_iso(f.ts, h.tz), f.quantity, f.flag, f.value]))
     ws = wb.create_sheet("Rejected")
-    ws.append(["time", "reason", "detail", "device", "quantity", "gateway", "payload_sha256"])
+    ws.append(_xl_row(ws, ["time", "reason", "detail", "device", "quantity", "gateway",
+                           "payload_sha256"]))
     for r in h.rejected:
-        ws.append([local_iso(r["time"], h.tz), r["reason"], r["detail"], r["device"],
-                   r["quantity"], r["gateway"], r["payload_sha256"]])
+        ws.append(_xl_row(ws, [local_iso(r["time"], h.tz), r["reason"], r["detail"],
+                               r["device"], r["quantity"], r["gateway"], r["payload_sha256"]]))
     ws = wb.create_sheet("About")
     for k, v in [("title", title or f"{h.site} / {h.device}"), ("site", h.site),
                  ("device", h.device), ("from", local_iso(h.start, h.tz)),
@@ -348,7 +389,7 @@ def write_xlsx(h: History, path: str | Path | IO[bytes], *, title: str = "") -> 
                  ("gaps", len(h.gaps)), ("flagged values", len(h.flags)),
                  ("rejected records", len(h.rejected)),
                  *[(k2, str(v2)) for k2, v2 in h.meta.items()]]:
-        ws.append([k, v])
+        ws.append(_xl_row(ws, [k, v]))
     wb.save(path if not isinstance(path, Path) else str(path))
 
 
@@ -366,7 +407,7 @@ def write_building_csv(hs: Sequence[History], out: TextIO) -> int:
                     slot[(j, c)] = r.get(c)
     tz = hs[0].tz if hs else "UTC"
     pending = sorted((ts, f"{h.device}: {text}") for h in hs for ts, text in notes(h))
-    w = csv.writer(out, lineterminator="\n")
+    w = _NeutralWriter(out)
     w.writerow(["time", "epoch_ms", *(f"{hs[i].device} {c} [{unit_of(c)}]" for i, c in cols),
                 "note"])
     n = 0

@@ -160,3 +160,32 @@ def test_cli_building_csv_puts_meters_side_by_side(loaded: Loaded, tmp_path: Pat
                    ("admin-light", "admin-hvac", "admin-power", "admin-spec"))
         # the simulated mains is exactly the sum of its sub-item meters, hour by hour
         assert float(row[col.format("admin-main")]) == pytest.approx(subs, rel=1e-9)
+
+
+def test_exports_never_carry_a_live_formula(tmp_path: Path) -> None:
+    """A rejected payload's text is a sender's words: in CSV it is defused with a leading
+    apostrophe, in XLSX stored as text, so opening the export runs nothing."""
+    from openpyxl import load_workbook
+
+    evil = '=HYPERLINK("http://attacker.example","click")'
+    h = hist.raw_history(
+        site="s", device="d", start=0, end=2 * STEP, tz="UTC", fields=["active_power_kw"],
+        rows=[{"time": 0, "active_power_kw": -1.5}, {"time": STEP, "active_power_kw": 2.0}],
+        rejected=[{"time": STEP, "reason": "bad_type", "detail": evil, "device": "d",
+                   "quantity": "+cmd|' /C calc'!A0", "gateway": "@SUM(1+1)",
+                   "payload_sha256": "ab"}],
+        gap_factor=10.0)
+    buf = io.StringIO()
+    hist.write_csv(h, buf)
+    cells = [c for row in csv.reader(io.StringIO(buf.getvalue())) for c in row]
+    assert not any(c.startswith(("=", "+", "@")) for c in cells)
+    assert "-1.5" in cells  # numbers are not touched
+    path = tmp_path / "h.xlsx"
+    hist.write_xlsx(h, path)
+    wb = load_workbook(path)
+    rej = next(iter(wb["Rejected"].iter_rows(min_row=2, values_only=True)))
+    assert rej[2] == evil and rej[5] == "@SUM(1+1)"  # kept verbatim, as text
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                assert c.data_type != "f", (ws.title, c.coordinate, c.value)
