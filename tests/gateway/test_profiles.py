@@ -51,7 +51,19 @@ def test_modbus_fields_do_not_overlap(name: str) -> None:
     p = library.load(name)
     assert isinstance(p, ModbusProfile)
     used: dict[tuple[str, int], str] = {}
+    bits: dict[tuple[str, int], tuple[str, int]] = {}  # register -> (quantity, bit mask)
     for f in p.fields():
+        if f.bit is not None or f.width is not None:
+            # bit-fields and u8/i8 bytes may share a register, not its bits
+            width = 8 if f.type in ("u8", "i8") else (f.width or 1)
+            mask = ((1 << width) - 1) << (f.bit or 0)
+            for a in range(f.address, f.address + f.words):
+                q, m = bits.get((f.function, a), ("", 0))
+                assert not m & mask, f"{f.quantity} overlaps {q}"
+                assert (f.function, a) not in used, f"{f.quantity} overlaps {used[(f.function, a)]}"
+                bits[(f.function, a)] = (f.quantity, m | mask)
+            continue
         for a in range(f.address, f.address + f.words):
             assert (f.function, a) not in used, f"{f.quantity} overlaps {used[(f.function, a)]}"
+            assert (f.function, a) not in bits, f"{f.quantity} overlaps {bits[(f.function, a)][0]}"
             used[(f.function, a)] = f.quantity
