@@ -28,6 +28,13 @@ from energy.site import SUBITEM, Meter
 BalanceState = Literal["ok", "deviation"]
 
 
+# The rule engine's defaults (rules ``quality.balance_*``), used where no rules file is read
+# (the inspector's report): a deviation above 5 % of the main meter, days under 10 kWh
+# on both sides not judged. Configuration [I], not a cited standard (see rules/README.md).
+DEFAULT_MAX_SHARE = 0.05
+DEFAULT_MIN_KWH = 10.0
+
+
 @dataclass(frozen=True, slots=True)
 class Topology:
     """Which meters are compared: the building's mains and its top-most sub-item meters."""

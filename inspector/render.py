@@ -110,6 +110,12 @@ def report_dict(report: Report) -> dict[str, Any]:
                 "allowance": b.quota.allowance, "ytd": b.quota.ytd,
                 "pro_rated": b.quota.pro_rated, "projected": b.quota.projected,
                 "fraction": b.quota.fraction, "state": b.quota.state},
+            "balance": {"max_share": b.balance_max_share, "days": len(b.balance),
+                        "deviations": sum(x.state == "deviation" for x in b.balance),
+                        "worst": None if not b.balance else max(
+                            ({"day": x.day, "main": x.main, "parts": x.parts,
+                              "deviation": x.deviation} for x in b.balance),
+                            key=lambda d: abs(d["deviation"]))},
             "meters": [{"meter": m.meter, "energy_type": m.energy_type, "amount": m.amount,
                         "total": m.total, "readings": m.readings, "expected": m.expected,
                         "completeness": m.completeness} for m in b.meters],

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from energy import accounting, figures
+from energy import accounting, balance, figures
+from energy.balance import DEFAULT_MAX_SHARE, DEFAULT_MIN_KWH, Balance
 from energy.refdata import Ref
 from energy.site import Building, Site
 
@@ -162,6 +163,9 @@ class BuildingReport:
     daily: dict[int, dict[str, float]]  # day start → energy type → amount
     quota: QuotaFigure | None
     meters: list[MeterFigure]
+    # sub-meter balance (分项计量平衡) of each completed site-day: Σ sub-items vs the mains
+    balance: list[Balance] = field(default_factory=list)
+    balance_max_share: float = DEFAULT_MAX_SHARE
 
 
 @dataclass(slots=True)
@@ -227,6 +231,7 @@ def build_report(
         per_type: dict[str, float] = {}
         daily: dict[int, dict[str, float]] = {}
         sub: dict[str, float] = {}
+        by_meter_day: dict[str, dict[int, float]] = {}
         for m in b.meters:
             pts = counters.get((m.gateway, m.device), [])
             ivs = figures.meter_intervals(m, pts)
@@ -243,6 +248,11 @@ def build_report(
                 notes.append(f"{b.id}/{m.id}: {c} interval(s) of kind {k!r} in the period")
             if not pts:
                 notes.append(f"{b.id}/{m.id}: no readings in the period")
+            if m.energy_type == "electricity":
+                by_meter_day[m.id] = {
+                    day: v for day, v in accounting.rollup(ivs, "day", tz).items()
+                    if period.start <= day and accounting.next_bucket(day, "day", tz)
+                    <= period.end}  # completed days only, as the rule engine judges
             if m.building_total:
                 per_type[m.energy_type] = per_type.get(m.energy_type, 0.0) + amount
                 for day, v in accounting.rollup(ivs, "day" if period.kind == "month" else "month",
@@ -277,7 +287,9 @@ def build_report(
         out_buildings.append(BuildingReport(
             b.id, b.name or b.id, b.type, b.floor_area_m2, b.occupants, energy, subitems, kgce,
             co2, figures.intensity(kgce, b.floor_area_m2), dict(sorted(daily.items())), qf,
-            meters))
+            meters, balance.evaluate_days(by_meter_day, balance.topology(b.meters),
+                                          max_share=DEFAULT_MAX_SHARE,
+                                          min_amount=DEFAULT_MIN_KWH)))
     gw_of_building = {(m.gateway) for bb in out_buildings for m in site.building(bb.id).meters}
     comp: dict[str, dict[str, Any]] = {}  # gateway → figures
     for r in completeness_rows:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from energy.balance import DEFAULT_MAX_SHARE, DEFAULT_MIN_KWH
 from enmon.broker import BrokerConfig
 from enmon.config import StrictModel, load_model
 from enmon.influx import InfluxConfig
@@ -61,8 +62,8 @@ class Quality(StrictModel):
     completeness_window_s: Annotated[float, Field(gt=0)] = 3600.0
     # master-vs-submeter balance (分项计量), per building and site-day from energy_daily: no
     # standard threshold was found, so the share is configuration (energy/balance.py)
-    balance_max_share: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    balance_min_kwh: Annotated[float, Field(ge=0)] = 10.0
+    balance_max_share: Annotated[float, Field(gt=0, lt=1)] = DEFAULT_MAX_SHARE
+    balance_min_kwh: Annotated[float, Field(ge=0)] = DEFAULT_MIN_KWH
     balance_days: Annotated[int, Field(ge=0, le=62)] = 7  # completed site-days; 0 = off
     severity: Severity = "warning"
     repeat_s: Annotated[float, Field(gt=0)] = 12 * 3600.0
