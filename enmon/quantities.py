@@ -103,6 +103,10 @@ _ALL: tuple[Quantity, ...] = (
     _q("outdoor_temp_c", "°C", "gauge", -60, 70, "outdoor air temperature"),
     _q("indoor_temp_c", "°C", "gauge", -30, 70, "indoor air temperature"),
     _q("relative_humidity_pct", "%", "gauge", 0, 100, "relative humidity"),
+    # states read from coils and discrete inputs (Modbus FC1/FC2): 1 = yes, 0 = no
+    _q("breaker_closed", "1", "gauge", 0, 1, "circuit breaker closed (1) or open (0)"),
+    _q("pump_running", "1", "gauge", 0, 1, "pump or fan running (1) or stopped (0)"),
+    _q("alarm_active", "1", "gauge", 0, 1, "a device's alarm contact active (1)"),
 )
 
 QUANTITIES: dict[str, Quantity] = {q.name: q for q in _ALL}

@@ -7,21 +7,18 @@ Inputs: inputs 197..218 answered ``02 03 AC DB 35``), so the bit order cannot be
 the same way on the master and the simulator. End to end, the production bus scheduler
 reads the RTU simulator over a pty with 9600-baud line timing, and over TCP (MBAP).
 
-The quantity vocabulary (``enmon/quantities.py``) has no on/off states yet; the fixture
-``states`` adds the two entries this work proposes (``breaker_closed``, ``pump_running``,
-kind gauge, 0..1) for the duration of a test, exactly as the vocabulary would hold them.
+The states are quantities of the vocabulary (``breaker_closed``, ``pump_running``,
+``alarm_active``: gauges, 0 or 1).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from enmon import quantities
 from firmware_sim.faults import Fault, Faults
 from firmware_sim.rtu import LineServer, ModbusSlaveServer, Unit
 from gateway import modbus_frames as mf
@@ -30,16 +27,6 @@ from gateway.drivers import ModbusDriver
 from gateway.planner import plan, wire_cost
 from gateway.profile import Field_, ModbusProfile, decode, encode, from_canonical, to_canonical
 from gateway.transport import SerialLink, TcpLink
-
-STATES = ("breaker_closed", "pump_running", "alarm_active")
-
-
-@pytest.fixture
-def states(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in STATES:
-        monkeypatch.setitem(quantities.QUANTITIES, name,
-                            quantities.Quantity(name, "1", "gauge", 0, 1, f"{name} (0/1)"))
-    yield
 
 
 def plant_profile() -> ModbusProfile:
@@ -160,7 +147,7 @@ def test_u64_is_exact_above_2_pow_53() -> None:
     assert from_canonical(field(type="u64"), v) == regs
 
 
-def test_profile_refuses_impossible_types(states: None) -> None:
+def test_profile_refuses_impossible_types() -> None:
     base: dict[str, Any] = {"model": "bad", "manufacturer": "t", "name": "t",
                             "source": "test fixture"}
     for q, why in [({"address": 0, "function": "coil", "type": "u16"}, "bool"),
@@ -184,7 +171,7 @@ FAST = Timing(timeout_s=0.5, retries=2, inter_frame_s=0.002)
 
 
 @pytest.mark.parametrize(("framing", "link"), [("rtu", "pty"), ("tcp", "tcp")])
-async def test_every_new_type_over_the_wire(states: None, framing: str, link: str,
+async def test_every_new_type_over_the_wire(framing: str, link: str,
                                             servers: list[LineServer]) -> None:
     p = plant_profile()
     srv = ModbusSlaveServer({3: Unit(p, VALUES)}, framing=framing, link=link,  # type: ignore[arg-type]
@@ -215,7 +202,7 @@ async def test_every_new_type_over_the_wire(states: None, framing: str, link: st
 
 @pytest.mark.parametrize("fault", ["garbage", "crc", "address", "timeout"])
 async def test_bit_read_faults_yield_no_value_and_a_reason(
-        states: None, fault: Fault, servers: list[LineServer],
+        fault: Fault, servers: list[LineServer],
         caplog: pytest.LogCaptureFixture) -> None:
     p = plant_profile()
     srv = ModbusSlaveServer({3: Unit(p, VALUES, Faults.always(fault))}, link="pty",
@@ -237,7 +224,7 @@ async def test_bit_read_faults_yield_no_value_and_a_reason(
         assert dev.stats.frame_errors >= 2  # retried, then given up
 
 
-async def test_busy_meter_is_retried_then_read(states: None, servers: list[LineServer],
+async def test_busy_meter_is_retried_then_read(servers: list[LineServer],
                                                caplog: pytest.LogCaptureFixture) -> None:
     p = plant_profile()
     srv = ModbusSlaveServer({3: Unit(p, VALUES, Faults(busy_first=2))}, link="pty", baud=9600)
@@ -254,7 +241,7 @@ async def test_busy_meter_is_retried_then_read(states: None, servers: list[LineS
     assert sum("event=busy " in m for m in caplog.messages) == 2
 
 
-async def test_busy_budget_is_bounded(states: None, servers: list[LineServer],
+async def test_busy_budget_is_bounded(servers: list[LineServer],
                                       caplog: pytest.LogCaptureFixture) -> None:
     p = plant_profile()
     srv = ModbusSlaveServer({3: Unit(p, VALUES, Faults(busy_first=10**6))}, link="pty",
@@ -279,7 +266,7 @@ async def test_busy_budget_is_bounded(states: None, servers: list[LineServer],
     assert dev.stats.online  # a busy meter answered: it is not offline
 
 
-async def test_pymodbus_server_agrees_on_bits_and_types(states: None) -> None:
+async def test_pymodbus_server_agrees_on_bits_and_types() -> None:
     """pymodbus' own Modbus TCP server (firmware_sim.modbus_tcp) serves the same profile;
     our master reads coils, discrete inputs and every new type from it unchanged."""
     from enmon.localrun import free_port
