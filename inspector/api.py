@@ -35,6 +35,9 @@ from inspector.auth import Principal, TokenBook
 from inspector.config import InspectorConfig
 from inspector.store import Store
 
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+       "form-action 'self'")
 log = logging.getLogger("inspector.api")
 STATIC = Path(__file__).parent / "static"
 ID = r"^[A-Za-z0-9_-]{1,64}$"
@@ -190,6 +193,17 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                     "also acknowledge alerts.",
         lifespan=lifespan,
     )
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        # the console and HTML reports show what senders wrote (device ids, rejected
+        # details): no script may run but our own file, nothing may frame the console
+        resp = await call_next(request)
+        resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        return resp
+
     bearer = HTTPBearer(auto_error=False, description="a token from `enmon api token`")
 
     def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]

@@ -51,7 +51,13 @@ def test_nobody_anonymous(stack: Stack) -> None:
                 assert r.status_code == 401, (method, p, headers, r.text)
     # the health probe and the console page carry no data and need no token
     assert httpx.get(stack.url + "/healthz", timeout=10).json() == {"ok": True, "influx": True}
-    assert "enmon console" in httpx.get(stack.url + "/", timeout=10).text
+    page = httpx.get(stack.url + "/", timeout=10)
+    assert "enmon console" in page.text
+    # what senders wrote is shown on these pages: only our own script may run there
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    html = _get(stack, f"/api/v1/sites/{SITE}/reports/{MONTH}", format="html")
+    assert "script-src 'self'" in html.headers["content-security-policy"]
 
 
 def test_inspector_reads_the_tree_and_history(stack: Stack) -> None:
