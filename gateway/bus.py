@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from enmon.errors import DriverError
+from gateway.cjt188 import Cjt188Error
 from gateway.dlt645 import Dlt645Error
 from gateway.drivers import Driver, Step
 from gateway.modbus_frames import BUSY_CODES, ModbusException
@@ -165,7 +166,7 @@ class Bus:
                                 self.name, name, step.label, str(exc))
                 await asyncio.sleep(t.inter_frame_s)
                 return "refused"
-            except Dlt645Error as exc:
+            except (Dlt645Error, Cjt188Error) as exc:
                 st.exceptions += 1
                 log.warning("event=exception bus=%s device=%s step=%r detail=%r",
                             self.name, name, step.label, str(exc))

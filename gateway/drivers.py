@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway import cjt188 as cj
 from gateway import dlt645 as d
 from gateway import modbus_frames as mf
 from gateway.planner import Read, plan
@@ -116,6 +117,38 @@ class Dlt645Driver(Driver):
             return {quantity: d.item_value(item, value)}
 
         return Step(f"meter {self.address} DI {item.di}", lambda: raw, d.frame_length, parse)
+
+
+class Cjt188Driver(Driver):
+    """A CJ/T 188 water, heat or gas meter: one read of the profile's identifier (901F, the
+    metering data) per cycle carries every quantity. SER counts up per request and the
+    answer must echo it, so a late answer to an earlier request is never taken for this one.
+    """
+
+    _sers = itertools.count(0)
+
+    def __init__(self, name: str, profile: cj.Cjt188Profile, address: str, *,
+                 quantities: list[str] | None = None) -> None:
+        cj.address_bytes(address)  # validate early
+        self.name, self.profile_name, self.address = name, profile.model, address
+        self.profile = profile
+        wanted = [q for q in profile.quantities if quantities is None or q in quantities]
+        state = {"ser": 0}
+
+        def request() -> bytes:
+            state["ser"] = next(self._sers) & 0xFF
+            return cj.read_request(profile.type_byte, address, profile.di, state["ser"],
+                                   profile.version)
+
+        def parse(frame: bytes) -> dict[str, float]:
+            found, _ = cj.find_frame(frame)
+            if found is None:
+                raise cj.Cjt188FrameError(f"meter {address}: no frame in {frame.hex()}")
+            values = cj.parse_read_response(profile.type_byte, address, found, profile.di,
+                                            state["ser"], profile.version)
+            return {q: cj.item_value(profile, q, values) for q in wanted}
+
+        self.steps = [Step(f"meter {address} DI {profile.di}", request, cj.frame_length, parse)]
 
 
 class LineDriver(Driver):

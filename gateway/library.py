@@ -1,7 +1,8 @@
 """The profile library across protocols: one YAML per model, dispatched on ``protocol``.
 
 ``protocol: modbus`` (the default) → :class:`gateway.profile.ModbusProfile`,
-``dlt645`` → :class:`gateway.dlt645.Dlt645Profile`, ``serial_line`` →
+``dlt645`` → :class:`gateway.dlt645.Dlt645Profile`, ``cjt188`` →
+:class:`gateway.cjt188.Cjt188Profile`, ``serial_line`` →
 :class:`gateway.serial_line.SerialLineProfile`. Adding a model is adding a
 file; the test suite checks every file's test vectors.
 """
@@ -12,15 +13,17 @@ from functools import cache
 
 from enmon.config import parse_model, read_yaml
 from enmon.errors import ConfigError
+from gateway import cjt188
 from gateway.dlt645 import Dlt645Profile, item_value
 from gateway.profile import ModbusProfile, library, profile_path, to_canonical
 from gateway.serial_line import SerialLineProfile, parse_line
 
-AnyProfile = ModbusProfile | Dlt645Profile | SerialLineProfile
+AnyProfile = ModbusProfile | Dlt645Profile | cjt188.Cjt188Profile | SerialLineProfile
 
 
 _MODELS: dict[str, type[AnyProfile]] = {
-    "modbus": ModbusProfile, "dlt645": Dlt645Profile, "serial_line": SerialLineProfile}
+    "modbus": ModbusProfile, "dlt645": Dlt645Profile, "cjt188": cjt188.Cjt188Profile,
+    "serial_line": SerialLineProfile}
 
 
 @cache
@@ -31,7 +34,7 @@ def load(name: str) -> AnyProfile:
     proto = data.get("protocol", "modbus") if isinstance(data, dict) else "modbus"
     if proto not in _MODELS:
         raise ConfigError(str(path), "protocol", f"unknown protocol {proto!r}",
-                          "use modbus, dlt645 or serial_line")
+                          "use modbus, dlt645, cjt188 or serial_line")
     return parse_model(_MODELS[proto], data, file=str(path))
 
 
@@ -65,5 +68,8 @@ def evaluate_vector(profile: AnyProfile, index: int) -> dict[str, float]:
             item = profile.quantities[q]
             out[q] = item_value(item, bytes.fromhex(dvec.data[item.di]))
         return out
+    if isinstance(profile, cjt188.Cjt188Profile):
+        raw = bytes.fromhex(profile.test_vectors[index].data)
+        return {q: cjt188.item_value(profile, q, raw) for q in profile.test_vectors[index].expect}
     lvec = profile.test_vectors[index]
     return parse_line(profile, lvec.line)

@@ -14,14 +14,17 @@ import math
 
 import pytest
 
+from firmware_sim.cjt188_meter import Cjt188Server
+from firmware_sim.cjt188_meter import Meter as Cjt188Meter
 from firmware_sim.dlt645_meter import Dlt645Server, Meter
 from firmware_sim.faults import Faults
 from firmware_sim.rtu import LineServer, ModbusSlaveServer, Unit
 from firmware_sim.serial_sensor import SerialSensorServer
 from gateway import library
 from gateway.bus import Bus, BusDevice, Timing
+from gateway.cjt188 import Cjt188Profile
 from gateway.dlt645 import Dlt645Profile
-from gateway.drivers import Dlt645Driver, Driver, LineDriver, ModbusDriver
+from gateway.drivers import Cjt188Driver, Dlt645Driver, Driver, LineDriver, ModbusDriver
 from gateway.profile import ModbusProfile
 from gateway.serial_line import SerialLineProfile
 from gateway.transport import Link, SerialLink, TcpLink
@@ -41,6 +44,9 @@ def serve(profile: object, values: dict[str, float], link: str) -> tuple[LineSer
     if isinstance(profile, Dlt645Profile):
         srv = Dlt645Server({"000012345678": Meter(profile, values)}, link=link)  # type: ignore[arg-type]
         return srv, Dlt645Driver("dev", profile, "000012345678")
+    if isinstance(profile, Cjt188Profile):
+        srv = Cjt188Server({"00000012345678": Cjt188Meter(profile, values)}, link=link)  # type: ignore[arg-type]
+        return srv, Cjt188Driver("dev", profile, "00000012345678")
     assert isinstance(profile, SerialLineProfile)
     template = ";".join(f"{q}={{{q}}}" for q in values)  # replaced below per profile
     if profile.model == "generic-ascii-flue-gas":
