@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -33,6 +33,7 @@ from enmon.errors import SinkError
 from inspector import alerts as al
 from inspector.auth import Principal, TokenBook
 from inspector.config import InspectorConfig
+from inspector.i18n import LANGS, Lang, from_accept_language, normalize
 from inspector.store import Store
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -235,6 +236,19 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
             return JSONResponse({"detail": "the database is unavailable; try again"}, 503)
         return JSONResponse({"detail": "the database refused the query"}, 500)
 
+    def language(request: Request,
+                 lang: Annotated[str | None, Query(
+                     max_length=20, description="zh-CN (default) or en; else Accept-Language, "
+                                                "else the configured language")] = None
+                 ) -> Lang:
+        """The reader's language: ``?lang=``, else ``Accept-Language``, else ``language:``."""
+        if lang is not None:
+            chosen = normalize(lang)
+            if chosen is None:
+                raise HTTPException(422, f"lang {lang!r}: use one of {', '.join(LANGS)}")
+            return chosen
+        return from_accept_language(request.headers.get("accept-language")) or cfg.language
+
     def tz_of(site: str) -> str:
         s = sites.get(site)
         return str(s.timezone) if s is not None else cfg.timezone
@@ -267,8 +281,12 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         return Health(ok=True, influx=ok)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def console() -> FileResponse:
-        return FileResponse(STATIC / "console.html")
+    async def console(lang: Annotated[Lang, Depends(language)]) -> HTMLResponse:
+        """The console page in the reader's language; its script's own strings come with it
+        (a JSON catalog in the page, read by the script, never run)."""
+        from inspector.render import console_html
+
+        return HTMLResponse(console_html(lang), headers={"Vary": "Accept-Language"})
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
@@ -457,6 +475,7 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                          description="a month (2026-10) or a year (2026)")],
                      _: Annotated[Principal, Depends(reader)],
                      st: Annotated[Store, Depends(store)],
+                     lang: Annotated[Lang, Depends(language)],
                      building: Annotated[str | None, Query(pattern=ID)] = None,
                      format: Annotated[Literal["json", "html", "pdf"], Query()] = "json"
                      ) -> Response:
@@ -477,10 +496,14 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         except ValueError as exc:  # a period that has not begun
             raise HTTPException(422, f"period {period}: {exc}") from None
         if format == "json":
-            return JSONResponse(render.report_dict(rep))
+            return JSONResponse(render.report_dict(rep, lang))
         if format == "html":
-            return HTMLResponse(render.render_html(rep))
-        pdf = await asyncio.to_thread(render.render_pdf, rep)
+            return HTMLResponse(render.render_html(rep, lang))
+        try:
+            pdf = await asyncio.to_thread(render.render_pdf, rep, None, lang)
+        except render.MissingFontError as exc:
+            log.error("event=report_pdf_refused reason=no_cjk_font")
+            raise HTTPException(503, str(exc)) from None
         name = f"{site}_{building + '_' if building else ''}{period}.pdf"
         return Response(pdf, media_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -8,7 +8,7 @@ here, once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096", "#d69e2e")
@@ -79,8 +79,18 @@ def hbar_chart(bars: Sequence[tuple[str, float]], *, unit: str, title: str, widt
 
 
 def quota_chart(*, ytd: float, pro_rated: float, allowance: float, projected: float | None,
-                unit: str, width: int = 640) -> str:
-    """Year-to-date against the pro-rated quota and the annual allowance (and the projection)."""
+                unit: str, width: int = 640, labels: Mapping[str, str] | None = None) -> str:
+    """Year-to-date against the pro-rated quota and the annual allowance (and the projection).
+
+    ``labels`` (keys ``pro_rated``, ``allowance``, ``ytd``, ``projected``, ``title``): the
+    finished texts in the report's language (``inspector.render`` translates them); English
+    with this module's number format without it.
+    """
+    text = {"pro_rated": f"pro-rated {fmt(pro_rated)}",
+            "allowance": f"annual allowance {fmt(allowance)} {unit}",
+            "ytd": f"year-to-date {fmt(ytd)}",
+            "projected": f"projected {fmt(projected)}" if projected is not None else "",
+            "title": "quota", **(labels or {})}
     pad_l, w, y = 10, width - 20, 30
     top = max(allowance, ytd, projected or 0.0) * 1.05 or 1.0
 
@@ -89,7 +99,7 @@ def quota_chart(*, ytd: float, pro_rated: float, allowance: float, projected: fl
 
     color = "#c53030" if ytd >= allowance or (projected or 0) >= allowance else "#2b6cb0"
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="86" '
-             f'viewBox="0 0 {width} 86" role="img" aria-label="quota">',
+             f'viewBox="0 0 {width} 86" role="img" aria-label="{escape(text["title"])}">',
              f'<rect x="{pad_l}" y="{y}" width="{x(allowance) - pad_l:.1f}" height="18" '
              'fill="#e2e8f0"/>',
              f'<rect x="{pad_l}" y="{y}" width="{x(ytd) - pad_l:.1f}" height="18" '
@@ -97,14 +107,14 @@ def quota_chart(*, ytd: float, pro_rated: float, allowance: float, projected: fl
              f'<line x1="{x(pro_rated):.1f}" y1="{y - 6}" x2="{x(pro_rated):.1f}" y2="{y + 24}" '
              'stroke="#2d3748" stroke-dasharray="3,2"/>',
              f'<text x="{x(pro_rated):.1f}" y="{y - 9}" font-size="9" text-anchor="middle">'
-             f"pro-rated {fmt(pro_rated)}</text>",
+             f"{escape(text['pro_rated'])}</text>",
              f'<text x="{x(allowance):.1f}" y="{y + 34}" font-size="9" text-anchor="end">'
-             f"annual allowance {fmt(allowance)} {escape(unit)}</text>",
-             f'<text x="{pad_l}" y="{y + 34}" font-size="9">year-to-date {fmt(ytd)}</text>']
+             f"{escape(text['allowance'])}</text>",
+             f'<text x="{pad_l}" y="{y + 34}" font-size="9">{escape(text["ytd"])}</text>']
     if projected is not None:
         parts += [f'<line x1="{x(projected):.1f}" y1="{y}" x2="{x(projected):.1f}" '
                   f'y2="{y + 18}" stroke="#c53030" stroke-width="2"/>',
                   f'<text x="{x(projected):.1f}" y="{y + 48}" font-size="9" '
-                  f'text-anchor="middle" fill="#c53030">projected {fmt(projected)}</text>']
+                  f'text-anchor="middle" fill="#c53030">{escape(text["projected"])}</text>']
     parts.append("</svg>")
     return "".join(parts)

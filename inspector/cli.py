@@ -211,6 +211,8 @@ def report(
     demo: bool = typer.Option(False, "--demo", help="simulate the month first: start a "
                               "throw-away influxd, push the simulated campus through the wire "
                               "contract and ingest, then report on it"),
+    lang: str = typer.Option(None, "--lang", help="zh-CN (default) or en; default: the "
+                             "config's language:"),
     config: Path = _CONFIG,
     influx_url: str = _URL,
     database: str = _DB,
@@ -228,20 +230,40 @@ def report(
         raise typer.BadParameter("--period (or --month) is required, e.g. 2026-10")
     if out.suffix not in (".pdf", ".html", ".json"):
         raise typer.BadParameter("-o must end in .pdf, .html or .json")
+    from inspector.i18n import normalize
+
+    chosen = normalize(lang)
+    if lang is not None and chosen is None:
+        raise typer.BadParameter(f"--lang {lang!r}: use zh-CN or en")
+    if out.suffix == ".pdf":
+        _require_cjk_font()  # before minutes of querying or simulating, not after
     if demo:
-        rc = asyncio.run(_demo_report(period, building, out))
+        rc = asyncio.run(_demo_report(period, building, out, chosen or "zh-CN"))
         raise typer.Exit(rc)
     cfg = _config(config, influx_url, database)
+    chosen = chosen or cfg.language
     from energy.site import load_site
 
     paths = [site_file] if site_file else list(cfg.sites)
     if not paths:
         raise typer.BadParameter("give --site FILE (or sites: in the config)")
     site = load_site(paths[0])
-    asyncio.run(_report(cfg.influx, site, period, building, out))
+    asyncio.run(_report(cfg.influx, site, period, building, out, chosen))
 
 
-async def _report(influx: Any, site: Any, period: str, building: str | None, out: Path) -> None:
+def _require_cjk_font() -> None:
+    """Exit 1 with the install hint when a PDF would print Chinese as boxes."""
+    from inspector.render import MissingFontError, check_cjk_font
+
+    try:
+        check_cjk_font()
+    except MissingFontError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+async def _report(influx: Any, site: Any, period: str, building: str | None, out: Path,
+                  lang: Any) -> None:
     from enmon.influx import InfluxQL
     from inspector.store import Store, fetch_report
 
@@ -250,27 +272,27 @@ async def _report(influx: Any, site: Any, period: str, building: str | None, out
         rep = await fetch_report(store, site=site, period=period, building=building)
     finally:
         await store.close()
-    _write_report(rep, out)
+    _write_report(rep, out, lang)
 
 
-def _write_report(rep: Any, out: Path) -> None:
+def _write_report(rep: Any, out: Path, lang: Any) -> None:
     import json
 
     from inspector import render
 
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".pdf":
-        render.render_pdf(rep, out)
+        render.render_pdf(rep, out, lang)
     elif out.suffix == ".html":
-        out.write_text(render.render_html(rep), encoding="utf-8")
+        out.write_text(render.render_html(rep, lang), encoding="utf-8")
     else:
-        out.write_text(json.dumps(render.report_dict(rep), ensure_ascii=False, indent=1),
+        out.write_text(json.dumps(render.report_dict(rep, lang), ensure_ascii=False, indent=1),
                        encoding="utf-8")
     typer.echo(f"wrote {out} ({out.stat().st_size:,} bytes): {rep.site} {rep.period.label}, "
                f"{len(rep.buildings)} building(s), {rep.kgce:,.0f} kgce")
 
 
-async def _demo_report(period: str, building: str | None, out: Path) -> int:
+async def _demo_report(period: str, building: str | None, out: Path, lang: Any) -> int:
     import tempfile
 
     from rich.progress import Progress
@@ -313,7 +335,7 @@ async def _demo_report(period: str, building: str | None, out: Path) -> int:
                                      building=building, now_ms=p.end)
             await q.close()
             await w.close()
-            _write_report(rep, out)
+            _write_report(rep, out, lang)
         finally:
             server.stop()
     return 0

@@ -6,6 +6,7 @@ Example (``enmon api run -c inspector.yaml``)::
     sites: [site-campus.yaml]            # rules site files: buildings, floor areas, quotas
     rules_url: http://127.0.0.1:8095     # the rules service's alert API (acknowledging)
     rules_token_env: ENMON_RULES_TOKEN
+    language: zh-CN                      # or en: reports and console unless a request asks
     tokens:
       - {name: wang.inspector, role: inspector, sha256: 3f1a...}
       - {name: li.facilities, role: facility_manager, sha256: 9b0c...}
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -42,6 +43,10 @@ class InspectorConfig(StrictModel):
     rules_token_env: str | None = None
     timezone: str = "Asia/Shanghai"
     max_range_days: Annotated[int, Field(ge=1, le=3660)] = 400
+    # what reports and the console speak unless a request asks otherwise (?lang=,
+    # Accept-Language, --lang); our readers are Chinese, so Chinese unless told
+    language: Literal["zh-CN", "en"] = Field(default="zh-CN", json_schema_extra={
+        "fix": "zh-CN or en"})
 
     def rules_token(self) -> str | None:
         return os.environ.get(self.rules_token_env) if self.rules_token_env else None

@@ -5,8 +5,9 @@ Every figure comes from the energy domain (:mod:`energy.figures` over
 uses, so a report can never disagree with the alert that sent the inspector to
 it, and every factor arrives with its source and confidence mark, which the
 report prints beside the number it produced. A period still running is cut at
-*now* and labelled partial ("1–2 Dec, partial month"): its quota is evaluated
-at now, as the rule engine does, and its completeness owes no future readings.
+*now* and labelled partial (``inspector.render.period_text``: "12月1日至2日（本月尚未结束）"):
+its quota is evaluated at now, as the rule engine does, and its completeness owes no
+future readings.
 
 Consumption comes from counters (the first reading of each hour): a lost sample loses no
 energy, because the next difference contains it; resets, rollovers and known
@@ -28,10 +29,12 @@ from energy import accounting, balance, figures
 from energy.balance import DEFAULT_MAX_SHARE, DEFAULT_MIN_KWH, Balance
 from energy.refdata import Ref
 from energy.site import Building, Site
+from inspector.i18n import N_
+from inspector.labels import SUBITEMS
 
 Period = Literal["month", "year"]
-SUBITEM_NAMES = {"01A00": "lighting & sockets 照明插座", "01B00": "HVAC 空调",
-                 "01C00": "power 动力", "01D00": "special 特殊"}
+# msgids (English); the reader sees them in the report's language (inspector.labels)
+SUBITEM_NAMES = {code: name for code, name in SUBITEMS.items() if code}
 UNITS = {"electricity": "kWh", "water": "m³", "gas": "m³", "heat": "GJ", "cooling": "GJ",
          "steam": "t"}
 
@@ -54,19 +57,14 @@ class ReportPeriod:
         """The period had not ended when the report was made (``end`` is then)."""
         return self.end < self.full_end
 
-    @property
-    def text(self) -> str:
-        """What the reader sees: ``2026-10``, or ``1–2 Dec, partial month`` while it runs."""
-        if not self.partial:
-            return self.label
-        zone = ZoneInfo(self.tz)
-        a = dt.datetime.fromtimestamp(self.start / 1000, zone)
-        b = dt.datetime.fromtimestamp((self.end - 1) / 1000, zone)
-        days = (f"{a.day}–{b.day} {b:%b}" if a.month == b.month else
-                f"{a.day} {a:%b} – {b.day} {b:%b}")
-        if a.date() == b.date():
-            days = f"{a.day} {a:%b}"
-        return f"{days}, partial {self.kind}"
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A remark for the reader: a catalog msgid with named placeholders, translated when
+    the report is rendered (the report itself holds no language)."""
+
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def as_of(period: ReportPeriod, now_ms: int) -> ReportPeriod:
@@ -178,7 +176,7 @@ class Report:
     factors: list[Ref]
     completeness: list[dict[str, Any]]  # per gateway: expected, received, gaps, ratio
     alerts: list[dict[str, Any]]
-    notes: list[str]
+    notes: list[Note]
 
     @property
     def kgce(self) -> float:
@@ -222,7 +220,7 @@ def build_report(
     """
     tz = ZoneInfo(site.timezone)
     factors: dict[str, Ref] = {}
-    notes: list[str] = []
+    notes: list[Note] = []
     out_buildings: list[BuildingReport] = []
     for b in site.buildings:
         if building and b.id != building:
@@ -245,9 +243,12 @@ def build_report(
             meters.append(MeterFigure(m.id, b.id, m.energy_type, m.category, m.building_total,
                                       amount, mc.received, mc.expected, kinds))
             for k, c in kinds.items():
-                notes.append(f"{b.id}/{m.id}: {c} interval(s) of kind {k!r} in the period")
+                notes.append(Note(N_("%(building)s/%(meter)s: %(count)s interval(s) of kind "
+                                     "“%(kind)s” in the period"),
+                                  {"building": b.id, "meter": m.id, "count": c, "kind": k}))
             if not pts:
-                notes.append(f"{b.id}/{m.id}: no readings in the period")
+                notes.append(Note(N_("%(building)s/%(meter)s: no readings in the period"),
+                                  {"building": b.id, "meter": m.id}))
             if m.energy_type == "electricity":
                 by_meter_day[m.id] = {
                     day: v for day, v in accounting.rollup(ivs, "day", tz).items()
@@ -276,7 +277,7 @@ def build_report(
         subitems = [(code, SUBITEM_NAMES[code], sub[code]) for code in sorted(sub)]
         if subitems and "electricity" in per_type:
             rest = figures.not_submetered(per_type["electricity"], (v for _, _, v in subitems))
-            subitems.append(("", "not sub-metered (total − sub-items)", rest))
+            subitems.append(("", SUBITEMS[""], rest))
         kgce = sum(e.kgce or 0.0 for e in energy)
         co2 = sum(e.co2_kg or 0.0 for e in energy)
         qf = None

@@ -1,8 +1,19 @@
 // The enmon console: plain JavaScript over the inspector API, no build step, no CDN.
 // The token lives in sessionStorage (this tab only) and goes in the Authorization header.
+// Texts: the page comes rendered in the reader's language (zh-CN unless chosen otherwise);
+// this script's own sentences are looked up with _() in the catalog the page carries
+// (inspector/locale/*.po, extracted by pybabel), whole sentences with %(name)s placeholders.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
+const LANG = document.documentElement.lang || "zh-CN";
+const I18N = JSON.parse(document.getElementById("i18n-catalog").textContent || "{}");
+const LABELS = I18N.labels || {};
+function _(msg, params = {}) {
+  const text = (I18N.messages || {})[msg] || msg;
+  return text.replace(/%\((\w+)\)s/g, (m, k) => (k in params ? String(params[k]) : m));
+}
+function label(kind, code) { return (LABELS[kind] || {})[code] || code; }
 const state = { token: sessionStorage.getItem("enmon-token") || "", who: null, sites: [],
                 meter: null, tz: "Asia/Shanghai" };
 
@@ -14,7 +25,7 @@ function esc(s) {
 async function api(path, opts = {}) {
   const r = await fetch(path, { ...opts, headers: { ...(opts.headers || {}),
     Authorization: "Bearer " + state.token } });
-  if (r.status === 401) { signOut("Your token was not accepted."); throw new Error("unauthorized"); }
+  if (r.status === 401) { signOut(_("Your token was not accepted.")); throw new Error("unauthorized"); }
   if (!r.ok) {
     let detail = r.statusText;
     try { detail = (await r.json()).detail || detail; } catch (e) { /* not JSON */ }
@@ -30,12 +41,14 @@ function fmtTime(ms) {
 function fmtNum(v) {
   if (v === null || v === undefined) return "";
   const a = Math.abs(v);
-  return a >= 100 ? v.toLocaleString("en", { maximumFractionDigits: 0 })
+  return a >= 100 ? v.toLocaleString(LANG, { maximumFractionDigits: 0 })
        : a >= 1 ? v.toFixed(2) : v.toPrecision(3);
 }
 function fmtDur(s) {
   const m = Math.round(s / 60), d = Math.floor(m / 1440), h = Math.floor((m % 1440) / 60);
-  return (d ? d + " d " : "") + (h || d ? h + " h " : "") + (m % 60) + " min";
+  if (d) return _("%(d)s d %(h)s h %(m)s min", { d, h, m: m % 60 });
+  if (h) return _("%(h)s h %(m)s min", { h, m: m % 60 });
+  return _("%(m)s min", { m: m % 60 });
 }
 
 // ------------------------------------------------------------------ sign in
@@ -52,7 +65,8 @@ async function signIn() {
   const r = await api("/api/v1/whoami");
   state.who = await r.json();
   sessionStorage.setItem("enmon-token", state.token);
-  $("#who").textContent = `${state.who.name} (${state.who.role.replace("_", " ")})`;
+  const role = state.who.role === "facility_manager" ? _("facility manager") : _("inspector");
+  $("#who").textContent = _("%(name)s (%(role)s)", { name: state.who.name, role });
   $("#login").hidden = true; $("#app").hidden = false; $("#logout").hidden = false;
   await loadTree();
   await loadAlerts();
@@ -61,7 +75,7 @@ async function signIn() {
 $("#login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   state.token = $("#token").value.trim();
-  try { await signIn(); } catch (e) { $("#login-error").textContent = "Sign-in failed: " + e.message; }
+  try { await signIn(); } catch (e) { $("#login-error").textContent = _("Sign-in failed: %(error)s", { error: e.message }); }
 });
 $("#logout").addEventListener("click", () => signOut(""));
 
@@ -85,7 +99,7 @@ async function loadTree() {
       bd.dataset.building = b.id;
       bd.innerHTML = `<summary>${esc(b.name)}</summary>` + b.meters.map((m) =>
         `<a data-site="${esc(s.site)}" data-device="${esc(m.device)}" class="meter-link">` +
-        `${esc(m.device)} <span class="et">${esc(m.energy_type)} ${esc(m.category)}</span></a>`).join("");
+        `${esc(m.device)} <span class="et">${esc(label("energy_types", m.energy_type))} ${esc(m.category)}</span></a>`).join("");
       sd.appendChild(bd);
     }
     tree.appendChild(sd);
@@ -124,8 +138,10 @@ async function openMeter(site, device) {
   state.meter = meter;
   $("#meter").hidden = false;
   $("#meter-title").textContent = `${device}`;
-  $("#meter-meta").textContent = `${s.name} · building ${meter.building} · gateway ${meter.gateway} · ` +
-    `${meter.energy_type} ${meter.category} · last reading ${fmtTime(meter.last_seen)}`;
+  $("#meter-meta").textContent = _("%(site)s · building %(building)s · gateway %(gateway)s · " +
+    "%(energy)s %(category)s · last reading %(time)s", { site: s.name, building: meter.building,
+    gateway: meter.gateway, energy: label("energy_types", meter.energy_type),
+    category: meter.category, time: fmtTime(meter.last_seen) });
   // the last seven days up to now: an empty "to" asks the API for a range ending now
   $("#to").value = "";
   $("#from").value = isoDate(Date.now() - 6 * 86400000);
@@ -146,12 +162,12 @@ async function loadHistory() {
   const p = rangeParams();
   const chosen = $("#quantity").value;
   if (chosen) p.append("quantity", chosen.replace(/_(mean|min|max|count|consumption)$/, ""));
-  $("#summary").textContent = "loading…";
+  $("#summary").textContent = _("loading…");
   let h;
   try {
     h = await (await api(`/api/v1/sites/${encodeURIComponent(m.site)}/meters/` +
       `${encodeURIComponent(m.device)}/history?${p}`)).json();
-  } catch (e) { $("#summary").textContent = "Could not load: " + e.message; return; }
+  } catch (e) { $("#summary").textContent = _("Could not load: %(error)s", { error: e.message }); return; }
   state.tz = h.tz;
   const plottable = h.columns.filter((c) => !c.endsWith("_count") && !c.endsWith("_min") && !c.endsWith("_max"));
   if (!$("#quantity").options.length) {
@@ -161,9 +177,11 @@ async function loadHistory() {
     !c.includes("volume") && !c.includes("mass")) || plottable[0]);
   $("#quantity").value = col;
   drawChart(h, col);
-  $("#summary").textContent = `${h.readings} readings until ${fmtTime(h.end)}, expected every ` +
-    `${fmtDur(h.interval_s)} (gap: silence > ${h.gap_tolerance ?? ""} × that), ` +
-    `${h.gaps.length} gap(s), ${h.flags.length} flagged value(s), ${h.rejected.length} rejected record(s)`;
+  $("#summary").textContent = _("%(readings)s readings until %(end)s, expected every %(interval)s " +
+    "(gap: silence > %(tolerance)s × that), %(gaps)s gap(s), %(flags)s flagged value(s), " +
+    "%(rejected)s rejected record(s)", { readings: h.readings, end: fmtTime(h.end),
+    interval: fmtDur(h.interval_s), tolerance: h.gap_tolerance ?? "", gaps: h.gaps.length,
+    flags: h.flags.length, rejected: h.rejected.length });
   fillTable("#gaps", h.gaps.map((g) => [fmtTime(g.start), fmtTime(g.end), fmtDur(g.duration_s)]));
   fillTable("#flags", h.flags.map((f) => [fmtTime(f.ts), f.quantity, f.flag, fmtNum(f.value)]));
   fillTable("#rejected", h.rejected.map((r) => [fmtTime(r.time), r.reason, r.detail]));
@@ -172,7 +190,7 @@ async function loadHistory() {
 function fillTable(sel, rows) {
   $(sel + " tbody").innerHTML = rows.length
     ? rows.map((r) => "<tr>" + r.map((c) => `<td>${esc(c)}</td>`).join("") + "</tr>").join("")
-    : `<tr><td class="muted" colspan="4">none</td></tr>`;
+    : '<tr><td class="muted" colspan="4">' + esc(_("none")) + "</td></tr>";
 }
 
 // A line chart: one line per stretch with data (the API's "stretches", the range minus its
@@ -183,15 +201,17 @@ function drawChart(h, col) {
   const W = 860, H = 260, L = 64, R = 10, T = 16, B = 30;
   const pts = h.rows.filter((r) => r[col] !== null && r[col] !== undefined).map((r) => [r.time, r[col]]);
   const el = $("#chart");
-  if (!pts.length) { el.innerHTML = `<p class="muted">no ${esc(col)} readings in this range</p>`; return; }
+  if (!pts.length) { const none = _("no %(quantity)s readings in this range", { quantity: col });
+    el.innerHTML = '<p class="muted">' + esc(none) + "</p>"; return; }
   const x0 = h.start, x1 = h.end;
   let y0 = Math.min(...pts.map((p) => p[1])), y1 = Math.max(...pts.map((p) => p[1]));
   if (y1 === y0) { y1 += 1; y0 -= 1; }
   const X = (t) => L + (t - x0) / (x1 - x0) * (W - L - R);
   const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
+  const gapTitle = (g) => esc(_("gap: no reading for %(duration)s", { duration: fmtDur(g.duration_s) }));
   const gaps = h.gaps.map((g) => `<rect class="gap" x="${X(g.start).toFixed(1)}" y="${T}" ` +
     `width="${Math.max(1, X(g.end) - X(g.start)).toFixed(1)}" height="${H - T - B}" fill="#fed7d7">` +
-    `<title>gap: no reading for ${fmtDur(g.duration_s)}</title></rect>`).join("");
+    `<title>${gapTitle(g)}</title></rect>`).join("");
   const width = h.mode === "hour" ? 3600000 : h.mode === "day" ? 86400000 : 0;
   const stretches = h.stretches || [[x0, x1]];
   let d = "";
@@ -241,7 +261,7 @@ for (const fmt of ["csv", "xlsx"]) {
     const m = state.meter;
     const p = rangeParams({ format: fmt });
     download(`/api/v1/sites/${encodeURIComponent(m.site)}/meters/${encodeURIComponent(m.device)}/export?${p}`,
-             `${m.device}.${fmt}`).catch((e) => { $("#summary").textContent = "Export failed: " + e.message; });
+             `${m.device}.${fmt}`).catch((e) => { $("#summary").textContent = _("Export failed: %(error)s", { error: e.message }); });
   });
 }
 
@@ -251,16 +271,20 @@ async function loadAlerts() {
   const p = new URLSearchParams({ active_only: $("#active-only").checked });
   const body = await (await api("/api/v1/alerts?" + p)).json();
   const canAck = state.who && state.who.may_acknowledge;
+  const ackText = esc(_("Acknowledge"));
   $("#alert-table tbody").innerHTML = body.alerts.length ? body.alerts.map((a) => {
     const where = [a.labels.building, a.labels.device || a.labels.boiler || a.labels.gateway].filter(Boolean).join(" / ");
     const active = a.state === "pending" || a.state === "firing";
-    const action = a.acked_by ? `acknowledged by ${esc(a.acked_by)}`
-      : active && canAck ? `<button class="ack" data-fp="${esc(a.fingerprint)}">Acknowledge</button>` : "";
+    const action = a.acked_by ? esc(_("acknowledged by %(name)s", { name: a.acked_by }))
+      : active && canAck ? `<button class="ack" data-fp="${esc(a.fingerprint)}">${ackText}</button>` : "";
+    const rule = label("rules", a.rule);
     return `<tr class="${a.acked_by ? "acked" : ""}" data-fp="${esc(a.fingerprint)}"><td>${esc(fmtTime(a.since))}</td>` +
-      `<td>${esc(a.rule)}</td><td class="sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(where)}</td>` +
-      `<td class="state">${esc(a.state)}</td><td>${esc(a.summary)}</td><td class="action">${action}</td></tr>`;
-  }).join("") : `<tr><td colspan="7" class="muted">no alerts</td></tr>`;
-  $("#alert-msg").textContent = `source: ${body.source === "rules" ? "live rules service" : "stored history"}`;
+      `<td title="${esc(a.rule)}">${esc(rule)}${rule !== a.rule ? ` <span class="muted">${esc(a.rule)}</span>` : ""}</td>` +
+      `<td class="sev-${esc(a.severity)}">${esc(label("severities", a.severity))}</td><td>${esc(where)}</td>` +
+      `<td class="state" data-state="${esc(a.state)}">${esc(label("alert_states", a.state))}</td><td>${esc(a.summary)}</td><td class="action">${action}</td></tr>`;
+  }).join("") : '<tr><td colspan="7" class="muted">' + esc(_("no alerts")) + "</td></tr>";
+  $("#alert-msg").textContent = body.source === "rules" ? _("source: live rules service")
+    : _("source: stored history");
 }
 
 $("#active-only").addEventListener("change", loadAlerts);
@@ -270,23 +294,23 @@ $("#alert-table").addEventListener("click", async (ev) => {
   b.disabled = true;
   try {
     await api(`/api/v1/alerts/${encodeURIComponent(b.dataset.fp)}/ack`, { method: "POST" });
-    $("#alert-msg").textContent = "acknowledged";
+    $("#alert-msg").textContent = _("Alert acknowledged.");
     await loadAlerts();
-  } catch (e) { b.disabled = false; $("#alert-msg").textContent = "Could not acknowledge: " + e.message; }
+  } catch (e) { b.disabled = false; $("#alert-msg").textContent = _("Could not acknowledge: %(error)s", { error: e.message }); }
 });
 
 // ------------------------------------------------------------------ reports
 
 function fillReportBuildings() {
   const s = state.sites.find((x) => x.site === $("#report-site").value);
-  $("#report-building").innerHTML = `<option value="">whole site</option>` +
+  $("#report-building").innerHTML = '<option value="">' + esc(_("whole site")) + "</option>" +
     ((s && s.tree) || []).filter((b) => b.floor_area_m2 !== null)
       .map((b) => `<option value="${esc(b.id)}">${esc(b.name)}</option>`).join("");
 }
 $("#report-site").addEventListener("change", fillReportBuildings);
 
 function reportPath(fmt) {
-  const p = new URLSearchParams({ format: fmt });
+  const p = new URLSearchParams({ format: fmt, lang: LANG });
   if ($("#report-building").value) p.set("building", $("#report-building").value);
   return `/api/v1/sites/${encodeURIComponent($("#report-site").value)}/reports/` +
     `${encodeURIComponent($("#report-period").value.trim())}?${p}`;
@@ -294,17 +318,32 @@ function reportPath(fmt) {
 
 $("#report-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  $("#report-msg").textContent = "generating…";
-  try { await download(reportPath("pdf"), "report.pdf"); $("#report-msg").textContent = "downloaded"; }
-  catch (e) { $("#report-msg").textContent = "Report failed: " + e.message; }
+  $("#report-msg").textContent = _("generating…");
+  try { await download(reportPath("pdf"), "report.pdf"); $("#report-msg").textContent = _("downloaded"); }
+  catch (e) { $("#report-msg").textContent = _("Report failed: %(error)s", { error: e.message }); }
 });
 $("#report-html").addEventListener("click", async () => {
   try {
     const html = await (await api(reportPath("html"))).text();
     const w = window.open("", "_blank");
     if (w) { w.document.write(html); w.document.close(); }
-  } catch (e) { $("#report-msg").textContent = "Report failed: " + e.message; }
+  } catch (e) { $("#report-msg").textContent = _("Report failed: %(error)s", { error: e.message }); }
 });
+
+// ------------------------------------------------------------------ language
+
+// the choice is remembered in this browser; the page is rendered in it by the server
+// (?lang=), so the switch reloads; the token in sessionStorage signs the tab in again
+$("#lang").addEventListener("change", () => {
+  localStorage.setItem("enmon-lang", $("#lang").value);
+  location.replace("/?lang=" + encodeURIComponent($("#lang").value));
+});
+{
+  const saved = localStorage.getItem("enmon-lang");
+  if (saved && saved !== LANG && !new URLSearchParams(location.search).has("lang")) {
+    location.replace("/?lang=" + encodeURIComponent(saved));
+  }
+}
 
 // this month in the site's time zone (a UTC month is the previous one until 08:00 on the 1st);
 // a month still running is reported up to now and labelled partial

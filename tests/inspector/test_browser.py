@@ -3,7 +3,8 @@
 A facility manager signs in, finds a meter by typing part of its name, opens it,
 sees its history chart with the outage drawn as a gap, acknowledges the live
 alert (the acknowledgement must reach the rules service's alert book) and
-downloads a building's monthly report. A screenshot of the console and the
+downloads a building's monthly report, all in the default language (zh-CN); then switches
+the console to English and back. A screenshot of the console and the
 downloaded PDF are saved under ``test-artifacts/``.
 """
 
@@ -31,14 +32,15 @@ def test_console_find_meter_see_chart_acknowledge(stack: Stack, artifacts: Path)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # a Chinese browser (Accept-Language: zh-CN), as our users have
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(stack.url + "/", timeout=30_000)
             # a wrong token is refused and the data stays hidden
             page.fill("#token", "enm_wrong")
             page.click("#login-form button[type=submit]")
-            expect(page.locator("#login-error")).to_contain_text("failed", timeout=15_000)
+            expect(page.locator("#login-error")).to_contain_text("登录失败", timeout=15_000)
             expect(page.locator("#app")).to_be_hidden()
             page.fill("#token", MANAGER_TOKEN)
             page.click("#login-form button[type=submit]")
@@ -57,9 +59,9 @@ def test_console_find_meter_see_chart_acknowledge(stack: Stack, artifacts: Path)
             page.click("#range-form button[type=submit]")
             expect(page.locator("#history-svg path.series")).to_have_count(1, timeout=20_000)
             expect(page.locator("#history-svg rect.gap")).to_have_count(1)
-            expect(page.locator("#summary")).to_contain_text("1 gap(s)")
+            expect(page.locator("#summary")).to_contain_text("1 处缺口")
             expect(page.locator("#gaps tbody tr")).to_have_count(1)
-            expect(page.locator("#gaps tbody")).to_contain_text("6 h 15 min")
+            expect(page.locator("#gaps tbody")).to_contain_text("6 小时 15 分钟")
             d = page.locator("#history-svg path.series").get_attribute("d") or ""
             assert d.count("M") == 2 and d.count("L") > 200  # broken once, at the gap
             # acknowledge the live alert
@@ -68,7 +70,7 @@ def test_console_find_meter_see_chart_acknowledge(stack: Stack, artifacts: Path)
             page.click("#active-only")
             expect(row).to_contain_text("hospital_demand", timeout=15_000)
             row.locator("button.ack").click()
-            expect(row.locator("td.action")).to_contain_text("acknowledged by li.facilities",
+            expect(row.locator("td.action")).to_contain_text("已由 li.facilities 确认",
                                                              timeout=15_000)
             page.screenshot(path=str(artifacts / "inspector-console.png"), full_page=True)
             # download a building's monthly report as PDF

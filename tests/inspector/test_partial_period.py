@@ -108,9 +108,11 @@ def test_running_month_is_cut_at_now_and_agrees_with_the_rule_engine(loaded: Loa
     assert p.partial and p.start == full.start and p.end == now and p.full_end == full.end
     d = render.report_dict(rep)
     assert d["partial"] is True and d["end"] == now and d["period_end"] == full.end
-    assert d["period_text"] == "1–3 Oct, partial month"
+    assert d["period_text"] == "10月1日至3日（本月尚未结束）"  # zh-CN, the default language
     html = render.render_html(rep)
-    assert "1–3 Oct, partial month" in html
+    assert "10月1日至3日（本月尚未结束）" in html
+    assert render.report_dict(rep, "en")["period_text"] == "1\u2009–\u20093 Oct, partial month"
+    assert "1\u2009–\u20093 Oct, partial month" in render.render_html(rep, "en")
 
 
 def test_api_labels_the_current_month_partial_and_refuses_the_future(stack: Stack) -> None:
@@ -122,7 +124,7 @@ def test_api_labels_the_current_month_partial_and_refuses_the_future(stack: Stac
     assert r.status_code == 200, r.text
     body = r.json()
     assert before <= body["end"] <= after
-    assert body["partial"] is True and body["period_text"].endswith(", partial month")
+    assert body["partial"] is True and body["period_text"].endswith("（本月尚未结束）")
     assert after < body["period_end"]
     poll = {m.id: m.poll_interval_s for b in stack.loaded.data.site.buildings for m in b.meters}
     # the readings owed run to now, not to the month's end
@@ -136,4 +138,4 @@ def test_api_labels_the_current_month_partial_and_refuses_the_future(stack: Stac
     whole = httpx.get(f"{stack.url}/api/v1/sites/{SITE}/reports/{MONTH}",
                       headers=auth(INSPECTOR_TOKEN), timeout=60).json()
     assert whole["partial"] is False and whole["end"] == whole["period_end"]
-    assert whole["period_text"] == MONTH
+    assert whole["period_text"] == "2026年10月" and MONTH == "2026-10"

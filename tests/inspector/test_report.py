@@ -151,9 +151,9 @@ def test_building_report_and_rendering(loaded: Loaded, report: Report, tmp_path:
     one = _report(loaded, building="mall")
     assert [b.id for b in one.buildings] == ["mall"]
     assert [a["rule"] for a in one.alerts] == ["peak_demand"]
-    html = render.render_html(report)
-    for text in ("GB/T 2589-2020", "照明插座", "<svg", "Data completeness", "meter_offline",
-                 "Conversion factors and their sources"):
+    html = render.render_html(report)  # zh-CN, the default language
+    for text in ("GB/T 2589-2020", "照明插座用电", "<svg", "数据完整率", "meter_offline",
+                 "折算系数及其来源"):
         assert text in html
     pdf = render.render_pdf(one, tmp_path / "mall.pdf")
     assert pdf.startswith(b"%PDF-") and (tmp_path / "mall.pdf").stat().st_size < 1_000_000

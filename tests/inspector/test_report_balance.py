@@ -49,4 +49,4 @@ def test_the_report_counts_the_days_a_building_does_not_balance() -> None:
     assert bal["days"] == 3 and bal["deviations"] == 1
     assert round(bal["worst"]["deviation"], 3) == 0.06
     html = render.render_html(rep)
-    assert "Sub-meter balance" in html and "1 day(s) beyond" in html
+    assert "分项计量平衡" in html and "其中 1 天偏差超过" in html  # zh-CN, the default

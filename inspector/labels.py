@@ -1,0 +1,38 @@
+"""Names readers see for the codes the data carries (sub-items, energy types, building types,
+alert rules, states), marked for the catalog with :func:`inspector.i18n.N_`.
+
+The codes stay what the data, the API and the logs use (``01A00``, ``electricity``,
+``meter_offline``); only what a person reads is translated, at rendering time. The
+sub-item names are those of the 2008 public-building sub-item metering guide
+(《国家机关办公建筑和大型公共建筑能耗监测系统分项能耗数据采集技术导则》).
+"""
+
+from __future__ import annotations
+
+from inspector.i18n import N_
+
+SUBITEMS = {"01A00": N_("lighting and sockets"), "01B00": N_("HVAC"),
+            "01C00": N_("power"), "01D00": N_("special"),
+            "": N_("not sub-metered (total − sub-items)")}
+ENERGY_TYPES = {"electricity": N_("electricity"), "water": N_("water"), "gas": N_("gas"),
+                "heat": N_("heat"), "cooling": N_("cooling"), "steam": N_("steam")}
+BUILDING_TYPES = {"office": N_("office"), "hospital": N_("hospital"), "school": N_("school"),
+                  "retail": N_("retail"), "hotel": N_("hotel"),
+                  "government": N_("government office"), "other": N_("other")}
+RULES = {"meter_offline": N_("meter offline"), "gateway_offline": N_("gateway offline"),
+         "counter_backwards": N_("counter went backwards"),
+         "implausible_jump": N_("implausible jump"), "flatline": N_("flat readings"),
+         "completeness": N_("data completeness below target"),
+         "boiler_efficiency": N_("boiler efficiency below the limit"),
+         "boiler_efficiency_indirect": N_("boiler efficiency below the limit (indirect method)"),
+         "quota_early_warning": N_("quota early warning"),
+         "quota_exceeded": N_("quota exceeded"),
+         "quota_over_pro_rata": N_("above the pro-rated quota"),
+         "budget": N_("energy budget exhausted")}
+SEVERITIES = {"critical": N_("critical"), "warning": N_("warning"), "info": N_("info")}
+ALERT_STATES = {"pending": N_("pending"), "firing": N_("firing"), "resolved": N_("resolved")}
+QUOTA_STATES = {"ok": N_("within quota"),
+                "early_warning": N_("early warning: projected above the quota"),
+                "exceeded": N_("quota exceeded"),
+                "incomplete": N_("no verdict: the year-to-date lacks readings before the "
+                                 "period")}
