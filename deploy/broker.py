@@ -33,6 +33,8 @@ def acl_text(principals: Iterable[Principal]) -> str:
         if p.is_gateway:
             # telemetry, status (birth + LWT: the will is ACL-checked too) and health
             lines.append(f"topic write {TOPIC_ROOT}/{p.site}/{p.gateway}/#")
+            # ingest's word that its batches are stored (nothing else may be read)
+            lines.append(f"topic read {TOPIC_ROOT}/{p.site}/{p.gateway}/ack")
         else:
             lines.extend(f"topic {access} {topic}" for access, topic in SERVICES[p.service])
         lines.append("")
@@ -53,6 +55,7 @@ def emqx_acl_text(principals: Iterable[Principal]) -> str:
         who = f'{{username, "{p.username}"}}'
         if p.is_gateway:
             lines.append(f'{{allow, {who}, publish, ["{TOPIC_ROOT}/{p.site}/{p.gateway}/#"]}}.')
+            lines.append(f'{{allow, {who}, subscribe, ["{TOPIC_ROOT}/{p.site}/{p.gateway}/ack"]}}.')
         else:
             for access, topic in SERVICES[p.service]:
                 action = "subscribe" if access == "read" else "publish"

@@ -27,7 +27,9 @@ _ID = re.compile(ID_PATTERN)
 # a gateway user name always does ("{site}.{gateway}"), so they cannot collide.
 SERVICES: dict[str, tuple[tuple[str, str], ...]] = {
     # shared subscription $share/ingest/enmon/v1/+/+/telemetry (+ status, health)
-    "ingest": (("read", f"{TOPIC_ROOT}/#"),),
+    "ingest": (("read", f"{TOPIC_ROOT}/#"),
+               # end-to-end acks: which of a gateway's batches are stored in the database
+               ("write", f"{TOPIC_ROOT}/+/+/ack")),
     # streaming checks read telemetry/status; alerts go to enmon/v1/{site}/alerts/{rule}
     "rules": (("read", f"{TOPIC_ROOT}/#"), ("write", f"{TOPIC_ROOT}/+/alerts/#")),
     "api": (("read", f"{TOPIC_ROOT}/#"),),

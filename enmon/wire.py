@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -157,6 +158,42 @@ def status_topic(site: str, gateway: str) -> str:
 
 def health_topic(site: str, gateway: str) -> str:
     return f"{TOPIC_ROOT}/{_check_id('site', site)}/{_check_id('gateway', gateway)}/health"
+
+
+def ack_topic(site: str, gateway: str) -> str:
+    """Where ingest says which of a gateway's batches are stored (only ingest publishes)."""
+    return f"{TOPIC_ROOT}/{_check_id('site', site)}/{_check_id('gateway', gateway)}/ack"
+
+
+def encode_ack(seqs: Iterable[int]) -> bytes:
+    """``{"v":1,"stored":[[first,last],…]}``: the seqs stored in the database, as ranges.
+
+    Explicit seqs, not "everything up to N": with several ingest workers on one shared
+    subscription each stores a different subset of a gateway's batches.
+    """
+    ranges: list[list[int]] = []
+    for s in sorted(set(seqs)):
+        if ranges and ranges[-1][1] == s - 1:
+            ranges[-1][1] = s
+        else:
+            ranges.append([s, s])
+    return dumps({"v": VERSION, "stored": ranges})
+
+
+def decode_ack(payload: bytes, limit: int = 1_000_000) -> set[int]:
+    """The seqs of an ack message; a malformed message confirms nothing."""
+    try:
+        obj = loads(payload)
+        out: set[int] = set()
+        for first, last in obj["stored"]:
+            if not (isinstance(first, int) and isinstance(last, int)) or last < first:
+                continue
+            if len(out) + last - first + 1 > limit:
+                break
+            out.update(range(first, last + 1))
+        return out
+    except (ValueError, TypeError, KeyError):
+        return set()
 
 
 def alert_topic(site: str, rule: str) -> str:

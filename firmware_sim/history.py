@@ -218,7 +218,9 @@ def replay(state_root: Path, site: str, gateways: list[str], *, host: str, port:
     deadline = time.monotonic() + timeout_s
     for gw in gateways:
         queue = DiskQueue(state_root / gw / "queue.db")
-        uplink = Uplink(MQTT(host=host, port=port, client_id=f"enmon-history-{gw}"), site, gw,
+        # a loader: done when the broker has it (the ingest behind it confirms nothing here)
+        uplink = Uplink(MQTT(host=host, port=port, client_id=f"enmon-history-{gw}",
+                             end_to_end=False), site, gw,
                         queue)
         uplink.start()
         try:

@@ -198,7 +198,9 @@ class Gateway:
             "queue": {"depth": q.depth, "bytes": q.bytes, "dropped_batches": q.dropped_batches,
                       "dropped_samples": q.dropped_samples, "next_seq": q.next_seq},
             "mqtt": {"connected": self.uplink.connected.is_set(), "acked": self.uplink.acked,
-                     "in_flight": self.uplink.in_flight, "connects": self.uplink.connects},
+                     "in_flight": self.uplink.in_flight, "connects": self.uplink.connects,
+                     "confirmed_stored": self.uplink.confirmed,
+                     "unconfirmed": self.uplink.unconfirmed, "resent": self.uplink.resent},
             "flags": dict(flags),
             "devices": devices,
         }

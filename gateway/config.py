@@ -71,6 +71,12 @@ class MQTT(StrictModel):
     window: Annotated[int, Field(ge=1, le=100)] = 10
     reconnect_min_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0
     reconnect_max_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    # end to end: a batch leaves the disk queue only when ingest says it is stored in the
+    # database (enmon/v1/{site}/{gateway}/ack), not on the broker's PUBACK; a batch the
+    # broker took but ingest never confirmed is sent again after ack_timeout_s (doubling
+    # up to an hour while it stays unconfirmed, e.g. through a database outage)
+    end_to_end: bool = True
+    ack_timeout_s: Annotated[float, Field(ge=1, le=86_400)] = 300.0
 
     def password(self) -> str | None:
         import os
@@ -159,9 +165,12 @@ class Device(StrictModel):
     unit_id: Annotated[
         int, Field(ge=1, le=247, json_schema_extra={"fix": "a Modbus unit id is 1..247"})
     ] = 1
-    # DL/T 645 meters: the 12-digit communication address (nameplate), or AAAAAAAAAAAA alone
-    address: Annotated[str, Field(pattern=r"^([0-9]{12}|AAAAAAAAAAAA)$", json_schema_extra={
-        "fix": "12 digits as on the nameplate, quoted: \"000012345678\""})] | None = None
+    # DL/T 645 meters: the 12-digit communication address (nameplate), or AAAAAAAAAAAA alone;
+    # CJ/T 188 meters: 14 hex digits A6..A0 (the last four often the maker's code)
+    address: Annotated[str, Field(
+        pattern=r"^([0-9]{12}|AAAAAAAAAAAA|[0-9A-Fa-f]{14})$", json_schema_extra={
+            "fix": "12 digits as on the nameplate (DL/T 645) or 14 (CJ/T 188), quoted: "
+                   "\"000012345678\""})] | None = None
     transport: Transport
     building: Annotated[str, Field(pattern=f"^({ID_PATTERN})?$")] = ""
     category: Annotated[str, Field(pattern=f"^({ID_PATTERN})?$")] = ""
@@ -235,6 +244,7 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
     Returns the profiles in device order; raises ConfigError naming file, key and fix.
     """
     from gateway import library
+    from gateway.cjt188 import Cjt188Profile
     from gateway.dlt645 import Dlt645Profile
     from gateway.profile import ModbusProfile
     from gateway.serial_line import SerialLineProfile
@@ -251,7 +261,14 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
         if isinstance(p, Dlt645Profile) and d.address is None:
             raise ConfigError(file, f"{key}.address", "missing for a DL/T 645 profile",
                               'the 12-digit meter address from the nameplate, e.g. "000012345678"')
-        if not isinstance(p, Dlt645Profile) and d.address is not None:
+        if isinstance(p, Dlt645Profile) and d.address is not None and len(d.address) != 12:
+            raise ConfigError(file, f"{key}.address", "a DL/T 645 address has 12 digits",
+                              'the 12-digit meter address from the nameplate, e.g. "000012345678"')
+        if isinstance(p, Cjt188Profile) and (d.address is None or len(d.address) != 14):
+            raise ConfigError(file, f"{key}.address",
+                              "a CJ/T 188 profile needs the 14-digit meter address",
+                              'A6..A0 as on the nameplate, quoted, e.g. "00000012345678"')
+        if not isinstance(p, Dlt645Profile | Cjt188Profile) and d.address is not None:
             raise ConfigError(file, f"{key}.address", f"{p.protocol} profiles have no address",
                               "remove it (Modbus devices use unit_id)")
         if isinstance(d.transport, TcpTransport) and not isinstance(p, ModbusProfile):
@@ -265,7 +282,7 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
                               "remove framing (it applies to Modbus devices only)")
         if isinstance(t, SerialTransport) and t.bytesize == 7 and framing != "ascii":
             raise ConfigError(file, f"{key}.transport.bytesize",
-                              "7 data bits cannot carry RTU or DL/T 645 frames",
+                              "7 data bits cannot carry RTU, DL/T 645 or CJ/T 188 frames",
                               "use bytesize 8, or framing: ascii for a Modbus ASCII line")
         if isinstance(p, SerialLineProfile):
             shared = [o.name for o in cfg.devices

@@ -168,8 +168,18 @@ class DiskQueue:
             out = [Stored(int(s), int(c), bytes(p)) for s, c, p in rows if s not in self._acked]
             return out[:limit]
 
+    def get(self, seq: int) -> Stored | None:
+        """One batch by seq, if it is still queued (a resend)."""
+        with self._lock:
+            if seq in self._acked:
+                return None
+            row = self._db.execute("SELECT seq, created_ms, payload FROM batch WHERE seq = ?",
+                                   (seq,)).fetchone()
+            return Stored(int(row[0]), int(row[1]), bytes(row[2])) if row else None
+
     def ack(self, seq: int) -> None:
-        """Mark ``seq`` as delivered (its PUBACK arrived); deleted at the next flush."""
+        """Mark ``seq`` as delivered (stored by ingest, or PUBACKed when not end to end);
+        deleted at the next flush."""
         with self._lock:
             self._acked.add(seq)
 

@@ -18,6 +18,15 @@ The one duplicate QoS 1 cannot rule out — the broker got a batch but its PUBAC
 was lost with the connection — reaches ingest with a ``seq`` it has seen and
 is discarded there (writes are idempotent anyway).
 
+**End to end** (``mqtt.end_to_end``, the default): the PUBACK only says the broker has
+the batch. A broker that crashes before it persists, restarts without its persistence
+file or forgets a session would lose it, so the batch stays on disk until ingest says
+it is *stored in the database*: ingest publishes the stored seqs on
+``enmon/v1/{site}/{gateway}/ack`` and only that removes them. A batch the broker took
+but nobody confirmed is sent again after ``ack_timeout_s`` (doubling up to an hour, so a
+database outage of hours does not flood the broker); resends are harmless because
+ingest's writes are idempotent. The queue stays bounded on disk as before.
+
 Also here: retained birth ``{"state":"online"}`` / LWT ``{"state":"offline"}``
 on the status topic, TLS (CA, client cert/key), username/password (the password
 is passed to paho and never logged), reconnect with exponential backoff
@@ -53,6 +62,13 @@ class Uplink:
         self._early: set[int] = set()  # PUBACKs that beat publish() returning the mid
         self._handed: set[int] = set()  # seqs paho holds, not yet acknowledged
         self._last_handed = -1
+        # end to end: PUBACKed, not yet confirmed stored → (due for a resend at, attempts)
+        self._sent: dict[int, tuple[float, int]] = {}
+        self._confirmed_early: set[int] = set()
+        self._attempts: dict[int, int] = {}  # sends of a batch so far, once resent
+        self.confirmed = 0
+        self.resent = 0
+        self.ack_topic = wire.ack_topic(site, gateway)
         self.acked = 0
         self.refused = 0
         self.connects = 0
@@ -81,6 +97,7 @@ class Uplink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
         self.client = c
 
     # -- paho thread -------------------------------------------------------------------
@@ -94,6 +111,8 @@ class Uplink:
         self.connects += 1
         log.info("event=mqtt_connected host=%s port=%d tls=%s user=%s",
                  self.cfg.host, self.cfg.port, self.cfg.tls is not None, self.cfg.username or "-")
+        if self.cfg.end_to_end:
+            client.subscribe(self.ack_topic, qos=1)
         birth = {"state": "online", "ts": int(time.time() * 1000)}
         client.publish(self.status_topic, wire.dumps(birth), qos=1, retain=True)
         self.connected.set()
@@ -122,10 +141,37 @@ class Uplink:
             with self._lock:
                 self._handed.discard(seq)
             return
-        self.queue.ack(seq)
         with self._lock:
             self._handed.discard(seq)
             self.acked += 1
+            if self.cfg.end_to_end:
+                if seq not in self._confirmed_early:
+                    n = self._attempts.get(seq, 1)
+                    wait = min(self.cfg.ack_timeout_s * 2 ** (n - 1), 3600.0)
+                    self._sent[seq] = (time.monotonic() + wait, n)
+                    return
+                self._confirmed_early.discard(seq)
+                self._attempts.pop(seq, None)
+        self.queue.ack(seq)
+
+    def _on_message(self, client: paho.Client, userdata: object,
+                    msg: paho.MQTTMessage) -> None:
+        """Ingest's word that these batches are in the database: now they may go."""
+        if msg.topic != self.ack_topic:
+            return
+        seqs = wire.decode_ack(bytes(msg.payload))
+        n = 0
+        with self._lock:
+            for seq in seqs:
+                self._attempts.pop(seq, None)
+                if self._sent.pop(seq, None) is not None:
+                    n += 1
+                elif seq in self._handed:  # stored before its PUBACK came back
+                    self._confirmed_early.add(seq)
+                    n += 1
+            self.confirmed += n
+        for seq in seqs:
+            self.queue.ack(seq)
 
     # -- asyncio thread ------------------------------------------------------------------
 
@@ -134,6 +180,53 @@ class Uplink:
         with self._lock:
             return len(self._handed)
 
+    @property
+    def unconfirmed(self) -> int:
+        """Batches the broker took that ingest has not yet confirmed stored."""
+        with self._lock:
+            return len(self._sent)
+
+    def _resend_due(self, room: int) -> int:
+        """Send again what the broker took long ago but ingest never confirmed."""
+        now = time.monotonic()
+        with self._lock:
+            due = sorted(s for s, (at, _) in self._sent.items() if at <= now)[:room]
+        sent = 0
+        for seq in due:
+            item = self.queue.get(seq)
+            with self._lock:
+                _, attempts = self._sent.pop(seq, (0.0, 1))
+            if item is None:  # confirmed (deleted) meanwhile
+                continue
+            if self._publish(item.seq, item.payload):
+                self.resent += 1
+                sent += 1
+                log.warning("event=batch_resent seq=%d attempt=%d reason=not_confirmed_stored",
+                            seq, attempts + 1)
+                with self._lock:
+                    self._attempts[seq] = attempts + 1
+        return sent
+
+    def _publish(self, seq: int, payload: bytes) -> bool:
+        """Hand one batch to paho; False if paho's queue is full."""
+        # never hold our lock across publish(): paho calls on_publish with its own
+        # lock held, so the two threads could deadlock
+        with self._lock:
+            self._handed.add(seq)
+        info = self.client.publish(self.telemetry_topic, payload, qos=1)
+        if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
+            with self._lock:
+                self._handed.discard(seq)
+            return False
+        with self._lock:
+            early = info.mid in self._early
+            self._early.discard(info.mid)
+            if not early:
+                self._mid_to_seq[info.mid] = seq
+        if early:
+            self._acked(seq, None)
+        return True
+
     def pump(self) -> int:
         """Hand the next batches to paho while connected; returns how many."""
         if not self.connected.is_set():
@@ -141,25 +234,12 @@ class Uplink:
         room = self.cfg.window - self.in_flight
         if room <= 0:
             return 0
-        sent = 0
-        for item in self.queue.peek(after=self._last_handed, limit=room):
-            # never hold our lock across publish(): paho calls on_publish with its own
-            # lock held, so the two threads could deadlock
-            with self._lock:
-                self._handed.add(item.seq)
-            info = self.client.publish(self.telemetry_topic, item.payload, qos=1)
-            if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
-                with self._lock:
-                    self._handed.discard(item.seq)
+        sent = self._resend_due(room) if self.cfg.end_to_end else 0
+        room -= sent
+        for item in self.queue.peek(after=self._last_handed, limit=max(0, room)):
+            if not self._publish(item.seq, item.payload):
                 break
             self._last_handed = item.seq
-            with self._lock:
-                early = info.mid in self._early
-                self._early.discard(info.mid)
-                if not early:
-                    self._mid_to_seq[info.mid] = item.seq
-            if early:
-                self._acked(item.seq, None)
             sent += 1
         return sent
 

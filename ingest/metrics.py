@@ -29,6 +29,7 @@ class Stats:
     write_failures: int = 0  # non-retryable refusals that forced a per-message split
     unstorable: int = 0  # messages InfluxDB refused even as a ``rejected`` record
     processing_errors: int = 0  # payloads that raised inside processing (quarantined)
+    e2e_acks: int = 0  # batches confirmed stored to their gateway (end-to-end acks)
     acked: int = 0
     stale_acks: int = 0
     batch_latency_sum_s: float = 0.0
@@ -117,6 +118,7 @@ def stats_line(s: Stats, *, worker: str, ts_ms: int) -> str:
         "write_refusals": s.write_failures,
         "unstorable": s.unstorable,
         "processing_errors": s.processing_errors,
+        "e2e_acks": s.e2e_acks,
         "acked": s.acked,
         "batch_latency_sum_s": s.batch_latency_sum_s,
         "lag_s": s.lag_s,

@@ -253,6 +253,17 @@ class AckingSubscriber:
     def queued(self) -> int:
         return self._queue.qsize()
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """QoS 1 publish on this connection (ingest's end-to-end acks); False if offline.
+
+        A lost ack costs a resend from the gateway after its timeout, never data.
+        """
+        with self._lock:
+            if not self._connected or self._client is None:
+                return False
+            client = self._client
+        return client.publish(topic, payload, qos=1).rc == paho.MQTT_ERR_SUCCESS
+
     def ack(self, d: Delivery) -> bool:
         if d.qos == 0:
             return True

@@ -71,6 +71,8 @@ class Processed:
     flags: list[str] = field(default_factory=list)
     sent_at: int = 0
     site: str = ""
+    gateway: str = ""
+    seq: int | None = None  # the batch's seq, for the end-to-end ack to its gateway
     # (gateway, device) → first/last reading time stored: the roll-ups recompute from it
     touched: dict[tch.Key, tch.Span] = field(default_factory=dict)
 
@@ -137,10 +139,12 @@ class Processor:
             log.warning("event=rejected reason=%s topic=%r size=%d detail=%r",
                         exc.reason, wire.safe_text(topic), len(payload),
                         wire.safe_text(exc.detail))
+            # refused, but recorded: the gateway may drop it (resending cannot help)
             return Processed([self.rejected(reason=str(exc.reason), detail=exc.detail,
                                             payload=payload, topic=topic, site=site,
                                             gateway=gateway, now_ms=now_ms)],
-                             reasons=[str(exc.reason)])
+                             reasons=[str(exc.reason)], site=site, gateway=gateway,
+                             seq=_lenient_seq(payload) if site else None)
         b = parsed.batch
         out = Processed([])
         digest = payload_hash(payload) if parsed.dropped else None
@@ -165,7 +169,7 @@ class Processor:
             out.readings += len(s.values)
         b.samples = keep
         out.lines.extend(batch_lines(b))
-        out.site = b.site
+        out.site, out.gateway, out.seq = b.site, b.gateway, b.seq
         out.touched = {(b.gateway, dev): span for dev, span in
                        tch.spans_of((s.device, s.ts) for s in keep if s.values).items()}
         for d in parsed.dropped:
@@ -185,6 +189,17 @@ class Processor:
         return out
 
 
+def _lenient_seq(payload: bytes) -> int | None:
+    """The seq of a refused payload, if it has one (for its end-to-end ack)."""
+    try:
+        obj = wire.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    seq = obj.get("seq") if isinstance(obj, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 \
+        else None
+
+
 @dataclass(slots=True)
 class _Pending:
     lines: list[str]
@@ -196,6 +211,9 @@ class _Pending:
     # what the lines touch, per site (all of them) and per delivery (for the split path)
     touched: dict[str, dict[tch.Key, tch.Span]] = field(default_factory=dict)
     touched_each: list[dict[str, dict[tch.Key, tch.Span]]] = field(default_factory=list)
+    # (site, gateway, seq) of each delivery, None where unknown: the end-to-end acks
+    seqs: list[tuple[str, str, int] | None] = field(default_factory=list)
+    unstored: set[int] = field(default_factory=set)  # deliveries not even stored as rejected
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -335,6 +353,8 @@ class Pipeline:
         pending.deliveries.append(d)
         pending.readings += p.readings
         pending.newest_sent_at = max(pending.newest_sent_at, p.sent_at)
+        pending.seqs.append((p.site, p.gateway, p.seq)
+                            if p.site and p.gateway and p.seq is not None else None)
         mine = {p.site: p.touched} if p.touched else {}
         pending.touched_each.append(mine)
         for site, ranges in mine.items():
@@ -359,6 +379,7 @@ class Pipeline:
                     st.acked += 1
                 else:
                     st.stale_acks += 1
+            self._confirm(pending)
             self._held -= len(pending.deliveries)
             self._writing = False
             st.batches += 1
@@ -367,6 +388,16 @@ class Pipeline:
             if pending.newest_sent_at:
                 st.lag_s = max(0.0, time.time() - pending.newest_sent_at / 1000)
             st.inflight_batches = self._ready.qsize()
+
+    def _confirm(self, pending: _Pending) -> None:
+        """Tell each gateway which of its batches are now in the database (end to end)."""
+        by_gw: dict[tuple[str, str], list[int]] = {}
+        for i, key in enumerate(pending.seqs):
+            if key is not None and i not in pending.unstored:
+                by_gw.setdefault((key[0], key[1]), []).append(key[2])
+        for (site, gw), seqs in by_gw.items():
+            if self.sub.publish(wire.ack_topic(site, gw), wire.encode_ack(seqs)):
+                self.stats.e2e_acks += len(seqs)
 
     async def _write_retrying(self, lines: list[str],
                               touched: dict[str, dict[tch.Key, tch.Span]] | None = None
@@ -420,6 +451,7 @@ class Pipeline:
             except SinkError as exc2:
                 # cannot even say why: log enough to find the payload, then move on
                 self.stats.unstorable += 1
+                pending.unstored.add(pending.deliveries.index(d))
                 log.error("event=unstorable topic=%r sha256=%s error=%r", d.topic[:200],
                           payload_hash(d.payload), str(exc2)[:200])
 

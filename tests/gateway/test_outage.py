@@ -117,7 +117,11 @@ def test_outage_and_kill_9_deliver_every_batch_exactly_once_in_order(
     state = tmp_path / "gw-state"
     cfg = {
         "site": "hosp-a", "gateway": "gw-07", "state_dir": str(state),
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "window": 5},
+        # the broker hop on its own (no ingest here to confirm storage): PUBACK mode, where
+        # the promise is exactly once to the broker; end-to-end mode, where ingest's
+        # confirmation trims the queue, is tests/ingest/test_end_to_end.py
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "window": 5,
+                 "end_to_end": False},
         "poll": {"interval_s": 0.2, "health_interval_s": 0.5},
         "devices": [
             {"name": "m1", "profile": "eastron-sdm630", "unit_id": 1, "quantities": QS,
