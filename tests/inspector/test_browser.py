@@ -86,3 +86,58 @@ def test_console_find_meter_see_chart_acknowledge(stack: Stack, artifacts: Path)
         finally:
             browser.close()
     assert stack.service.book.alerts[fp].acked_by == "li.facilities"
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install "
+                                                  "chromium)")
+def test_console_language_switch(stack: Stack, artifacts: Path) -> None:
+    """Chinese by default (even for a browser that asks for nothing), English after the
+    switch, kept across visits and sign-in, and back; the report link asks for the
+    console's language."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.inspector.conftest import INSPECTOR_TOKEN
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1200, "height": 900},
+                                          extra_http_headers={"Accept-Language": ""})
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(stack.url + "/", timeout=30_000)
+            expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+            expect(page.locator("#login h2")).to_have_text("登录")
+            page.fill("#token", INSPECTOR_TOKEN)
+            page.click("#login-form button[type=submit]")
+            expect(page.locator("#who")).to_contain_text("wang.inspector（监察员）",
+                                                         timeout=15_000)
+            expect(page.locator("#alerts h2")).to_contain_text("告警")
+            expect(page.locator("#report-building option").first).to_have_text("整个站点",
+                                                                                timeout=15_000)
+            # to English: the page comes back in English and signs in again by itself
+            page.select_option("#lang", "en")
+            expect(page.locator("html")).to_have_attribute("lang", "en", timeout=15_000)
+            expect(page.locator("#who")).to_contain_text("wang.inspector (inspector)",
+                                                         timeout=15_000)
+            expect(page.locator("#alerts h2")).to_contain_text("Alerts")
+            expect(page.locator("#reports h2")).to_have_text("Reports")
+            expect(page.locator("#report-building option").first).to_have_text("whole site",
+                                                                                timeout=15_000)
+            page.fill("#report-period", "2026-10")
+            with page.expect_request(lambda r: "/reports/2026-10" in r.url) as req:
+                page.click("#report-html")
+            assert "lang=en" in req.value.url
+            page.screenshot(path=str(artifacts / "inspector-console-en.png"), full_page=True)
+            # the choice is remembered: a later visit to / is English
+            page.goto(stack.url + "/", timeout=30_000)
+            expect(page.locator("html")).to_have_attribute("lang", "en", timeout=15_000)
+            expect(page.locator("#lang")).to_have_value("en")
+            # and back to Chinese
+            page.select_option("#lang", "zh-CN")
+            expect(page.locator("html")).to_have_attribute("lang", "zh-CN", timeout=15_000)
+            expect(page.locator("#alerts h2")).to_contain_text("告警", timeout=15_000)
+            assert errors == []
+        finally:
+            browser.close()
