@@ -107,7 +107,7 @@ TO_CANONICAL: dict[str, tuple[str, float]] = {
 Unit = Literal["Wh", "kWh", "MWh", "MWh*100", "J", "kJ", "MJ", "GJ", "GJ*100", "W", "kW",
                "MW", "L", "m3", "L/h", "m3/h", "°C", "1"]
 
-VALVE = {0b00: "open", 0b01: "closed", 0b10: "unknown", 0b11: "abnormal"}
+VALVE = {0b00: "open", 0b01: "closed", 0b10: "undefined (10)", 0b11: "abnormal"}
 
 
 class Cjt188Error(DriverError):

@@ -22,12 +22,14 @@ from typing import Any
 
 import pytest
 
+from enmon.errors import ConfigError
 from firmware_sim.cjt188_meter import Cjt188Server, Meter
 from firmware_sim.faults import Fault, Faults
 from firmware_sim.rtu import LineServer
 from gateway import cjt188 as cj
 from gateway import library
 from gateway.bus import Bus, BusDevice, Timing
+from gateway.config import GatewayConfig, check_profiles
 from gateway.drivers import Cjt188Driver
 from gateway.transport import SerialLink, TcpLink
 
@@ -132,6 +134,28 @@ def test_encode_decode_round_trip(name: str, position: str) -> None:
     want = {q: v for q, v in want.items() if q in p.quantities}
     raw = cj.encode_values(p, want)
     assert {q: cj.item_value(p, q, raw) for q in want} == pytest.approx(want)
+
+
+def test_config_takes_cjt188_devices_on_a_shared_bus() -> None:
+    def cfg(*addresses: str | None) -> GatewayConfig:
+        return GatewayConfig.model_validate({
+            "site": "s", "gateway": "g", "state_dir": "/tmp/x",
+            "devices": [{"name": f"m{i}", "profile": p,
+                         **({"address": a} if a is not None else {}),
+                         "transport": {"type": "serial", "port": "/dev/ttyUSB0", "baud": 2400,
+                                       "parity": "E"}}
+                        for i, (a, p) in enumerate(zip(addresses, [
+                            "generic-cjt188-water", "generic-cjt188-heat",
+                            "chint-dtsu666-dlt645"], strict=False))]})
+
+    ps = check_profiles(cfg("00000000000001", "000000000000AB", "000000000003"), "gw.yaml")
+    assert [p.protocol for p in ps] == ["cjt188", "cjt188", "dlt645"]
+    with pytest.raises(ConfigError, match="14-digit meter address"):
+        check_profiles(cfg(None), "gw.yaml")
+    with pytest.raises(ConfigError, match="14-digit meter address"):
+        check_profiles(cfg("000000000001"), "gw.yaml")
+    with pytest.raises(ConfigError, match="a DL/T 645 address has 12 digits"):
+        check_profiles(cfg("00000000000001", "00000000000002", "00000000000003"), "gw.yaml")
 
 
 # --------------------------------------------------------------------------- end to end
