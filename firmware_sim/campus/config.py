@@ -57,6 +57,9 @@ class Meter(StrictModel):
     unit_id: Annotated[int, Field(ge=1, le=247)] = 1
     initial: float | None = Field(
         default=None, ge=0, description="counter reading at the start of the simulation")
+    rollover_at: float | None = Field(
+        default=None, gt=0, description="the register wraps to 0 here (a short energy "
+        "register); the site file gets the same value, so consumption bridges the wrap")
     bus: Annotated[str, Field(pattern=f"^{ID_PATTERN}$")] | None = Field(
         default=None, json_schema_extra={
             "fix": "a name shared by the meters wired to one RS-485 line behind one serial "

@@ -115,6 +115,7 @@ class CampusSim:
                                run_start=self.run_start)
         self.devices: dict[str, DeviceInfo] = {}
         self.templates: dict[str, str] = {}
+        self.rollover: dict[str, float] = {}  # device → the value its registers wrap at
         self.buildings: dict[str, Building] = {}
         self.boilers: dict[str, bl.BoilerSpec] = {}
         self.boiler_fouling: dict[str, float] = {}
@@ -187,6 +188,8 @@ class CampusSim:
             self.templates[m.device] = m.template
         for q in COUNTERS[family(m.measures)]:
             initial[(m.device, q)] = m.initial
+        if m.rollover_at is not None:
+            self.rollover[m.device] = m.rollover_at
 
     def reanchor(self, run_start: float) -> None:
         """Restart the ``run_start`` clock of the scenarios (e.g. when the live part begins).
@@ -279,7 +282,7 @@ class CampusSim:
                 if key[0] == dev:
                     # what a site file records of a swap: when, the old meter's last index
                     # and the new one's first (the accounting bridges the two with them)
-                    self.replaced.append((t_new, dev, key[1], self._raw[key] + self._offset[key],
+                    self.replaced.append((t_new, dev, key[1], self.counter(dev, key[1]),
                                           reading))
                     self._offset[key] = reading - self._raw[key]
 
@@ -296,7 +299,9 @@ class CampusSim:
     # ------------------------------------------------------------------ reading
 
     def counter(self, device: str, quantity: str) -> float:
-        return self._raw[(device, quantity)] + self._offset[(device, quantity)]
+        v = self._raw[(device, quantity)] + self._offset[(device, quantity)]
+        wrap = self.rollover.get(device)
+        return v % wrap if wrap is not None else v
 
     def answering(self, device: str) -> bool:
         return not self.effects.device_dead(device, self.t)

@@ -92,7 +92,8 @@ def site_file(model: CampusModel, *, poll_interval_s: float | None = None) -> di
         entry["meters"] = [
             {"id": m.device, "gateway": b.gateway, "device": m.device,
              "energy_type": ENERGY_TYPE[m.measures], "category": CATEGORY[m.measures],
-             "building_total": m.measures in _TOTAL, **extra}
+             "building_total": m.measures in _TOTAL, **extra,
+             **({"rollover_at": m.rollover_at} if m.rollover_at is not None else {})}
             for m in b.meters
         ]
         buildings.append(entry)
