@@ -22,6 +22,7 @@ from enmon import wire
 from enmon.systemd import Watchdog, sd_notify
 from gateway import modbus_frames as mf
 from gateway.bus import Bus, BusDevice, Timing
+from gateway.cjt188 import Cjt188Profile
 from gateway.config import (
     Device,
     GatewayConfig,
@@ -33,7 +34,7 @@ from gateway.config import (
 )
 from gateway.diskqueue import DiskQueue
 from gateway.dlt645 import Dlt645Profile
-from gateway.drivers import Dlt645Driver, Driver, Framing, LineDriver, ModbusDriver
+from gateway.drivers import Cjt188Driver, Dlt645Driver, Driver, Framing, LineDriver, ModbusDriver
 from gateway.library import AnyProfile
 from gateway.mqtt import Uplink
 from gateway.planner import breakeven_gap
@@ -75,6 +76,9 @@ def make_driver(d: Device, profile: AnyProfile) -> Driver:
     if isinstance(profile, Dlt645Profile):
         assert d.address is not None  # check_profiles guarantees it
         return Dlt645Driver(d.name, profile, d.address, quantities=d.quantities)
+    if isinstance(profile, Cjt188Profile):
+        assert d.address is not None  # the config requires a CJ/T 188 meter's address
+        return Cjt188Driver(d.name, profile, d.address, quantities=d.quantities)
     assert isinstance(profile, SerialLineProfile)
     return LineDriver(d.name, profile)
 

@@ -18,6 +18,7 @@ profiles):
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +237,28 @@ async def test_only_the_addressed_meter_answers(servers: list[LineServer]) -> No
     r = await bus.poll_device(dev)
     await bus.close()
     assert r.values == {} and dev.stats.timeouts == 1 and srv.requests == 0
+
+
+async def test_the_gateway_polls_a_cjt188_meter_from_its_config(
+        servers: list[LineServer], tmp_path: Path) -> None:
+    """From the YAML a deployer writes to samples, through the gateway's own wiring."""
+    from gateway.agent import Gateway
+
+    pw = profile("generic-cjt188-water")
+    srv = Cjt188Server({"00000000000001": Meter(pw, WATER)}, link="pty", baud=BAUD)
+    servers.append(srv.start())
+    cfg = GatewayConfig.model_validate({
+        "site": "s", "gateway": "g", "state_dir": str(tmp_path),
+        "devices": [{"name": "water", "profile": "generic-cjt188-water",
+                     "address": "00000000000001",
+                     "transport": {"type": "serial", "port": srv.device, "baud": BAUD,
+                                   "parity": "E", "timeout_s": 1.5}}]})
+    gw = Gateway(cfg)
+    try:
+        samples = await gw.poll_once()
+    finally:
+        for b in gw.buses:
+            await b.close()
+        gw.queue.close()
+    assert [s.device for s in samples] == ["water"]
+    assert samples[0].values["water_volume_m3"] == pytest.approx(1234.56)
