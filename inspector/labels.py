@@ -36,3 +36,7 @@ QUOTA_STATES = {"ok": N_("within quota"),
                 "exceeded": N_("quota exceeded"),
                 "incomplete": N_("no verdict: the year-to-date lacks readings before the "
                                  "period")}
+# the energy domain's remarks on a line of the report, by their exact English text
+# (energy/ holds no language); a remark not listed here is shown as it comes
+ENERGY_NOTES = {"water is not an energy in 综合能耗 (GB/T 2589-2020)":
+                N_("water is not an energy in 综合能耗 (GB/T 2589-2020)")}

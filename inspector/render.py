@@ -212,7 +212,8 @@ def report_dict(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
                         "kgce": e.kgce, "co2_kg": e.co2_kg,
                         "kgce_factor": e.kgce_factor.label() if e.kgce_factor else None,
                         "co2_factor": e.co2_factor.label() if e.co2_factor else None,
-                        "note": e.note} for e in b.energy],
+                        "note": _(labels.ENERGY_NOTES[e.note])
+                        if e.note in labels.ENERGY_NOTES else e.note} for e in b.energy],
             "subitems": [{"code": c, "name": _(labels.SUBITEMS.get(c, n)), "kwh": v}
                          for c, n, v in b.subitems],
             "quota": None if b.quota is None else {

@@ -64,6 +64,16 @@ def _language_neutral(msgid: str) -> bool:
     return msgid in {"CO₂ kg"}
 
 
+def test_the_energy_domains_remarks_are_in_the_catalog() -> None:
+    """energy/ words its remarks in English; the report shows them translated by their
+    exact text, so a reworded remark must be reworded here too."""
+    from energy import figures
+    from inspector import labels
+
+    assert figures.NOT_AN_ENERGY in labels.ENERGY_NOTES
+    assert i18n.gettext_for("zh-CN")(labels.ENERGY_NOTES[figures.NOT_AN_ENERGY]).startswith("水")
+
+
 def test_language_tags() -> None:
     assert i18n.normalize("zh_CN") == i18n.normalize("zh-Hans") == i18n.normalize("zh") == "zh-CN"
     assert i18n.normalize("en-US") == "en" and i18n.normalize("fr") is None

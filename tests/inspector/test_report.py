@@ -192,4 +192,4 @@ def test_water_consumption_is_reported_in_m3_and_not_as_energy(loaded: Loaded,
     assert {b.id for b in report.buildings
             if any(e.energy_type == "water" for e in b.energy)} >= {"admin", "hospital", "school"}
     page = render.render_html(_report(loaded, "hospital"))
-    assert "water is not an energy" in page and f"{charts.fmt(water.amount)} m³" in page
+    assert "水不计入综合能耗" in page and f"{charts.fmt(water.amount)} m³" in page
