@@ -119,9 +119,11 @@ def ngettext_for(lang: Lang) -> Any:
     return ngettext
 
 
+@cache
 def catalog(lang: Lang, *, prefix: str = "") -> dict[str, str]:
     """msgid → translation of the messages whose location starts with ``prefix`` (the
-    console gets only its own strings, as JSON)."""
+    console gets only its own strings, as JSON). Cached: the console page asks on every
+    visit; callers must not change the dict."""
     from babel.messages.pofile import read_po
 
     with po_path(lang).open("rb") as fh:

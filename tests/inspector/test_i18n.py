@@ -234,3 +234,12 @@ def test_no_cjk_font_refuses_the_pdf_with_the_package_to_install(
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "fonts-noto-cjk" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_the_api_refuses_a_pdf_without_a_cjk_font(stack: Stack, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # the API runs in this process (conftest's stack): its fc-list sees this environment
+    monkeypatch.setenv("FONTCONFIG_FILE", str(_no_fonts(tmp_path)))
+    r = httpx.get(f"{stack.url}/api/v1/sites/{SITE}/reports/{MONTH}",
+                  params={"format": "pdf"}, headers=auth(INSPECTOR_TOKEN), timeout=60)
+    assert r.status_code == 503 and "apt-get install fonts-noto-cjk" in r.json()["detail"]
