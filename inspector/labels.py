@@ -14,6 +14,18 @@ from inspector.i18n import N_
 SUBITEMS = {"01A00": N_("lighting and sockets"), "01B00": N_("HVAC"),
             "01C00": N_("power"), "01D00": N_("special"),
             "": N_("not sub-metered (total − sub-items)")}
+# every category a meter may carry, for the meters table: the total, the four sub-items
+# and the guide's second level (01A10 照明与插座 … 01D60 其他)
+CATEGORIES = {"01000": N_("total electricity"),
+              **{code: name for code, name in SUBITEMS.items() if code},
+              "01A10": N_("lighting and sockets in rooms"),
+              "01A20": N_("corridor and emergency lighting"),
+              "01A30": N_("outdoor landscape lighting"),
+              "01B10": N_("chiller and heating plant"), "01B20": N_("HVAC terminals"),
+              "01C10": N_("lifts"), "01C20": N_("water pumps"), "01C30": N_("fans"),
+              "01D10": N_("data centre"), "01D20": N_("laundry"),
+              "01D30": N_("kitchen and canteen"), "01D40": N_("swimming pool"),
+              "01D50": N_("gym"), "01D60": N_("other special uses")}
 ENERGY_TYPES = {"electricity": N_("electricity"), "water": N_("water"), "gas": N_("gas"),
                 "heat": N_("heat"), "cooling": N_("cooling"), "steam": N_("steam")}
 BUILDING_TYPES = {"office": N_("office"), "hospital": N_("hospital"), "school": N_("school"),

@@ -246,7 +246,8 @@ def console_html(lang: Lang = DEFAULT_LANG) -> str:
     _ = gettext_for(lang)
     names = {kind: {code: _(msgid) for code, msgid in table.items() if code}
              for kind, table in (("energy_types", labels.ENERGY_TYPES),
-                                 ("subitems", labels.SUBITEMS), ("rules", labels.RULES),
+                                 ("subitems", labels.SUBITEMS),
+                                 ("categories", labels.CATEGORIES), ("rules", labels.RULES),
                                  ("severities", labels.SEVERITIES),
                                  ("alert_states", labels.ALERT_STATES))}
     page = _environment(lang, "Asia/Shanghai").get_template("console.html.j2")

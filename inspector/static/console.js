@@ -99,7 +99,7 @@ async function loadTree() {
       bd.dataset.building = b.id;
       bd.innerHTML = `<summary>${esc(b.name)}</summary>` + b.meters.map((m) =>
         `<a data-site="${esc(s.site)}" data-device="${esc(m.device)}" class="meter-link">` +
-        `${esc(m.device)} <span class="et">${esc(label("energy_types", m.energy_type))} ${esc(m.category)}</span></a>`).join("");
+        `${esc(m.device)} <span class="et">${esc(label("energy_types", m.energy_type))} ${esc(label("categories", m.category))}</span></a>`).join("");
       sd.appendChild(bd);
     }
     tree.appendChild(sd);

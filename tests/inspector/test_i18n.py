@@ -113,7 +113,8 @@ def test_a_chinese_report_has_the_chinese_texts_and_no_english_sentence(report: 
     assert '<html lang="zh-CN">' in html
     text = _visible_text(html)
     for zh in ("能耗报告", "各建筑汇总", "数据完整率", "本期告警", "折算系数及其来源", "分类能耗",
-               "分项用电", "照明插座用电", "空调用电", "表计", "能耗限额", "2026年10月",
+               "分项用电", "照明插座用电", "空调用电", "动力用电", "特殊用电", "总用电", "表计",
+               "能耗限额", "2026年10月",
                "第 \" counter(page) \" 页，共 \" counter(pages) \" 页"):
         assert zh in (html if "counter" in zh else text), zh
     msgids = [m for m, files in _extracted().items() if not _language_neutral(m)
