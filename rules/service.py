@@ -163,6 +163,7 @@ class RulesService:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(cfg.state_dir / "outbox.db", {})
         self.connected = False  # subscribed to the broker right now
+        self.started = False  # subscribed once: the process is watching
         self.message_errors = 0
         saved = self.outbox.load_state()
         self.book = AlertBook.from_dict(saved) if saved else AlertBook()
@@ -300,6 +301,13 @@ class RulesService:
                     self.connected = True
                     log.info("event=mqtt_connected host=%s port=%d", self.cfg.mqtt.host,
                              self.cfg.mqtt.port)
+                    if not self.started:
+                        # "started" = subscribed: from here on nothing published is missed
+                        self.started = True
+                        log.info("event=rules_started thresholds=%d channels=%d %s "
+                                 "alerts_restored=%d", len(self.cfg.thresholds),
+                                 len(self.user_channels), sites_summary(self.sites),
+                                 len(self.book.active()))
                     delay = 0.5
                     await self._messages(client, stop)
             except aiomqtt.MqttError as exc:
@@ -363,9 +371,6 @@ class RulesService:
                 except OSError as exc:
                     log.error("event=api_failed host=%s port=%d error=%r", cfg.http.host,
                               cfg.http.port, exc)
-            log.info("event=rules_started thresholds=%d channels=%d %s alerts_restored=%d",
-                     len(cfg.thresholds), len(self.user_channels), sites_summary(self.sites),
-                     len(self.book.active()))
             sched = Scheduler(self.engine, query, writer,
                               settle_s=cfg.schedule.rollup_settle_s)
             tasks = {asyncio.create_task(self.outbox.run(stop), name="outbox"),
