@@ -54,6 +54,10 @@ class Quality(StrictModel):
     """Data-quality checks. Targets are configuration: the NDRC definitions were not found."""
 
     meter_offline_s: Annotated[float, Field(gt=0)] = 900.0
+    # rules_degraded, the engine about itself: its broker connection down this long, or
+    # this many scheduled passes in a row failed (InfluxDB unreachable) — it is then blind
+    degraded_after_s: Annotated[float, Field(gt=0)] = 120.0
+    degraded_failed_passes: Annotated[int, Field(ge=1)] = 3
     gateway_offline_grace_s: Annotated[float, Field(ge=0)] = 60.0
     flatline_s: Annotated[float, Field(gt=0)] = 3600.0
     flatline_quantities: list[str] = ["active_power_kw"]

@@ -101,6 +101,27 @@ class Engine:
         labels.update(extra)
         return labels
 
+    def on_self(self, *, mqtt_down_s: float, failed_passes: int, now: int) -> Outcome:
+        """``rules_degraded``: the engine's own broker connection or scheduled queries keep
+        failing, so its silence about the meters means nothing (Grafana's "Error" state).
+
+        Delivered through the outbox like any alert, so a webhook or e-mail reaches the
+        facility manager while MQTT is the thing that is down.
+        """
+        q = self.cfg.quality
+        mqtt_bad = mqtt_down_s >= q.degraded_after_s
+        db_bad = failed_passes >= q.degraded_failed_passes
+        why = []
+        if mqtt_bad:
+            why.append(f"no broker connection for {mqtt_down_s:.0f} s")
+        if db_bad:
+            why.append(f"{failed_passes} scheduled passes in a row failed (InfluxDB)")
+        out = Outcome()
+        self._observe(out, "rules_degraded", {"service": "rules"}, mqtt_bad or db_bad, now,
+                      severity="critical", value=float(failed_passes),
+                      summary="; ".join(why) or "the rule engine hears and reads again")
+        return out
+
     # ------------------------------------------------------------------ streaming
 
     def on_batch(self, batch: wire.Batch) -> Outcome:

@@ -164,6 +164,8 @@ class RulesService:
         self.outbox = Outbox(cfg.state_dir / "outbox.db", {})
         self.connected = False  # subscribed to the broker right now
         self.started = False  # subscribed once: the process is watching
+        self.down_since: float | None = time.monotonic()  # broker not (yet) connected
+        self.failed_passes = 0  # scheduled passes failed in a row
         self.message_errors = 0
         saved = self.outbox.load_state()
         self.book = AlertBook.from_dict(saved) if saved else AlertBook()
@@ -299,6 +301,7 @@ class RulesService:
                     for topic in subscriptions([site.site for site in self.sites]):
                         await client.subscribe(topic, qos=1)
                     self.connected = True
+                    self.down_since = None
                     log.info("event=mqtt_connected host=%s port=%d", self.cfg.mqtt.host,
                              self.cfg.mqtt.port)
                     if not self.started:
@@ -314,6 +317,8 @@ class RulesService:
                 log.warning("event=mqtt_disconnected error=%r retry_s=%.1f",
                             wire.safe_text(exc), delay)
             finally:
+                if self.connected or self.down_since is None:
+                    self.down_since = time.monotonic()
                 self.connected = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
@@ -322,6 +327,10 @@ class RulesService:
     async def _ticker(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.apply(self.engine.tick(now_ms()))
+            down = (0.0 if self.connected or self.down_since is None
+                    else time.monotonic() - self.down_since)
+            self.apply(self.engine.on_self(mqtt_down_s=down, failed_passes=self.failed_passes,
+                                           now=now_ms()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
 
@@ -333,8 +342,11 @@ class RulesService:
             try:
                 out, _ = await sched.run_pass(now_ms())
                 self.apply(out)
+                self.failed_passes = 0
             except Exception as exc:  # InfluxDB down: try again next interval
-                log.warning("event=scheduled_pass_failed error=%r", exc)
+                self.failed_passes += 1
+                log.warning("event=scheduled_pass_failed error=%r in_a_row=%d", exc,
+                            self.failed_passes)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.cfg.schedule.interval_s)
 

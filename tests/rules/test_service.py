@@ -292,3 +292,26 @@ async def test_alert_api_fails_closed(
     await until(lambda: run.svc.connected, "subscribed")
     assert await asyncio.to_thread(status, "/healthz") == 200
     await run.close()
+
+
+async def test_a_deaf_engine_says_so(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB1, receiver: Receiver) -> None:
+    """Broker gone: the engine's silence about the meters means nothing, so it raises
+    rules_degraded through a channel that does not need the broker, and resolves it."""
+    base = make_cfg(tmp_path, mosquitto, influxdb, receiver.url + "/hook", free_port())
+    cfg = RulesConfig.model_validate({**base.model_dump(), "quality": {
+        **base.quality.model_dump(), "degraded_after_s": 1.0}})
+    run = Running(cfg)
+    await run.ready(mosquitto)
+    await until(lambda: run.svc.connected, "subscribed")
+
+    def notes(kind: str) -> list[dict[str, Any]]:
+        return [n for n in (json.loads(r["body"]) for r in receiver.requests)
+                if n["rule"] == "rules_degraded" and n["kind"] == kind]
+
+    await asyncio.to_thread(mosquitto.stop)
+    await until(lambda: notes("firing"), "rules_degraded firing", 30)
+    assert "no broker connection" in notes("firing")[0]["summary"]
+    await asyncio.to_thread(mosquitto.start)
+    await until(lambda: notes("resolved"), "rules_degraded resolved", 30)
+    await run.close()
