@@ -173,11 +173,26 @@ def ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+PER_REQUEST = 200  # statements per /query request in query_many
+
+
+def flat_rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Series as flat dicts, one per point, with the series' tags merged in."""
+    out: list[dict[str, Any]] = []
+    for s in series:
+        tags = s.get("tags", {})
+        for values in s["values"]:
+            row = dict(zip(s["columns"], values, strict=True))
+            row.update(tags)
+            out.append(row)
+    return out
+
+
 class InfluxQL(_Http):
     """Read with InfluxQL over ``/query`` (1.x, 2.x with DBRP, 3.x)."""
 
-    async def query(self, q: str, *, epoch: str = "ms") -> list[dict[str, Any]]:
-        """Run one statement; return its series as ``{"name", "tags", "columns", "values"}``."""
+    async def _results(self, q: str, epoch: str) -> list[dict[str, Any]]:
+        """POST ``q`` (one or more ``;``-separated statements); the per-statement results."""
         params = {"db": self.cfg.database, "q": q, "epoch": epoch, **self.auth_params()}
         if self.cfg.retention_policy:
             params["rp"] = self.cfg.retention_policy
@@ -191,13 +206,19 @@ class InfluxQL(_Http):
             raise SinkError(
                 f"influx query HTTP {status}: {str(body)[:300]}", retryable=status >= 500
             )
-        result = body["results"][0]
-        if "error" in result:
-            raise SinkError(f"influx query error: {result['error']}", retryable=False)
-        return list(result.get("series", []))
+        results: list[dict[str, Any]] = body.get("results", [])
+        for res in results:
+            if "error" in res:
+                raise SinkError(f"influx query error: {res['error']}", retryable=False)
+        return results
+
+    async def query(self, q: str, *, epoch: str = "ms") -> list[dict[str, Any]]:
+        """Run one statement; return its series as ``{"name", "tags", "columns", "values"}``."""
+        results = await self._results(q, epoch)
+        return list(results[0].get("series", [])) if results else []
 
     async def query_many(self, statements: list[str], *, epoch: str = "ms",
-                         per_request: int = 200) -> list[list[dict[str, Any]]]:
+                         per_request: int = PER_REQUEST) -> list[list[dict[str, Any]]]:
         """Run many statements, ``per_request`` to a request; one series list per statement.
 
         A pass that must look at 5,000 meters' own time ranges makes 25 requests, not 5,000.
@@ -205,39 +226,16 @@ class InfluxQL(_Http):
         out: list[list[dict[str, Any]]] = []
         for i in range(0, len(statements), per_request):
             chunk = statements[i:i + per_request]
-            params = {"db": self.cfg.database, "q": ";".join(chunk), "epoch": epoch,
-                      **self.auth_params()}
-            if self.cfg.retention_policy:
-                params["rp"] = self.cfg.retention_policy
-            try:
-                async with self.session().post(f"{self.cfg.url}/query", data=params) as r:
-                    body = await r.json(content_type=None)
-                    status = r.status
-            except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-                raise SinkError(f"influx query failed: {type(exc).__name__}: {exc}") from exc
-            if status != 200:
-                raise SinkError(f"influx query HTTP {status}: {str(body)[:300]}",
-                                retryable=status >= 500)
-            results = body.get("results", [])
+            results = await self._results(";".join(chunk), epoch)
             if len(results) != len(chunk):
                 raise SinkError(f"influx query: {len(chunk)} statements, "
                                 f"{len(results)} results", retryable=False)
-            for res in results:
-                if "error" in res:
-                    raise SinkError(f"influx query error: {res['error']}", retryable=False)
-                out.append(list(res.get("series", [])))
+            out += [list(res.get("series", [])) for res in results]
         return out
 
     async def rows(self, q: str) -> list[dict[str, Any]]:
         """The query's points as flat dicts (tags merged in)."""
-        out: list[dict[str, Any]] = []
-        for s in await self.query(q):
-            tags = s.get("tags", {})
-            for values in s["values"]:
-                row = dict(zip(s["columns"], values, strict=True))
-                row.update(tags)
-                out.append(row)
-        return out
+        return flat_rows(await self.query(q))
 
     async def create_database(self) -> None:
         await self.query(f'CREATE DATABASE "{self.cfg.database}"')

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from enmon.influx import InfluxQL, Writer
+from enmon.influx import PER_REQUEST, InfluxQL, Writer, flat_rows
 from rules.engine import Engine
 
 HOUR = 3_600_000
@@ -30,34 +30,22 @@ class PassBase:
 
     async def _rows(self, q: str, st: PassStats) -> list[dict[str, Any]]:
         st.queries += 1
-        series = await self.query.query(q)
-        out: list[dict[str, Any]] = []
-        for s in series:
-            tags = s.get("tags", {})
-            for values in s["values"]:
-                row = dict(zip(s["columns"], values, strict=True))
-                row.update(tags)
-                out.append(row)
+        out = flat_rows(await self.query.query(q))
         st.points_read += len(out)
         return out
 
-    async def _many(self, statements: list[str], st: PassStats) -> list[list[dict[str, Any]]]:
-        """Many statements in few requests; each statement's points as flat rows."""
+    async def _series(self, statements: list[str], st: PassStats
+                      ) -> list[list[dict[str, Any]]]:
+        """Many statements in few requests; each statement's series."""
         if not statements:
             return []
-        results = await self.query.query_many(statements)
-        st.queries += (len(statements) + 199) // 200
-        out = []
-        for series in results:
-            rows: list[dict[str, Any]] = []
-            for s in series:
-                tags = s.get("tags", {})
-                for values in s["values"]:
-                    row = dict(zip(s["columns"], values, strict=True))
-                    row.update(tags)
-                    rows.append(row)
-            st.points_read += len(rows)
-            out.append(rows)
+        st.queries += -(-len(statements) // PER_REQUEST)
+        return await self.query.query_many(statements)
+
+    async def _many(self, statements: list[str], st: PassStats) -> list[list[dict[str, Any]]]:
+        """Many statements in few requests; each statement's points as flat rows."""
+        out = [flat_rows(series) for series in await self._series(statements, st)]
+        st.points_read += sum(len(rows) for rows in out)
         return out
 
     async def _write(self, lines: list[str], st: PassStats) -> None:

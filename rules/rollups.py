@@ -37,10 +37,9 @@ from energy.site import Building, Meter, Site
 from enmon import touched as tch
 from enmon.influx import ident, quote
 from enmon.lineproto import line
-from rules.passbase import HOUR, PassBase, PassStats
+from rules.passbase import PassBase, PassStats
 
 log = logging.getLogger("enmon.rules.scheduled")
-DAY = 24 * HOUR
 GROUP_MIN = 8  # meters sharing a span that are read with one site-wide statement
 
 
@@ -177,9 +176,7 @@ class Rollups(PassBase):
         width = max((i for _, i in owners), default=0) + 1
         out: dict[str, list[list[tuple[int, float]]]] = defaultdict(
             lambda: [[] for _ in range(width)])
-        results = await self.query.query_many(stmts) if stmts else []
-        st.queries += (len(stmts) + 199) // 200
-        for (ms, i), series in zip(owners, results, strict=True):
+        for (ms, i), series in zip(owners, await self._series(stmts, st), strict=True):
             by_dev = {(m.gateway, m.device): m.id for m in ms}
             for sr in series:  # one series per device: no dict per row on this hot path
                 tags = sr.get("tags", {})
