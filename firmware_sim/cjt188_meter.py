@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from firmware_sim.faults import Faults, corrupt
-from firmware_sim.rtu import LineServer, Values, _values
+from firmware_sim.rtu import LineServer, Values, _values, feed_frames
 from gateway import cjt188 as cj
 
 
@@ -70,17 +70,4 @@ class Cjt188Server(LineServer):
         return corrupt(answer) if fault == "crc" else answer
 
     def feed(self, buf: bytearray) -> list[bytes]:
-        out: list[bytes] = []
-        while True:
-            try:
-                frame, used = cj.find_frame(bytes(buf))
-            except cj.Cjt188FrameError:
-                start = buf.find(b"\x68")
-                del buf[: start + 1]
-                continue
-            del buf[:used]
-            if frame is None:
-                return out
-            a = self._answer(frame)
-            if a is not None:
-                out.append(a)
+        return feed_frames(buf, cj.find_frame, cj.Cjt188FrameError, self._answer)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from firmware_sim.faults import Faults, corrupt
-from firmware_sim.rtu import LineServer, Values, _values
+from firmware_sim.rtu import LineServer, Values, _values, feed_frames
 from gateway import dlt645 as d
 
 
@@ -90,17 +90,4 @@ class Dlt645Server(LineServer):
         return corrupt(answer) if fault == "crc" else answer
 
     def feed(self, buf: bytearray) -> list[bytes]:
-        out: list[bytes] = []
-        while True:
-            try:
-                frame, used = d.find_frame(bytes(buf))
-            except d.Dlt645FrameError:
-                start = buf.find(b"\x68")
-                del buf[: start + 1]
-                continue
-            del buf[:used]
-            if frame is None:
-                return out
-            a = self._answer(frame)
-            if a is not None:
-                out.append(a)
+        return feed_frames(buf, d.find_frame, d.Dlt645FrameError, self._answer)

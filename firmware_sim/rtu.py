@@ -29,7 +29,7 @@ import time
 import tty
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from firmware_sim.faults import Faults, corrupt
 from gateway import modbus_frames as mf
@@ -38,6 +38,29 @@ from gateway.profile import BIT_FUNCTIONS, ModbusProfile, encode_into
 log = logging.getLogger("enmon.sim.line")
 
 Values = Mapping[str, float] | Callable[[], Mapping[str, float]]  # ints stay exact
+
+
+def feed_frames(buf: bytearray, find: Callable[[bytes], tuple[Any, int]],
+                error: type[Exception], answer: Callable[[Any], bytes | None]) -> list[bytes]:
+    """Answers to every complete 68…16 frame in ``buf`` (DL/T 645, CJ/T 188), consumed.
+
+    ``find`` returns (frame or None, bytes used); a broken frame raises ``error`` and is
+    skipped from its start byte on, as a meter resynchronises on the next 68h.
+    """
+    out: list[bytes] = []
+    while True:
+        try:
+            frame, used = find(bytes(buf))
+        except error:
+            start = buf.find(b"\x68")
+            del buf[: start + 1]
+            continue
+        del buf[:used]
+        if frame is None:
+            return out
+        a = answer(frame)
+        if a is not None:
+            out.append(a)
 
 
 def _values(source: Values) -> Mapping[str, float]:
