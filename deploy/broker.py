@@ -7,14 +7,12 @@ The ACL is where a gateway's identity is enforced: it may write only below
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 from deploy.identity import SERVICES, Principal
 from enmon.wire import TOPIC_ROOT
 
-log = logging.getLogger("enmon.deploy")
 
 def acl_text(principals: Iterable[Principal]) -> str:
     """The mosquitto ACL: each gateway writes only its own subtree; services read.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -12,8 +11,6 @@ from deploy.credentials import make_credentials
 from deploy.health import connected_to
 from deploy.identity import SERVICES, parse_gateway_arg, service_principal
 from enmon.errors import EnmonError
-
-log = logging.getLogger("enmon.deploy")
 
 # --------------------------------------------------------------------------- CLI
 

@@ -5,11 +5,8 @@ Used by ``enmon deploy health`` as the container health check of workers that se
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
-
-log = logging.getLogger("enmon.deploy")
 
 # --------------------------------------------------------------------------- health
 

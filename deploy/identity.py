@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
 import os
 import re
 from collections.abc import Mapping
@@ -17,8 +16,6 @@ from dataclasses import dataclass
 
 from enmon.errors import EnmonError
 from enmon.wire import ID_PATTERN, RESERVED_GATEWAY_IDS, TOPIC_ROOT
-
-log = logging.getLogger("enmon.deploy")
 
 # --------------------------------------------------------------------------- identities
 

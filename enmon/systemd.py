@@ -6,14 +6,11 @@ signals readiness the same way: this is the contract between the unit files and 
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
 from collections.abc import Mapping
 from typing import Any
-
-log = logging.getLogger("enmon.deploy")
 
 # --------------------------------------------------------------------------- systemd
 
