@@ -77,8 +77,33 @@ def babel_locale(lang: Lang) -> str:
 
 
 def po_path(lang: Lang) -> Path:
-    """The catalog's source: ``inspector/locale/{zh_CN,en}/LC_MESSAGES/messages.po``."""
+    """The main catalog's source: ``inspector/locale/{zh_CN,en}/LC_MESSAGES/messages.po``."""
     return LOCALE_DIR / _CATALOG_DIR[lang] / "LC_MESSAGES" / "messages.po"
+
+
+def po_paths(lang: Lang) -> list[Path]:
+    """Every catalog file of ``lang``: ``messages.po`` first, then one ``<feature>.po`` per
+    feature (cost, manual data, ledger …), so that work on two features never edits the
+    same file. Together they are one catalog; a msgid defined twice keeps the first."""
+    folder = po_path(lang).parent
+    return [po_path(lang), *sorted(p for p in folder.glob("*.po") if p.name != "messages.po")]
+
+
+def _read_catalog(lang: Lang) -> Any:
+    """The merged :class:`babel.messages.catalog.Catalog` of every ``.po`` of ``lang``."""
+    from babel.messages.pofile import read_po
+
+    merged = None
+    for path in po_paths(lang):
+        with path.open("rb") as fh:
+            cat = read_po(fh, locale=babel_locale(lang))
+        if merged is None:
+            merged = cat
+            continue
+        for msg in cat:
+            if msg.id and msg.id not in merged:
+                merged[msg.id] = msg
+    return merged
 
 
 @cache
@@ -89,12 +114,9 @@ def translations(lang: Lang) -> gettext.NullTranslations:
     wording differs from the msgid (none today), everything else falls through.
     """
     from babel.messages.mofile import write_mo
-    from babel.messages.pofile import read_po
 
-    with po_path(lang).open("rb") as fh:
-        catalog = read_po(fh, locale=babel_locale(lang))
     buf = io.BytesIO()
-    write_mo(buf, catalog, use_fuzzy=False)
+    write_mo(buf, _read_catalog(lang), use_fuzzy=False)
     buf.seek(0)
     return gettext.GNUTranslations(buf)
 
@@ -124,12 +146,8 @@ def catalog(lang: Lang, *, prefix: str = "") -> dict[str, str]:
     """msgid → translation of the messages whose location starts with ``prefix`` (the
     console gets only its own strings, as JSON). Cached: the console page asks on every
     visit; callers must not change the dict."""
-    from babel.messages.pofile import read_po
-
-    with po_path(lang).open("rb") as fh:
-        cat = read_po(fh, locale=babel_locale(lang))
     out: dict[str, str] = {}
-    for msg in cat:
+    for msg in _read_catalog(lang):
         if not msg.id or not isinstance(msg.id, str) or msg.fuzzy:
             continue
         if prefix and not any(path.startswith(prefix) for path, _ in msg.locations):

@@ -34,6 +34,12 @@ _PARTS = [
     ("history", "inspector.cli:history_app", "A meter's history: gaps, flags, CSV/XLSX."),
     ("report", "inspector.cli:report_app", "Monthly/annual energy report (HTML/PDF)."),
     ("api", "inspector.cli:api_app", "Inspector HTTP API, web console and tokens."),
+    ("manual", "inspector.manual_cli:app",
+     "Manual readings (手工录入), Excel import, corrections with an audit trail."),
+    ("ledger", "inspector.ledger_cli:app",
+     "Energy ledger (台账) and annual disclosure (能效公示), PDF/XLSX."),
+    ("upload", "upload.cli:app",
+     "Key energy-using unit statistics: build, queue and upload to a platform."),
 ]
 
 
