@@ -326,7 +326,7 @@ HOUR_MS = 3_600_000
 
 
 async def fetch_report(store: Store, *, site: Any, period: str, building: str | None = None,
-                       now_ms: int | None = None) -> Any:
+                       now_ms: int | None = None, inputs: dict[str, Any] | None = None) -> Any:
     """Gather what :func:`inspector.report.build_report` needs and build the report.
 
     ``site`` is a :class:`energy.site.Site`. A period that has not ended is cut at
@@ -335,6 +335,11 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
     a day before, so the first hour's consumption is not lost) and as daily first values
     from 1 January for the quota's year-to-date; a partial period adds each counter's
     last reading before now, so its figures reach as far as the rule engine's.
+
+    ``inputs``, when given, receives the counter readings the figures were computed from
+    (``"counters"``: (gateway, device) → [(ts, value)]), so the energy ledger can print the
+    readings at the period's edges that make up each meter's consumption without a second
+    read that could differ.
     """
     import time
 
@@ -369,6 +374,8 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
     rows = await store.alert_rows(site.site, p.start - 31 * DAY_MS, p.end)
     eps = [e for e in al.episodes(rows)
            if e["since"] < p.end and (e["resolved_at"] is None or e["resolved_at"] >= p.start)]
+    if inputs is not None:
+        inputs["counters"] = counters
     return rp.build_report(site=site, period=p, counters=counters, ytd_counters=ytd,
                            reading_counts=counts, completeness_rows=comp, alerts=eps,
                            building=building, generated_at=now)
