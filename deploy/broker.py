@@ -78,10 +78,15 @@ def listener_conf(
         # wire contract v1: a batch is at most 256 KiB; refuse anything bigger at the door
         # (MQTT overhead included), so no client can make the broker or ingest hold more
         f"max_packet_size {MAX_PACKET_BYTES}",
+        # a client's id is its user name: nobody can take over a gateway's id (firing its
+        # "offline" will) or ingest's persistent session with a clean start. This line
+        # applies to the listener defined before this file is included (the internal one).
+        "use_username_as_clientid true",
     ]
     if tls:
         lines += [
             f"listener {port}" + (f" {bind}" if bind else ""),
+            "use_username_as_clientid true",
             f"cafile {broker / 'ca.crt'}",
             f"certfile {broker / 'server.crt'}",
             f"keyfile {broker / 'server.key'}",

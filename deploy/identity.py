@@ -1,7 +1,11 @@
 """Who may talk to the broker: gateway and service identities and mosquitto password files.
 
 A gateway is ``{site}.{gateway}``; a service (ingest, rules, api) has no dot, so the two
-never collide. Passwords are stored as mosquitto_passwd 2.x PBKDF2-SHA512 hashes.
+never collide. A service that runs as several processes gets one identity per replica
+(``ingest-1``, ``ingest-2`` …) with the service's permissions: the broker binds each
+client id to its user name (``use_username_as_clientid``), so two processes under one
+identity would take each other's session. Passwords are stored as mosquitto_passwd 2.x
+PBKDF2-SHA512 hashes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from enmon.wire import ID_PATTERN, RESERVED_GATEWAY_IDS, TOPIC_ROOT
 # --------------------------------------------------------------------------- identities
 
 _ID = re.compile(ID_PATTERN)
+# a replica of a service: the service's name, a dash and a suffix (ingest-2, ingest-host3-1)
+_REPLICA = re.compile(r"^(?P<service>[a-z]+)-(?P<replica>[A-Za-z0-9_-]{1,40})$")
 # Service identities and what each may do. A service name never contains a dot,
 # a gateway user name always does ("{site}.{gateway}"), so they cannot collide.
 SERVICES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -66,9 +72,15 @@ def gateway_principal(site: str, gateway: str) -> Principal:
 
 
 def service_principal(name: str) -> Principal:
-    if name not in SERVICES:
-        raise CredentialsError(f"service {name!r} is not one of {sorted(SERVICES)}")
-    return Principal(username=name, service=name)
+    """A service identity: ``ingest`` or one of its replicas ``ingest-1`` (same permissions)."""
+    if name in SERVICES:
+        return Principal(username=name, service=name)
+    m = _REPLICA.fullmatch(name)
+    if m is None or m["service"] not in SERVICES:
+        raise CredentialsError(
+            f"service {name!r} is not one of {sorted(SERVICES)} or a replica of one "
+            "(e.g. ingest-2: the service, a dash, up to 40 letters, digits, _ or -)")
+    return Principal(username=name, service=m["service"])
 
 
 def principal_from_username(username: str) -> Principal:

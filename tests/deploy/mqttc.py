@@ -39,6 +39,7 @@ class Probe:
         self._arrived = threading.Condition(self._lock)
         self._done = threading.Event()
         self._subacked = threading.Event()
+        self.disconnected = threading.Event()
         self.connack: ReasonCode | None = None
         self.granted: list[ReasonCode] = []
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
@@ -67,6 +68,7 @@ class Probe:
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
     ) -> None:
+        self.disconnected.set()
         self._done.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -80,11 +82,20 @@ class Probe:
         self.granted = list(rcs)
         self._subacked.set()
 
-    def connect(self) -> str:
+    def connect(self, *, clean_start: bool = True, session_expiry_s: int = 0) -> str:
         """'ok', the CONNACK reason ('Bad user name or password', 'Not authorized'…),
-        or 'no connack' when the broker closed the socket without answering (TLS mismatch)."""
+        or 'no connack' when the broker closed the socket without answering (TLS mismatch).
+        ``clean_start=False`` with a ``session_expiry_s`` keeps a persistent session."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = None
+        if session_expiry_s:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry_s
         try:
-            self.client.connect("127.0.0.1", self.port, keepalive=30)
+            self.client.connect("127.0.0.1", self.port, keepalive=30, clean_start=clean_start,
+                                properties=props)
         except (OSError, ssl.SSLError) as exc:
             return f"socket error: {exc.__class__.__name__}"
         self.client.loop_start()

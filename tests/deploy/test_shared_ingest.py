@@ -1,5 +1,6 @@
 """Scale-out as deployed: three `enmon ingest run` worker processes share one
-subscription ($share/ingest/…) on a locked-down mosquitto (ingest identity + ACL), six
+subscription ($share/ingest/…) on a locked-down mosquitto (one ingest identity per
+worker, ingest-1 … ingest-3, with ingest's ACL; client ids bound to user names), six
 gateways publish with their own credentials, and every reading is stored once in
 influxd. One worker is SIGKILLed mid-stream and restarted with the same client id — what
 systemd or compose do — and still nothing is missing.
@@ -112,30 +113,36 @@ class Worker:
 @pytest.fixture
 def workers(tmp_path: Path, influxdb: InfluxDB1) -> Iterator[tuple[list[Worker], Path, Mosquitto]]:
     secrets = tmp_path / "secrets"
+    # one identity per worker (ingest-1 …): the broker binds a client id to its user name
+    names = [f"ingest-{i}" for i in (1, 2, 3)]
     make_credentials(
-        secrets, add=[*(gateway_principal(SITE, g) for g in GATEWAYS), service_principal("ingest")]
+        secrets,
+        add=[*(gateway_principal(SITE, g) for g in GATEWAYS),
+             *(service_principal(n) for n in names)],
     )
     broker = Mosquitto(
         workdir=tmp_path / "mq", extra_conf=(secrets / "broker/enmon-listener.conf").read_text()
     )
     broker.start()
-    cfg = tmp_path / "ingest.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "mqtt": {
-                    "host": "127.0.0.1",
-                    "port": broker.port,
-                    "username": "ingest",
-                    "password_env": "ENMON_MQTT_PASSWORD",
-                },
-                "influx": {"api": "v1", "url": influxdb.url, "database": INFLUX_DB},
-                "group": "ingest",
-            }
+    ws = []
+    for name in names:
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "mqtt": {
+                        "host": "127.0.0.1",
+                        "port": broker.port,
+                        "username": name,
+                        "password_env": "ENMON_MQTT_PASSWORD",
+                    },
+                    "influx": {"api": "v1", "url": influxdb.url, "database": INFLUX_DB},
+                    "group": "ingest",
+                }
+            )
         )
-    )
-    password = (secrets / "clients/ingest/password").read_text().strip()
-    ws = [Worker(f"ingest-{i}", cfg, password, tmp_path) for i in (1, 2, 3)]
+        password = (secrets / "clients" / name / "password").read_text().strip()
+        ws.append(Worker(name, cfg, password, tmp_path))
     try:
         for w in ws:
             w.start()
