@@ -40,6 +40,42 @@ def meter_intervals(meter: Meter, readings: Iterable[accounting.Reading | tuple[
                                 jitter=meter.jitter)
 
 
+@dataclass(frozen=True, slots=True)
+class EdgeReading:
+    """A meter's counter at one edge of a period, as its consumption there was counted."""
+
+    ts: int               # the reading's time, or the edge itself when interpolated
+    value: float
+    interpolated: bool    # pro-rated between the two readings around the edge
+
+
+def edge_readings(meter: Meter, readings: Iterable[accounting.Reading | tuple[int, float]],
+                  start: int, end: int) -> tuple[EdgeReading | None, EdgeReading | None]:
+    """The counter at the start and at the end of [start, end) (an energy ledger's 起止读数).
+
+    The edge's own reading when there is one; else, inside an ordinary interval around the
+    edge, the value pro-rated in time exactly as :func:`energy.accounting.consumption`
+    pro-rates that interval, so end − start is the period's consumption; else (no reading
+    before the start, or a reset, rollover or swap across the edge) the nearest reading
+    inside the period. ``(None, None)`` when the period holds no reading and no interval.
+    """
+    pts = dict(sorted((r.ts, r.value) if isinstance(r, accounting.Reading) else
+                      (int(r[0]), float(r[1])) for r in readings))
+    ivs = meter_intervals(meter, pts.items())
+
+    def at(t: int, inside: list[int]) -> EdgeReading | None:
+        if t in pts:
+            return EdgeReading(t, pts[t], False)
+        for iv in ivs:
+            if iv.start < t < iv.end and iv.kind == "normal":
+                a, b = pts[iv.start], pts[iv.end]
+                return EdgeReading(t, a + (b - a) * (t - iv.start) / (iv.end - iv.start), True)
+        return EdgeReading(inside[0], pts[inside[0]], False) if inside else None
+
+    within = [t for t in pts if start <= t <= end]
+    return at(start, within), at(end, within[::-1])
+
+
 def find_meter(site: Site, device: str, gateway: str | None = None) -> Meter | None:
     """The site file's meter for a stored device (by gateway and device when both are known)."""
     for _, m in site.meters():
