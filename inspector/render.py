@@ -173,6 +173,13 @@ def render_pdf(report: Report, path: str | Path | None = None,
 
     Raises :class:`MissingFontError` (before any work) when no CJK font is installed.
     """
+    check_cjk_font()
+    return html_to_pdf(render_html(report, lang), path)
+
+
+def html_to_pdf(html: str, path: str | Path | None = None) -> bytes:
+    """Any of the inspector's pages (report, ledger, disclosure) as PDF, written to ``path``
+    when given. Raises :class:`MissingFontError` (before any work) without a CJK font."""
     import logging
 
     check_cjk_font()
@@ -182,10 +189,17 @@ def render_pdf(report: Report, path: str | Path | None = None,
         logging.getLogger(name).setLevel(logging.ERROR)
     from weasyprint import HTML
 
-    data: bytes = HTML(string=render_html(report, lang)).write_pdf()
+    data: bytes = HTML(string=html).write_pdf()
     if path is not None:
         Path(path).write_bytes(data)
     return data
+
+
+def render_page(template: str, lang: Lang, tz: str, **context: Any) -> str:
+    """A template of ``inspector/templates`` in ``lang`` with the report's filters (``num``,
+    ``pct``, ``local``), its page footer and the labels, for pages beside the report."""
+    tmpl = _environment(lang, tz).get_template(template)
+    return str(tmpl.render(lang=lang, page_footer=_page_footer(lang), labels=labels, **context))
 
 
 def report_dict(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
