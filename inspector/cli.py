@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -228,6 +228,12 @@ def report(
     """
     if period is None:
         raise typer.BadParameter("--period (or --month) is required, e.g. 2026-10")
+    from inspector.report import period_of
+
+    try:  # before starting a server or reading anything: a typo costs one line, not minutes
+        period_of(period, "Asia/Shanghai")
+    except ValueError as exc:
+        _fail(f"--period: {exc}")
     if out.suffix not in (".pdf", ".html", ".json"):
         raise typer.BadParameter("-o must end in .pdf, .html or .json")
     from inspector.i18n import normalize
@@ -238,7 +244,10 @@ def report(
     if out.suffix == ".pdf":
         _require_cjk_font()  # before minutes of querying or simulating, not after
     if demo:
-        rc = asyncio.run(_demo_report(period, building, out, chosen or "zh-CN"))
+        try:
+            rc = asyncio.run(_demo_report(period, building, out, chosen or "zh-CN"))
+        except (KeyError, ValueError) as exc:  # no such building in the demo campus
+            _fail(str(exc.args[0]) if exc.args else repr(exc))
         raise typer.Exit(rc)
     cfg = _config(config, influx_url, database)
     chosen = chosen or cfg.language
@@ -248,7 +257,19 @@ def report(
     if not paths:
         raise typer.BadParameter("give --site FILE (or sites: in the config)")
     site = load_site(paths[0])
-    asyncio.run(_report(cfg.influx, site, period, building, out, chosen))
+    if building is not None and not any(b.id == building for b in site.buildings):
+        _fail(f"--building {building!r}: no such building in site {site.site!r} "
+              f"(buildings: {', '.join(b.id for b in site.buildings)})")
+    try:
+        asyncio.run(_report(cfg.influx, site, period, building, out, chosen))
+    except (KeyError, ValueError) as exc:
+        _fail(str(exc.args[0]) if exc.args else repr(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    """A bad argument: one line on stderr and exit 2, never a traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def _require_cjk_font() -> None:
