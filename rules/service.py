@@ -33,6 +33,7 @@ from enmon.broker import BrokerConfig
 from enmon.errors import EnmonError, SinkError, WireError
 from enmon.influx import InfluxQL, Writer, make_writer
 from enmon.lineproto import line
+from enmon.systemd import Watchdog, sd_notify
 from rules.channels import NotifyError, Sender, make_senders, message
 from rules.config import RulesConfig
 from rules.engine import Engine
@@ -167,6 +168,9 @@ class RulesService:
         self.down_since: float | None = time.monotonic()  # broker not (yet) connected
         self.failed_passes = 0  # scheduled passes failed in a row
         self.message_errors = 0
+        # systemd's WatchdogSec: pets come from the 1 s ticker, so a blocked event loop (a
+        # stuck call, a deadlock) stops them and systemd restarts the engine
+        self.watchdog = Watchdog()
         saved = self.outbox.load_state()
         self.book = AlertBook.from_dict(saved) if saved else AlertBook()
         self.engine = Engine(cfg, self.sites, self.book, started_ms=now_ms())
@@ -311,6 +315,7 @@ class RulesService:
                                  "alerts_restored=%d", len(self.cfg.thresholds),
                                  len(self.user_channels), sites_summary(self.sites),
                                  len(self.book.active()))
+                        sd_notify("READY=1\nSTATUS=watching")  # Type=notify: started = heard
                     delay = 0.5
                     await self._messages(client, stop)
             except aiomqtt.MqttError as exc:
@@ -331,6 +336,7 @@ class RulesService:
                     else time.monotonic() - self.down_since)
             self.apply(self.engine.on_self(mqtt_down_s=down, failed_passes=self.failed_passes,
                                            now=now_ms()))
+            self.watchdog.alive()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
 

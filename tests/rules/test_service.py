@@ -315,3 +315,53 @@ async def test_a_deaf_engine_says_so(
     await asyncio.to_thread(mosquitto.start)
     await until(lambda: notes("resolved"), "rules_degraded resolved", 30)
     await run.close()
+
+
+async def test_systemd_hears_ready_when_subscribed_and_pets_from_the_ticker(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB1, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under Type=notify + WatchdogSec (deploy/cluster/systemd/enmon-rules@.service) the
+    unit waits for READY=1 and kills the engine when the pets stop: they must come from
+    the loop that does the work, so a blocked loop stops them."""
+    import os
+    import socket
+
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")  # pets every 0.2 s at the earliest
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    got: list[tuple[float, bytes]] = []
+
+    def drain() -> list[bytes]:
+        while True:
+            try:
+                got.append((time.monotonic(), sock.recv(4096)))
+            except BlockingIOError:
+                return [m for _, m in got]
+
+    run = Running(make_cfg(tmp_path, mosquitto, influxdb, receiver.url + "/hook", free_port()))
+    try:
+        await until(lambda: any(m.startswith(b"READY=1") for m in drain()), "READY=1")
+        assert run.svc.started  # READY only once subscribed
+        await until(lambda: sum(m == b"WATCHDOG=1" for m in drain()) >= 2, "two pets")
+        real_tick = run.svc.engine.tick
+
+        def stuck(now: int) -> Any:  # the loop blocks for 1.5 s inside the ticker
+            time.sleep(1.5)
+            run.svc.engine.tick = real_tick  # type: ignore[method-assign]
+            return real_tick(now)
+
+        drain()
+        before = len(got)
+        run.svc.engine.tick = stuck  # type: ignore[method-assign]
+        await until(lambda: sum(m == b"WATCHDOG=1" for m in drain()[before:]) >= 2,
+                    "pets after the stall")
+        pets = [t for t, m in got[before:] if m == b"WATCHDOG=1"]
+        gaps = [b - a for a, b in zip([got[before - 1][0], *pets], pets, strict=False)]
+        assert max(gaps) >= 1.4, gaps  # no pet while the loop was blocked
+    finally:
+        await run.close()
+        sock.close()
