@@ -92,6 +92,9 @@ _ALL: tuple[Quantity, ...] = (
     _q("steam_flow_t_h", "t/h", "gauge", -1e4, 1e4, "steam mass flow"),
     _q("steam_pressure_mpa", "MPa", "gauge", -0.1, 40, "steam gauge pressure"),
     _q("steam_temp_c", "°C", "gauge", 0, 700, "steam temperature"),
+    # entered by hand (coal delivered to the furnaces, product output): cumulative ledgers
+    _q("coal_mass_t", "t", "counter", 0, _BIG, "cumulative raw coal consumed (ledger)"),
+    _q("product_output_t", "t", "counter", 0, _BIG, "cumulative product output (ledger)"),
     # boiler combustion
     _q("feedwater_temp_c", "°C", "gauge", -10, 400, "feedwater temperature"),
     _q("flue_o2_pct", "%", "gauge", 0, 21, "O2 in dry flue gas"),
