@@ -244,6 +244,56 @@ class Building(StrictModel):
                "(no master-vs-submeter balance check then)"})
 
 
+class KeyUnitSource(StrictModel):
+    """A meter feeding a key energy-using unit, with the factor it is converted with."""
+
+    meter: Id
+    factor: str | None = Field(default=None, json_schema_extra={
+        "fix": "a coal_equivalent key of energy/data/factors.yaml; default: the energy "
+               "type's (electricity: 当量值 on the calorific basis, the unit's "
+               "equal_value_electricity on the equivalent basis)"})
+
+
+class KeyUnitProduct(StrictModel):
+    """A product with an energy-consumption quota: its output ledger and its quota."""
+
+    code: Id
+    name: str = ""
+    output_meter: Id = Field(json_schema_extra={
+        "fix": "a meter (e.g. quantity product_output_t, entered by hand) of the output"})
+    quota: str | None = Field(default=None, json_schema_extra={
+        "fix": "a key of energy/data/product_quotas.yaml, e.g. gb21256/blast_furnace"})
+    sources: list[Id] = Field(default=[], json_schema_extra={
+        "fix": "the unit's meters whose energy the product's process uses; empty = all"})
+
+
+class KeyUnitQuality(StrictModel):
+    """The data-quality rules of the statistics upload; every threshold is configurable.
+
+    The defaults are the commonly published rules of the provincial online monitoring
+    platforms; the NDRC upload protocol itself was not available, so set your platform's.
+    """
+
+    completeness_min: float = Field(default=0.90, gt=0, le=1)
+    day_month_tolerance: float = Field(default=0.05, ge=0)
+    day_stamp_tolerance_s: float = Field(default=60.0, ge=0)
+    month_stamp_tolerance_s: float = Field(default=86400.0, ge=0)
+
+
+class KeyUnit(StrictModel):
+    """A key energy-using unit (重点用能单位): which meters feed its statistics."""
+
+    code: str = Field(min_length=1, json_schema_extra={
+        "fix": "the unit's code on the monitoring platform (统一社会信用代码 or assigned)"})
+    name: str = Field(min_length=1)
+    sources: list[KeyUnitSource] = Field(min_length=1)
+    products: list[KeyUnitProduct] = []
+    equal_value_electricity: str = Field(
+        default="electricity_equal_value_db31_783_2026", json_schema_extra={
+            "fix": "the coal_equivalent key of your region's electricity 等价值"})
+    quality: KeyUnitQuality = KeyUnitQuality()
+
+
 class Site(StrictModel):
     site: Id
     name: str = ""
@@ -254,6 +304,7 @@ class Site(StrictModel):
     electricity_kgce: str = Field(default="electricity_equivalent", json_schema_extra={
         "fix": "a coal_equivalent key of energy/data/factors.yaml for electricity"})
     buildings: list[Building] = Field(min_length=1)
+    key_units: list[KeyUnit] = []
 
     @model_validator(mode="after")
     def _references(self) -> Site:
@@ -280,6 +331,30 @@ class Site(StrictModel):
         if self.electricity_kgce not in refdata.factors().coal_equivalent:
             raise ValueError(f"unknown electricity_kgce factor {self.electricity_kgce!r}")
         return self
+
+    @model_validator(mode="after")
+    def _key_units(self) -> Site:
+        real = {m.id for _, m in self.meters()}
+        coal = refdata.factors().coal_equivalent
+        for ku in self.key_units:
+            refs = [s.meter for s in ku.sources] + [p.output_meter for p in ku.products]
+            for mref in refs:
+                if mref not in real:
+                    raise ValueError(f"key unit {ku.code!r} refers to unknown meter {mref!r}")
+            own = {s.meter for s in ku.sources}
+            for p in ku.products:
+                for mref in p.sources:
+                    if mref not in own:
+                        raise ValueError(f"product {p.code!r} uses {mref!r}, which is not "
+                                         f"one of key unit {ku.code!r}'s sources")
+            keys = [s.factor for s in ku.sources if s.factor] + [ku.equal_value_electricity]
+            for key in keys:
+                if key not in coal:
+                    raise ValueError(f"key unit {ku.code!r}: unknown factor {key!r}")
+        return self
+
+    def meter(self, mid: str) -> Meter:
+        return next(m for _, m in self.meters() if m.id == mid)
 
     def building(self, bid: str) -> Building:
         return next(b for b in self.buildings if b.id == bid)
