@@ -260,7 +260,7 @@ class Statistics:
 
 
 def statistics(site: Site, ku: KeyUnit, readings: Mapping[str, Sequence[accounting.Reading]],
-               p: Period, *, daily_tce: Mapping[str, Sequence[float]] | None = None,
+               p: Period, *, daily_tce: Mapping[Basis, Sequence[float]] | None = None,
                stamped_ms: int | None = None, now_ms: int | None = None) -> Statistics:
     """A unit's statistics for one day or month, with the quality rules checked.
 
