@@ -1,7 +1,12 @@
 """Ingest throughput: sustained readings/s of one and of two workers, against the raw
 line-protocol write rate of the same influxd measured in the same run; peak RSS.
 
-    .venv/bin/python bench/ingest_throughput.py [--messages 4000] [--samples 10]
+    .venv/bin/python bench/ingest_throughput.py [--messages 4000] [--samples 10] [--profile]
+
+``--profile`` also runs one worker under cProfile (a ``sitecustomize`` on its
+PYTHONPATH starts the profiler and writes the stats at exit) and prints where the
+worker's CPU went during the drain; that run's rate is not a figure (the profiler
+slows it).
 
 Method. A backlog of telemetry batches (4 KB-ish, like a gateway's) is published
 into each worker's persistent session while it is offline, then the worker is
@@ -117,8 +122,37 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+_SITECUSTOMIZE = """
+import atexit, cProfile, os
+_p = cProfile.Profile()
+_p.enable()
+atexit.register(lambda: (_p.disable(), _p.dump_stats(os.environ["ENMON_BENCH_PROFILE"])))
+"""
+
+
+def profile_env(tmp: Path, out: Path) -> dict[str, str]:
+    """Env that makes a worker process profile itself into ``out`` until it exits."""
+    d = tmp / "profhook"
+    d.mkdir(exist_ok=True)
+    (d / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    return {"PYTHONPATH": str(d), "ENMON_BENCH_PROFILE": str(out)}
+
+
+def print_profile(path: Path, top: int = 18) -> None:
+    import pstats
+
+    st = pstats.Stats(str(path))
+    total = st.total_tt  # type: ignore[attr-defined]
+    print(f"worker profile: {total:.2f} s CPU in Python frames; cumulative share:")
+    rows = [(ct, f"{Path(f).name}:{name}")
+            for (f, _l, name), (_cc, _nc, _tt, ct, _c) in st.stats.items()]  # type: ignore[attr-defined]
+    for ct, where in sorted(rows, reverse=True)[:top]:
+        print(f"  {ct / total * 100:5.1f} %  {where}")
+
+
 def worker_rate(tmp: Path, mq: Mosquitto, influx: InfluxDB1, payloads: list[bytes],
-                n_workers: int, db: str, raw_readings: int) -> tuple[float, float, list[float]]:
+                n_workers: int, db: str, raw_readings: int,
+                extra_env: dict[str, str] | None = None) -> tuple[float, float, list[float]]:
     query(influx.url, db, f'CREATE DATABASE "{db}"')
     cfg = tmp / f"ingest-{db}.yaml"
     cfg.write_text(yaml.safe_dump({
@@ -128,7 +162,8 @@ def worker_rate(tmp: Path, mq: Mosquitto, influx: InfluxDB1, payloads: list[byte
         "metrics": {"stats_interval_s": 5, "completeness_interval_s": 0},
     }))
     ports = [free_port() for _ in range(n_workers)]
-    parts = [Part(name=f"{db}-{i}", workdir=tmp, env={"ENMON_LOG_LEVEL": "INFO"},
+    parts = [Part(name=f"{db}-{i}", workdir=tmp,
+                  env={"ENMON_LOG_LEVEL": "INFO", **(extra_env or {})},
                   args=["--log-level", "INFO", "ingest", "run", "-c", str(cfg),
                         "--client-id", f"{db}-{i}", "--metrics-port", str(ports[i])])
              for i in range(n_workers)]
@@ -199,6 +234,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=4000)
     ap.add_argument("--samples", type=int, default=10, help="samples per batch")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile one worker's drain (cProfile) and print the split")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -220,6 +257,11 @@ def main() -> None:
                 print(f"ingest, {workers} worker{'s' if workers > 1 else ''}: {rps:,.0f} "
                       f"readings/s ({msgs:,.0f} msg/s), ratio to raw {rps / raw:.2f}, "
                       f"peak RSS {', '.join(f'{r:.0f} MB' for r in rss)}")
+            if a.profile:
+                out = tmp / "worker.prof"
+                worker_rate(tmp, mq, influx, payloads, 1, "bench_prof", n,
+                            extra_env=profile_env(tmp, out))
+                print_profile(out)
         finally:
             mq.stop()
             influx.stop()
