@@ -13,6 +13,7 @@ named by environment variable in the config and never logged.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -22,15 +23,17 @@ import smtplib
 import ssl
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 
 import aiohttp
 from pydantic import Field
 
+from enmon import names
 from enmon.config import StrictModel
 from enmon.errors import EnmonError
+from enmon.i18n import DEFAULT_LANG, N_, Lang, gettext_for, local_time, normalize
 
 log = logging.getLogger("enmon.rules.notify")
 
@@ -62,9 +65,30 @@ class _Channel(StrictModel):
     min_severity: Literal["info", "warning", "critical"] = Field(
         default="info", json_schema_extra={"fix": "info, warning or critical"})
 
-    def wants(self, severity: str) -> bool:
-        """Route by severity: a night-duty phone may want only critical alerts."""
-        return SEVERITY_RANK.get(severity, 1) >= SEVERITY_RANK[self.min_severity]
+    language: Lang | None = Field(default=None, json_schema_extra={
+        "fix": "zh-CN or en; default: the rules file's language:"})
+
+    match: dict[str, str | list[str]] = Field(default_factory=dict, json_schema_extra={
+        "fix": "label patterns, e.g. {building: office-1} or {site: campus, building: "
+               "[lab-1, 'lab-*']}; the key rule matches the rule's code"})
+
+    def wants(self, severity: str, labels: Mapping[str, str] | None = None,
+              rule: str = "") -> bool:
+        """Route by severity and labels: a night-duty phone may want only critical alerts,
+        a building's manager only their building (``match: {building: office-1}``).
+
+        Every key of ``match`` must match (shell-style patterns, as silences; a list is
+        any of its patterns); an alert without that label is not routed here.
+        """
+        if SEVERITY_RANK.get(severity, 1) < SEVERITY_RANK[self.min_severity]:
+            return False
+        got = labels or {}
+        for key, pattern in self.match.items():
+            value = rule if key == "rule" else got.get(key)
+            options = [pattern] if isinstance(pattern, str) else pattern
+            if value is None or not any(fnmatch.fnmatchcase(value, p) for p in options):
+                return False
+        return True
 
 
 class WebhookChannel(_Channel):
@@ -98,10 +122,15 @@ class FeishuChannel(_Channel):
 
 
 class EmailChannel(_Channel):
+    """SMTP with STARTTLS (port 587) or implicit TLS (port 465, "SMTPS": the default of QQ,
+    163 and Aliyun mail)."""
+
     type: Literal["email"] = "email"
     host: str
     port: int = 587
     starttls: bool = True
+    implicit_tls: bool | None = Field(default=None, json_schema_extra={
+        "fix": "true for SMTPS (TLS from the first byte); default: true on port 465"})
     ca_file: str | None = None
     username: str | None = None
     password_env: str | None = None
@@ -122,30 +151,81 @@ ChannelConfig = (WebhookChannel | WeComChannel | DingTalkChannel | FeishuChannel
 
 # --------------------------------------------------------------------------- message text
 
+# a notification queued before it carried its site's zone (older outbox rows): the zone
+# of the Chinese sites this product is for, never the server's own
+DEFAULT_TZ = "Asia/Shanghai"
 
-def title(n: dict[str, Any]) -> str:
-    state = {"firing": "FIRING", "repeat": "STILL FIRING", "resolved": "RESOLVED"}[n["kind"]]
+_TITLES = {
+    "firing": N_("[FIRING] [%(severity)s] %(rule)s %(where)s"),
+    "repeat": N_("[STILL FIRING] [%(severity)s] %(rule)s %(where)s"),
+    "resolved": N_("[RESOLVED] [%(severity)s] %(rule)s %(where)s"),
+}
+_LABEL_ORDER = ("site", "building", "gateway", "device", "category", "energy_type", "quantity",
+                "boiler", "budget", "service")
+
+
+def _lang(lang: str | None) -> Lang:
+    return normalize(lang) or DEFAULT_LANG
+
+
+def title(n: dict[str, Any], lang: str | None = None) -> str:
+    """One line: state, severity, the rule's name and where, in the reader's language."""
+    lg = _lang(lang)
+    _ = gettext_for(lg)
     where = n["labels"].get("building") or n["labels"].get("device") or n["labels"].get("site", "")
-    return f"[{state}] [{n['severity']}] {n['rule']} {where}".strip()
+    return _(_TITLES[n["kind"]], severity=names.name(names.SEVERITIES, n["severity"], lg),
+             rule=names.name(names.RULES, n["rule"], lg), where=where).strip()
 
 
-def text(n: dict[str, Any]) -> str:
-    """Plain text a facility manager reads on a phone: what, where, since when, how to ack."""
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(n["labels"].items()))
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(n["ts"] / 1000))
-    lines = [title(n), n.get("summary") or "", f"labels: {labels}", f"at: {when}"]
-    if n["kind"] != "resolved":
-        lines.append(f"ack: enmon rules ack {n['fingerprint']}")
+def _label_value(key: str, value: str, lang: Lang) -> str:
+    if key == "category":
+        return names.category(value, lang)
+    if key == "energy_type":
+        return names.name(names.ENERGY_TYPES, value, lang)
+    return value
+
+
+def text(n: dict[str, Any], lang: str | None = None) -> str:
+    """Plain text a facility manager reads on a phone: what, where, since when, how to ack.
+
+    Times are in the site's zone with its offset (``2026-12-02 13:26 +08:00``), as the
+    console shows them; codes (rules, sub-items, energy types) by their names.
+    """
+    lg = _lang(lang)
+    _ = gettext_for(lg)
+    tz = str(n.get("tz") or DEFAULT_TZ)
+    shown = {**n["labels"], **{k: str(v) for k, v in (n.get("meter") or {}).items() if v}}
+    keys = sorted(shown, key=lambda k: (_LABEL_ORDER.index(k) if k in _LABEL_ORDER else 99, k))
+    labels = _("; ").join(_("%(key)s: %(value)s", key=names.name(names.LABEL_KEYS, k, lg),
+                            value=_label_value(k, shown[k], lg)) for k in keys)
+    lines = [title(n, lg), n.get("summary") or "", labels]
+    fired = n.get("fired_at")
+    if n["kind"] == "resolved":
+        if fired:
+            lines.append(_("fired at: %(time)s", time=local_time(int(fired), tz)))
+        lines.append(_("resolved at: %(time)s", time=local_time(int(n["ts"]), tz)))
+    else:
+        lines.append(_("fired at: %(time)s", time=local_time(int(fired or n["ts"]), tz)))
+        lines.append(_("acknowledge: enmon rules ack %(fingerprint)s",
+                       fingerprint=n["fingerprint"]))
     return "\n".join(x for x in lines if x)
 
 
-def message(note: Any) -> dict[str, Any]:
+def message(note: Any, *, tz: str | None = None,
+            meter: dict[str, str] | None = None) -> dict[str, Any]:
     """A lifecycle Notification as the JSON the channels and the outbox carry.
 
     The labels are also copied to the top level (``site``, ``device``, ``building`` …)
     and ``state`` is ``firing`` or ``resolved``, so a receiver can route on plain keys.
+    ``tz`` is the site's time zone (times are written in it); ``meter`` what the site file
+    says of the alert's meter (``category``, ``energy_type``), which the labels — the
+    alert's identity — do not carry.
     """
+    extra: dict[str, Any] = {"tz": tz or DEFAULT_TZ}
+    if meter:
+        extra["meter"] = dict(meter)
     return {
+        **extra,
         **{k: v for k, v in note.labels.items() if k not in _RESERVED},
         "kind": note.kind, "state": "resolved" if note.kind == "resolved" else "firing",
         "ts": note.ts, "fingerprint": note.fingerprint, "rule": note.rule,
@@ -155,7 +235,7 @@ def message(note: Any) -> dict[str, Any]:
 
 
 _RESERVED = {"kind", "state", "ts", "fingerprint", "rule", "labels", "severity", "value",
-             "summary", "fired_at", "since_ms"}
+             "summary", "fired_at", "since_ms", "tz", "meter"}
 
 
 # --------------------------------------------------------------------------- signing
@@ -209,11 +289,15 @@ async def _post(session: aiohttp.ClientSession, url: str, body: bytes,
 
 
 class WebhookSender:
-    def __init__(self, cfg: WebhookChannel, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: WebhookChannel, session: aiohttp.ClientSession,
+                 lang: Lang = DEFAULT_LANG) -> None:
         self.name, self.cfg, self.session = cfg.name, cfg, session
+        self.lang: Lang = cfg.language or lang
 
     async def send(self, note: dict[str, Any]) -> None:
-        body = json.dumps(note, ensure_ascii=False, sort_keys=True).encode()
+        # the note as data for programs, and its text in the channel's language for people
+        body = json.dumps({**note, "title": title(note, self.lang), "text": text(note, self.lang)},
+                          ensure_ascii=False, sort_keys=True).encode()
         ts = str(int(time.time()))
         headers = {"X-Enmon-Timestamp": ts, "X-Enmon-Event": note["kind"]}
         secret = _env(self.cfg.secret_env, f"webhook {self.name}")
@@ -223,20 +307,24 @@ class WebhookSender:
 
 
 class WeComSender:
-    def __init__(self, cfg: WeComChannel, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: WeComChannel, session: aiohttp.ClientSession,
+                 lang: Lang = DEFAULT_LANG) -> None:
         self.name, self.cfg, self.session = cfg.name, cfg, session
+        self.lang: Lang = cfg.language or lang
 
     async def send(self, note: dict[str, Any]) -> None:
         url = _env(self.cfg.url_env, f"wecom {self.name}")
-        body = {"msgtype": "markdown", "markdown": {"content": text(note)}}
+        body = {"msgtype": "markdown", "markdown": {"content": text(note, self.lang)}}
         reply = await _post(self.session, url, json.dumps(body, ensure_ascii=False).encode(), {},
                             f"wecom {self.name}")
         _robot_ok(reply, "errcode", f"wecom {self.name}")
 
 
 class DingTalkSender:
-    def __init__(self, cfg: DingTalkChannel, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: DingTalkChannel, session: aiohttp.ClientSession,
+                 lang: Lang = DEFAULT_LANG) -> None:
         self.name, self.cfg, self.session = cfg.name, cfg, session
+        self.lang: Lang = cfg.language or lang
 
     async def send(self, note: dict[str, Any]) -> None:
         url = _env(self.cfg.url_env, f"dingtalk {self.name}")
@@ -244,19 +332,22 @@ class DingTalkSender:
         if secret:
             ts = int(time.time() * 1000)
             url += ("&" if "?" in url else "?") + f"timestamp={ts}&sign={dingtalk_sign(secret, ts)}"
-        body = {"msgtype": "markdown", "markdown": {"title": title(note), "text": text(note)}}
+        body = {"msgtype": "markdown",
+                "markdown": {"title": title(note, self.lang), "text": text(note, self.lang)}}
         reply = await _post(self.session, url, json.dumps(body, ensure_ascii=False).encode(), {},
                             f"dingtalk {self.name}")
         _robot_ok(reply, "errcode", f"dingtalk {self.name}")
 
 
 class FeishuSender:
-    def __init__(self, cfg: FeishuChannel, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: FeishuChannel, session: aiohttp.ClientSession,
+                 lang: Lang = DEFAULT_LANG) -> None:
         self.name, self.cfg, self.session = cfg.name, cfg, session
+        self.lang: Lang = cfg.language or lang
 
     async def send(self, note: dict[str, Any]) -> None:
         url = _env(self.cfg.url_env, f"feishu {self.name}")
-        body: dict[str, Any] = {"msg_type": "text", "content": {"text": text(note)}}
+        body: dict[str, Any] = {"msg_type": "text", "content": {"text": text(note, self.lang)}}
         secret = _env(self.cfg.secret_env, f"feishu {self.name}")
         if secret:
             ts = int(time.time())
@@ -277,26 +368,30 @@ def _robot_ok(reply: Any, key: str, what: str) -> None:
 
 
 class EmailSender:
-    def __init__(self, cfg: EmailChannel) -> None:
+    def __init__(self, cfg: EmailChannel, lang: Lang = DEFAULT_LANG) -> None:
         self.name, self.cfg = cfg.name, cfg
+        self.lang: Lang = cfg.language or lang
 
     async def send(self, note: dict[str, Any]) -> None:
         import asyncio
 
         msg = EmailMessage()
-        msg["Subject"] = title(note)
+        msg["Subject"] = title(note, self.lang)
         msg["From"] = self.cfg.sender
         msg["To"] = ", ".join(self.cfg.to)
         msg["Message-ID"] = f"<{note['fingerprint']}.{note['kind']}.{note['ts']}@enmon>"
-        msg.set_content(text(note))
+        msg.set_content(text(note, self.lang))
         await asyncio.to_thread(self._send_blocking, msg)
 
     def _send_blocking(self, msg: EmailMessage) -> None:
         c = self.cfg
+        implicit = c.port == 465 if c.implicit_tls is None else c.implicit_tls
         try:
-            with smtplib.SMTP(c.host, c.port, timeout=c.timeout_s) as smtp:
-                if c.starttls:
-                    ctx = ssl.create_default_context(cafile=c.ca_file)
+            ctx = ssl.create_default_context(cafile=c.ca_file)
+            smtp = (smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout_s, context=ctx)
+                    if implicit else smtplib.SMTP(c.host, c.port, timeout=c.timeout_s))
+            with smtp:
+                if c.starttls and not implicit:
                     smtp.starttls(context=ctx)
                 if c.username:
                     smtp.login(c.username, _env(c.password_env, f"email {self.name}"))
@@ -325,21 +420,22 @@ class MqttSender:
 
 
 def make_senders(channels: list[ChannelConfig], session: aiohttp.ClientSession,
-                 publish: Callable[[str, bytes], Awaitable[None]] | None = None
-                 ) -> dict[str, Sender]:
+                 publish: Callable[[str, bytes], Awaitable[None]] | None = None,
+                 *, language: Lang = DEFAULT_LANG) -> dict[str, Sender]:
+    """One sender per channel; ``language`` is the default of channels without their own."""
     out: dict[str, Sender] = {}
     for c in channels:
         s: Sender
         if isinstance(c, WebhookChannel):
-            s = WebhookSender(c, session)
+            s = WebhookSender(c, session, language)
         elif isinstance(c, WeComChannel):
-            s = WeComSender(c, session)
+            s = WeComSender(c, session, language)
         elif isinstance(c, DingTalkChannel):
-            s = DingTalkSender(c, session)
+            s = DingTalkSender(c, session, language)
         elif isinstance(c, FeishuChannel):
-            s = FeishuSender(c, session)
+            s = FeishuSender(c, session, language)
         elif isinstance(c, EmailChannel):
-            s = EmailSender(c)
+            s = EmailSender(c, language)
         else:
             if publish is None:
                 raise NotifyError("mqtt channel needs the service's MQTT client", retryable=False)

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from energy.balance import DEFAULT_MAX_SHARE, DEFAULT_MIN_KWH
 from enmon.broker import BrokerConfig
 from enmon.config import StrictModel, load_model
+from enmon.i18n import DEFAULT_LANG, Lang
 from enmon.influx import InfluxConfig
 from enmon.quantities import QUANTITIES
 from rules.channels import ChannelConfig, WebhookChannel
@@ -104,6 +105,10 @@ class Maintenance(StrictModel):
 
 
 class RulesConfig(StrictModel):
+    # notifications: the language of channels without their own ``language:``, and the zone
+    # of alerts that belong to no site (the engine's own rules_degraded)
+    language: Lang = Field(default=DEFAULT_LANG, json_schema_extra={"fix": "zh-CN or en"})
+    timezone: str = "Asia/Shanghai"
     mqtt: BrokerConfig = BrokerConfig()
     influx: InfluxConfig = InfluxConfig()
     sites: list[Path] = Field(default_factory=list, json_schema_extra={

@@ -176,6 +176,19 @@ class RulesService:
         self.engine = Engine(cfg, self.sites, self.book, started_ms=now_ms())
         self.user_channels = [c.name for c in cfg.all_channels()]
         self.channel_cfg = {c.name: c for c in cfg.all_channels()}
+        self.site_tz = {s.site: str(s.timezone) for s in self.sites}
+        self.meter_of = {(s.site, m.gateway, m.device): m for s in self.sites
+                         for _, m in s.meters()}
+
+    def _tz(self, labels: dict[str, str]) -> str:
+        """The zone a notification's times are written in: its site's, else the config's."""
+        return self.site_tz.get(labels.get("site", ""), self.cfg.timezone)
+
+    def _meter(self, labels: dict[str, str]) -> dict[str, str] | None:
+        """What the site file says of the alert's meter: its sub-item and energy type."""
+        m = self.meter_of.get((labels.get("site", ""), labels.get("gateway", ""),
+                               labels.get("device", "")))
+        return {"category": m.category, "energy_type": m.energy_type} if m else None
 
     def apply(self, out: Outcome) -> None:
         """Commit an outcome: history, MQTT and notifications queued with the new state."""
@@ -189,11 +202,12 @@ class RulesService:
                      c.fingerprint, c.old, c.new,
                      " ".join(f"{k}={v}" for k, v in sorted(c.labels.items())))
         for n in out.notifications:
-            msg = message(n)
-            items += [(ch, msg) for ch in self.user_channels
-                      if self.channel_cfg[ch].wants(n.severity)]
+            msg = message(n, tz=self._tz(n.labels), meter=self._meter(n.labels))
+            chosen = [ch for ch in self.user_channels
+                      if self.channel_cfg[ch].wants(n.severity, n.labels, n.rule)]
+            items += [(ch, msg) for ch in chosen]
             log.info("event=alert_notify rule=%s fingerprint=%s kind=%s channels=%d", n.rule,
-                     n.fingerprint, n.kind, len(self.user_channels))
+                     n.fingerprint, n.kind, len(chosen))
         self.outbox.commit(items, self.book.to_dict())
 
     # ------------------------------------------------------------------ HTTP API
@@ -376,7 +390,8 @@ class RulesService:
                     raise NotifyError("MQTT broker not connected", retryable=True)
                 await client.publish(topic, body, qos=1)
 
-            senders: dict[str, Sender] = make_senders(cfg.all_channels(), http, publish)
+            senders: dict[str, Sender] = make_senders(cfg.all_channels(), http, publish,
+                                                       language=cfg.language)
             senders[ALERT_DB] = AlertDbSender(writer)
             senders[ALERT_MQTT] = ChangeMqttSender(client, lambda: self.connected)
             self.outbox.senders = senders

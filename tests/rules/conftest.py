@@ -114,3 +114,38 @@ def smtp_server(tls_cert: tuple[Path, Path]) -> Iterator[Smtp]:
     ctl.start()
     yield Smtp("127.0.0.1", port, str(tls_cert[0]), got)
     ctl.stop()
+
+
+@pytest.fixture
+def smtps_server(tls_cert: tuple[Path, Path]) -> Iterator[Smtp]:
+    """aiosmtpd speaking TLS from the first byte (SMTPS, as on port 465): a client that
+    sends plain SMTP or STARTTLS gets no greeting."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    got: list[Any] = []
+
+    class Keep(Message):
+        def handle_message(self, message: Any) -> None:
+            got.append(message)
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(tls_cert[0]), str(tls_cert[1]))
+    client_ctx = ssl.create_default_context(cafile=str(tls_cert[0]))
+    port = free_port()
+    ctl = Controller(Keep(), hostname="127.0.0.1", port=port, ssl_context=ctx)
+    # the controller's readiness check connects in plain text; give it the TLS client side
+    ctl.ssl_context = ctx
+    ctl._trigger_server = lambda: _smtps_ping("127.0.0.1", port, client_ctx)  # type: ignore
+    ctl.start()
+    yield Smtp("127.0.0.1", port, str(tls_cert[0]), got)
+    ctl.stop()
+
+
+def _smtps_ping(host: str, port: int, ctx: Any) -> None:
+    import smtplib
+
+    with smtplib.SMTP_SSL(host, port, context=ctx, timeout=5) as s:
+        s.noop()

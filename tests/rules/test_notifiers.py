@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.header
 import hashlib
 import hmac
 import json
@@ -106,18 +107,77 @@ async def test_feishu_signed_request(receiver: Receiver, http: aiohttp.ClientSes
     # Feishu: sign = base64(HmacSHA256(key=timestamp + "\n" + secret, msg=""))
     key = f"{body['timestamp']}\nfs-secret".encode()
     assert body["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
-    assert body["msg_type"] == "text" and "quota_early_warning" in body["content"]["text"]
+    assert body["msg_type"] == "text" and "能耗限额预警" in body["content"]["text"]
 
 
 async def test_email_over_starttls(smtp_server: Smtp, http: aiohttp.ClientSession) -> None:
     ch = EmailChannel(name="mail", host=smtp_server.host, port=smtp_server.port,
                       ca_file=smtp_server.cafile, sender="enmon@campus.example",
                       to=["fm@campus.example"])
-    await make_senders([ch], http)["mail"].send(NOTE)
+    await make_senders([ch], http, language="en")["mail"].send(NOTE)
     assert len(smtp_server.messages) == 1
     m = smtp_server.messages[0]
-    assert m["Subject"] == "[FIRING] [warning] quota_early_warning office-1"
+    assert m["Subject"] == "[FIRING] [warning] quota early warning office-1"
     assert "projected 912 345 kWh" in m.get_payload()
+
+
+def _zh(payload: str) -> None:
+    # Asia/Shanghai by default: 1_763_726_400_000 is 2025-11-21 12:00 UTC = 20:00 +08:00
+    assert "告警时间：2025-11-21 20:00 +08:00" in payload
+    assert "能耗限额预警" in payload and "建筑：office-1" in payload
+    assert "确认：enmon rules ack 0123456789abcdef" in payload
+
+
+async def test_email_is_chinese_by_default_in_site_time(smtp_server: Smtp,
+                                                        http: aiohttp.ClientSession) -> None:
+    ch = EmailChannel(name="mail", host=smtp_server.host, port=smtp_server.port,
+                      ca_file=smtp_server.cafile, sender="enmon@campus.example",
+                      to=["fm@campus.example"])
+    await make_senders([ch], http)["mail"].send(NOTE)
+    m = smtp_server.messages[0]
+    subject = str(email.header.make_header(email.header.decode_header(m["Subject"])))
+    assert subject == "【告警】【警告】能耗限额预警 office-1"
+    _zh(m.get_payload(decode=True).decode())
+
+
+async def test_times_follow_the_site_zone_not_the_server(receiver: Receiver,
+                                                        http: aiohttp.ClientSession,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")  # the server's own zone must not leak in
+    time.tzset()
+    try:
+        monkeypatch.setenv("WECOM_URL", receiver.url + "/send?key=abc")
+        receiver.reply = {"errcode": 0}
+        note = {**NOTE, "tz": "Asia/Urumqi",
+                "meter": {"category": "01A00", "energy_type": "electricity"}}
+        await make_senders([WeComChannel(name="wx", url_env="WECOM_URL")], http)["wx"].send(note)
+        content = json.loads(receiver.requests[0]["body"])["markdown"]["content"]
+        assert "告警时间：2025-11-21 18:00 +06:00" in content
+        assert "分项：照明插座用电 (01A00)" in content and "能源类型：电" in content
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+async def test_a_channel_may_speak_english(receiver: Receiver, http: aiohttp.ClientSession,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FS_URL", receiver.url + "/hook")
+    receiver.reply = {"code": 0}
+    fs = FeishuChannel(name="fs", url_env="FS_URL", language="en")
+    await make_senders([fs], http)["fs"].send(NOTE)
+    body = json.loads(receiver.requests[0]["body"])["content"]["text"]
+    assert body.startswith("[FIRING] [warning] quota early warning office-1")
+    assert "fired at: 2025-11-21 20:00 +08:00" in body
+
+
+async def test_email_over_implicit_tls_port(smtps_server: Smtp,
+                                            http: aiohttp.ClientSession) -> None:
+    ch = EmailChannel(name="mail", host=smtps_server.host, port=smtps_server.port,
+                      implicit_tls=True, ca_file=smtps_server.cafile,
+                      sender="enmon@campus.example", to=["fm@campus.example"])
+    await make_senders([ch], http)["mail"].send(NOTE)
+    assert len(smtps_server.messages) == 1
+    _zh(smtps_server.messages[0].get_payload(decode=True).decode())
 
 
 async def test_email_refuses_plaintext_when_starttls_is_off(smtp_server: Smtp,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,4 +36,33 @@ def test_min_severity_routes_notifications(tmp_path: Path) -> None:
     assert counts["all"] == {"pending": 2}
     assert counts["night"] == {"pending": 1}          # only the critical one
     assert counts[ALERT_DB] == {"pending": 4}          # pending + firing of both alerts
+    svc.outbox.close()
+
+
+def test_each_building_manager_gets_only_their_building(tmp_path: Path) -> None:
+    cfg = RulesConfig.model_validate({
+        "state_dir": str(tmp_path / "state"),
+        "channels": [
+            {"type": "webhook", "name": "office-mgr", "url": "http://127.0.0.1:9/a",
+             "match": {"building": "office-1"}},
+            {"type": "webhook", "name": "labs-mgr", "url": "http://127.0.0.1:9/b",
+             "match": {"site": "campus", "building": ["lab-*", "annex"]}},
+            {"type": "webhook", "name": "energy-office", "url": "http://127.0.0.1:9/c",
+             "match": {"rule": "quota_*"}, "min_severity": "warning"}]})
+    svc = RulesService(cfg)
+    svc.outbox.senders = {n: Null(n) for n in ("office-mgr", "labs-mgr", "energy-office",
+                                                ALERT_DB, ALERT_MQTT)}
+    book: AlertBook = svc.book
+    for rule, building in (("meter_offline", "office-1"), ("meter_offline", "lab-2"),
+                           ("quota_exceeded", "lab-2"), ("meter_offline", "annex")):
+        svc.apply(book.observe(rule=rule, labels={"site": "campus", "building": building},
+                               active=True, now=0, severity="warning"))
+    svc.apply(book.observe(rule="gateway_offline", labels={"site": "campus"}, active=True,
+                           now=0, severity="critical"))  # no building: no manager's channel
+    rows = {ch: [json.loads(r["body"])["labels"].get("building") for r in svc.outbox.rows()
+                 if r["channel"] == ch] for ch in ("office-mgr", "labs-mgr", "energy-office")}
+    assert rows == {"office-mgr": ["office-1"], "labs-mgr": ["lab-2", "lab-2", "annex"],
+                    "energy-office": ["lab-2"]}
+    body = next(json.loads(r["body"]) for r in svc.outbox.rows() if r["channel"] == "labs-mgr")
+    assert body["tz"] == "Asia/Shanghai"  # no site file: the config's zone
     svc.outbox.close()
