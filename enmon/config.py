@@ -8,6 +8,8 @@ Every config error names the file, the dotted key and a fix, e.g.::
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 from typing import Any, TypeVar, get_origin
 
@@ -69,22 +71,118 @@ def _field_fix(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     return ""
 
 
+# keys that must not hold a secret inline: their own fix, not "remove this key"
+_SECRET_FIX = {"password": "use password_file or password_env (a secret is not written inline)",
+               "token": "use token_env (a secret is not written inline)",
+               "secret": "use secret_env (a secret is not written inline)"}
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model accepts where ``loc`` points (for a did-you-mean)."""
+    current: Any = model
+    key_next = False
+    for part in loc:
+        if key_next or isinstance(part, int):
+            key_next = False
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return []
+        ann = info.annotation
+        key_next = get_origin(ann) is dict
+        args = getattr(ann, "__args__", ()) or ()
+        nested = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        for a in args:  # list[Model] / dict[str, Model] / Annotated unions
+            nested += [x for x in getattr(a, "__args__", ()) or ()
+                       if isinstance(x, type) and issubclass(x, BaseModel)]
+        current = nested[0] if nested else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _one(model: type[BaseModel], e: Any, lines: dict[tuple[Any, ...], int] | None
+         ) -> tuple[int | None, str, str, str]:
+    """One pydantic error as (line, key, problem, fix) — each error gets its own fix."""
+    loc = tuple(e["loc"])
+    got = e.get("input")
+    problem = e["msg"]
+    secret = e["type"] == "extra_forbidden" and bool(loc) and str(loc[-1]) in _SECRET_FIX
+    if e["type"] != "missing" and not isinstance(got, dict | list) and not secret:
+        problem += f" (got {got!r})"  # never a secret's value: errors reach logs and tickets
+    fix = _field_fix(model, loc) or _FIX_BY_TYPE.get(e["type"], "")
+    if e["type"] == "extra_forbidden" and loc:
+        name = str(loc[-1])
+        if name in _SECRET_FIX:
+            fix = _SECRET_FIX[name]
+        else:
+            near = difflib.get_close_matches(name, _fields_at(model, loc[:-1]), n=1, cutoff=0.6)
+            if near:
+                fix = f"did you mean {near[0]!r}?"
+    if e["type"] == "literal_error" and isinstance(got, str):
+        allowed = re.findall(r"'([^']*)'", e["msg"])
+        near = difflib.get_close_matches(got, allowed, n=1, cutoff=0.6)
+        if near:
+            fix = f"did you mean {near[0]!r}?"
+    return _line_of(lines, loc), _key(loc), problem, fix
+
+
+def _line_of(lines: dict[tuple[Any, ...], int] | None, loc: tuple[Any, ...]) -> int | None:
+    """The YAML line of ``loc`` or of its nearest written parent (a missing key has none)."""
+    if not lines:
+        return None
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
 def validation_to_config_error(
-    file: str, model: type[BaseModel], err: ValidationError
+    file: str, model: type[BaseModel], err: ValidationError,
+    lines: dict[tuple[Any, ...], int] | None = None,
 ) -> ConfigError:
-    """Turn the first pydantic error into one ConfigError; list the others in ``problem``."""
-    errors = err.errors()
-    first = errors[0]
-    loc = tuple(first["loc"])
-    got = first.get("input")
-    problem = first["msg"]
-    if first["type"] != "missing" and not isinstance(got, dict | list):
-        problem += f" (got {got!r})"
-    if len(errors) > 1:
-        others = "; ".join(f"{_key(tuple(e['loc']))}: {e['msg']}" for e in errors[1:4])
-        problem += f"; also {others}" + (" …" if len(errors) > 4 else "")
-    fix = _field_fix(model, loc) or _FIX_BY_TYPE.get(first["type"], "")
-    return ConfigError(file, _key(loc), problem, fix)
+    """Every pydantic error as one line with its own line number and fix.
+
+    The returned error's ``key``/``problem``/``fix`` are those of the first error (what
+    code and tests look at); its text lists each error on a line of its own.
+    """
+    items = [_one(model, e, lines) for e in err.errors()]
+
+    def one_line(line: int | None, key: str, problem: str, fix: str) -> str:
+        return str(ConfigError(f"{file}:{line}" if line else file, key, problem, fix))
+
+    line, key, problem, fix = items[0]
+    first = ConfigError(file, key, problem, fix)
+    first.line = line  # type: ignore[attr-defined]
+    text = "\n".join(one_line(*it) for it in items)
+    first.args = (f"{len(items)} errors:\n{text}" if len(items) > 1 else text,)
+    return first
+
+
+def yaml_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Key path → 1-based line where it is written (mapping keys and list items)."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    out: dict[tuple[Any, ...], int] = {}
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                p = (*path, k.value)
+                out[p] = k.start_mark.line + 1
+                walk(v, p)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                out[(*path, i)] = v.start_mark.line + 1
+                walk(v, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return out
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -106,7 +204,8 @@ def read_yaml(path: str | Path) -> Any:
         ) from None
 
 
-def parse_model(model: type[M], data: Any, *, file: str = "<string>") -> M:
+def parse_model(model: type[M], data: Any, *, file: str = "<string>",
+                lines: dict[tuple[Any, ...], int] | None = None) -> M:
     if data is None:
         raise ConfigError(
             file, "(top level)", "the file is empty", f"write a {model.__name__} mapping"
@@ -114,9 +213,11 @@ def parse_model(model: type[M], data: Any, *, file: str = "<string>") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise validation_to_config_error(file, model, err) from None
+        raise validation_to_config_error(file, model, err, lines) from None
 
 
 def load_model(model: type[M], path: str | Path) -> M:
     """Read ``path`` as YAML and validate it as ``model``."""
-    return parse_model(model, read_yaml(path), file=str(path))
+    data = read_yaml(path)
+    lines = yaml_lines(Path(path).read_text(encoding="utf-8"))
+    return parse_model(model, data, file=str(path), lines=lines)

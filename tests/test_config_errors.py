@@ -45,7 +45,7 @@ def test_typo_key_is_an_error_not_ignored(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert e.value.key == "pol"
-    assert "spelling" in e.value.fix
+    assert e.value.fix == "did you mean 'poll'?"
 
 
 def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
@@ -82,3 +82,30 @@ def test_fix_hint_found_inside_a_dict_of_models(tmp_path: Path) -> None:
         load_model(ModbusProfile, p)
     assert e.value.key == "quantities.voltage_l1_v.address"
     assert "0-based" in e.value.fix
+
+
+def test_each_error_on_its_own_line_with_its_line_number_and_fix(tmp_path: Path) -> None:
+    text = BASE.format(unit=300) + "pol: {interval_s: 5}\n"
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    lines = str(e.value).splitlines()
+    assert lines[0] == "2 errors:"
+    unit_line = text.splitlines().index("    unit_id: 300") + 1
+    pol_line = text.splitlines().index("pol: {interval_s: 5}") + 1
+    by_key = {ln.split(": ")[1]: ln for ln in lines[1:]}
+    assert by_key["devices.0.unit_id"].startswith(f"{p}:{unit_line}: ")
+    assert "1..247" in by_key["devices.0.unit_id"]
+    assert by_key["pol"].startswith(f"{p}:{pol_line}: ")
+    assert by_key["pol"].endswith("(fix: did you mean 'poll'?)")
+    assert "1..247" not in by_key["pol"]  # not the first error's fix
+
+
+def test_inline_mqtt_password_is_told_where_secrets_go(tmp_path: Path) -> None:
+    p = write(tmp_path, BASE.format(unit=1) + "mqtt: {host: 127.0.0.1, password: hunter2}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert e.value.key == "mqtt.password"
+    assert "password_file or password_env" in e.value.fix
+    assert "remove this key" not in str(e.value)
+    assert "hunter2" not in str(e.value)  # the secret is not echoed into logs
