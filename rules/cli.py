@@ -101,18 +101,47 @@ def _call(method: str, url: str, body: dict[str, Any] | None, token_env: str | N
         raise typer.Exit(1) from None
 
 
+LANG = typer.Option(None, "--lang", help="zh-CN (default) or en; default: $ENMON_LANG")
+TZ = typer.Option("Asia/Shanghai", "--tz", envvar="ENMON_TZ",
+                  help="time zone the times are shown in (the site's)")
+
+
+def _lang(option: str | None) -> Any:
+    from enmon.i18n import cli_lang
+
+    try:
+        return cli_lang(option)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def alerts(url: str = URL, all_: bool = typer.Option(False, "--all", help="include resolved"),
-           token_env: str | None = TOKEN) -> None:
-    """List pending and firing alerts (fingerprint, rule, labels, since)."""
+           token_env: str | None = TOKEN, lang: str | None = LANG, tz: str = TZ) -> None:
+    """List pending and firing alerts as a table: rule, where, since (site time), summary."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from enmon import names
+    from enmon.i18n import gettext_for, local_time
+
+    lg = _lang(lang)
+    _ = gettext_for(lg)
     rows = _call("GET", f"{url}/alerts", None, token_env)
+    table = Table(_("fingerprint"), _("state"), _("severity"), _("rule"), _("where"),
+                  _("since"), _("summary"), _("acknowledged by"))
     for a in rows:
         if not all_ and a["state"] not in ("pending", "firing"):
             continue
-        ack = f" acked by {a['acked_by']}" if a.get("acked_by") else ""
-        labels = ",".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))
-        typer.echo(f"{a['fingerprint']}  {a['state']:8} {a['severity']:8} {a['rule']}  {labels}"
-                   f"  {a.get('summary', '')}{ack}")
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))
+        since = a.get("fired_at") or a.get("active_since")
+        table.add_row(a["fingerprint"], names.name(names.STATES, a["state"], lg),
+                      names.name(names.SEVERITIES, a["severity"], lg),
+                      names.name(names.RULES, a["rule"], lg), labels,
+                      local_time(int(since), tz) if since else "", a.get("summary", ""),
+                      a.get("acked_by") or "")
+    Console().print(table)
 
 
 @app.command()
@@ -136,14 +165,20 @@ def silence(match: list[str] = typer.Option(..., "--match", help="label=pattern,
             for_: str = typer.Option("2h", "--for", help="how long, e.g. 30m, 2h, 1d"),
             comment: str = typer.Option("", "--comment"),
             by: str = typer.Option(os.environ.get("USER", "cli"), "--by"),
-            url: str = URL, token_env: str | None = TOKEN) -> None:
+            url: str = URL, token_env: str | None = TOKEN, lang: str | None = LANG,
+            tz: str = TZ) -> None:
     """Silence matching alerts for a while (state changes are still recorded)."""
+    from enmon.i18n import gettext_for, local_time
+
+    _ = gettext_for(_lang(lang))
     matchers = dict(m.split("=", 1) for m in match if "=" in m)
     if len(matchers) != len(match):
         raise typer.BadParameter("each --match is label=pattern")
     r = _call("POST", f"{url}/silences", {"match": matchers, "duration_s": _duration(for_),
                                            "comment": comment, "by": by}, token_env)
-    typer.echo(f"silence {r['id']} until {r['ends']} (epoch ms) for {r['matchers']}")
+    typer.echo(_("silence %(id)s until %(ends)s for %(match)s", id=r["id"],
+                 ends=local_time(int(r["ends"]), tz),
+                 match=", ".join(f"{k}={v}" for k, v in sorted(r["matchers"].items()))))
 
 
 @app.command()

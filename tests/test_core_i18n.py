@@ -10,7 +10,7 @@ from enmon import i18n, names
 
 ROOT = Path(__file__).resolve().parents[1]
 # every file whose people-facing text goes through enmon.i18n
-USERS = ["enmon/names.py", "rules/channels.py"]
+USERS = ["enmon/names.py", "rules/channels.py", "rules/cli.py"]
 
 
 def _extracted() -> set[str]:

@@ -1,0 +1,61 @@
+"""``enmon rules alerts`` / ``silence`` against a running rules HTTP API: a table in
+Chinese by default (English with --lang en or ENMON_LANG), times in the site's zone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from typer.testing import CliRunner
+
+from enmon.localrun import free_port
+from rules.cli import app
+from rules.config import RulesConfig
+from rules.service import RulesService
+
+T0 = 1_763_726_400_000  # 2025-11-21 12:00 UTC = 20:00 in Asia/Shanghai
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[str]:
+    svc = RulesService(RulesConfig.model_validate({"state_dir": str(tmp_path / "s")}))
+    svc.book.observe(rule="meter_offline", labels={"site": "campus", "building": "office-1",
+                                                   "device": "m1"},
+                     active=True, now=T0, severity="critical", summary="no reading")
+    runner = web.AppRunner(svc.api())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+    svc.outbox.close()
+
+
+async def _cli(*args: str, env: dict[str, str] | None = None) -> str:
+    r = await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+async def test_alerts_table_in_chinese_with_site_time(api: str) -> None:
+    out = await _cli("alerts", "--url", api, env={"COLUMNS": "200"})
+    assert "规则" in out and "开始时间" in out  # headers
+    assert "表计离线" in out and "严重" in out and "告警中" in out
+    assert "2025-11-21 20:00 +08:00" in out
+
+
+async def test_alerts_table_in_english(api: str) -> None:
+    out = await _cli("alerts", "--url", api, env={"ENMON_LANG": "en", "COLUMNS": "200"})
+    assert "rule" in out and "meter offline" in out and "critical" in out
+
+
+async def test_silence_prints_its_end_in_site_time(api: str) -> None:
+    out = await _cli("silence", "--url", api, "--match", "building=office-1", "--for", "2h",
+                     "--tz", "Asia/Shanghai")
+    assert out.startswith("静默 ") and "building=office-1" in out
+    assert "+08:00" in out and "epoch" not in out and "{" not in out
+    out = await _cli("silence", "--url", api, "--match", "site=campus", "--lang", "en")
+    assert out.startswith("silence ") and "site=campus" in out
