@@ -34,8 +34,17 @@ from gateway.config import (
 )
 from gateway.diskqueue import DiskQueue
 from gateway.dlt645 import Dlt645Profile
-from gateway.drivers import Cjt188Driver, Dlt645Driver, Driver, Framing, LineDriver, ModbusDriver
+from gateway.drivers import (
+    Cjt188Driver,
+    Dlt645Driver,
+    Driver,
+    Framing,
+    LineDriver,
+    MbusDriver,
+    ModbusDriver,
+)
 from gateway.library import AnyProfile
+from gateway.mbus import MbusProfile
 from gateway.mqtt import Uplink
 from gateway.planner import breakeven_gap
 from gateway.profile import ModbusProfile
@@ -79,6 +88,8 @@ def make_driver(d: Device, profile: AnyProfile) -> Driver:
     if isinstance(profile, Cjt188Profile):
         assert d.address is not None  # the config requires a CJ/T 188 meter's address
         return Cjt188Driver(d.name, profile, d.address, quantities=d.quantities)
+    if isinstance(profile, MbusProfile):
+        return MbusDriver(d.name, profile, d.unit_id, d.address, quantities=d.quantities)
     assert isinstance(profile, SerialLineProfile)
     return LineDriver(d.name, profile)
 

@@ -168,7 +168,7 @@ class Device(StrictModel):
     # DL/T 645 meters: the 12-digit communication address (nameplate), or AAAAAAAAAAAA alone;
     # CJ/T 188 meters: 14 hex digits A6..A0 (the last four often the maker's code)
     address: Annotated[str, Field(
-        pattern=r"^([0-9]{12}|AAAAAAAAAAAA|[0-9A-Fa-f]{14})$", json_schema_extra={
+        pattern=r"^([0-9]{12}|AAAAAAAAAAAA|[0-9A-Fa-f]{14}|[0-9]{8})$", json_schema_extra={
             "fix": "12 digits as on the nameplate (DL/T 645) or 14 (CJ/T 188), quoted: "
                    "\"000012345678\""})] | None = None
     transport: Transport
@@ -246,6 +246,7 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
     from gateway import library
     from gateway.cjt188 import Cjt188Profile
     from gateway.dlt645 import Dlt645Profile
+    from gateway.mbus import MbusProfile
     from gateway.profile import ModbusProfile
     from gateway.serial_line import SerialLineProfile
 
@@ -268,7 +269,13 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
             raise ConfigError(file, f"{key}.address",
                               "a CJ/T 188 profile needs the 14-digit meter address",
                               'A6..A0 as on the nameplate, quoted, e.g. "00000012345678"')
-        if not isinstance(p, Dlt645Profile | Cjt188Profile) and d.address is not None:
+        if isinstance(p, MbusProfile) and d.address is not None and len(d.address) != 8:
+            raise ConfigError(file, f"{key}.address",
+                              "an M-Bus secondary address has 8 digits",
+                              'the meter id from the nameplate, quoted, e.g. "12345678"; or '
+                              "leave it out and give the primary address as unit_id")
+        if (not isinstance(p, Dlt645Profile | Cjt188Profile | MbusProfile)
+                and d.address is not None):
             raise ConfigError(file, f"{key}.address", f"{p.protocol} profiles have no address",
                               "remove it (Modbus devices use unit_id)")
         if isinstance(d.transport, TcpTransport) and not isinstance(p, ModbusProfile):

@@ -17,6 +17,7 @@ from typing import Literal
 
 from gateway import cjt188 as cj
 from gateway import dlt645 as d
+from gateway import mbus as mb
 from gateway import modbus_frames as mf
 from gateway.planner import Read, plan
 from gateway.profile import Field_, ModbusProfile, to_canonical
@@ -149,6 +150,43 @@ class Cjt188Driver(Driver):
             return {q: cj.item_value(profile, q, values) for q in wanted}
 
         self.steps = [Step(f"meter {address} DI {profile.di}", request, cj.frame_length, parse)]
+
+
+class MbusDriver(Driver):
+    """An M-Bus meter (EN 13757): REQ_UD2 at its primary address, or, with an 8-digit
+    secondary address, a selection (answered by E5) then REQ_UD2 to FDh, so many meters
+    can share one bus without primary addresses. One RSP_UD carries every quantity."""
+
+    def __init__(self, name: str, profile: mb.MbusProfile, primary: int,
+                 secondary: str | None = None, *, quantities: list[str] | None = None) -> None:
+        self.name, self.profile_name, self.profile = name, profile.model, profile
+        wanted = [q for q in profile.quantities if quantities is None or q in quantities]
+        target = mb.ADDR_SELECTED if secondary else primary
+        sec = mb.SecondaryAddress.parse(secondary) if secondary else None
+
+        def read(frame: bytes) -> dict[str, float]:
+            resp = mb.parse_response(mb.decode_frame(frame))
+            if sec is not None and not sec.matches(resp.secondary):
+                raise mb.MbusFrameError(f"answer from meter {resp.secondary.ident}, "
+                                        f"not {sec.ident}")
+            if sec is None and resp.address != primary:
+                raise mb.MbusFrameError(f"answer from primary address {resp.address}, "
+                                        f"not {primary}")
+            return {q: mb.item_value(profile, q, resp.records) for q in wanted}
+
+        steps: list[Step] = []
+        if sec is not None:
+            def selected(frame: bytes) -> dict[str, float]:
+                if mb.decode_frame(frame).kind != "ack":
+                    raise mb.MbusFrameError(f"selection of {sec.ident} not acknowledged")
+                return {}
+
+            select = mb.select_request(sec)
+            steps.append(Step(f"select {sec.ident}", lambda: select, mb.frame_length, selected))
+        req = mb.req_ud2(target)
+        steps.append(Step(f"REQ_UD2 {secondary or primary}", lambda: req, mb.frame_length,
+                          read))
+        self.steps = steps
 
 
 class LineDriver(Driver):

@@ -13,17 +13,18 @@ from functools import cache
 
 from enmon.config import parse_model, read_yaml
 from enmon.errors import ConfigError
-from gateway import cjt188
+from gateway import cjt188, mbus
 from gateway.dlt645 import Dlt645Profile, item_value
 from gateway.profile import ModbusProfile, library, profile_path, to_canonical
 from gateway.serial_line import SerialLineProfile, parse_line
 
-AnyProfile = ModbusProfile | Dlt645Profile | cjt188.Cjt188Profile | SerialLineProfile
+AnyProfile = (ModbusProfile | Dlt645Profile | cjt188.Cjt188Profile | mbus.MbusProfile
+              | SerialLineProfile)
 
 
 _MODELS: dict[str, type[AnyProfile]] = {
     "modbus": ModbusProfile, "dlt645": Dlt645Profile, "cjt188": cjt188.Cjt188Profile,
-    "serial_line": SerialLineProfile}
+    "serial_line": SerialLineProfile, "mbus": mbus.MbusProfile}
 
 
 @cache
@@ -34,7 +35,7 @@ def load(name: str) -> AnyProfile:
     proto = data.get("protocol", "modbus") if isinstance(data, dict) else "modbus"
     if proto not in _MODELS:
         raise ConfigError(str(path), "protocol", f"unknown protocol {proto!r}",
-                          "use modbus, dlt645, cjt188 or serial_line")
+                          "use modbus, dlt645, cjt188, mbus or serial_line")
     return parse_model(_MODELS[proto], data, file=str(path))
 
 
@@ -71,5 +72,8 @@ def evaluate_vector(profile: AnyProfile, index: int) -> dict[str, float]:
     if isinstance(profile, cjt188.Cjt188Profile):
         raw = bytes.fromhex(profile.test_vectors[index].data)
         return {q: cjt188.item_value(profile, q, raw) for q in profile.test_vectors[index].expect}
+    if isinstance(profile, mbus.MbusProfile):
+        recs = list(mbus.iter_records(bytes.fromhex(profile.test_vectors[index].records)))
+        return {q: mbus.item_value(profile, q, recs) for q in profile.test_vectors[index].expect}
     lvec = profile.test_vectors[index]
     return parse_line(profile, lvec.line)

@@ -47,7 +47,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import Field as _Field
+from pydantic import model_validator as _model_validator
+
+from enmon import quantities as _quantities
+from enmon.config import StrictModel as _StrictModel
 from enmon.errors import DriverError
+from gateway.profile import Profile as _Profile
+from gateway.profile import Vector as _Vector
 
 ACK = 0xE5
 START_SHORT = 0x10
@@ -585,3 +592,62 @@ def canonical(record: Record) -> tuple[str, float]:
         raise MbusFrameError(f"record {record.description!r} has no number")
     unit, factor = TO_CANONICAL.get(record.unit, (record.unit, 1.0))
     return unit, record.value * factor
+
+
+# --------------------------------------------------------------------------- profile
+
+Function = Literal["instantaneous", "maximum", "minimum", "error"]
+
+
+class MbusItem(_StrictModel):
+    """Which data record of the answer carries a quantity: its kind (the VIF's description)
+    and where it sits (storage 0 = current value, tariff, subunit, function)."""
+
+    record: str
+    storage: int = _Field(0, ge=0)
+    tariff: int = _Field(0, ge=0)
+    subunit: int = _Field(0, ge=0)
+    function: Function = "instantaneous"
+    mark: Literal["R", "U", "I"] = "U"
+
+
+class MbusVector(_Vector):
+    #: the data records (hex) after the 12-byte header of an RSP_UD
+    records: str
+
+
+class MbusProfile(_Profile[MbusItem, MbusVector]):
+    protocol: Literal["mbus"]
+    medium: int = _Field(0x04, ge=0, le=0xFF)
+
+    @_model_validator(mode="after")
+    def _units(self) -> MbusProfile:
+        for q, item in self.quantities.items():
+            if QUANTITY_OF.get(item.record) not in (None, q) and not q.startswith(
+                    ("heat_", "cooling_")):
+                raise ValueError(f"quantity {q!r}: record {item.record!r} measures "
+                                 f"{QUANTITY_OF[item.record]}")
+        return self
+
+
+def find_record(records: list[Record], item: MbusItem) -> Record | None:
+    for r in records:
+        if (r.description == item.record and r.storage == item.storage
+                and r.tariff == item.tariff and r.subunit == item.subunit
+                and r.function == item.function):
+            return r
+    return None
+
+
+def item_value(profile: MbusProfile, quantity: str, records: list[Record]) -> float:
+    """The quantity's value in its canonical unit, from the answer's records."""
+    item = profile.quantities[quantity]
+    rec = find_record(records, item)
+    if rec is None:
+        raise MbusFrameError(f"no {item.record!r} record (storage {item.storage}, tariff "
+                             f"{item.tariff}, subunit {item.subunit}) for {quantity}")
+    unit, value = canonical(rec)
+    want = _quantities.get(quantity).unit
+    if unit != want:
+        raise MbusFrameError(f"{quantity} is in {want}; the meter sent {rec.unit}")
+    return value
