@@ -250,7 +250,7 @@ def scan(
                 for a in await discover(link, version=version, timeout=timeout):
                     found.append((a, f"answered (DL/T 645-{version} wildcard search)"))
                 return found
-            for u in _units(units):
+            for i, u in enumerate(_units(units), 1):
                 req = mf.ReadRequest(u, function, register, 1)  # type: ignore[arg-type]
                 try:
                     if framing == "rtu":
@@ -263,19 +263,30 @@ def scan(
                         mf.parse_tcp_response(req, u, frame)
                     found.append((str(u), "answered"))
                 except mf.ModbusException as exc:
-                    found.append((str(u), f"present (exception {exc.code})"))
+                    # not a meter found: 0x0A/0x0B is a TCP gateway saying nobody answered
+                    # behind it, any other code an answer that read nothing we asked for
+                    gw = " (gateway: no device behind it)" if exc.code in (0x0A, 0x0B) else ""
+                    other.append((str(u), f"exception {exc.code:#04x}{gw}, not counted"))
                 except mf.FrameError as exc:
-                    found.append((str(u), f"garbled answer: {exc}"))
+                    other.append((str(u), f"garbled answer, not counted: {exc}"))
                 except LinkTimeout:
                     pass
+                if progress:  # RS-485 at 9600 baud takes ~50 s for 247 ids: say where it is
+                    typer.echo(f"\rscanning unit {u} ({i}/{total}), {len(found)} found",
+                               err=True, nl=False)
                 await asyncio.sleep(mf.silent_interval(baud) if serial else 0)
+            if progress:
+                typer.echo("", err=True)
             return found
         finally:
             await link.close()
 
+    other: list[tuple[str, str]] = []
+    total = len(_units(units))
+    progress = bool(serial)
     t0 = time.monotonic()
     found = asyncio.run(go())
-    for who, what in found:
+    for who, what in [*found, *other]:
         typer.echo(f"{who:>14}  {what}")
     typer.echo(f"{len(found)} found in {time.monotonic() - t0:.1f} s")
     if not found:

@@ -134,3 +134,25 @@ def test_scan_dlt645_reads_the_meter_address() -> None:
         srv.stop()
     assert r.exit_code == 0, r.output
     assert "000012345678" in r.output
+
+
+def test_scan_does_not_count_exception_answers_and_shows_progress() -> None:
+    # unit 2 answers every request with 0x0B (a gateway's "target device failed to
+    # respond"), unit 4 with 0x02 (illegal data address): neither is a meter found
+    sdm = library.load("eastron-sdm630")
+    srv = ModbusSlaveServer({
+        2: Unit(sdm, {}, Faults(exception=1.0, exception_code=0x0B)),  # type: ignore[arg-type]
+        4: Unit(sdm, {}, Faults(exception=1.0, exception_code=0x02)),  # type: ignore[arg-type]
+        5: Unit(sdm, {})}).start()  # type: ignore[arg-type]
+    try:
+        r = runner.invoke(app, ["scan", "--serial", srv.device, "--units", "1-6",
+                                "--function", "input", "--timeout", "0.1"])
+    finally:
+        srv.stop()
+    assert r.exit_code == 0, r.output
+    assert "1 found" in r.output
+    assert [line.split()[0] for line in r.output.splitlines() if "answered" in line] == ["5"]
+    noted = {line.split()[0]: line for line in r.output.splitlines() if "not counted" in line}
+    assert sorted(noted) == ["2", "4"]
+    assert "0x0b (gateway" in noted["2"]
+    assert "(6/6)" in r.output  # progress on a serial bus
