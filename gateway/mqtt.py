@@ -72,6 +72,7 @@ class Uplink:
         self.acked = 0
         self.refused = 0
         self.connects = 0
+        self.connect_failures = 0  # attempts in a row that did not reach the broker
         self.connected = threading.Event()
         self.status_topic = wire.status_topic(site, gateway)
         self.telemetry_topic = wire.telemetry_topic(site, gateway)
@@ -96,6 +97,7 @@ class Uplink:
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         self.client = c
@@ -109,6 +111,7 @@ class Uplink:
             log.warning("event=mqtt_connect_refused reason=%r", str(rc))
             return
         self.connects += 1
+        self.connect_failures = 0
         log.info("event=mqtt_connected host=%s port=%d tls=%s user=%s",
                  self.cfg.host, self.cfg.port, self.cfg.tls is not None, self.cfg.username or "-")
         if self.cfg.end_to_end:
@@ -116,6 +119,17 @@ class Uplink:
         birth = {"state": "online", "ts": int(time.time() * 1000)}
         client.publish(self.status_topic, wire.dumps(birth), qos=1, retain=True)
         self.connected.set()
+
+    def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
+        """The broker could not be reached (refused, no route, TLS): paho calls this once
+        per attempt, i.e. once per backoff step, and retries on its own. paho does not pass
+        the socket error on, so the line names where and how often instead."""
+        self.connect_failures += 1
+        delay = min(self.cfg.reconnect_max_s,
+                    max(1.0, self.cfg.reconnect_min_s) * 2 ** (self.connect_failures - 1))
+        log.warning("event=mqtt_connect_failed host=%s port=%d tls=%s attempt=%d "
+                    "retry_in_s=%.0f", self.cfg.host, self.cfg.port, self.cfg.tls is not None,
+                    self.connect_failures, delay)
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: paho.DisconnectFlags,
                        rc: ReasonCode, props: Properties | None) -> None:
