@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import time
 from pathlib import Path
@@ -183,7 +184,7 @@ def probe(
         v = reading.values.get(q)
         src = getattr(item, "di", None) or getattr(item, "group", None) or (
             f"{getattr(item, 'function', None) or 'default'} {getattr(item, 'address', '')}")
-        table.add_row(q, "—" if v is None else f"{v:.6g}", quantities.QUANTITIES[q].unit,
+        table.add_row(q, "—" if v is None else _full(v, item, p), quantities.QUANTITIES[q].unit,
                       str(src))
     Console().print(table)
     for e in errors:
@@ -192,6 +193,22 @@ def probe(
                f"transactions, {elapsed * 1000:.0f} ms")
     if not reading.values:
         raise typer.Exit(1)
+
+
+def _full(v: float, item: Any, profile: Any) -> str:
+    """A value as the meter's display shows it, to its full resolution (a counter of
+    123456.7 kWh is ``123456.7``, never ``123457``): a 32-bit float to its 7 significant
+    digits (what it holds, without the binary noise: 123456.703125 → 123456.7), a scaled
+    integer register to the decimals of its scale (×0.01 → 2), anything else as is."""
+    rtype = getattr(item, "type", None) or getattr(getattr(profile, "defaults", None), "type",
+                                                   None)
+    if getattr(item, "address", None) is not None and rtype == "f32":
+        return f"{v:.7g}"
+    scale = getattr(item, "scale", None)
+    if getattr(item, "address", None) is not None and rtype not in ("f32", "f64") and scale:
+        dec = max(0, -math.floor(math.log10(abs(scale)) + 1e-9)) if abs(scale) < 1 else 0
+        return f"{v:.{dec}f}"
+    return f"{v:.15g}"
 
 
 def _units(spec: str) -> list[int]:

@@ -156,3 +156,18 @@ def test_scan_does_not_count_exception_answers_and_shows_progress() -> None:
     assert sorted(noted) == ["2", "4"]
     assert "0x0b (gateway" in noted["2"]
     assert "(6/6)" in r.output  # progress on a serial bus
+
+
+def test_probe_shows_a_counter_to_the_meters_resolution() -> None:
+    # SDM630 holds its counters as 32-bit floats: 123456.7 is stored as 123456.703125
+    sdm = library.load("eastron-sdm630")
+    srv = ModbusSlaveServer({1: Unit(sdm, {"active_energy_import_kwh": 123456.7,  # type: ignore[arg-type]
+                                           "voltage_l1_v": 230.1})}).start()
+    try:
+        r = runner.invoke(app, ["probe", "--profile", "eastron-sdm630", "--serial", srv.device,
+                                "--unit", "1"], env={"COLUMNS": "200"})
+    finally:
+        srv.stop()
+    assert r.exit_code == 0, r.output
+    row = next(line for line in r.output.splitlines() if "active_energy_import_kwh" in line)
+    assert "123456.7 " in row and "123457" not in row and "123456.703" not in row
