@@ -122,6 +122,8 @@ def probe(
     tcp_port: int = typer.Option(502),
     rtu_over_tcp: bool = typer.Option(False, help="the host is a serial server (RTU framing)"),
     timeout: float = typer.Option(1.0, help="seconds per transaction"),
+    raw: bool = typer.Option(False, "--raw", help="also print each transaction's request and "
+                             "answer frames in hex, with the answer's registers (modpoll-style)"),
 ) -> None:
     """Read one device once and print every quantity, like modpoll.
 
@@ -164,6 +166,17 @@ def probe(
     bus_log.addHandler(_Capture(logging.WARNING))
     bus_log.propagate = False
     link = make_link(dev.transport)
+    frames: list[tuple[bytes | None, bytes]] = []
+    if raw:  # record what went over the wire, in order (one entry per transaction)
+        transact = link.transact
+
+        async def recording(request: bytes | None, length: Any, timeout_s: float,
+                            **kw: Any) -> bytes:
+            answer = await transact(request, length, timeout_s, **kw)
+            frames.append((request, answer))
+            return answer
+
+        link.transact = recording  # type: ignore[method-assign, assignment]
     bus = Bus("probe", link, [BusDevice(driver, timing)])
 
     async def once() -> Any:
@@ -187,6 +200,13 @@ def probe(
         table.add_row(q, "—" if v is None else _full(v, item, p), quantities.QUANTITIES[q].unit,
                       str(src))
     Console().print(table)
+    for i, (request, answer) in enumerate(frames):
+        label = driver.steps[i].label if i < len(driver.steps) else f"transaction {i + 1}"
+        typer.echo(f"{label}:\n  TX {request.hex(' ') if request else '-'}\n"
+                   f"  RX {answer.hex(' ')}")
+        words = _modbus_words(answer, dev.transport)
+        if words is not None:
+            typer.echo("  registers " + " ".join(f"{w:04X}" for w in words))
     for e in errors:
         typer.echo(f"error: {e}", err=True)
     typer.echo(f"{len(reading.values)}/{len(table.rows)} values in {len(driver.steps)} "
@@ -209,6 +229,18 @@ def _full(v: float, item: Any, profile: Any) -> str:
         dec = max(0, -math.floor(math.log10(abs(scale)) + 1e-9)) if abs(scale) < 1 else 0
         return f"{v:.{dec}f}"
     return f"{v:.15g}"
+
+
+def _modbus_words(frame: bytes, transport: Any) -> list[int] | None:
+    """The 16-bit registers of a Modbus read answer (function 3 or 4), as modpoll lists
+    them; None for anything else (DL/T 645, an exception answer, coils)."""
+    if getattr(transport, "framing", "rtu") == "ascii":
+        return None
+    pdu = frame[7:] if getattr(transport, "type", "") == "tcp" else frame[1:-2]
+    if len(pdu) < 2 or pdu[0] not in (3, 4) or len(pdu) < 2 + pdu[1] or pdu[1] % 2:
+        return None
+    data = pdu[2:2 + pdu[1]]
+    return [int.from_bytes(data[j:j + 2], "big") for j in range(0, len(data), 2)]
 
 
 def _units(spec: str) -> list[int]:

@@ -171,3 +171,19 @@ def test_probe_shows_a_counter_to_the_meters_resolution() -> None:
     assert r.exit_code == 0, r.output
     row = next(line for line in r.output.splitlines() if "active_energy_import_kwh" in line)
     assert "123456.7 " in row and "123457" not in row and "123456.703" not in row
+
+
+def test_probe_raw_prints_frames_and_registers() -> None:
+    adl = library.load("acrel-adl400")
+    srv = ModbusSlaveServer({3: Unit(adl, {"voltage_l1_v": 231.2})}).start()  # type: ignore[arg-type]
+    try:
+        r = runner.invoke(app, ["probe", "--profile", "acrel-adl400", "--serial", srv.device,
+                                "--unit", "3", "--raw"], env={"COLUMNS": "200"})
+    finally:
+        srv.stop()
+    assert r.exit_code == 0, r.output
+    tx = [line for line in r.output.splitlines() if line.strip().startswith("TX 03 0")]
+    rx = [line for line in r.output.splitlines() if line.strip().startswith("RX 03 0")]
+    regs = [line for line in r.output.splitlines() if line.strip().startswith("registers ")]
+    assert tx and len(rx) == len(tx) and regs
+    assert all(len(w) == 4 for w in regs[0].split()[1:])  # 16-bit words in hex
