@@ -3,9 +3,20 @@ anything malformed is refused with a reason instead of being read as a value."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
+from firmware_sim.faults import Fault, Faults
+from firmware_sim.mbus_meter import MbusServer, Meter
+from firmware_sim.rtu import LineServer
+from gateway import library
 from gateway import mbus as m
+from gateway.bus import Bus, BusDevice, Timing
+from gateway.config import GatewayConfig
+from gateway.drivers import MbusDriver
+from gateway.transport import SerialLink
 
 # "The M-Bus: A Documentation" (m-bus.com, rev 4.8), ch. 6.5 example RSP_UD, variable data
 # structure: ID 12345678, manufacturer 4024h (PAD), version 1, medium 07h water, access 55h.
@@ -111,3 +122,130 @@ def test_heat_meter_vifs_and_types() -> None:
     assert m.canonical(r.records[0]) == ("GJ", pytest.approx(444.4416))
     assert m.canonical(r.records[5]) == ("kW", pytest.approx(15.0))
     assert r.manufacturer == "LUG"
+
+
+# --------------------------------------------------------------------------- end to end
+# (real serial path: the gateway's SerialLink on a pty, the simulator on the other end)
+
+
+
+HEAT = {"heat_energy_gj": 1234567 * 0.0036, "water_volume_m3": 87654.32, "heat_power_kw": 152.0,
+        "water_flow_m3_h": 0.654, "supply_temp_c": 70.5, "return_temp_c": 50.2}
+HEAT2 = {**HEAT, "heat_energy_gj": 42 * 0.0036, "supply_temp_c": 60.0}
+BAUD = 2400  # the usual M-Bus speed, 8E1
+
+
+def t550() -> m.MbusProfile:
+    p = library.load("landis-gyr-t550-mbus")
+    assert isinstance(p, m.MbusProfile)
+    return p
+
+
+def lug(ident: str) -> m.SecondaryAddress:
+    return m.SecondaryAddress(ident, m.manufacturer_code("LUG"), 0x07, 0x04)
+
+
+async def test_primary_read_over_the_serial_path(servers: list[LineServer]) -> None:
+    srv = MbusServer([Meter(lug("71234567"), HEAT, primary=5)], link="pty", baud=BAUD)
+    servers.append(srv.start())
+    dev = BusDevice(MbusDriver("heat", t550(), 5), Timing(timeout_s=1.5, retries=1,
+                                                         inter_frame_s=0.02))
+    bus = Bus("mbus", SerialLink(srv.device, baud=BAUD, parity="E"), [dev])
+    r = await bus.poll_device(dev)
+    await bus.close()
+    assert r.values == pytest.approx(HEAT) and r.complete
+    # line timing: REQ_UD2 (5) + 3.5 characters + RSP_UD (6 + 3 + 12 + 32) at 11 bits (8E1)
+    assert dev.stats.last_latency_s >= (5 + 3.5 + 53) * 11 / BAUD
+    assert dev.stats.frame_errors == 0
+
+
+async def test_secondary_selection_with_two_meters_on_one_bus(
+        servers: list[LineServer]) -> None:
+    # both at primary address 0 (unconfigured): only secondary addressing tells them apart
+    srv = MbusServer([Meter(lug("71234567"), HEAT), Meter(lug("71234568"), HEAT2)],
+                     link="pty", baud=9600)
+    servers.append(srv.start())
+    timing = Timing(timeout_s=1.0, retries=1, inter_frame_s=0.01)
+    a = BusDevice(MbusDriver("a", t550(), 0, "71234567"), timing)
+    b = BusDevice(MbusDriver("b", t550(), 0, "71234568"), timing)
+    # a primary read of address 0 gets both meters' answers at once: refused, no value
+    both = BusDevice(MbusDriver("both", t550(), 0), Timing(timeout_s=0.3, retries=0,
+                                                          inter_frame_s=0.01))
+    bus = Bus("mbus", SerialLink(srv.device, baud=9600, parity="E"), [a, b, both])
+    readings = {r.device: r for r in await bus.poll_cycle(0)}
+    await bus.close()
+    collided = readings["both"]
+    assert readings["a"].values == pytest.approx(HEAT)
+    assert readings["b"].values == pytest.approx(HEAT2)
+    assert collided.values == {} and both.stats.frame_errors >= 1
+
+
+async def test_wildcard_search_over_the_line(servers: list[LineServer]) -> None:
+    import os
+    import select
+    import termios
+    import time
+    import tty
+
+    srv = MbusServer([Meter(lug("71234567"), HEAT), Meter(lug("71234568"), HEAT2),
+                      Meter(lug("10000000"), HEAT)], link="pty")
+    servers.append(srv.start())
+    fd = os.open(srv.device, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    termios.tcflush(fd, termios.TCIOFLUSH)
+
+    def probe(pattern: str) -> m.Probe:
+        os.write(fd, m.select_request(m.SecondaryAddress(pattern)))
+        got, deadline = b"", time.monotonic() + 0.15
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.01)
+            if r:
+                got += os.read(fd, 64)
+        return "none" if not got else "one" if got == b"\xe5" else "collision"
+
+    try:
+        assert m.wildcard_search(probe) == ["10000000", "71234567", "71234568"]
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(("fault", "reason"), [
+    ("garbage", "event=bad_frame"), ("crc", "checksum"),
+    ("address", "answer from meter 71234568, not 71234567"), ("timeout", "event=timeout")])
+async def test_faults_yield_no_value_and_a_reason(
+        fault: Fault, reason: str, servers: list[LineServer],
+        caplog: pytest.LogCaptureFixture) -> None:
+    srv = MbusServer([Meter(lug("71234567"), HEAT, faults=Faults.always(fault))], link="pty",
+                     baud=9600)
+    servers.append(srv.start())
+    dev = BusDevice(MbusDriver("heat", t550(), 0, "71234567"),
+                    Timing(timeout_s=0.4, retries=1, inter_frame_s=0.005))
+    bus = Bus("mbus", SerialLink(srv.device), [dev])
+    with caplog.at_level(logging.WARNING, logger="enmon.gateway.bus"):
+        r = await bus.poll_device(dev)
+        again = await bus.poll_device(dev)  # the gateway keeps polling, never crashes
+    await bus.close()
+    assert r.values == {} and again.values == {}  # no value, never 0
+    assert any(reason in msg for msg in caplog.messages), caplog.messages
+
+
+async def test_the_gateway_polls_an_mbus_meter_from_its_config(
+        servers: list[LineServer], tmp_path: Path) -> None:
+    from gateway.agent import Gateway
+
+    srv = MbusServer([Meter(lug("71234567"), HEAT)], link="pty", baud=BAUD)
+    servers.append(srv.start())
+    cfg = GatewayConfig.model_validate({
+        "site": "s", "gateway": "g", "state_dir": str(tmp_path),
+        "devices": [{"name": "heat", "profile": "landis-gyr-t550-mbus", "address": "71234567",
+                     "transport": {"type": "serial", "port": srv.device, "baud": BAUD,
+                                   "parity": "E", "timeout_s": 1.5}}]})
+    gw = Gateway(cfg)
+    try:
+        samples = await gw.poll_once()
+    finally:
+        for b in gw.buses:
+            await b.close()
+        gw.queue.close()
+    assert [s.device for s in samples] == ["heat"]
+    assert samples[0].values["heat_energy_gj"] == pytest.approx(HEAT["heat_energy_gj"])
