@@ -147,10 +147,14 @@ def alerts(url: str = URL, all_: bool = typer.Option(False, "--all", help="inclu
 @app.command()
 def ack(fingerprint: str = typer.Argument(..., help="alert fingerprint (unique prefix is enough)"),
         by: str = typer.Option(os.environ.get("USER", "cli"), "--by", help="who acknowledges"),
-        url: str = URL, token_env: str | None = TOKEN) -> None:
+        url: str = URL, token_env: str | None = TOKEN, lang: str | None = LANG) -> None:
     """Acknowledge an alert: no more repeats until it resolves and fires again."""
+    from enmon.i18n import gettext_for
+
+    _ = gettext_for(_lang(lang))
     r = _call("POST", f"{url}/alerts/{fingerprint}/ack", {"by": by}, token_env)
-    typer.echo(f"acknowledged {r['acknowledged']} by {r['by']}")
+    typer.echo(_("acknowledged %(fingerprint)s by %(by)s", fingerprint=r["acknowledged"],
+                 by=r["by"]))
 
 
 def _duration(text: str) -> float:
@@ -187,6 +191,7 @@ def recompute(
     site: list[str] = typer.Option([], "--site", help="site id (repeatable; default: all)"),
     from_: str = typer.Option(..., "--from", help="first day to recompute, e.g. 2026-01-01"),
     to: str = typer.Option("", "--to", help="last day (default: today)"),
+    lang: str | None = LANG,
 ) -> None:
     """Mark a period for recomputation: the running rule engine rebuilds its roll-ups.
 
@@ -205,9 +210,11 @@ def recompute(
 
     from enmon import touched as tch
     from enmon.errors import ConfigError
+    from enmon.i18n import gettext_for
     from enmon.influx import make_writer
     from rules.config import load_config
 
+    _ = gettext_for(_lang(lang))
     cfg = load_config(config)
     from energy.site import load_site
 
@@ -237,9 +244,10 @@ def recompute(
                 ranges = {(m.gateway, m.device): (lo, hi) for _, m in s.meters()}
                 await w.write([tch.marker_line(s.site, "recompute", ranges,
                                                stamp(int(time.time() * 1000)))])
-                typer.echo(f"{s.site}: {len(ranges)} meters marked from "
-                           f"{dt.datetime.fromtimestamp(lo / 1000, ZoneInfo(s.timezone)):%Y-%m-%d}"
-                           " — the rule engine recomputes them on its next pass")
+                first = f"{dt.datetime.fromtimestamp(lo / 1000, ZoneInfo(s.timezone)):%Y-%m-%d}"
+                typer.echo(_("%(site)s: %(meters)d meters marked from %(day)s — the rule "
+                             "engine recomputes them on its next pass", site=s.site,
+                             meters=len(ranges), day=first))
         finally:
             await w.close()
 

@@ -66,7 +66,11 @@ async def test_recompute_marks_a_period_and_the_next_pass_rolls_it_up(
                         "--from", "2026-03-01", "--to", "2026-03-31"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "s1: 1 meters marked from 2026-03-01" in r.stdout
+    assert "s1：已标记 1 块表计自 2026-03-01 起重算" in r.stdout  # zh-CN by default
+    en = subprocess.run([sys.executable, "-m", "enmon", "rules", "recompute", "-c", str(cfg),
+                         "--from", "2026-03-01", "--to", "2026-03-31", "--lang", "en"],
+                        capture_output=True, text=True, timeout=60)
+    assert "s1: 1 meters marked from 2026-03-01" in en.stdout
     await a_pass(cfg)
     assert daily() == [120.0]
 
