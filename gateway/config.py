@@ -169,8 +169,8 @@ class Device(StrictModel):
     # CJ/T 188 meters: 14 hex digits A6..A0 (the last four often the maker's code)
     address: Annotated[str, Field(
         pattern=r"^([0-9]{12}|AAAAAAAAAAAA|[0-9A-Fa-f]{14}|[0-9]{8})$", json_schema_extra={
-            "fix": "12 digits as on the nameplate (DL/T 645) or 14 (CJ/T 188), quoted: "
-                   "\"000012345678\""})] | None = None
+            "fix": "12 digits as on the nameplate (DL/T 645), 14 (CJ/T 188) or the 8-digit "
+                   "M-Bus secondary address, quoted: \"000012345678\""})] | None = None
     transport: Transport
     building: Annotated[str, Field(pattern=f"^({ID_PATTERN})?$")] = ""
     category: Annotated[str, Field(pattern=f"^({ID_PATTERN})?$")] = ""

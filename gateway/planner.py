@@ -184,3 +184,60 @@ def wire_cost(reads: Sequence[Read], *, transport: str = "rtu") -> tuple[int, in
             resp += bit_bytes(r.count) - 2 * r.count
         total += req + resp
     return len(reads), total
+
+
+# --------------------------------------------------------------------------- poll intervals
+
+
+class PollSchedule:
+    """Which devices of one shared bus are due, each at its own poll interval.
+
+    Pure bookkeeping (the caller supplies the clock), so it is tested with compressed time.
+    Earliest deadline first: the device most overdue goes next, so a fast device cannot
+    starve a slow one and a slow one's long read delays a fast one by at most that read.
+    A device's next deadline advances by whole intervals from its previous deadline (no
+    drift); ticks missed while the line was busy are skipped, never burst, and an overrun
+    device waits behind those already waiting (round robin when the line is overloaded).
+    """
+
+    def __init__(self, intervals: dict[str, float], start: float) -> None:
+        if any(v <= 0 for v in intervals.values()):
+            raise ValueError("poll intervals must be positive")
+        self.intervals = dict(intervals)
+        self.next_due = dict.fromkeys(intervals, start)
+        self.polls = dict.fromkeys(intervals, 0)
+        self.skipped = dict.fromkeys(intervals, 0)
+        self.busy_s = dict.fromkeys(intervals, 0.0)
+
+    def due(self, now: float) -> list[str]:
+        """Devices due at ``now``, most overdue first."""
+        ready = [n for n, t in self.next_due.items() if t <= now]
+        return sorted(ready, key=lambda n: (self.next_due[n], n))
+
+    def done(self, name: str, started: float, finished: float) -> None:
+        """Record one poll of ``name`` that held the line from ``started`` to ``finished``."""
+        self.polls[name] += 1
+        self.busy_s[name] += max(0.0, finished - started)
+        nxt = self.next_due[name] + self.intervals[name]
+        if nxt <= finished:  # overran: skip the missed ticks, queue behind the waiting ones
+            self.skipped[name] += int((finished - nxt) // self.intervals[name]) + 1
+            nxt = finished
+        self.next_due[name] = nxt
+
+    def next_wake(self) -> float:
+        return min(self.next_due.values())
+
+    def line_budget(self) -> float:
+        """Share of the line's time the schedule asks for (> 1: it cannot keep up)."""
+        out = 0.0
+        for n, iv in self.intervals.items():
+            if self.polls[n]:
+                out += self.busy_s[n] / self.polls[n] / iv
+        return out
+
+    def figures(self) -> dict[str, dict[str, float | int]]:
+        """Per device: interval, polls, skipped ticks, mean line time per poll (health)."""
+        return {n: {"interval_s": iv, "polls": self.polls[n], "skipped": self.skipped[n],
+                    "mean_poll_ms": round(self.busy_s[n] / self.polls[n] * 1000, 1)
+                    if self.polls[n] else 0.0}
+                for n, iv in self.intervals.items()}

@@ -1,0 +1,48 @@
+"""Per-device poll intervals on one shared bus, in compressed (simulated) time."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.planner import PollSchedule
+
+
+def run(intervals: dict[str, float], cost: dict[str, float], horizon: float
+        ) -> tuple[PollSchedule, dict[str, list[float]]]:
+    """Drive the schedule over ``horizon`` seconds of a single half-duplex line."""
+    s = PollSchedule(intervals, 0.0)
+    now = 0.0
+    starts: dict[str, list[float]] = {n: [] for n in intervals}
+    for _ in range(100_000):  # bounded
+        if now >= horizon:
+            break
+        due = s.due(now)
+        if not due:
+            now = s.next_wake()
+            continue
+        name = due[0]  # one transaction at a time on the line
+        starts[name].append(now)
+        s.done(name, now, now + cost[name])
+        now += cost[name]
+    return s, starts
+
+
+def test_fast_and_slow_devices_both_keep_their_intervals() -> None:
+    s, starts = run({"fast": 1.0, "slow": 60.0}, {"fast": 0.3, "slow": 0.5}, 600.0)
+    fast = [b - a for a, b in zip(starts["fast"], starts["fast"][1:], strict=False)]
+    slow = [b - a for a, b in zip(starts["slow"], starts["slow"][1:], strict=False)]
+    assert len(starts["fast"]) == 600 and len(starts["slow"]) == 10
+    assert all(iv == pytest.approx(60.0) for iv in slow)
+    # the fast one is delayed at most by one slow read, and never drifts
+    assert max(fast) <= 1.0 + 0.5 and min(fast) >= 1.0 - 0.5
+    assert starts["fast"][-1] == pytest.approx(599.0, abs=0.5)
+    assert s.skipped == {"fast": 0, "slow": 0}
+    assert s.line_budget() == pytest.approx(0.3 / 1 + 0.5 / 60)
+
+
+def test_overloaded_line_skips_ticks_without_starving_anyone() -> None:
+    s, starts = run({"a": 1.0, "b": 1.0, "c": 60.0}, {"a": 0.8, "b": 0.8, "c": 0.8}, 300.0)
+    assert s.line_budget() > 1  # the health shows it cannot keep up
+    assert len(starts["c"]) == 5  # the slow device still gets its turns
+    assert abs(len(starts["a"]) - len(starts["b"])) <= 1  # fair between equals
+    assert s.skipped["a"] > 0 and s.figures()["a"]["mean_poll_ms"] == 800.0
