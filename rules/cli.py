@@ -129,8 +129,12 @@ def alerts(url: str = URL, all_: bool = typer.Option(False, "--all", help="inclu
     lg = _lang(lang)
     _ = gettext_for(lg)
     rows = _call("GET", f"{url}/alerts", None, token_env)
-    table = Table(_("fingerprint"), _("state"), _("severity"), _("rule"), _("where"),
-                  _("since"), _("summary"), _("acknowledged by"))
+    table = Table()
+    # the fingerprint is what `enmon rules ack` takes: never cut, whatever the terminal width
+    table.add_column(_("fingerprint"), no_wrap=True, min_width=16)
+    for header in (_("state"), _("severity"), _("rule"), _("where"), _("since"), _("summary"),
+                   _("acknowledged by")):
+        table.add_column(header, overflow="fold")
     for a in rows:
         if not all_ and a["state"] not in ("pending", "firing"):
             continue

@@ -136,12 +136,14 @@ async def test_threshold_alert_survives_restart_without_renotifying(
     from rules.cli import app
 
     url = f"http://127.0.0.1:{api}"
-    listed = await asyncio.to_thread(CliRunner().invoke, app, ["alerts", "--url", url])
+    listed = await asyncio.to_thread(CliRunner().invoke, app,
+                                     ["alerts", "--url", url, "--lang", "en"],
+                                     env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and fp in listed.output and "firing" in listed.output
     acked = await asyncio.to_thread(CliRunner().invoke, app,
                                     ["ack", fp[:10], "--by", "zhang", "--url", url])
     assert acked.exit_code == 0, acked.output
-    assert f"acknowledged {fp} by zhang" in acked.output
+    assert f"告警 {fp} 已由 zhang 确认" in acked.output  # zh-CN by default
     # a silence for another building does not mute this one
     other = await asyncio.to_thread(post, f"{url}/silences",
                                     {"match": {"building": "lab-*"}, "duration_s": 60})
