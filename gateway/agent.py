@@ -21,7 +21,7 @@ from typing import Any
 from enmon import wire
 from enmon.systemd import Watchdog, sd_notify
 from gateway import modbus_frames as mf
-from gateway.bus import Bus, BusDevice, Timing
+from gateway.bus import Bus, BusDevice, Reading, Timing
 from gateway.cjt188 import Cjt188Profile
 from gateway.config import (
     Device,
@@ -46,7 +46,7 @@ from gateway.drivers import (
 from gateway.library import AnyProfile
 from gateway.mbus import MbusProfile
 from gateway.mqtt import Uplink
-from gateway.planner import breakeven_gap
+from gateway.planner import PollSchedule, breakeven_gap
 from gateway.profile import ModbusProfile
 from gateway.serial_line import SerialLineProfile
 from gateway.transport import Link, SerialLink, TcpLink
@@ -150,12 +150,50 @@ class Gateway:
         self.uplink = Uplink(cfg.mqtt, cfg.site, cfg.gateway, self.queue)
         self.cycle = 0
         self.started = time.monotonic()
+        every = {d.name: d.poll_interval_s or cfg.poll.interval_s for d in cfg.devices}
+        #: per-device intervals only when some device asks for its own
+        self.scheduled = any(d.poll_interval_s is not None for d in cfg.devices)
+        self.schedules = {b.name: PollSchedule({dev.driver.name: every[dev.driver.name]
+                                                for dev in b.devices}, self.started)
+                          for b in self.buses}
 
     # ------------------------------------------------------------------ poll
 
     async def poll_once(self) -> list[wire.Sample]:
         results = await asyncio.gather(*(b.poll_cycle(self.cycle) for b in self.buses))
         self.cycle += 1
+        return self._samples(results)
+
+    async def _poll_bus_due(self, bus: Bus, now: float) -> list[Reading]:
+        sched = self.schedules[bus.name]
+        by_name = {dev.driver.name: dev for dev in bus.devices}
+        out: list[Reading] = []
+        for name in sched.due(now):
+            dev = by_name[name]
+            started = time.monotonic()
+            try:
+                out.append(await bus.poll_device(dev))
+            except Exception:  # a bug or an unforeseen OS error must not stop the gateway
+                log.exception("event=poll_error bus=%s device=%s", bus.name, name)
+                with contextlib.suppress(Exception):
+                    await bus.link.close()
+            sched.done(name, started, time.monotonic())
+            st = dev.stats
+            if not st.online:  # offline: tried every 2, 4, 8 … of its intervals
+                sched.next_due[name] += sched.intervals[name] * (st.backoff - 1)
+                st.backoff = min(st.backoff * 2, dev.timing.backoff_max_cycles)
+        return out
+
+    async def poll_due(self, now: float) -> list[wire.Sample]:
+        """Poll the devices whose own interval is due at ``now`` (monotonic clock)."""
+        results = await asyncio.gather(*(self._poll_bus_due(b, now) for b in self.buses))
+        self.cycle += 1
+        return self._samples(results)
+
+    def next_due(self) -> float:
+        return min(s.next_wake() for s in self.schedules.values())
+
+    def _samples(self, results: list[list[Reading]]) -> list[wire.Sample]:
         samples: list[wire.Sample] = []
         for readings in results:
             for r in readings:
@@ -218,6 +256,9 @@ class Gateway:
                      "unconfirmed": self.uplink.unconfirmed, "resent": self.uplink.resent},
             "flags": dict(flags),
             "devices": devices,
+            "schedule": {name: {"line_budget": round(sc.line_budget(), 4),
+                                "devices": sc.figures()}
+                         for name, sc in self.schedules.items()} if self.scheduled else {},
         }
 
     def _save_baselines(self) -> None:
@@ -253,7 +294,8 @@ class Gateway:
         next_health = time.monotonic() + min(self.cfg.poll.health_interval_s, 5.0)
         try:
             while not stop.is_set():
-                samples = await self.poll_once()
+                samples = (await self.poll_due(time.monotonic()) if self.scheduled
+                           else await self.poll_once())
                 watchdog.alive()
                 if samples:
                     await asyncio.to_thread(self.enqueue, samples)
@@ -266,7 +308,7 @@ class Gateway:
                              h["queue"]["dropped_batches"], h["mqtt"]["acked"])
                     await asyncio.to_thread(self._save_baselines)
                     next_health = time.monotonic() + self.cfg.poll.health_interval_s
-                next_tick += interval
+                next_tick = self.next_due() if self.scheduled else next_tick + interval
                 delay = next_tick - time.monotonic()
                 if delay < 0:  # overran: skip missed ticks rather than burst
                     next_tick = time.monotonic()

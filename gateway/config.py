@@ -179,6 +179,9 @@ class Device(StrictModel):
     # that fits, on serial lines the size where reading it costs as much as a new transaction
     gap: Annotated[int, Field(ge=0, le=125)] | None = None
     quantities: list[str] | None = None  # poll only these (default: all in the profile)
+    # this device's own poll interval on its bus (default: poll.interval_s); a bus with
+    # devices of different intervals is scheduled earliest-deadline-first
+    poll_interval_s: Annotated[float, Field(ge=0.1, le=86_400)] | None = None
     counters: dict[str, CounterCheck] = {}
 
 

@@ -172,7 +172,13 @@ class MbusDriver(Driver):
             if sec is None and resp.address != primary:
                 raise mb.MbusFrameError(f"answer from primary address {resp.address}, "
                                         f"not {primary}")
-            return {q: mb.item_value(profile, q, resp.records) for q in wanted}
+            # a record the meter does not send (another firmware or configuration) leaves
+            # that quantity without a value; the others still count
+            present = [q for q in wanted
+                       if mb.find_record(resp.records, profile.quantities[q]) is not None]
+            if not present:
+                raise mb.MbusFrameError(f"none of {wanted} in the answer's records")
+            return {q: mb.item_value(profile, q, resp.records) for q in present}
 
         steps: list[Step] = []
         if sec is not None:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+
 import pytest
 
+from firmware_sim.mbus_meter import MbusServer, Meter
+from firmware_sim.rtu import LineServer
+from gateway import mbus as m
+from gateway.agent import Gateway
+from gateway.config import GatewayConfig
 from gateway.planner import PollSchedule
 
 
@@ -46,3 +55,39 @@ def test_overloaded_line_skips_ticks_without_starving_anyone() -> None:
     assert len(starts["c"]) == 5  # the slow device still gets its turns
     assert abs(len(starts["a"]) - len(starts["b"])) <= 1  # fair between equals
     assert s.skipped["a"] > 0 and s.figures()["a"]["mean_poll_ms"] == 800.0
+
+
+async def test_the_gateway_keeps_each_devices_interval_on_one_bus(
+        servers: list[LineServer], tmp_path: Path) -> None:
+    """Two M-Bus meters on one simulated line, 0.2 s and 1 s, through the gateway's loop."""
+    heat = {"heat_energy_gj": 1.0, "supply_temp_c": 70.0}
+    lug = m.manufacturer_code("LUG")
+    sec = [m.SecondaryAddress(x, lug, 7, 4) for x in ("00000001", "00000002")]
+    srv = MbusServer([Meter(sec[0], heat, primary=1), Meter(sec[1], heat, primary=2)],
+                     link="pty", baud=9600)
+    servers.append(srv.start())
+    port = {"type": "serial", "port": srv.device, "baud": 9600, "parity": "E",
+            "timeout_s": 0.5}
+    cfg = GatewayConfig.model_validate({
+        "site": "s", "gateway": "g", "state_dir": str(tmp_path),
+        "devices": [
+            {"name": "fast", "profile": "landis-gyr-t550-mbus", "unit_id": 1,
+             "poll_interval_s": 0.2, "transport": port},
+            {"name": "slow", "profile": "landis-gyr-t550-mbus", "unit_id": 2,
+             "poll_interval_s": 1.0, "transport": port}]})
+    gw = Gateway(cfg)
+    seen: dict[str, int] = {"fast": 0, "slow": 0}
+    end = time.monotonic() + 2.05
+    try:
+        while time.monotonic() < end:
+            for smp in await gw.poll_due(time.monotonic()):
+                seen[smp.device] += 1
+            await asyncio.sleep(max(0.0, min(gw.next_due(), end) - time.monotonic()))
+        figures = gw.health()["schedule"][gw.buses[0].name]
+    finally:
+        for b in gw.buses:
+            await b.close()
+        gw.queue.close()
+    assert 10 <= seen["fast"] <= 11 and seen["slow"] == 3  # t = 0, 1, 2 s
+    assert figures["devices"]["fast"]["skipped"] == 0
+    assert 0 < figures["line_budget"] < 1
