@@ -5,7 +5,9 @@ Heat, water and cooling meters in European-made district-heating substations (La
 T550/UH50, Kamstrup MULTICAL, Diehl/Sensus, Itron) are read over M-Bus. The codec is pure
 functions (no I/O), like ``gateway.cjt188``; the gateway's bus scheduler drives it.
 
-We write our own codec rather than depend on PyPI ``pymeterbus``: the gateway needs strict
+We write our own codec rather than depend on PyPI ``pyMeterBus`` (0.8.5: decodes variable
+data only, "does currently NOT support encoding and transmission of M-Bus frames, such as
+control frames", per its PyPI page; a side project without documentation). We need strict
 rejection with a reason (a frame that is almost right must never be read as a value), the
 exact canonical units of ``enmon.quantities``, and no dependency that pulls its own serial
 layer into the gateway. Only the subset a heat meter uses is decoded; anything else is kept
@@ -33,7 +35,10 @@ Application layer (EN 13757-3): CI 72h (variable data, long header): ID (4 BCD),
 (2, three 5-bit letters + 64), version, medium, access number, status, signature (2), then
 data records: DIF [DIFE…] VIF [VIFE…] data.
 
-Test vectors (``tests/gateway/test_mbus.py``): the RSP_UD example of "The M-Bus: A
+Test vectors (``tests/gateway/test_mbus.py``): the Landis+Gyr ULTRAHEAT T230 RSP_UD of
+libmbus (github.com/rscada/libmbus, ``test/test-frames/landis+gyr_ultraheat_t230.hex``, its
+decoded values in ``….norm.xml``: 35 records incl. negative BCD, 10 DIFEs' storage 510,
+type F date, manufacturer data), and the RSP_UD example of "The M-Bus: A
 Documentation" (m-bus.com, rev 4.8, chapter 6.5: ID 12345678, manufacturer PAD, water,
 12.565 m³, max. volume flow 0.113 m³/h in storage 5, 218.37 kWh in tariff 2 unit 1) — as
 recalled, its L field and checksum are self-consistent.
@@ -439,16 +444,21 @@ def _data_value(kind: str, raw: bytes) -> float | str | None:
     return raw[::-1].decode("latin-1")  # variable length: ASCII, sent last character first
 
 
+def _century(year: int) -> int:
+    """The 7-bit year of types F/G as libmbus reads it: 0..80 → 2000s, else 1900 + year."""
+    return 2000 + year if year <= 80 else 1900 + year
+
+
 def _date_text(vif: Vif, raw: bytes) -> str:
     if vif.unit == "date" and len(raw) == 2:  # type G
         day, month = raw[0] & 0x1F, raw[1] & 0x0F
         year = ((raw[0] & 0xE0) >> 5) | ((raw[1] & 0xF0) >> 1)
-        return f"{2000 + year:04d}-{month:02d}-{day:02d}"
+        return f"{_century(year):04d}-{month:02d}-{day:02d}"
     if vif.unit == "datetime" and len(raw) == 4:  # type F
         minute, hour, day = raw[0] & 0x3F, raw[1] & 0x1F, raw[2] & 0x1F
         month = raw[3] & 0x0F
         year = ((raw[2] & 0xE0) >> 5) | ((raw[3] & 0xF0) >> 1)
-        return f"{2000 + year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}"
+        return f"{_century(year):04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}"
     return raw.hex()
 
 
@@ -631,8 +641,10 @@ class MbusProfile(_Profile[MbusItem, MbusVector]):
 
 
 def find_record(records: list[Record], item: MbusItem) -> Record | None:
+    """The record a profile item names. Records with VIFEs are never taken: a VIFE may
+    change the meaning (per time unit, accumulation, limit values) in ways we do not read."""
     for r in records:
-        if (r.description == item.record and r.storage == item.storage
+        if (not r.vifes and r.description == item.record and r.storage == item.storage
                 and r.tariff == item.tariff and r.subunit == item.subunit
                 and r.function == item.function):
             return r

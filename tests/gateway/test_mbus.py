@@ -28,6 +28,39 @@ DOC_RSP_UD = bytes.fromhex(
 )
 
 
+# libmbus (github.com/rscada/libmbus) test/test-frames/landis+gyr_ultraheat_t230.hex, a
+# real Landis+Gyr ULTRAHEAT T230 answer; expected values from its landis+gyr_ultraheat_t230.norm.xml
+T230 = bytes.fromhex(
+    "68E2E268080072050266 66A73207040110000009740409700 80C06000000000C14000000000B2D000000"
+    "0B3B0000000B5A9501000B5E9701000B620200F00C78050266668910710 73C226937000 00C2269370000"
+    "0C26000000008C901006000000009B102D0000009B103B0000009B105A0703009B105E07050094 10AD6F"
+    "0000000094 10BB6F0000000094 10DA6F32147A1894 10DE6F2B0B69184C06000000004C14000000007C"
+    "22693400004C2600000000CC901006000000 00DB102D000000DB103B000000DB105A070300DB105E0705"
+    "00848F0F6D0000E1F1046D040C8D110F09070066017D16".replace(" ", ""))
+
+
+def test_landis_gyr_t230_frame_decodes_as_libmbus_does() -> None:
+    r = m.parse_response(m.decode_frame(T230))
+    assert (r.secondary.ident, r.manufacturer, r.secondary.version) == ("66660205", "LUG", 7)
+    assert (r.medium, r.access, r.status) == ("heat (outlet)", 1, 0x10)
+    by = {(x.description, x.storage, x.tariff, x.function): x for x in r.records if not x.vifes}
+    assert by[("flow temperature", 0, 0, "instantaneous")].value == pytest.approx(19.5)
+    assert by[("return temperature", 0, 0, "instantaneous")].value == pytest.approx(19.7)
+    assert by[("temperature difference", 0, 0, "instantaneous")].value == pytest.approx(-0.2)
+    assert by[("fabrication number", 0, 0, "instantaneous")].value == 66660205
+    assert by[("energy", 0, 0, "instantaneous")].value == 0
+    assert by[("on time", 0, 0, "instantaneous")].value == 3769  # h (libmbus: 13568400 s)
+    assert by[("on time", 1, 0, "error")].value == 3469
+    assert by[("flow temperature", 0, 1, "maximum")].value == pytest.approx(30.7)
+    assert str(by[("date and time", 510, 0, "instantaneous")].value).startswith("2027-01")
+    assert by[("date and time", 0, 0, "instantaneous")].value == "2012-01-13T12:04"
+    assert len(r.records) == 34  # libmbus lists 35: the last is manufacturer data
+    # read as the gateway does, through the profile (the max-value records carry VIFEs)
+    values = {q: m.item_value(t550(), q, r.records) for q in t550().quantities}
+    assert values["supply_temp_c"] == pytest.approx(19.5)
+    assert values["heat_energy_gj"] == 0 and values["water_volume_m3"] == 0
+
+
 def test_documented_rsp_ud_decodes() -> None:
     f = m.decode_frame(DOC_RSP_UD)
     assert (f.kind, f.c, f.a, f.ci) == ("long", 0x08, 0x02, 0x72)
