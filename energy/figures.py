@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from energy import accounting, quota
+from energy import accounting, quota, tariff
 from energy.refdata import Ref
 from energy.site import Building, Meter, Site
 
@@ -282,3 +282,34 @@ def quota_ytd(site: Site, b: Building, amounts: Sequence[tuple[Meter, float]]) -
             conv, _ = to_kgce(site, b, m.energy_type, amount)
             total += conv.value if conv is not None else 0.0
     return total
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def tariff_of(site: Site, building: Building, energy_type: str) -> tariff.Tariff | None:
+    """The tariff a building's energy type is billed on (building override, then site)."""
+    tid = building.tariffs.get(energy_type) or site.tariffs.get(energy_type)
+    return tariff.find(tid, site.tariff_definitions) if tid else None
+
+
+def building_cost(site: Site, building: Building, energy_type: str,
+                  ivs: Sequence[accounting.Interval], start: int, end: int, *,
+                  billing_months: float = 0.0) -> tariff.CostBreakdown | None:
+    """The cost of a building's consumption of one energy type in [start, end).
+
+    ``ivs`` are the intervals of the meters whose sum is the building's total (building
+    totals, as the report sums them); the maximum demand is taken from their sum, as the
+    utility meters it at the supply point. ``billing_months`` adds the demand/capacity
+    charge (1 for a month; 0 for a day or a part of a month). ``None``: no tariff set.
+    """
+    t = tariff_of(site, building, energy_type)
+    if t is None:
+        return None
+    tz = ZoneInfo(site.timezone)
+    slices = tariff.split(ivs, t, tz, start, end)
+    demand = None
+    if t.demand is not None and t.demand.basis == "max_demand" and billing_months > 0:
+        demand = tariff.max_demand_kw(ivs, start, end, t.demand.window_min)
+    return tariff.cost(slices, t, demand_kw=demand, capacity_kva=building.contracted_kva,
+                       months=billing_months)

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from energy import refdata
 from energy.refdata import ExhaustCoefficients
+from energy.tariff import Tariff
 from enmon import quantities
 from enmon.config import StrictModel, load_model
 from enmon.wire import ID_PATTERN
@@ -239,6 +240,10 @@ class Building(StrictModel):
     meters: list[Meter] = []
     virtual_meters: list[VirtualMeter] = []
     boilers: list[Boiler] = []
+    tariffs: dict[str, str] = Field(default={}, json_schema_extra={
+        "fix": "energy type → tariff id, overriding the site's tariffs: for this building"})
+    contracted_kva: float | None = Field(default=None, gt=0, json_schema_extra={
+        "fix": "the contracted capacity (kVA) a capacity-based demand charge is billed on"})
     submeter_balance: bool = Field(default=True, json_schema_extra={
         "fix": "false when the sub-item meters do not cover the whole main meter "
                "(no master-vs-submeter balance check then)"})
@@ -305,6 +310,11 @@ class Site(StrictModel):
         "fix": "a coal_equivalent key of energy/data/factors.yaml for electricity"})
     buildings: list[Building] = Field(min_length=1)
     key_units: list[KeyUnit] = []
+    tariffs: dict[str, str] = Field(default={}, json_schema_extra={
+        "fix": "energy type → tariff id, e.g. electricity: example-tou-industrial-10kv "
+               "(energy/data/tariffs.yaml or tariff_definitions:)"})
+    tariff_definitions: list[Tariff] = Field(default=[], json_schema_extra={
+        "fix": "the site's own tariffs, in the form of energy/data/tariffs.yaml entries"})
 
     @model_validator(mode="after")
     def _references(self) -> Site:
