@@ -25,7 +25,7 @@ Q = 15 * 60_000
 
 
 def _ms(*a: int) -> int:
-    return int(dt.datetime(*a, tzinfo=TZ).timestamp() * 1000)  # type: ignore[arg-type]
+    return int(dt.datetime(*a, tzinfo=TZ).timestamp() * 1000)  # type: ignore[arg-type,misc]
 
 
 PERIODS = [
