@@ -52,3 +52,7 @@ QUOTA_STATES = {"ok": N_("within quota"),
 # (energy/ holds no language); a remark not listed here is shown as it comes
 ENERGY_NOTES = {"water is not an energy in 综合能耗 (GB/T 2589-2020)":
                 N_("water is not an energy in 综合能耗 (GB/T 2589-2020)")}
+# time-of-use bands of a tariff (energy/tariff.py)
+TARIFF_BANDS = {"sharp": N_("sharp (TOU band)"), "peak": N_("peak (TOU band)"),
+                "flat": N_("flat (TOU band)"), "valley": N_("valley (TOU band)"),
+                "deep_valley": N_("deep valley (TOU band)"), "all": N_("single price")}

@@ -202,6 +202,19 @@ def render_page(template: str, lang: Lang, tz: str, **context: Any) -> str:
     return str(tmpl.render(lang=lang, page_footer=_page_footer(lang), labels=labels, **context))
 
 
+def _cost_dict(c: Any, lang: Lang) -> dict[str, Any]:
+    """A :class:`energy.tariff.CostBreakdown` as the report's JSON carries it (CNY)."""
+    _ = gettext_for(lang)
+    return {"tariff": c.tariff, "source": c.source, "mark": c.mark, "currency": "CNY",
+            "lines": [{"band": ln.band,
+                       "band_text": _(labels.TARIFF_BANDS.get(ln.band, ln.band)),
+                       "valid_from": ln.valid_from.isoformat() if ln.valid_from else None,
+                       "amount": ln.amount, "price": ln.price, "cost": ln.cost}
+                      for ln in c.lines],
+            "energy_cost": c.energy_cost, "demand_kw": c.demand_kw,
+            "demand_cost": c.demand_cost, "total": c.total, "unpriced": c.unpriced}
+
+
 def report_dict(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
     """The figures as JSON (for the API and for tests that check numbers, not layout).
 
@@ -245,6 +258,7 @@ def report_dict(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
             "meters": [{"meter": m.meter, "energy_type": m.energy_type, "amount": m.amount,
                         "total": m.total, "readings": m.readings, "expected": m.expected,
                         "completeness": m.completeness} for m in b.meters],
+            "cost": {et: _cost_dict(c, lang) for et, c in b.cost.items()},
         } for b in report.buildings],
         "factors": [f.label() for f in report.factors],
         "completeness": report.completeness,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from energy import accounting, balance, figures
+from energy import accounting, balance, figures, tariff
 from energy.balance import DEFAULT_MAX_SHARE, DEFAULT_MIN_KWH, Balance
 from energy.refdata import Ref
 from energy.site import Building, Site
@@ -164,6 +164,8 @@ class BuildingReport:
     # sub-meter balance (分项计量平衡) of each completed site-day: Σ sub-items vs the mains
     balance: list[Balance] = field(default_factory=list)
     balance_max_share: float = DEFAULT_MAX_SHARE
+    # energy type → its cost on the building's tariff (energy.figures.building_cost)
+    cost: dict[str, tariff.CostBreakdown] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -230,9 +232,12 @@ def build_report(
         daily: dict[int, dict[str, float]] = {}
         sub: dict[str, float] = {}
         by_meter_day: dict[str, dict[int, float]] = {}
+        total_ivs: dict[str, list[accounting.Interval]] = {}  # energy type → building totals
         for m in b.meters:
             pts = counters.get((m.gateway, m.device), [])
             ivs = figures.meter_intervals(m, pts)
+            if m.building_total:
+                total_ivs.setdefault(m.energy_type, []).extend(ivs)
             amount = accounting.consumption(ivs, period.start, period.end)
             kinds: dict[str, int] = {}
             for iv in ivs:
@@ -285,12 +290,21 @@ def build_report(
             qf = _quota(site, b, period, ytd_counters if ytd_counters is not None else counters,
                         tz)
             factors[qf.limit.label()] = qf.limit
+        # cost per energy type on the building's tariff; the demand charge only for a whole
+        # billing month (a month still running shows its energy charge so far)
+        months = 1.0 if period.kind == "month" and not period.partial else 0.0
+        costs: dict[str, tariff.CostBreakdown] = {}
+        for et, tivs in sorted(total_ivs.items()):
+            bc = figures.building_cost(site, b, et, tivs, period.start, period.end,
+                                       billing_months=months)
+            if bc is not None:
+                costs[et] = bc
         out_buildings.append(BuildingReport(
             b.id, b.name or b.id, b.type, b.floor_area_m2, b.occupants, energy, subitems, kgce,
             co2, figures.intensity(kgce, b.floor_area_m2), dict(sorted(daily.items())), qf,
             meters, balance.evaluate_days(by_meter_day, balance.topology(b.meters),
                                           max_share=DEFAULT_MAX_SHARE,
-                                          min_amount=DEFAULT_MIN_KWH)))
+                                          min_amount=DEFAULT_MIN_KWH), cost=costs))
     gw_of_building = {(m.gateway) for bb in out_buildings for m in site.building(bb.id).meters}
     comp: dict[str, dict[str, Any]] = {}  # gateway → figures
     for r in completeness_rows:
