@@ -62,7 +62,13 @@ def link_for(srv: LineServer) -> Link:
     return SerialLink(srv.device) if srv.link == "pty" else TcpLink("127.0.0.1", srv.port)
 
 
-@pytest.mark.parametrize("name", library.names())
+# M-Bus profiles are read through their own frames and simulator (firmware_sim/mbus_meter.py):
+# tests/gateway/test_mbus.py::test_the_gateway_polls_an_mbus_meter_from_its_config
+LINE_PROFILES = [n for n in library.names()
+                 if getattr(library.load(n), "protocol", "") != "mbus"]
+
+
+@pytest.mark.parametrize("name", LINE_PROFILES)
 async def test_every_profile_vector_over_a_pty(name: str, servers: list[LineServer]) -> None:
     profile = library.load(name)
     for vec in profile.test_vectors:

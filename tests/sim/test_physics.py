@@ -334,7 +334,7 @@ def test_a_wrong_campus_file_names_file_key_and_fix(tmp_path: Path) -> None:
     bad.write_text("site: x\nbuildings: []\nseed: 1\nclimat: {}\n")
     with pytest.raises(ConfigError) as exc:
         load_campus(bad)
-    assert exc.value.key == "climat" and "spelling" in exc.value.fix
+    assert exc.value.key == "climat" and "did you mean 'climate'" in exc.value.fix
 
 
 def test_the_fast_energy_reading_is_the_full_reading(campus: CampusModel) -> None:
