@@ -16,10 +16,10 @@ Pure: no I/O beyond loading the YAML, no clock.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
@@ -34,6 +34,7 @@ BANDS: tuple[Band, ...] = ("sharp", "peak", "flat", "valley", "deep_valley")
 BAND_NAMES_ZH: dict[str, str] = {"sharp": "尖峰", "peak": "高峰", "flat": "平段",
                                  "valley": "低谷", "deep_valley": "深谷", "all": "单一电价"}
 DAY_MIN = 24 * 60
+K = TypeVar("K", bound=Hashable)
 
 
 def _minute(text: str) -> int:
@@ -172,6 +173,25 @@ def find(tariff_id: str, extra: Sequence[Tariff] = ()) -> Tariff:
 # --------------------------------------------------------------------------- splitting
 
 
+def _share(ivs: Iterable[Interval], start: int, end: int,
+           cut: Callable[[int], tuple[K, int]]) -> dict[K, float]:
+    """Each interval's amount in [start, end), shared linearly by time into the pieces
+    ``cut`` makes: ``cut(t)`` names the piece that holds instant ``t`` and when it ends."""
+    acc: dict[K, float] = {}
+    for iv in ivs:
+        lo, hi = max(iv.start, start), min(iv.end, end)
+        if hi <= lo or iv.end <= iv.start:
+            continue
+        rate = iv.amount / (iv.end - iv.start)
+        cur = lo
+        while cur < hi:
+            key, until = cut(cur)
+            nxt = max(cur + 1, min(hi, until))  # +1: a sub-millisecond rest at a boundary
+            acc[key] = acc.get(key, 0.0) + rate * (nxt - cur)
+            cur = nxt
+    return acc
+
+
 def _band_at(t: Tariff, local: dt.datetime) -> tuple[str, dt.datetime]:
     """The band at a local instant and the local instant it ends (next boundary)."""
     day0 = local.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -215,23 +235,13 @@ def split(ivs: Iterable[Interval], t: Tariff, tz: ZoneInfo, start: int, end: int
     site time) and the period edges; its amount is shared linearly by time, the same rule
     as :func:`energy.accounting.consumption`, so Σ slices == consumption(start, end).
     """
-    acc: dict[tuple[str, dt.date | None], float] = {}
-    for iv in ivs:
-        lo, hi = max(iv.start, start), min(iv.end, end)
-        if hi <= lo or iv.end <= iv.start:
-            continue
-        rate = iv.amount / (iv.end - iv.start)
-        cur = lo
-        while cur < hi:
-            local = dt.datetime.fromtimestamp(cur / 1000, tz)
-            band, until = _band_at(t, local)
-            nxt = min(hi, int(until.timestamp() * 1000))
-            if nxt <= cur:  # sub-millisecond remainder at a boundary
-                nxt = cur + 1
-            p = _price_key(t, local.date())
-            key = (band, p.valid_from if p else None)
-            acc[key] = acc.get(key, 0.0) + rate * (nxt - cur)
-            cur = nxt
+    def cut(cur: int) -> tuple[tuple[str, dt.date | None], int]:
+        local = dt.datetime.fromtimestamp(cur / 1000, tz)
+        band, until = _band_at(t, local)
+        p = _price_key(t, local.date())
+        return (band, p.valid_from if p else None), int(until.timestamp() * 1000)
+
+    acc = _share(ivs, start, end, cut)
     return [Slice(b, v, a) for (b, v), a in sorted(acc.items(), key=lambda kv: (
         str(kv[0][1]), BANDS.index(kv[0][0]) if kv[0][0] in BANDS else 9))]
 
@@ -244,18 +254,7 @@ def max_demand_kw(ivs: Iterable[Interval], start: int, end: int, window_min: int
     a window's kWh / its hours is its demand.
     """
     w = window_min * 60_000
-    kwh: dict[int, float] = {}
-    for iv in ivs:
-        lo, hi = max(iv.start, start), min(iv.end, end)
-        if hi <= lo or iv.end <= iv.start:
-            continue
-        rate = iv.amount / (iv.end - iv.start)
-        cur = lo
-        while cur < hi:
-            k = cur - cur % w
-            nxt = min(hi, k + w)
-            kwh[k] = kwh.get(k, 0.0) + rate * (nxt - cur)
-            cur = nxt
+    kwh = _share(ivs, start, end, lambda cur: (cur - cur % w, cur - cur % w + w))
     return max(kwh.values(), default=0.0) / (window_min / 60)
 
 
