@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from enmon.i18n import N_ as N_  # one vocabulary of languages for every part (re-exported)
+from enmon.i18n import normalize as normalize
+
 LOCALE_DIR = Path(__file__).parent / "locale"
 Lang = Literal["zh-CN", "en"]
 LANGS: tuple[Lang, ...] = ("zh-CN", "en")
@@ -32,24 +35,6 @@ DEFAULT_LANG: Lang = "zh-CN"
 # English dates as the report always wrote them: day before month ("1 – 3 Oct")
 _BABEL = {"zh-CN": "zh_CN", "en": "en_GB"}
 _CATALOG_DIR = {"zh-CN": "zh_CN", "en": "en"}
-
-
-def N_(message: str) -> str:
-    """Mark a message for extraction where it is defined; it is translated where shown."""
-    return message
-
-
-def normalize(lang: str | None) -> Lang | None:
-    """``zh-CN``/``zh_CN``/``zh``/``zh-Hans`` → ``"zh-CN"``; ``en``/``en-US`` → ``"en"``;
-    anything else → ``None`` (the caller falls back to its default)."""
-    if not lang:
-        return None
-    tag = lang.strip().replace("_", "-").lower()
-    if tag == "zh" or tag.startswith(("zh-cn", "zh-hans", "zh-sg")):
-        return "zh-CN"
-    if tag == "en" or tag.startswith("en-"):
-        return "en"
-    return None
 
 
 def from_accept_language(header: str | None) -> Lang | None:

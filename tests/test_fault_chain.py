@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -29,29 +28,12 @@ from enmon.localrun import InfluxDB1, Mosquitto, Part
 from firmware_sim.rtu import ModbusSlaveServer, Unit
 from gateway import library
 from tests.conftest import INFLUX_DB
+from tests.gateway.test_outage import committed, queued
 from tests.support import influx_rows, wait_until
 
 pytestmark = pytest.mark.slow
 SITE, GW = "hosp-a", "gw-chain"
 QS = ["active_energy_import_kwh", "voltage_l1_v"]
-
-
-def committed(db: Path) -> int:
-    """The gateway's next seq as committed to its disk queue (read-only look)."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        con.close()
-
-
-def queued(db: Path) -> int:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return int(con.execute("SELECT COUNT(*) FROM batch").fetchone()[0])
-    finally:
-        con.close()
 
 
 def stored_seqs(influx: InfluxDB1) -> set[int]:
