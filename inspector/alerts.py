@@ -13,12 +13,20 @@ Two sources, one shape:
   acknowledged; the change is recorded in ``alert`` like every other). The
   inspector never edits the book itself: two writers of one state file would
   lose acknowledgements.
+
+An episode's ``summary`` is written in the reader's language by :func:`localized` from
+what the alert says as data (``summary_id``, ``summary_args``: ``enmon.summaries``, the
+same templates and figures as the notification); an alert recorded before summaries were
+data shows its stored English text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from enmon import summaries
+from enmon.i18n import Lang
 
 LABELS = ("site", "building", "gateway", "device", "boiler", "quantity", "budget")
 ACTIVE = ("pending", "firing")
@@ -45,6 +53,8 @@ def episodes(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "labels": {k: r[k] for k in LABELS if r.get(k)}, "state": state, "since": ts,
                 "fired_at": None, "resolved_at": None, "acked_by": None, "acked_at": None,
                 "summary": r.get("summary") or "", "value": r.get("value"),
+                "summary_id": r.get("summary_id") or "",
+                "summary_args": r.get("summary_args") or {},
             }
         if ep is None:
             continue
@@ -54,6 +64,10 @@ def episodes(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         ep["state"] = state
         if r.get("summary"):
             ep["summary"] = r["summary"]
+            # the English text and the data of one row go together: a newer row without
+            # data (an older rules version) must not be read with an older row's figures
+            ep["summary_id"] = r.get("summary_id") or ""
+            ep["summary_args"] = r.get("summary_args") or {}
         if r.get("value") is not None:
             ep["value"] = r["value"]
         if state == "firing" and ep["fired_at"] is None:
@@ -76,8 +90,16 @@ def from_book(alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "fired_at": a.get("fired_at"), "resolved_at": a.get("resolved_at"),
             "acked_by": a.get("acked_by"), "acked_at": a.get("acked_at"),
             "summary": a.get("summary", ""), "value": a.get("value"),
+            "summary_id": a.get("summary_id") or "", "summary_args": a.get("summary_args") or {},
         })
     return sorted(out, key=lambda e: e["since"] or 0, reverse=True)
+
+
+def localized(eps: Iterable[Mapping[str, Any]], lang: Lang,
+              tz_of: Callable[[str], str]) -> list[dict[str, Any]]:
+    """Episodes with their ``summary`` in ``lang`` (times in the site's zone, ``tz_of(site)``)."""
+    return [{**e, "summary": summaries.text_of(
+        e, lang, tz=tz_of(str((e.get("labels") or {}).get("site", ""))))} for e in eps]
 
 
 def matches(ep: Mapping[str, Any], *, site: str | None = None, building: str | None = None,

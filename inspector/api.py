@@ -408,6 +408,7 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
     @app.get("/api/v1/alerts", response_model=AlertsOut, tags=["alerts"])
     async def list_alerts(_: Annotated[Principal, Depends(reader)],
                           st: Annotated[Store, Depends(store)],
+                          lang: Annotated[Lang, Depends(language)],
                           site: Annotated[str | None, Query(pattern=ID)] = None,
                           building: Annotated[str | None, Query(pattern=ID)] = None,
                           device: Annotated[str | None, Query(pattern=ID)] = None,
@@ -444,7 +445,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         if active_only:
             eps = [e for e in eps if e["state"] in al.ACTIVE]
         eps.sort(key=lambda e: (e["state"] not in al.ACTIVE, -(e["since"] or 0)))
-        return AlertsOut(source=source, alerts=[AlertOut(**_alert_fields(e)) for e in eps])
+        return AlertsOut(source=source, alerts=[AlertOut(**_alert_fields(e))
+                                                for e in al.localized(eps, lang, tz_of)])
 
     @app.post("/api/v1/alerts/{fingerprint}/ack", response_model=AckOut, tags=["alerts"],
               responses={404: {"description": "no pending or firing alert"},

@@ -88,7 +88,33 @@ def _read_catalog(lang: Lang) -> Any:
         for msg in cat:
             if msg.id and msg.id not in merged:
                 merged[msg.id] = msg
+    _core_names(merged, lang)
     return merged
+
+
+def _core_names(merged: Any, lang: Lang) -> None:
+    """The names of codes (``enmon/names.py``: sub-items, energy types, rules, states …) are
+    translated once, in the core catalog: they take the place of any copy of the same msgid
+    left in ours from when ``labels.py`` held them, so the console, the report and a
+    notification name a code alike. A msgid our own pages also use as a word of their own
+    (``acknowledged`` as the column of who acknowledged) keeps our translation there."""
+    from babel.messages.catalog import Message
+
+    from enmon import i18n as core
+    from enmon import names
+
+    cat = core.catalog(lang)
+    for msgid in sorted(names.msgids()):
+        text = cat.gettext(msgid)
+        text = "" if text == msgid else text  # English: the msgid is the text
+        old = merged.get(msgid)
+        if old is not None and any(not path.endswith("labels.py") for path, _ in old.locations):
+            continue
+        if old is None:
+            merged[msgid] = Message(msgid, text)
+        else:  # Catalog.__setitem__ would keep the old string
+            old.string = text
+            old.flags.discard("fuzzy")
 
 
 @cache

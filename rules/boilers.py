@@ -75,7 +75,8 @@ class BoilerChecks(PassBase):
                     points.append(pt)
                 out.extend(self.engine.on_boiler(site.site, b.id, bo.id, res.direct, res.limit,
                                                  res.detail, now, indirect=res.indirect,
-                                                 ceiling=res.ceiling))
+                                                 ceiling=res.ceiling,
+                                                 qualified_h=res.qualified_h))
         try:
             await self._write(points, st)
         except SinkError as exc:  # the alerts above stand; the next pass writes again

@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import aiohttp
 from pydantic import Field
 
-from enmon import names
+from enmon import names, summaries
 from enmon.config import StrictModel
 from enmon.errors import EnmonError
 from enmon.i18n import DEFAULT_LANG, N_, Lang, gettext_for, local_time, normalize
@@ -198,7 +198,7 @@ def text(n: dict[str, Any], lang: str | None = None) -> str:
     keys = sorted(shown, key=lambda k: (_LABEL_ORDER.index(k) if k in _LABEL_ORDER else 99, k))
     labels = _("; ").join(_("%(key)s: %(value)s", key=names.name(names.LABEL_KEYS, k, lg),
                             value=_label_value(k, shown[k], lg)) for k in keys)
-    lines = [title(n, lg), n.get("summary") or "", labels]
+    lines = [title(n, lg), summaries.text_of(n, lg, tz=tz), labels]
     fired = n.get("fired_at")
     if n["kind"] == "resolved":
         if fired:
@@ -217,6 +217,8 @@ def message(note: Any, *, tz: str | None = None,
 
     The labels are also copied to the top level (``site``, ``device``, ``building`` …)
     and ``state`` is ``firing`` or ``resolved``, so a receiver can route on plain keys.
+    ``summary`` is the English text, ``summary_id`` and ``summary_args`` the same as data
+    (``enmon.summaries``), from which :func:`text` writes it in the channel's language.
     ``tz`` is the site's time zone (times are written in it); ``meter`` what the site file
     says of the alert's meter (``category``, ``energy_type``), which the labels — the
     alert's identity — do not carry.
@@ -231,11 +233,12 @@ def message(note: Any, *, tz: str | None = None,
         "ts": note.ts, "fingerprint": note.fingerprint, "rule": note.rule,
         "labels": dict(note.labels), "severity": note.severity, "value": note.value,
         "summary": note.summary, "fired_at": note.fired_at, "since_ms": note.since,
+        "summary_id": note.summary_id, "summary_args": note.summary_args,
     }
 
 
 _RESERVED = {"kind", "state", "ts", "fingerprint", "rule", "labels", "severity", "value",
-             "summary", "fired_at", "since_ms", "tz", "meter"}
+             "summary", "fired_at", "since_ms", "tz", "meter", "summary_id", "summary_args"}
 
 
 # --------------------------------------------------------------------------- signing

@@ -123,7 +123,7 @@ def alerts(url: str = URL, all_: bool = typer.Option(False, "--all", help="inclu
     from rich.console import Console
     from rich.table import Table
 
-    from enmon import names
+    from enmon import names, summaries
     from enmon.i18n import gettext_for, local_time
 
     lg = _lang(lang)
@@ -143,7 +143,8 @@ def alerts(url: str = URL, all_: bool = typer.Option(False, "--all", help="inclu
         table.add_row(a["fingerprint"], names.name(names.STATES, a["state"], lg),
                       names.name(names.SEVERITIES, a["severity"], lg),
                       names.name(names.RULES, a["rule"], lg), labels,
-                      local_time(int(since), tz) if since else "", a.get("summary", ""),
+                      local_time(int(since), tz) if since else "",
+                      summaries.text_of(a, lg, tz=tz),
                       a.get("acked_by") or "")
     Console().print(table)
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from energy import accounting
 from energy import balance as energy_balance
@@ -22,6 +20,7 @@ from energy.quota import BudgetStatus, QuotaStatus
 from energy.refdata import Ref
 from energy.site import Boiler, Building, Meter, Site
 from enmon import quantities, wire
+from enmon.summaries import Summary, part
 from rules import quality
 from rules.config import RulesConfig
 from rules.lifecycle import AlertBook, MaintenanceWindow, Outcome, State, fingerprint
@@ -84,7 +83,7 @@ class Engine:
 
     def _observe(self, out: Outcome, rule: str, labels: dict[str, str], active: bool, now: int,
                  *, for_ms: int = 0, severity: str = "warning", value: float | None = None,
-                 summary: str = "") -> None:
+                 summary: Summary | str = "") -> None:
         if not active and fingerprint(rule, labels) not in self.book.alerts:
             return  # the common case: nothing wrong and nothing to resolve
         out.extend(self.book.observe(rule=rule, labels=labels, active=active, now=now,
@@ -113,13 +112,14 @@ class Engine:
         db_bad = failed_passes >= q.degraded_failed_passes
         why = []
         if mqtt_bad:
-            why.append(f"no broker connection for {mqtt_down_s:.0f} s")
+            why.append(part("no_broker", duration=round(mqtt_down_s)))
         if db_bad:
-            why.append(f"{failed_passes} scheduled passes in a row failed (InfluxDB)")
+            why.append(part("passes_failed", passes=failed_passes))
         out = Outcome()
         self._observe(out, "rules_degraded", {"service": "rules"}, mqtt_bad or db_bad, now,
                       severity="critical", value=float(failed_passes),
-                      summary="; ".join(why) or "the rule engine hears and reads again")
+                      summary=Summary("joined",
+                                      {"reasons": why or [part("rules_recovered")]}))
         return out
 
     # ------------------------------------------------------------------ streaming
@@ -142,10 +142,12 @@ class Engine:
                 labels = self._labels(key, quantity=rule.quantity)
                 firing = self._firing(rule.name, labels)
                 active = value >= rule.clear_below if firing else value > rule.above
-                text = (f"{rule.quantity} of {s.device} is {value:.2f} (limit {rule.above:g})"
-                        if active else
-                        f"{rule.quantity} of {s.device} back to {value:.2f} "
-                        f"(below {rule.clear_below:g})")
+                text = (Summary("threshold_above", {
+                            "quantity": rule.quantity, "device": s.device, "value": value,
+                            "limit": rule.above, "unit": _unit(rule.quantity)}) if active else
+                        Summary("threshold_back", {
+                            "quantity": rule.quantity, "device": s.device, "value": value,
+                            "clear": rule.clear_below, "unit": _unit(rule.quantity)}))
                 self._observe(out, rule.name, labels, active, s.ts, for_ms=int(rule.for_s * 1000),
                               severity=rule.severity, value=value, summary=text)
             for name, value in s.values.items():
@@ -178,16 +180,19 @@ class Engine:
                      "kind=%s flag=%s before=%g after=%g", *key, name, step.kind, flag, v0, value)
         self._observe(out, "counter_backwards", labels, back, ts, severity=q.severity,
                       value=value - v0,
-                      summary=f"{name} of {key[2]} went from {v0:g} to {value:g}" if back else "")
+                      summary=Summary("counter_backwards", {
+                          "quantity": name, "device": key[2], "before": v0, "after": value,
+                          "unit": _unit(name)}) if back else "")
         if m is not None and m.max_rate_per_h is not None:
             # the consumption of the step, not the difference of indices: a swap to a new
             # meter with a higher index is not a jump
             rate = step.amount / ((ts - t0) / 3_600_000)
             jump = rate > m.max_rate_per_h
             self._observe(out, "implausible_jump", labels, jump, ts, severity=q.severity,
-                          value=rate, summary=(f"{name} of {key[2]} rose {step.amount:g} in "
-                                               f"{(ts - t0) / 60000:.1f} min ({rate:.1f}/h > "
-                                               f"{m.max_rate_per_h:g}/h)") if jump else "")
+                          value=rate, summary=Summary("implausible_jump", {
+                              "quantity": name, "device": key[2], "amount": step.amount,
+                              "minutes": (ts - t0) / 60000, "rate": rate,
+                              "max_rate": m.max_rate_per_h, "unit": _unit(name)}) if jump else "")
 
     def _flatline(self, out: Outcome, key: DeviceKey, name: str, ts: int, value: float) -> None:
         q = self.cfg.quality
@@ -200,8 +205,10 @@ class Engine:
         stuck = f.count >= 3 and ts - f.since >= q.flatline_s * 1000
         self._observe(out, "flatline", self._labels(key, quantity=name), stuck, ts,
                       severity=q.severity, value=value,
-                      summary=f"{name} of {key[2]} stuck at {value:g} for "
-                              f"{(ts - f.since) / 1000:.0f} s" if stuck else "")
+                      summary=Summary("flatline", {
+                          "quantity": name, "device": key[2], "value": value,
+                          "duration": round((ts - f.since) / 1000), "unit": _unit(name)})
+                      if stuck else "")
 
     def on_status(self, site: str, gateway: str, state: str, now: int) -> Outcome:
         """A gateway's retained status (birth ``online`` / LWT ``offline``)."""
@@ -217,7 +224,8 @@ class Engine:
         down = state == "offline" and now - since >= grace
         self._observe(out, "gateway_offline", {"site": site, "gateway": gateway}, down, now,
                       severity="critical", value=(now - since) / 1000,
-                      summary=f"gateway {gateway} offline since {(now - since) / 1000:.0f} s"
+                      summary=Summary("gateway_offline", {
+                          "gateway": gateway, "duration": round((now - since) / 1000)})
                       if down else "")
         return out
 
@@ -238,7 +246,8 @@ class Engine:
                 self._offline.add(key)
             self._observe(out, "meter_offline", self._labels(key), silent, now,
                           severity=self.cfg.quality.severity, value=(now - seen) / 1000,
-                          summary=f"no reading from {key[2]} for {(now - seen) / 1000:.0f} s"
+                          summary=Summary("meter_offline", {
+                              "device": key[2], "duration": round((now - seen) / 1000)})
                           if silent else "")
             if not silent:
                 self._offline.discard(key)  # resolved (or back to inactive): nothing left to do
@@ -250,9 +259,10 @@ class Engine:
     def on_quota(self, site: str, building: str, st: QuotaStatus, unit: str, now: int) -> Outcome:
         out = Outcome()
         labels = {"site": site, "building": building}
-        proj = f", projected {st.projected:,.0f}" if st.projected is not None else ""
-        text = (f"year-to-date {st.ytd:,.0f} {unit} of {st.allowance:,.0f} ({st.fraction:.0%} of "
-                f"the year's use due){proj}")
+        figures = {"ytd": st.ytd, "allowance": st.allowance, "fraction": st.fraction,
+                   "unit": unit}
+        text = (Summary("quota", figures) if st.projected is None else
+                Summary("quota_projected", {**figures, "projected": st.projected}))
         self._observe(out, "quota_exceeded", labels, st.state == "exceeded", now,
                       severity="critical", value=st.ytd, summary=text)
         self._observe(out, "quota_early_warning", labels,
@@ -271,19 +281,22 @@ class Engine:
         self._observe(out, "budget", labels, st.state != "ok", now,
                       severity="critical" if st.state == "exhausted" else "warning",
                       value=st.used_ratio,
-                      summary=f"budget {budget}: {st.used:,.0f} of {st.budget:,.0f} {unit} used "
-                              f"({st.used_ratio:.0%})")
+                      summary=Summary("budget", {"budget": budget, "used": st.used,
+                                                 "amount": st.budget, "ratio": st.used_ratio,
+                                                 "unit": unit}))
         return out
 
     def on_boiler(self, site: str, building: str, boiler: str, efficiency: float | None,
                   limit: float, detail: str, now: int, *, indirect: float | None = None,
-                  ceiling: Ref | None = None) -> Outcome:
+                  ceiling: Ref | None = None, qualified_h: float | None = None) -> Outcome:
         """The verdicts of a boiler's window: direct and indirect method against the limit.
 
         A figure above the physical ceiling (``energy.boiler.efficiency_ceiling``) gives no
         verdict (the efficiency alert keeps its state) but a ``boiler_implausible``
         data-quality alert naming the meters that disagree. No figure at all (too little
-        running time) changes nothing either way.
+        running time) changes nothing either way. ``detail`` is the pass's English account
+        of the window, shown only when the site file no longer names the boiler; with it,
+        the summary says the window, ``qualified_h`` and where the limit comes from.
         """
         out = Outcome()
         labels = {"site": site, "building": building, "boiler": boiler}
@@ -299,18 +312,28 @@ class Engine:
         self._observe(out, "boiler_implausible", labels, bool(bad), now,
                       severity=self.cfg.quality.severity,
                       value=max((v.efficiency for v in bad), default=None),
-                      summary="; ".join(self._implausible_text(site, building, boiler, bo, v)
-                                        for v in bad))
+                      summary=Summary("joined", {"reasons": [
+                          self._implausible_part(site, building, boiler, bo, v) for v in bad]})
+                      if bad else "")
         for v in verdicts:
             if v.implausible:
                 continue  # no verdict either way: the meters are wrong, not the boiler
-            what = "efficiency" if v.method == "direct" else "indirect (heat-loss) efficiency"
-            text = (f"boiler {boiler} {what} {v.efficiency:.1f} % "
-                    f"{'below' if v.low else 'meets'} the {limit:g} % limit")
-            self._observe(out, "boiler_efficiency" if v.method == "direct"
-                          else "boiler_efficiency_indirect", labels, v.low, now,
-                          severity="warning", value=v.efficiency,
-                          summary=f"{text} ({detail})" if v.method == "direct" else text)
+            figures = {"boiler": boiler, "efficiency": v.efficiency, "limit": limit}
+            if v.method == "direct":
+                window = (_window_part(bo, qualified_h, indirect) if bo is not None
+                          and qualified_h is not None else None)
+                self._observe(out, "boiler_efficiency", labels, v.low, now, severity="warning",
+                              value=v.efficiency, summary=Summary(
+                                  "boiler_low" if v.low else "boiler_ok",
+                                  {**figures, "detail": [window] if window else []})
+                              if window or not detail else
+                              f"boiler {boiler} efficiency {v.efficiency:.1f} % "
+                              f"{'below' if v.low else 'meets'} the {limit:g} % limit ({detail})")
+            else:
+                self._observe(out, "boiler_efficiency_indirect", labels, v.low, now,
+                              severity="warning", value=v.efficiency, summary=Summary(
+                                  "boiler_indirect_low" if v.low else "boiler_indirect_ok",
+                                  figures))
         return out
 
     def _boiler(self, site: str, building: str, boiler: str) -> Boiler | None:
@@ -318,27 +341,29 @@ class Engine:
         b = next((b for b in s.buildings if b.id == building), None) if s else None
         return next((x for x in b.boilers if x.id == boiler), None) if b else None
 
-    def _implausible_text(self, site: str, building: str, boiler: str, bo: Boiler | None,
-                          v: energy_boiler.Verdict) -> str:
-        head = (f"boiler {boiler}: {v.method}-method efficiency {v.efficiency:.1f} % is above "
-                f"the physical ceiling {v.ceiling.value:g} % [{v.ceiling.mark}] "
-                f"({v.ceiling.source}); no efficiency verdict")
+    def _implausible_part(self, site: str, building: str, boiler: str, bo: Boiler | None,
+                          v: energy_boiler.Verdict) -> dict[str, object]:
+        """One method's implausible figure, naming what to check (``boiler_implausible``)."""
+        head = {"boiler": boiler, "method": part(f"method_{v.method}"),
+                "efficiency": v.efficiency, "ceiling": v.ceiling.value,
+                "mark": v.ceiling.mark, "source": v.ceiling.source}
         if bo is None:
-            return head
+            return part("boiler_implausible", **head, check=[])
         if v.method == "indirect":
             inst = (f"{bo.instruments.gateway}/{bo.instruments.device}" if bo.instruments
-                    else "none")
-            return (f"{head}: check the flue gauges ({inst}: flue_temp_c, flue_o2_pct, "
-                    f"combustion air) and other_losses_pct {bo.other_losses_pct:g}")
+                    else None)
+            return part("boiler_implausible", **head, check=part(
+                "check_flue", instruments=inst or "—", other_losses=bo.other_losses_pct))
         meters = {m.id: m for m in self.sites[site].building(building).meters}
 
-        def where(mid: str) -> str:
+        def where(mid: str) -> dict[str, object]:
             m = meters.get(mid)
-            return f"{mid} ({m.gateway}/{m.device} {m.counter})" if m else mid
+            return (part("meter_where", meter=mid, gateway=m.gateway, device=m.device,
+                         quantity=m.counter) if m else part("meter_id", meter=mid))
 
-        return (f"{head}: check the fuel meter {where(bo.fuel_meter)}, the output meter "
-                f"{where(bo.output_meter)} and ncv_mj_per_unit {bo.ncv_mj_per_unit:g} "
-                f"({bo.fuel})")
+        return part("boiler_implausible", **head, check=part(
+            "check_meters", fuel_meter=where(bo.fuel_meter),
+            output_meter=where(bo.output_meter), ncv=bo.ncv_mj_per_unit, fuel=bo.fuel))
 
     def on_balance(self, site: str, building: str, topo: energy_balance.Topology,
                    days: list[energy_balance.Balance], now: int) -> Outcome:
@@ -352,18 +377,14 @@ class Engine:
         if not days:
             return out
         bad = [d for d in days if d.state == "deviation"]
-        tz = ZoneInfo(self.sites[site].timezone) if site in self.sites else ZoneInfo("UTC")
-        share = self.cfg.quality.balance_max_share
-
-        def day(d: energy_balance.Balance) -> str:
-            return (f"{datetime.fromtimestamp(d.day / 1000, tz):%Y-%m-%d}: sub-items "
-                    f"{d.parts:,.1f} vs main {d.main:,.1f} kWh ({d.deviation:+.1%})")
-
+        tz = self.sites[site].timezone if site in self.sites else "UTC"
         worst = max(bad, key=lambda d: abs(d.deviation)) if bad else None
-        summary = (f"building {building}: sub-item meters ({', '.join(topo.parts)}) and main "
-                   f"meter ({', '.join(topo.mains)}) differ by more than {share:.0%} on "
-                   f"{len(bad)} of {len(days)} days; " + "; ".join(day(d) for d in bad[-3:])
-                   if bad else "")
+        summary = Summary("submeter_balance", {
+            "building": building, "parts": list(topo.parts), "mains": list(topo.mains),
+            "share": self.cfg.quality.balance_max_share, "bad": len(bad), "days": len(days),
+            "tz": str(tz), "worst": [part("balance_day", day=d.day, parts_kwh=d.parts,
+                                          main_kwh=d.main, deviation=d.deviation)
+                                     for d in bad[-3:]]}) if bad else ""
         self._observe(out, "submeter_balance", {"site": site, "building": building}, bool(bad),
                       now, severity=self.cfg.quality.severity,
                       value=worst.deviation if worst else days[-1].deviation, summary=summary)
@@ -374,10 +395,36 @@ class Engine:
         self._observe(out, check, self._labels(key), finding is not None, now,
                       severity=self.cfg.quality.severity,
                       value=finding.value if finding else None,
-                      summary=finding.summary if finding else "")
+                      summary=self._finding_summary(finding) if finding else "")
         return out
+
+    def _finding_summary(self, f: Finding) -> Summary | str:
+        """A scheduled detector's finding as a summary; one with no template keeps its
+        English text (``rules.quality`` words its findings in English)."""
+        ev = f.evidence
+        if f.check == "completeness" and "received" in ev and "expected" in ev:
+            return Summary("completeness", {
+                "received": int(ev["received"]), "expected": int(ev["expected"]),
+                "ratio": f.value, "target": self.cfg.quality.completeness_target})
+        return f.summary
 
 
 def _replacements(m: Meter) -> tuple[accounting.Replacement, ...]:
     """The meter swaps of the site file, as ``energy.accounting`` (and the roll-ups) take them."""
     return tuple(accounting.Replacement(r.at, r.old_final, r.new_initial) for r in m.replacements)
+
+
+def _unit(quantity: str) -> str:
+    """The canonical unit of a quantity of the vocabulary ("" for one it does not know)."""
+    q = quantities.QUANTITIES.get(quantity)
+    return q.unit if q is not None else ""
+
+
+def _window_part(bo: Boiler, qualified_h: float, indirect: float | None) -> dict[str, object]:
+    """The direct method's window, as the boiler step judged it (``rules/boilers.py``)."""
+    source = part("limit_site_file" if bo.limit_pct is not None else "limit_gb24500")
+    figures = {"window_h": bo.window_h, "qualified_h": qualified_h,
+               "min_load": bo.min_load_pct, "source": source}
+    if indirect is None:
+        return part("boiler_window", **figures)
+    return part("boiler_window_indirect", **figures, indirect=indirect)

@@ -17,6 +17,10 @@ Semantics (the facility manager's view):
 - Silences (absolute time ranges) and maintenance windows (weekly) match labels;
   while one applies, changes are still recorded but nobody is notified. An alert
   still firing when its silence ends is notified then.
+
+What an alert says is data (``enmon.summaries.Summary``: a template id and its figures,
+``summary_id`` and ``summary_args``), written in each reader's language where it is shown;
+``summary`` keeps its English text for the logs, Grafana and readers of older records.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
+
+from enmon.summaries import Summary, english
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -62,7 +68,9 @@ class Alert:
     acked_by: str | None = None
     acked_at: int | None = None
     value: float | None = None
-    summary: str = ""
+    summary: str = ""                 # English, as stored before summaries were data
+    summary_id: str = ""              # enmon.summaries template, "" in an older state file
+    summary_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,8 @@ class Change:
     value: float | None
     summary: str
     acked_by: str | None = None
+    summary_id: str = ""
+    summary_args: dict[str, Any] = field(default_factory=dict)
 
 
 NotificationKind = Literal["firing", "repeat", "resolved"]
@@ -96,6 +106,8 @@ class Notification:
     summary: str
     fired_at: int | None
     since: int | None = None  # when the condition first held (start of pending)
+    summary_id: str = ""
+    summary_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +187,13 @@ class AlertBook:
 
     def observe(self, *, rule: str, labels: Mapping[str, str], active: bool, now: int,
                 for_ms: int = 0, repeat_ms: int = 4 * 3_600_000, severity: Severity = "warning",
-                value: float | None = None, summary: str = "") -> Outcome:
-        """Feed one evaluation of a rule for one thing (labels) at ``now``."""
+                value: float | None = None, summary: str | Summary = "") -> Outcome:
+        """Feed one evaluation of a rule for one thing (labels) at ``now``.
+
+        ``summary`` is what the alert says now (a :class:`~enmon.summaries.Summary`; a bare
+        text is taken as English, for callers that have no template); an empty one keeps
+        what it said before.
+        """
         fp = fingerprint(rule, labels)
         a = self.alerts.get(fp)
         out = Outcome()
@@ -187,8 +204,12 @@ class AlertBook:
         a.severity = severity
         if value is not None and (active or a.state == State.FIRING):
             a.value = value  # the value that resolved it is what the receiver wants to see
-        if summary:
-            a.summary = summary
+        if isinstance(summary, Summary):
+            if summary.id != a.summary_id or summary.args != a.summary_args:
+                a.summary_id, a.summary_args = summary.id, summary.args
+                a.summary = english(summary)
+        elif summary:
+            a.summary, a.summary_id, a.summary_args = summary, "", {}
         if active and a.state in (State.INACTIVE, State.RESOLVED):
             a.active_since, a.fired_at, a.resolved_at = now, None, None
             a.notified, a.acked_by, a.acked_at, a.last_notified = False, None, None, None
@@ -246,11 +267,12 @@ class AlertBook:
         old, a.state = a.state, new
         ts = self._stamp(a, now)
         out.changes.append(Change(ts, a.fingerprint, a.rule, dict(a.labels), a.severity,
-                                  old.value, new.value, a.value, a.summary, a.acked_by))
+                                  old.value, new.value, a.value, a.summary, a.acked_by,
+                                  a.summary_id, a.summary_args))
 
     def _note(self, a: Alert, kind: NotificationKind, now: int) -> Notification:
         return Notification(now, kind, a.fingerprint, a.rule, dict(a.labels), a.severity, a.value,
-                            a.summary, a.fired_at, a.active_since)
+                            a.summary, a.fired_at, a.active_since, a.summary_id, a.summary_args)
 
     # ------------------------------------------------------------------ operator actions
 
@@ -267,7 +289,7 @@ class AlertBook:
         a.acked_by, a.acked_at = by, now
         out.changes.append(Change(self._stamp(a, now), a.fingerprint, a.rule, dict(a.labels),
                                   a.severity, a.state.value, "acknowledged", a.value, a.summary,
-                                  by))
+                                  by, a.summary_id, a.summary_args))
         return out
 
     def add_silence(self, s: Silence) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import ssl
 import time
@@ -67,6 +68,9 @@ def alert_line(c: dict[str, Any]) -> str:
         fields["value"] = float(c["value"])
     if c.get("acked_by"):
         fields["acked_by"] = c["acked_by"]
+    if c.get("summary_id"):  # what the summary says as data (enmon.summaries), for every language
+        fields["summary_id"] = c["summary_id"]
+        fields["summary_args"] = json.dumps(c.get("summary_args") or {}, ensure_ascii=False)
     return line("alert", tags, fields, int(c["ts"]))
 
 

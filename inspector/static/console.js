@@ -268,7 +268,7 @@ for (const fmt of ["csv", "xlsx"]) {
 // ------------------------------------------------------------------ alerts
 
 async function loadAlerts() {
-  const p = new URLSearchParams({ active_only: $("#active-only").checked });
+  const p = new URLSearchParams({ active_only: $("#active-only").checked, lang: LANG });
   const body = await (await api("/api/v1/alerts?" + p)).json();
   const canAck = state.who && state.who.may_acknowledge;
   const ackText = esc(_("Acknowledge"));

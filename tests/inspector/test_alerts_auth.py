@@ -1,9 +1,17 @@
-"""Pure parts: folding the ``alert`` history into episodes, and token roles."""
+"""Folding the ``alert`` history into episodes, token roles, and alert summaries written
+in the reader's language (pure, then through the real API stack of ``conftest``)."""
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
+import httpx
+
 from inspector.alerts import episodes, from_book, matches
 from inspector.auth import Principal, TokenBook, new_token, token_hash
+from tests.inspector.conftest import INSPECTOR_TOKEN, Stack, auth
 
 
 def _row(t: int, state: str, fp: str = "f1", **kw: object) -> dict[str, object]:
@@ -58,3 +66,46 @@ def test_series_keys_are_parsed_with_escapes() -> None:
     key = r"meter,building=main\ hall,category=01A00,device=m\,1,gateway=gw\=a,site=s"
     assert parse_series_key(key) == {"building": "main hall", "category": "01A00",
                                      "device": "m,1", "gateway": "gw=a", "site": "s"}
+
+
+def test_summaries_are_written_in_the_readers_language_from_the_stored_data() -> None:
+    from inspector.alerts import localized
+
+    args = json.dumps({"device": "m1", "duration": 930})  # the alert measurement's JSON text
+    rows = [_row(10, "firing", rule="meter_offline", summary="no reading from m1 for 15 min 30 s",
+                 summary_id="meter_offline", summary_args=args),
+            _row(10, "firing", fp="old", summary="no reading from m9 for 930 s")]  # before
+    eps = {e["fingerprint"]: e for e in episodes(rows)}
+    zh = {e["fingerprint"]: e["summary"] for e in localized(eps.values(), "zh-CN",
+                                                             lambda _: "Asia/Shanghai")}
+    en = {e["fingerprint"]: e["summary"] for e in localized(eps.values(), "en",
+                                                             lambda _: "Asia/Shanghai")}
+    assert zh == {"f1": "m1 已 15分30秒 无读数", "old": "no reading from m9 for 930 s"}
+    assert en == {"f1": "no reading from m1 for 15 min 30 s", "old": "no reading from m9 for 930 s"}
+    book = from_book([{"fingerprint": "a", "rule": "meter_offline", "labels": {"site": "s"},
+                       "state": "firing", "active_since": 5, "summary": "x",
+                       "summary_id": "meter_offline", "summary_args": {"device": "m1",
+                                                                       "duration": 45}}])
+    assert localized(book, "zh-CN", lambda _: "Asia/Shanghai")[0]["summary"] == "m1 已 45秒 无读数"
+
+
+def test_the_api_and_console_list_alert_summaries_in_chinese_by_default(stack: Stack) -> None:
+    """The live alert (a real batch over the threshold, from the rules API) and the stored
+    history (rows the rules outbox wrote into influxd) both say it in the reader's language."""
+    def alerts(**params: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{stack.url}/api/v1/alerts", headers=auth(INSPECTOR_TOKEN),
+                      params=params, timeout=30)
+        assert r.status_code == 200, r.text
+        out: list[dict[str, Any]] = r.json()["alerts"]
+        return out
+
+    fp = stack.live_fingerprint
+    live = {a["fingerprint"]: a["summary"] for a in alerts(active_only="true")}
+    assert live[fp] == "hosp-main 的有功功率为 812.50 kW（限值 500 kW）"
+    live_en = {a["fingerprint"]: a["summary"] for a in alerts(active_only="true", lang="en")}
+    assert live_en[fp] == "active power of hosp-main is 812.50 kW (limit 500 kW)"
+    # the simulated days' alerts come from the alert measurement (JSON arguments in a field)
+    mall = alerts(days="400", device="mall-main")
+    assert [a["rule"] for a in mall] == ["peak_demand"]
+    assert re.fullmatch(r"mall-main 的有功功率已回落至 [\d.]+ kW（低于 [\d.]+ kW）",
+                        mall[0]["summary"]), mall[0]["summary"]

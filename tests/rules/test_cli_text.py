@@ -12,6 +12,7 @@ from aiohttp import web
 from typer.testing import CliRunner
 
 from enmon.localrun import free_port
+from enmon.summaries import Summary
 from rules.cli import app
 from rules.config import RulesConfig
 from rules.service import RulesService
@@ -24,7 +25,8 @@ async def api(tmp_path: Path) -> AsyncIterator[str]:
     svc = RulesService(RulesConfig.model_validate({"state_dir": str(tmp_path / "s")}))
     svc.book.observe(rule="meter_offline", labels={"site": "campus", "building": "office-1",
                                                    "device": "m1"},
-                     active=True, now=T0, severity="critical", summary="no reading")
+                     active=True, now=T0, severity="critical",
+                     summary=Summary("meter_offline", {"device": "m1", "duration": 930}))
     runner = web.AppRunner(svc.api())
     await runner.setup()
     port = free_port()
@@ -45,11 +47,13 @@ async def test_alerts_table_in_chinese_with_site_time(api: str) -> None:
     assert "规则" in out and "开始时间" in out  # headers
     assert "表计离线" in out and "严重" in out and "告警中" in out
     assert "2025-11-21 20:00 +08:00" in out
+    assert "m1 已 15分30秒 无读数" in out  # the summary too, with its figures
 
 
 async def test_alerts_table_in_english(api: str) -> None:
     out = await _cli("alerts", "--url", api, env={"ENMON_LANG": "en", "COLUMNS": "200"})
     assert "rule" in out and "meter offline" in out and "critical" in out
+    assert "no reading from m1 for 15 min 30 s" in out
 
 
 async def test_silence_prints_its_end_in_site_time(api: str) -> None:
