@@ -94,9 +94,11 @@ QUOTA_STATES = {"ok": N_("within quota"),
 TARIFF_BANDS = {"sharp": N_("sharp (TOU band)"), "peak": N_("peak (TOU band)"),
                 "flat": N_("flat (TOU band)"), "valley": N_("valley (TOU band)"),
                 "deep_valley": N_("deep valley (TOU band)"), "all": N_("single price")}
+# a notification's row in the rules outbox (rules/outbox.py)
+OUTBOX_STATES = {"pending": N_("waiting to be sent"), "dead": N_("gave up")}
 # every table of names, for the catalogs that translate them (inspector.i18n)
 TABLES = (CATEGORIES, ENERGY_TYPES, BUILDING_TYPES, QUANTITIES, RULES, SEVERITIES, STATES,
-          LABEL_KEYS, QUOTA_STATES, TARIFF_BANDS)
+          LABEL_KEYS, QUOTA_STATES, TARIFF_BANDS, OUTBOX_STATES)
 
 
 def name(table: dict[str, str], code: str, lang: Lang) -> str:

@@ -182,14 +182,19 @@ def _label_value(key: str, value: str, lang: Lang) -> str:
         return names.category(value, lang)
     if key == "energy_type":
         return names.name(names.ENERGY_TYPES, value, lang)
+    if key == "quantity":
+        return names.quantity(value, lang)
     return value
 
 
-def text(n: dict[str, Any], lang: str | None = None) -> str:
+def text(n: dict[str, Any], lang: str | None = None, *, markdown: bool = False) -> str:
     """Plain text a facility manager reads on a phone: what, where, since when, how to ack.
 
     Times are in the site's zone with its offset (``2026-12-02 13:26 +08:00``), as the
-    console shows them; codes (rules, sub-items, energy types) by their names.
+    console shows them; codes (rules, sub-items, energy types, quantities) by their names.
+    A firing alert is acknowledged by its signed link (``ack_url``, ``rules.acklink``) when
+    the rules file has ``ack_links:`` — one tap in WeCom, DingTalk or Feishu; ``markdown``
+    writes it as a markdown link (the robots' markdown messages) — else by the CLI command.
     """
     lg = _lang(lang)
     _ = gettext_for(lg)
@@ -206,13 +211,19 @@ def text(n: dict[str, Any], lang: str | None = None) -> str:
         lines.append(_("resolved at: %(time)s", time=local_time(int(n["ts"]), tz)))
     else:
         lines.append(_("fired at: %(time)s", time=local_time(int(fired or n["ts"]), tz)))
-        lines.append(_("acknowledge: enmon rules ack %(fingerprint)s",
-                       fingerprint=n["fingerprint"]))
+        url = n.get("ack_url")
+        if url and markdown:
+            lines.append(_("[Acknowledge this alert](%(url)s)", url=url))
+        elif url:
+            lines.append(_("acknowledge: %(url)s", url=url))
+        else:
+            lines.append(_("acknowledge: enmon rules ack %(fingerprint)s",
+                           fingerprint=n["fingerprint"]))
     return "\n".join(x for x in lines if x)
 
 
-def message(note: Any, *, tz: str | None = None,
-            meter: dict[str, str] | None = None) -> dict[str, Any]:
+def message(note: Any, *, tz: str | None = None, meter: dict[str, str] | None = None,
+            ack_url: str | None = None) -> dict[str, Any]:
     """A lifecycle Notification as the JSON the channels and the outbox carry.
 
     The labels are also copied to the top level (``site``, ``device``, ``building`` …)
@@ -221,11 +232,14 @@ def message(note: Any, *, tz: str | None = None,
     (``enmon.summaries``), from which :func:`text` writes it in the channel's language.
     ``tz`` is the site's time zone (times are written in it); ``meter`` what the site file
     says of the alert's meter (``category``, ``energy_type``), which the labels — the
-    alert's identity — do not carry.
+    alert's identity — do not carry; ``ack_url`` the signed acknowledge link of a firing
+    (``rules.acklink.link``).
     """
     extra: dict[str, Any] = {"tz": tz or DEFAULT_TZ}
     if meter:
         extra["meter"] = dict(meter)
+    if ack_url and note.kind != "resolved":
+        extra["ack_url"] = ack_url
     return {
         **extra,
         **{k: v for k, v in note.labels.items() if k not in _RESERVED},
@@ -238,7 +252,8 @@ def message(note: Any, *, tz: str | None = None,
 
 
 _RESERVED = {"kind", "state", "ts", "fingerprint", "rule", "labels", "severity", "value",
-             "summary", "fired_at", "since_ms", "tz", "meter", "summary_id", "summary_args"}
+             "summary", "fired_at", "since_ms", "tz", "meter", "summary_id", "summary_args",
+             "ack_url"}
 
 
 # --------------------------------------------------------------------------- signing
@@ -317,7 +332,8 @@ class WeComSender:
 
     async def send(self, note: dict[str, Any]) -> None:
         url = _env(self.cfg.url_env, f"wecom {self.name}")
-        body = {"msgtype": "markdown", "markdown": {"content": text(note, self.lang)}}
+        body = {"msgtype": "markdown",
+                "markdown": {"content": text(note, self.lang, markdown=True)}}
         reply = await _post(self.session, url, json.dumps(body, ensure_ascii=False).encode(), {},
                             f"wecom {self.name}")
         _robot_ok(reply, "errcode", f"wecom {self.name}")
@@ -336,7 +352,8 @@ class DingTalkSender:
             ts = int(time.time() * 1000)
             url += ("&" if "?" in url else "?") + f"timestamp={ts}&sign={dingtalk_sign(secret, ts)}"
         body = {"msgtype": "markdown",
-                "markdown": {"title": title(note, self.lang), "text": text(note, self.lang)}}
+                "markdown": {"title": title(note, self.lang),
+                             "text": text(note, self.lang, markdown=True)}}
         reply = await _post(self.session, url, json.dumps(body, ensure_ascii=False).encode(), {},
                             f"dingtalk {self.name}")
         _robot_ok(reply, "errcode", f"dingtalk {self.name}")

@@ -261,18 +261,55 @@ def recompute(
 
 @app.command()
 def outbox(config: Path = typer.Option(..., "-c", "--config", help="rules YAML file"),
-           dead: bool = typer.Option(False, "--dead", help="list messages that gave up")) -> None:
-    """Show queued and undeliverable notifications (read-only)."""
+           dead: bool = typer.Option(False, "--dead", help="list messages that gave up"),
+           lang: str | None = LANG, tz: str = TZ) -> None:
+    """Show queued and undeliverable notifications (read-only): a table of messages per
+    channel and state, and with --dead each message that gave up, with its last error."""
+    import datetime as dt
     import sqlite3
+    from zoneinfo import ZoneInfo
 
+    from rich.console import Console
+    from rich.table import Table
+
+    from enmon import names
+    from enmon.i18n import gettext_for
     from rules.config import load_config
 
+    lg = _lang(lang)
+    _ = gettext_for(lg)
     cfg = load_config(config)
-    db = sqlite3.connect(f"file:{cfg.state_dir / 'outbox.db'}?mode=ro", uri=True)
+    path = cfg.state_dir / "outbox.db"
+    if not path.exists():
+        typer.echo(_("error: no outbox at %(path)s: the rule engine has not run with this "
+                     "state_dir yet", path=str(path)), err=True)
+        raise typer.Exit(1)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    console = Console()
+    counts = Table(title=_("notifications in the outbox"))
+    for header in (_("channel"), _("state"), _("messages")):
+        counts.add_column(header)
     for ch, state, n in db.execute(
-            "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state"):
-        typer.echo(f"{ch:20} {state:8} {n}")
-    if dead:
-        for rid, ch, err in db.execute(
-                "SELECT id, channel, last_error FROM outbox WHERE state = 'dead' ORDER BY id"):
-            typer.echo(f"#{rid} {ch}: {err}")
+            "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state ORDER BY 1, 2"):
+        counts.add_row(ch, names.name(names.OUTBOX_STATES, state, lg), str(n))
+    console.print(counts)
+    if not dead:
+        return
+    table = Table(title=_("messages that gave up"))
+    table.add_column("#", no_wrap=True)
+    for header in (_("channel"), _("rule"), _("where"), _("queued at"), _("attempts"),
+                   _("last error")):
+        table.add_column(header, overflow="fold")
+    for rid, ch, body, attempts, created, err in db.execute(
+            "SELECT id, channel, body, attempts, created_at, last_error FROM outbox "
+            "WHERE state = 'dead' ORDER BY id"):
+        try:
+            note = json.loads(body)
+        except ValueError:
+            note = {}
+        labels = note.get("labels") or {}
+        where = labels.get("building") or labels.get("device") or labels.get("site", "")
+        queued = dt.datetime.fromtimestamp(float(created), ZoneInfo(tz))
+        table.add_row(str(rid), ch, names.name(names.RULES, str(note.get("rule", "")), lg),
+                      str(where), f"{queued:%Y-%m-%d %H:%M:%S}", str(attempts), err)
+    console.print(table)

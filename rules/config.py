@@ -16,6 +16,7 @@ from enmon.config import StrictModel, load_model
 from enmon.i18n import DEFAULT_LANG, Lang
 from enmon.influx import InfluxConfig
 from enmon.quantities import QUANTITIES
+from rules.acklink import AckLinks
 from rules.channels import ChannelConfig, WebhookChannel
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -117,6 +118,8 @@ class RulesConfig(StrictModel):
     http: Http | None = Field(default=None, json_schema_extra={
         "fix": "http: {host: 127.0.0.1, port: 8095} to accept acks and silences over HTTP"})
     channels: list[Annotated[ChannelConfig, Field(discriminator="type")]] = []
+    ack_links: AckLinks | None = Field(default=None, json_schema_extra={  # rules/acklink.py
+        "fix": "ack_links: {base_url: https://…/rules, secret_env: ENMON_ACK_KEY}"})
     webhooks: list[Webhook] = []
     thresholds: list[ThresholdRule] = []
     quality: Quality = Quality()

@@ -35,6 +35,7 @@ from enmon.errors import EnmonError, SinkError, WireError
 from enmon.influx import InfluxQL, Writer, make_writer
 from enmon.lineproto import line
 from enmon.systemd import Watchdog, sd_notify
+from rules import acklink
 from rules.channels import NotifyError, Sender, make_senders, message
 from rules.config import RulesConfig
 from rules.engine import Engine
@@ -194,6 +195,17 @@ class RulesService:
                                labels.get("device", "")))
         return {"category": m.category, "energy_type": m.energy_type} if m else None
 
+    def _ack_url(self, n: Any) -> str | None:
+        """The signed one-click acknowledge link of a firing (``ack_links:``), if configured."""
+        links = self.cfg.ack_links
+        if links is None or n.kind == "resolved" or n.fired_at is None:
+            return None
+        try:
+            return acklink.link(links, n.fingerprint, int(n.fired_at))
+        except ValueError as exc:  # no key in the environment: the CLI hint instead
+            log.warning("event=ack_link_unavailable error=%r", str(exc))
+            return None
+
     def apply(self, out: Outcome) -> None:
         """Commit an outcome: history, MQTT and notifications queued with the new state."""
         if not out.changes and not out.notifications:
@@ -206,7 +218,8 @@ class RulesService:
                      c.fingerprint, c.old, c.new,
                      " ".join(f"{k}={v}" for k, v in sorted(c.labels.items())))
         for n in out.notifications:
-            msg = message(n, tz=self._tz(n.labels), meter=self._meter(n.labels))
+            msg = message(n, tz=self._tz(n.labels), meter=self._meter(n.labels),
+                          ack_url=self._ack_url(n))
             chosen = [ch for ch in self.user_channels
                       if self.channel_cfg[ch].wants(n.severity, n.labels, n.rule)]
             items += [(ch, msg) for ch in chosen]
@@ -224,7 +237,7 @@ class RulesService:
         async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
             # with a token, every route but the health check needs it (reads too: the alert
             # book names buildings and people); compared in constant time
-            if token and request.path != "/healthz":
+            if token and request.path != "/healthz" and not request.path.startswith("/ack/"):
                 got = request.headers.get("Authorization", "").encode()
                 if not hmac.compare_digest(got, expected):
                     log.warning("event=api_unauthorized method=%s path=%s peer=%s",
@@ -278,6 +291,8 @@ class RulesService:
                                      status=200 if self.connected else 503)
 
         app = web.Application(middlewares=[auth])
+        if self.cfg.ack_links is not None:  # the signed link is its own authorisation
+            acklink.add_routes(app, self.cfg.ack_links, self.book, self.apply, self._tz)
         app.router.add_get("/alerts", alerts)
         app.router.add_post("/alerts/{fp}/ack", ack)
         app.router.add_post("/silences", silence)

@@ -63,3 +63,39 @@ async def test_silence_prints_its_end_in_site_time(api: str) -> None:
     assert "+08:00" in out and "epoch" not in out and "{" not in out
     out = await _cli("silence", "--url", api, "--match", "site=campus", "--lang", "en")
     assert out.startswith("silence ") and "site=campus" in out
+
+
+async def test_outbox_tables_in_chinese_and_english(tmp_path: Path) -> None:
+    """``enmon rules outbox``: counts per channel and state, and each message that gave up
+    with its rule, where, when it was queued (site time) and its last error."""
+    from rules.channels import NotifyError
+    from rules.outbox import Outbox
+
+    class Refusing:
+        name = "wx"
+
+        async def send(self, note: dict[str, object]) -> None:
+            raise NotifyError("wecom wx: robot refused: errcode=93000 invalid webhook url",
+                              retryable=False)
+
+    state = tmp_path / "state"
+    state.mkdir()
+    ob = Outbox(state / "outbox.db", {"wx": Refusing(), "mail": Refusing()},
+                clock=lambda: T0 / 1000)
+    note = {"kind": "firing", "rule": "meter_offline", "labels": {"site": "campus",
+                                                                 "building": "office-1"}}
+    ob.enqueue(note)
+    assert await ob.deliver_once("wx") == 0.0  # refused for good: dead
+    ob.close()
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text(f"state_dir: {state}\n", encoding="utf-8")
+    out = await _cli("outbox", "-c", str(cfg), "--dead", env={"COLUMNS": "200"})
+    assert "通道" in out and "已放弃" in out and "待发送" in out and "表计离线" in out
+    assert "office-1" in out and "2025-11-21 20:00:00" in out and "errcode=93000" in out
+    out = await _cli("outbox", "-c", str(cfg), "--dead", "--lang", "en",
+                     env={"COLUMNS": "200"})
+    assert "channel" in out and "gave up" in out and "waiting to be sent" in out
+    assert "meter offline" in out
+    r = await asyncio.to_thread(CliRunner().invoke, app, ["outbox", "-c", str(cfg), "--lang",
+                                                          "fr"])
+    assert r.exit_code == 2 and "zh-CN or en" in r.output and "Traceback" not in r.output

@@ -250,3 +250,90 @@ async def test_outbox_moves_a_refused_message_to_dead(receiver: Receiver,
     assert len(dead) == 1 and "HTTP 400" in dead[0]["last_error"]
     box.close()
 
+
+
+async def test_wecom_acknowledge_link_is_signed_expiring_and_for_one_firing(
+        receiver: Receiver, http: aiohttp.ClientSession, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The link in the robot message opens a Chinese confirmation page; only its button
+    acknowledges (through the lifecycle, recorded like every ack). A changed token, another
+    key, an expired link and a link of an earlier firing of the same alert are refused;
+    the API's bearer token is not needed for the link and still is for the rest."""
+    import re
+
+    from aiohttp import web
+
+    from enmon.localrun import free_port as port_of
+    from enmon.summaries import Summary
+    from rules import acklink
+    from rules.config import RulesConfig
+    from rules.service import RulesService
+
+    monkeypatch.setenv("WECOM_URL", receiver.url + "/cgi-bin/webhook/send?key=abc")
+    monkeypatch.setenv("ACK_KEY", "k" * 32)
+    monkeypatch.setenv("API_TOKEN", "t0ken")
+    receiver.reply = {"errcode": 0, "errmsg": "ok"}
+    port = port_of()
+    cfg = RulesConfig.model_validate({
+        "state_dir": str(tmp_path / "s"), "http": {"token_env": "API_TOKEN"},
+        "channels": [{"type": "wecom", "name": "wx", "url_env": "WECOM_URL"}],
+        "ack_links": {"base_url": f"http://127.0.0.1:{port}/", "secret_env": "ACK_KEY"}})
+    svc = RulesService(cfg)
+    svc.outbox.senders = make_senders(cfg.all_channels(), http)
+    runner = web.AppRunner(svc.api())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    labels = {"site": "campus", "building": "office-1", "device": "m1"}
+    now = int(time.time() * 1000)
+
+    def fire(at: int) -> str:
+        svc.apply(svc.book.observe(rule="meter_offline", labels=labels, active=True, now=at,
+                                   severity="critical", summary=Summary(
+                                       "meter_offline", {"device": "m1", "duration": 930})))
+        return next(iter(svc.book.alerts))
+
+    try:
+        fp = fire(now)
+        assert await svc.outbox.deliver_once("wx") == 0.0
+        content = json.loads(receiver.requests[-1]["body"])["markdown"]["content"]
+        assert "m1 已 15分30秒 无读数" in content  # the summary in Chinese, in the message
+        found = re.search(r"\[点击确认此告警\]\((http://[^)]+)\)", content)
+        assert found is not None and "enmon rules ack" not in content
+        url = found.group(1)
+        assert url.startswith(f"http://127.0.0.1:{port}/ack/{fp}.")
+        page = await http.get(url)  # opening (a preview, too) acknowledges nothing
+        body = await page.text()
+        assert page.status == 200 and "确认此告警？" in body and "m1 已 15分30秒 无读数" in body
+        assert svc.book.alerts[fp].acked_by is None
+        # tampered: another alert's fingerprint in a token signed for this one; another key
+        token = url.rsplit("/", 1)[1]
+        other = token.replace(fp, "f" * 16)
+        forged = acklink.sign("x" * 32, fp, int(svc.book.alerts[fp].fired_at or 0),
+                              int(time.time()) + 3600)
+        expired = acklink.sign("k" * 32, fp, int(svc.book.alerts[fp].fired_at or 0),
+                               int(time.time()) - 1)
+        base = f"http://127.0.0.1:{port}/ack/"
+        for bad, words in ((other, "链接被改动过"), (forged, "链接被改动过"),
+                           (expired, "已过期"), ("garbage", "此确认链接无效")):
+            r = await http.post(base + bad, data={"by": "mallory"})
+            assert r.status == 403 and words in await r.text(), bad
+        assert svc.book.alerts[fp].acked_by is None
+        # the button: acknowledged through the lifecycle, by the name given
+        r = await http.post(url, data={"by": "李工"})
+        assert r.status == 200 and "已由 李工 (link) 确认" in await r.text()
+        assert svc.book.alerts[fp].acked_by == "李工 (link)"
+        # the rest of the API still wants its bearer token
+        r = await http.get(f"http://127.0.0.1:{port}/alerts")
+        assert r.status == 401
+        # resolved and fired again: the old link does not acknowledge the new firing
+        svc.apply(svc.book.observe(rule="meter_offline", labels=labels, active=False,
+                                   now=now + 1000))
+        fire(now + 2000)
+        r = await http.post(url, data={"by": "li"})
+        assert r.status == 410 and "再次触发" in await r.text()
+        assert svc.book.alerts[fp].acked_by is None
+        r = await http.get(url, headers={"Accept-Language": "en-US,en;q=0.9"})
+        assert r.status == 410 and "fired again since the link was sent" in await r.text()
+    finally:
+        await runner.cleanup()
+        svc.outbox.close()
