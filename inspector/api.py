@@ -139,6 +139,10 @@ class HistoryOut(BaseModel):
                                        "minus its gaps); the chart draws one line per stretch")
     readings: int
     meta: dict[str, Any]
+    entries: list[dict[str, Any]] = Field(
+        default=[], description="manual readings and corrections of these readings: kind, "
+        "reading_ts, value, original (what a correction replaced), author, reason, source, "
+        "entered_at")
 
 
 class Health(BaseModel):

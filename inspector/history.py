@@ -88,6 +88,9 @@ class History:
     interval_ms: int | None = None
     readings: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    # manual readings and corrections of this meter's readings in the range, oldest entry
+    # first: who entered which value, when and why, and what a correction replaced
+    entries: list[dict[str, Any]] = field(default_factory=list)
 
     def stretches(self) -> list[tuple[int, int]]:
         """The spans of the range that have data: the range minus its gaps, in time order.
@@ -112,7 +115,7 @@ class History:
             "tz": self.tz, "mode": self.mode, "columns": self.columns, "rows": self.rows,
             "gaps": [g.as_dict() for g in self.gaps], "flags": [f.as_dict() for f in self.flags],
             "rejected": self.rejected, "interval_s": (self.interval_ms or 0) / 1000,
-            "readings": self.readings, "meta": self.meta,
+            "readings": self.readings, "meta": self.meta, "entries": self.entries,
             "units": {c: unit_of(c) for c in self.columns},
         }
 
@@ -236,7 +239,7 @@ def rolled_history(*, raw: History, gauges: Sequence[str], bucket_rows: Iterable
     return History(site=raw.site, device=raw.device, start=raw.start, end=raw.end, tz=raw.tz,
                    mode=mode, columns=columns, rows=rows, gaps=raw.gaps, flags=raw.flags,
                    rejected=raw.rejected, interval_ms=raw.interval_ms, readings=raw.readings,
-                   meta=raw.meta)
+                   meta=raw.meta, entries=raw.entries)
 
 
 def relevant_rejected(rows: Iterable[dict[str, Any]], device: str) -> list[dict[str, Any]]:
@@ -274,6 +277,11 @@ def notes(h: History) -> list[tuple[int, str]]:
                      f"(until {local_iso(g.end, h.tz)})") for g in h.gaps]
     out += [(int(r["time"]), f"rejected {r['reason']}: {str(r['detail'])[:200]}")
             for r in h.rejected]
+    for e in h.entries:
+        what = (f"corrected {e['quantity']} {e['original']} -> {e['value']}"
+                if e["kind"] == "correction" else f"manual reading {e['quantity']} {e['value']}")
+        out.append((int(e["reading_ts"]), f"{what} by {e['author']} at "
+                    f"{local_iso(int(e['entered_at']), h.tz)}: {e['reason']}"))
     return sorted(out)
 
 

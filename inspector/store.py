@@ -19,6 +19,7 @@ from typing import Any
 
 from enmon import quantities
 from enmon.influx import ident, quote
+from inspector.manual import MEASUREMENT, row_entry
 
 DAY_MS = 86_400_000
 
@@ -236,6 +237,24 @@ class Store:
             f'SELECT * FROM "completeness" WHERE site = {quote(site)} AND time >= {start}ms '
             f"AND time < {end}ms")
 
+    async def entries(self, site: str, start: int, end: int, *, kind: str | None = None,
+                      device: str | None = None) -> list[dict[str, Any]]:
+        """Manual readings and corrections of readings in [start, end) (the audit trail of
+        :mod:`inspector.manual`), oldest entry first. Selected by the *reading's* time."""
+        where = (f"site = {quote(site)} AND reading_ts >= {start} AND reading_ts < {end}")
+        if kind:
+            where += f" AND kind = {quote(kind)}"
+        if device:
+            where += f" AND device = {quote(device)}"
+        rows = await self.rows(f'SELECT * FROM "{MEASUREMENT}" WHERE {where} LIMIT 100000')
+        return sorted((row_entry(r) for r in rows), key=lambda r: r["entered_at"])
+
+    async def manual_entries(self, site: str, start: int, end: int) -> list[dict[str, Any]]:
+        return await self.entries(site, start, end, kind="reading")
+
+    async def corrections(self, site: str, start: int, end: int) -> list[dict[str, Any]]:
+        return await self.entries(site, start, end, kind="correction")
+
     async def reading_counts(self, site: str, counter_keys: Sequence[tuple[str, str, str]],
                              start: int, end: int) -> dict[tuple[str, str], int]:
         """How many readings each meter's counter has in [start, end) (meter completeness)."""
@@ -307,6 +326,8 @@ async def fetch_history(store: Store, *, site: str, device: str, start: int, end
                            gap_factor=hist.GAP_TOLERANCE if gap_factor is None else gap_factor,
                            poll_interval_s=configured.poll_interval_s if configured else None,
                            meta=meter.as_dict() if meter else {})
+    raw.entries = [e for e in await store.entries(site, start, end, device=device)
+                   if e["quantity"] in chosen and (meter is None or e["gateway"] == meter.gateway)]
     if mode == "raw":
         return raw
     if mode not in ("hour", "day"):
@@ -323,6 +344,35 @@ async def fetch_history(store: Store, *, site: str, device: str, start: int, end
 # --------------------------------------------------------------------------- reports
 
 HOUR_MS = 3_600_000
+
+
+async def exact_at_swaps(store: Store, site: str, meters: Sequence[Any],
+                         counters: dict[tuple[str, str], list[tuple[int, float]]],
+                         every_ms: int) -> None:
+    """Put the true readings in place of the bucketed one around each meter swap.
+
+    :meth:`Store.counter_points` stamps a bucket's first reading with the bucket's start,
+    up to one bucket before the reading was taken. That is harmless for a counter, except
+    in the bucket that holds a meter swap: a reading of the *new* meter taken after the swap
+    would be stamped before it and read as the old meter running backwards (a reset, and the
+    old meter's whole index counted again at the swap). The readings of that one bucket are
+    read as they are, so the report's intervals are the ones the rule engine's roll-ups
+    compute from raw readings.
+    """
+    for m in meters:
+        key = (m.gateway, m.device)
+        pts = counters.get(key)
+        if not pts or not m.replacements:
+            continue
+        for r in m.replacements:
+            b = r.at - r.at % every_ms
+            if not any(ts == b for ts, _ in pts):
+                continue
+            raw = await store.readings(site, m.device, [m.counter], b, b + every_ms)
+            exact = [(int(x["time"]), float(x[m.counter])) for x in raw
+                     if x.get(m.counter) is not None]
+            pts = [p for p in pts if p[0] != b] + exact
+        counters[key] = sorted(pts)
 
 
 async def fetch_report(store: Store, *, site: Any, period: str, building: str | None = None,
@@ -357,6 +407,8 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
     every, tail = ("1h", HOUR_MS) if p.kind == "month" else ("1d", DAY_MS)
     counters = await store.counter_points(site.site, keys, p.start - DAY_MS,
                                           p.end if p.partial else p.end + tail, every=every)
+    every_ms = HOUR_MS if every == "1h" else DAY_MS
+    await exact_at_swaps(store, site.site, [m for _, m in meters], counters, every_ms)
     if p.partial:
         latest = await store.counter_points(site.site, keys, p.start, p.end, every="",
                                             aggregate="last")
@@ -367,6 +419,7 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
     if p.kind == "month" and p.start > year0:
         before = await store.counter_points(site.site, keys, year0 - DAY_MS, p.start,
                                             every="1d")
+        await exact_at_swaps(store, site.site, [m for _, m in meters], before, DAY_MS)
         ytd = {k: [*before.get(k, []), *counters.get(k, [])]
                for k in set(before) | set(counters)}
     counts = await store.reading_counts(site.site, keys, p.start, p.end)

@@ -1,0 +1,250 @@
+"""Manual readings and corrections: worked examples against a real influxd.
+
+- A correction of a glitched month-end reading changes the building's month total in the
+  report, shows in the meter's history with its author and reason, keeps the original
+  queryable (the audit trail), and the rule engine's roll-ups (a real pass) follow it.
+- A meter replaced mid-month whose old index was read by hand: the month total, the hours
+  and the ledger rest on the manual reading and the site file's replacement.
+- What cannot be right is refused with a reason: backwards counters, a correction without a
+  reason or of a reading that is not stored, a manual reading where one is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from energy.manual import Entry, ManualError
+from energy.site import Site
+from enmon import touched as tch
+from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
+from enmon.lineproto import line
+from enmon.localrun import InfluxDB1
+from inspector import manual
+from inspector.report import period_of
+from inspector.store import Store, fetch_history, fetch_report
+from tests.support import influx_rows
+
+SH = ZoneInfo("Asia/Shanghai")
+DB = "enmon"
+SITE_ID = "plant"
+MONTH = "2026-11"
+DAY = datetime(2026, 11, 20, tzinfo=SH)
+STEP = timedelta(minutes=15)
+SWAP = DAY + timedelta(hours=12, minutes=30)   # the sub-meter is swapped at 12:30
+HAND_READ = SWAP - timedelta(minutes=5)        # its old index read by hand at 12:25
+OLD_FINAL = 5000.0 + 5.0 * (HAND_READ - DAY) / STEP  # 5 kWh per 15 min, by elapsed time
+
+
+def ms(d: datetime) -> int:
+    return int(d.timestamp() * 1000)
+
+
+SITE = Site.model_validate({
+    "site": SITE_ID, "timezone": "Asia/Shanghai",
+    "buildings": [{"id": "b1", "floor_area_m2": 1000, "meters": [
+        {"id": "main", "gateway": "gw-01", "device": "main", "energy_type": "electricity",
+         "category": "01000", "building_total": True, "poll_interval_s": 900},
+        {"id": "sub", "gateway": "gw-01", "device": "sub", "energy_type": "electricity",
+         "category": "01B00", "poll_interval_s": 900,
+         "replacements": [{"at": ms(SWAP), "old_final": OLD_FINAL, "new_initial": 0.0}]}]}]})
+GLITCH = 500.0  # the month-end reading of main was stored 500 kWh too high
+
+
+def steps(start: datetime, end: datetime) -> list[datetime]:
+    out, t = [], start
+    while t <= end:
+        out.append(t)
+        t += STEP
+    return out
+
+
+def main_counter(t: datetime) -> float:
+    return 1000.0 + 10.0 * ((t - DAY) / STEP)
+
+
+def sub_counter(t: datetime) -> float | None:
+    """The old meter until 10:00 (then its link failed), the new one from 12:45."""
+    if t <= DAY + timedelta(hours=10):
+        return 5000.0 + 5.0 * ((t - DAY) / STEP)
+    if t > SWAP:
+        return 5.0 * ((t - SWAP) / STEP)
+    return None
+
+
+def meter_line(device: str, t: datetime, v: float, seq: int) -> str:
+    return line("meter", {"site": SITE_ID, "gateway": "gw-01", "device": device,
+                          "building": "b1", "category": "01000" if device == "main" else "01B00",
+                          "energy_type": "electricity"},
+                {"active_energy_import_kwh": v, "seq": seq}, ms(t))
+
+
+@pytest.fixture(scope="module")
+def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1]:
+    server = InfluxDB1(workdir=tmp_path_factory.mktemp("manual") / "influxd")
+    server.start()
+
+    async def load() -> None:
+        cfg = InfluxConfig(url=server.url, database=DB)
+        q, w = InfluxQL(cfg), InfluxV1Writer(cfg)
+        try:
+            await q.create_database()
+            day = steps(DAY, DAY + timedelta(days=1))
+            lines = [meter_line("main", t, main_counter(t) + (GLITCH if t == day[-1] else 0), i)
+                     for i, t in enumerate(day)]
+            lines += [meter_line("sub", t, v, i) for i, t in enumerate(day)
+                      if (v := sub_counter(t)) is not None]
+            lines.append(tch.marker_line(SITE_ID, "test", {
+                ("gw-01", "main"): (ms(day[0]), ms(day[-1])),
+                ("gw-01", "sub"): (ms(day[0]), ms(day[-1]))}, int(time.time() * 1000)))
+            await w.write(lines)
+        finally:
+            await q.close()
+            await w.close()
+    try:
+        asyncio.run(load())
+        yield server
+    finally:
+        server.stop()
+
+
+def run(influx: InfluxDB1, fn: Any) -> Any:
+    async def go() -> Any:
+        cfg = InfluxConfig(url=influx.url, database=DB)
+        store, w = Store(InfluxQL(cfg)), InfluxV1Writer(cfg)
+        try:
+            return await fn(store, w)
+        finally:
+            await store.close()
+            await w.close()
+    return asyncio.run(go())
+
+
+END_OF_MONTH = period_of(MONTH, "Asia/Shanghai").end
+
+
+def month_total(influx: InfluxDB1, meter: str) -> float:
+    async def go(store: Store, _: Any) -> float:
+        rep = await fetch_report(store, site=SITE, period=MONTH, now_ms=END_OF_MONTH)
+        b = rep.buildings[0]
+        return float(next(m.amount for m in b.meters if m.meter == meter))
+    return float(run(influx, go))
+
+
+def entry(kind: str, device: str, t: datetime, value: float, reason: str = "",
+          author: str = "王工") -> Entry:
+    return Entry(kind, SITE_ID, "gw-01", device, "active_energy_import_kwh",  # type: ignore[arg-type]
+                 ms(t), value, author, reason)
+
+
+async def one_pass(influx: InfluxDB1, now: int) -> None:
+    from rules.config import RulesConfig
+    from rules.engine import Engine
+    from rules.lifecycle import AlertBook
+    from rules.scheduled import Scheduler
+
+    cfg = RulesConfig.model_validate({"influx": {"url": influx.url, "database": DB}})
+    engine = Engine(cfg, [SITE], AlertBook(), started_ms=now)
+    icfg = InfluxConfig(url=influx.url, database=DB)
+    q, w = InfluxQL(icfg), InfluxV1Writer(icfg)
+    try:
+        await Scheduler(engine, q, w, settle_s=0).run_pass(now)
+    finally:
+        await q.close()
+        await w.close()
+
+
+def monthly_rollup(influx: InfluxDB1, meter: str) -> float:
+    rows = influx_rows(influx.url, DB, "SELECT amount FROM energy_monthly WHERE "
+                       f"meter = '{meter}' AND time = {ms(datetime(2026, 11, 1, tzinfo=SH))}ms")
+    return float(rows[0]["amount"])
+
+
+def test_a_correction_changes_the_month_total_and_history_keeps_who_why_and_the_original(
+        influx: InfluxDB1) -> None:
+    end = DAY + timedelta(days=1)
+    assert month_total(influx, "main") == pytest.approx(960.0 + GLITCH)
+    asyncio.run(one_pass(influx, END_OF_MONTH))
+    assert monthly_rollup(influx, "main") == pytest.approx(960.0 + GLITCH)
+
+    checked = run(influx, lambda s, w: manual.enter(
+        s, w, entry("correction", "main", end, main_counter(end), "表计显示 1960，采集值跳变"),
+        site_model=SITE, now_ms=END_OF_MONTH))
+    assert checked.entry.original == pytest.approx(main_counter(end) + GLITCH)
+
+    # the report, and the rule engine's roll-ups after its next pass, follow the correction
+    assert month_total(influx, "main") == pytest.approx(960.0)
+    asyncio.run(one_pass(influx, END_OF_MONTH + 1000))
+    assert monthly_rollup(influx, "main") == pytest.approx(960.0)
+
+    # the history shows the corrected value, flagged, with who, when, why and the original
+    async def hist(store: Store, _: Any) -> Any:
+        return await fetch_history(store, site=SITE_ID, device="main", start=ms(DAY),
+                                   end=ms(end) + 1, site_model=SITE, now_ms=END_OF_MONTH)
+    h = run(influx, hist)
+    last = h.rows[-1]
+    assert last["time"] == ms(end) and last["active_energy_import_kwh"] == main_counter(end)
+    assert any(f.ts == ms(end) and f.flag == "corrected" for f in h.flags)
+    (e,) = [e for e in h.entries if e["kind"] == "correction"]
+    assert (e["author"], e["reason"]) == ("王工", "表计显示 1960，采集值跳变")
+    assert e["original"] == pytest.approx(main_counter(end) + GLITCH)
+    assert e["value"] == pytest.approx(main_counter(end)) and e["reading_ts"] == ms(end)
+    assert h.as_dict()["entries"] == h.entries
+    # one reading at that time, not two: the correction wrote the meter's own series
+    n = influx_rows(influx.url, DB, "SELECT count(active_energy_import_kwh) AS n FROM meter "
+                    f"WHERE device = 'main' AND time = {ms(end)}ms")
+    assert n[0]["n"] == 1
+
+
+def test_a_meter_replaced_mid_month_with_its_final_index_read_by_hand(
+        influx: InfluxDB1) -> None:
+    # without the hand-read index the old meter's last 2.5 h are spread over the swap gap;
+    # the month total already holds them (the site file's old_final), the hours do not
+    truth = (OLD_FINAL - 5000.0) + 5.0 * ((DAY + timedelta(days=1) - SWAP) / STEP)
+    assert month_total(influx, "sub") == pytest.approx(truth)
+
+    checked = run(influx, lambda s, w: manual.enter(
+        s, w, entry("reading", "sub", HAND_READ, OLD_FINAL, "换表前抄表（旧表止码）"),
+        site_model=SITE, now_ms=END_OF_MONTH))
+    assert checked.entry.kind == "reading" and checked.entry.entered_at > 0
+    assert month_total(influx, "sub") == pytest.approx(truth)
+
+    async def entries(store: Store, _: Any) -> Any:
+        return await store.manual_entries(SITE_ID, ms(DAY), ms(DAY + timedelta(days=1)))
+    (row,) = run(influx, entries)
+    assert (row["device"], row["value"]) == ("sub", OLD_FINAL)
+    assert row["reason"] == "换表前抄表（旧表止码）"
+    # the hours now show the old meter's use up to the hand reading at 12:25
+    asyncio.run(one_pass(influx, END_OF_MONTH + 2000))
+    hourly = {int(r["time"]): r["amount"] for r in influx_rows(
+        influx.url, DB, "SELECT amount FROM energy_hourly WHERE meter = 'sub'")}
+    h12 = ms(DAY + timedelta(hours=12))
+    # 12:00–12:25 of the old meter (interpolated from 10:00) + the replacement interval share
+    assert sum(hourly.values()) == pytest.approx(truth)
+    assert hourly[h12] > 0
+
+
+@pytest.mark.parametrize("kind,device,when,value,reason,why", [
+    ("correction", "main", DAY + timedelta(hours=6), 5.0, "misread", "below the reading before"),
+    ("correction", "main", DAY + timedelta(hours=6), 1e9, "misread", "above the reading after"),
+    ("correction", "main", DAY + timedelta(hours=6), 1240.0, "", "needs a reason"),
+    ("correction", "main", DAY + timedelta(hours=6, minutes=1), 1240.0, "x", "no stored reading"),
+    ("reading", "main", DAY + timedelta(hours=6), 1240.0, "x", "already stored"),
+    ("reading", "main", DAY + timedelta(days=40), 1e5, "x", "future"),
+    ("reading", "ghost", DAY + timedelta(hours=6), 1.0, "x", "no meter ghost"),
+])
+def test_what_cannot_be_right_is_refused_with_its_reason(
+        influx: InfluxDB1, kind: str, device: str, when: datetime, value: float, reason: str,
+        why: str) -> None:
+    before = influx_rows(influx.url, DB, "SELECT count(value) AS n FROM manual_entry")
+    with pytest.raises(ManualError, match=why):
+        run(influx, lambda s, w: manual.enter(s, w, entry(kind, device, when, value, reason),
+                                              site_model=SITE, now_ms=END_OF_MONTH))
+    after = influx_rows(influx.url, DB, "SELECT count(value) AS n FROM manual_entry")
+    assert after == before  # nothing written
