@@ -17,11 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from enmon.errors import EnmonError
+from inspector import alerts as al
 from inspector import charts, labels
 from inspector.i18n import (
     DEFAULT_LANG,
@@ -155,7 +157,9 @@ def render_html(report: Report, lang: Lang = DEFAULT_LANG) -> str:
     from inspector.report import UNITS
 
     tmpl = _environment(lang, report.period.tz).get_template("report.html.j2")
-    return tmpl.render(r=report, charts=_charts(report, lang), lang=lang,
+    # the alerts' summaries in the reader's language (inspector.alerts.localized)
+    shown = replace(report, alerts=al.localized(report.alerts, lang, lambda _s: report.period.tz))
+    return tmpl.render(r=shown, charts=_charts(report, lang), lang=lang,
                        page_footer=_page_footer(lang),
                        period_text=period_text(report.period, lang),
                        totals=report.totals_by_type(), units=UNITS, labels=labels,
@@ -262,7 +266,7 @@ def report_dict(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
         } for b in report.buildings],
         "factors": [f.label() for f in report.factors],
         "completeness": report.completeness,
-        "alerts": report.alerts,
+        "alerts": al.localized(report.alerts, lang, lambda _s: report.period.tz),
         "notes": notes_text(report, lang),
     }
 

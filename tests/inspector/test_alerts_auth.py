@@ -109,3 +109,24 @@ def test_the_api_and_console_list_alert_summaries_in_chinese_by_default(stack: S
     assert [a["rule"] for a in mall] == ["peak_demand"]
     assert re.fullmatch(r"mall-main 的有功功率已回落至 [\d.]+ kW（低于 [\d.]+ kW）",
                         mall[0]["summary"]), mall[0]["summary"]
+
+
+def test_the_reports_alert_table_says_it_in_the_reports_language(stack: Stack) -> None:
+    from tests.inspector.conftest import MONTH
+
+    site = stack.loaded.data.site.site
+
+    def report_alerts(lang: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{stack.url}/api/v1/sites/{site}/reports/{MONTH}",
+                      headers=auth(INSPECTOR_TOKEN), params={"lang": lang}, timeout=60)
+        assert r.status_code == 200, r.text
+        out: list[dict[str, Any]] = r.json()["alerts"]
+        return out
+
+    zh = [a["summary"] for a in report_alerts("zh-CN") if a["rule"] == "peak_demand"]
+    en = [a["summary"] for a in report_alerts("en") if a["rule"] == "peak_demand"]
+    assert zh and all("的有功功率" in s and " kW" in s for s in zh), zh
+    assert en and all(s.startswith("active power of ") for s in en), en
+    html = httpx.get(f"{stack.url}/api/v1/sites/{site}/reports/{MONTH}",
+                     headers=auth(INSPECTOR_TOKEN), params={"format": "html"}, timeout=60).text
+    assert zh[0] in html
