@@ -49,25 +49,33 @@ def run(config: Path = typer.Option(..., "-c", "--config", help="rules YAML file
     asyncio.run(main())
 
 
+LANG = typer.Option(None, "--lang", help="zh-CN (default) or en; default: $ENMON_LANG")
+
+
 @app.command()
 def check(config: Path = typer.Option(None, "-c", "--config", help="rules YAML file"),
-          site: list[Path] = typer.Option([], "--site", help="a site file to check on its own")
-          ) -> None:
+          site: list[Path] = typer.Option([], "--site", help="a site file to check on its own"),
+          lang: str | None = LANG) -> None:
     """Validate a rules file and its site files; print what will be watched and against what."""
     from rich.console import Console
     from rich.table import Table
 
     from energy.quota import building_intensity
     from energy.site import load_site
+    from enmon.i18n import gettext_for
     from rules.config import load_config
 
+    _ = gettext_for(_lang(lang))
     files = list(site)
     if config is not None:
         cfg = load_config(config)
         files += cfg.sites
-        typer.echo(f"{config}: ok — {len(cfg.thresholds)} thresholds, "
-                   f"{len(cfg.all_channels())} channels, state in {cfg.state_dir}")
-    table = Table("site", "building", "m²", "meters", "boilers", "quota (annual intensity)")
+        typer.echo(_("%(config)s: ok — %(thresholds)s thresholds, %(channels)s channels, "
+                     "state in %(state_dir)s", config=str(config),
+                     thresholds=len(cfg.thresholds), channels=len(cfg.all_channels()),
+                     state_dir=str(cfg.state_dir)))
+    table = Table(_("site"), _("building"), "m²", _("meters"), _("boilers"),
+                  _("quota (annual intensity)"))
     for f in files:
         s = load_site(f)
         for b in s.buildings:
@@ -83,7 +91,11 @@ def check(config: Path = typer.Option(None, "-c", "--config", help="rules YAML f
     Console().print(table)
 
 
-def _call(method: str, url: str, body: dict[str, Any] | None, token_env: str | None) -> Any:
+def _call(method: str, url: str, body: dict[str, Any] | None, token_env: str | None,
+          lang: str | None = None) -> Any:
+    from enmon.i18n import gettext_for
+
+    _ = gettext_for(_lang(lang))
     headers = {"Content-Type": "application/json"}
     if token_env:
         headers["Authorization"] = f"Bearer {os.environ.get(token_env, '')}"
@@ -94,14 +106,15 @@ def _call(method: str, url: str, body: dict[str, Any] | None, token_env: str | N
             return json.load(r)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:300]
-        typer.echo(f"error: HTTP {exc.code}: {detail}", err=True)
+        typer.echo(_("error: the rules service answered HTTP %(code)s: %(detail)s",
+                     code=exc.code, detail=detail), err=True)
         raise typer.Exit(1) from None
     except OSError as exc:
-        typer.echo(f"error: cannot reach the rules service at {url}: {exc}", err=True)
+        typer.echo(_("error: cannot reach the rules service at %(url)s: %(error)s", url=url,
+                     error=str(exc)), err=True)
         raise typer.Exit(1) from None
 
 
-LANG = typer.Option(None, "--lang", help="zh-CN (default) or en; default: $ENMON_LANG")
 TZ = typer.Option("Asia/Shanghai", "--tz", envvar="ENMON_TZ",
                   help="time zone the times are shown in (the site's)")
 
@@ -128,7 +141,7 @@ def alerts(url: str = URL, all_: bool = typer.Option(False, "--all", help="inclu
 
     lg = _lang(lang)
     _ = gettext_for(lg)
-    rows = _call("GET", f"{url}/alerts", None, token_env)
+    rows = _call("GET", f"{url}/alerts", None, token_env, lang)
     table = Table()
     # the fingerprint is what `enmon rules ack` takes: never cut, whatever the terminal width
     table.add_column(_("fingerprint"), no_wrap=True, min_width=16)
@@ -157,7 +170,7 @@ def ack(fingerprint: str = typer.Argument(..., help="alert fingerprint (unique p
     from enmon.i18n import gettext_for
 
     _ = gettext_for(_lang(lang))
-    r = _call("POST", f"{url}/alerts/{fingerprint}/ack", {"by": by}, token_env)
+    r = _call("POST", f"{url}/alerts/{fingerprint}/ack", {"by": by}, token_env, lang)
     typer.echo(_("acknowledged %(fingerprint)s by %(by)s", fingerprint=r["acknowledged"],
                  by=r["by"]))
 
@@ -184,7 +197,7 @@ def silence(match: list[str] = typer.Option(..., "--match", help="label=pattern,
     if len(matchers) != len(match):
         raise typer.BadParameter("each --match is label=pattern")
     r = _call("POST", f"{url}/silences", {"match": matchers, "duration_s": _duration(for_),
-                                           "comment": comment, "by": by}, token_env)
+                                           "comment": comment, "by": by}, token_env, lang)
     typer.echo(_("silence %(id)s until %(ends)s for %(match)s", id=r["id"],
                  ends=local_time(int(r["ends"]), tz),
                  match=", ".join(f"{k}={v}" for k, v in sorted(r["matchers"].items()))))

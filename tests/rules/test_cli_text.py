@@ -99,3 +99,18 @@ async def test_outbox_tables_in_chinese_and_english(tmp_path: Path) -> None:
     r = await asyncio.to_thread(CliRunner().invoke, app, ["outbox", "-c", str(cfg), "--lang",
                                                           "fr"])
     assert r.exit_code == 2 and "zh-CN or en" in r.output and "Traceback" not in r.output
+
+
+def test_check_and_errors_in_chinese_and_english() -> None:
+    site = str(Path(__file__).resolve().parents[2] / "rules" / "sample-site.yaml")
+    r = CliRunner().invoke(app, ["check", "--site", site], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "表计数" in r.output and "限额（年能耗强度）" in r.output
+    r = CliRunner().invoke(app, ["check", "--site", site, "--lang", "en"],
+                           env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "meters" in r.output and "quota (annual intensity)" in r.output
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    r = CliRunner().invoke(app, ["alerts", "--url", dead])
+    assert r.exit_code == 1 and r.output.startswith("错误：无法连接规则服务")
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(app, ["ack", "abc", "--url", dead, "--lang", "en"])
+    assert r.exit_code == 1 and r.output.startswith("error: cannot reach the rules service")
