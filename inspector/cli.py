@@ -186,6 +186,12 @@ async def _history(cfg: Any, site: str, device: str | None, building: str | None
         for r in h.rejected:
             con.print(f"  [magenta]rejected[/] {hist.local_iso(r['time'], tz)} {r['reason']}: "
                       f"{str(r['detail'])[:120]}")
+        for e in h.entries:  # manual readings and corrections, with who and why
+            what = (f"corrected {e['quantity']} {e['original']} → {e['value']}"
+                    if e["kind"] == "correction" else f"manual {e['quantity']}={e['value']}")
+            con.print(f"  [cyan]{e['kind']}[/] {hist.local_iso(e['reading_ts'], tz)} {what} "
+                      f"by {e['author']} at {hist.local_iso(e['entered_at'], tz)}: "
+                      f"{e['reason']}", markup=True)
     if csv_out is not None:
         with csv_out.open("w", newline="", encoding="utf-8") as f:
             n = hist.write_csv(hs[0], f) if building is None else hist.write_building_csv(hs, f)

@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -248,3 +249,96 @@ def test_what_cannot_be_right_is_refused_with_its_reason(
                                               site_model=SITE, now_ms=END_OF_MONTH))
     after = influx_rows(influx.url, DB, "SELECT count(value) AS n FROM manual_entry")
     assert after == before  # nothing written
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def cli_config(influx: InfluxDB1, tmp_path: Path) -> Path:
+    import yaml
+
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(SITE.model_dump(mode="json", exclude_none=True),
+                                        allow_unicode=True), encoding="utf-8")
+    cfg = tmp_path / "inspector.yaml"
+    cfg.write_text(yaml.safe_dump({"influx": {"url": influx.url, "database": DB},
+                                   "sites": [str(site_file)]}), encoding="utf-8")
+    return cfg
+
+
+def test_template_filled_in_and_imported_row_by_row(cli_config: Path, tmp_path: Path,
+                                                     influx: InfluxDB1) -> None:
+    """The clerk's round trip: the template lists the meters, two rows are filled in (one
+    good, one that would run the counter backwards), the good one is stored, the bad one is
+    refused with its row and reason in Chinese, exit 1, no traceback."""
+    from openpyxl import load_workbook
+    from typer.testing import CliRunner
+
+    from inspector.manual_cli import app
+
+    book = tmp_path / "抄表.xlsx"
+    runner = CliRunner(env={"COLUMNS": "200"})  # rich tables as wide as a terminal's
+    r = runner.invoke(app, ["template", SITE_ID, str(book), "-c", str(cli_config)])
+    assert r.exit_code == 0, r.output
+    wb = load_workbook(book)
+    ws = wb.active
+    assert [c.value for c in ws[1]][:4] == ["网关", "设备", "表计", "计量项"]
+    devices = {ws.cell(row=i, column=2).value: i for i in range(2, ws.max_row + 1)}
+    assert set(devices) == {"main", "sub"}
+    good = datetime(2026, 11, 20, 3, 5)            # between two stored readings of main
+    ws.cell(row=devices["main"], column=6, value=good)
+    ws.cell(row=devices["main"], column=7, value=main_counter(good.replace(tzinfo=SH)))
+    ws.cell(row=devices["sub"], column=6, value=datetime(2026, 11, 20, 3, 5))
+    ws.cell(row=devices["sub"], column=7, value=1.0)  # below 5000: backwards
+    wb.save(book)
+
+    r = runner.invoke(app, ["import", SITE_ID, str(book), "-c", str(cli_config),
+                            "--author", "李工"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert "累计值会倒走" in r.output and "已保存 1 条，拒绝 1 条" in r.output
+    rows = influx_rows(influx.url, DB, "SELECT * FROM manual_entry WHERE source = 'xlsx'")
+    assert [(x["device"], x["author"]) for x in rows] == [("main", "李工")]
+
+    r = runner.invoke(app, ["list", SITE_ID, "--from", "2026-11-20", "--to", "2026-11-21",
+                            "-c", str(cli_config), "--lang", "en"])
+    assert r.exit_code == 0 and "李工" in r.output and "manual reading" in r.output
+
+
+@pytest.mark.parametrize("args,says", [
+    (["add", SITE_ID, "main", "--at", "yesterday", "--value", "1", "--author", "x"],
+     "无法识别"),
+    (["add", SITE_ID, "nowhere", "--at", "2026-11-20T06:00", "--value", "1", "--author", "x"],
+     "不在配置的站点文件中"),
+    (["correct", SITE_ID, "main", "--at", "2026-11-20T06:01", "--value", "1", "--author", "x",
+      "--reason", "x"], "没有已存的"),
+    (["import", SITE_ID, "__FILE__"], "不是可读取的 XLSX 模板"),
+])
+def test_cli_errors_are_one_clear_sentence(cli_config: Path, tmp_path: Path, args: list[str],
+                                           says: str) -> None:
+    from typer.testing import CliRunner
+
+    from inspector.manual_cli import app
+
+    junk = tmp_path / "junk.xlsx"
+    junk.write_text("not a workbook")
+    args = [str(junk) if a == "__FILE__" else a for a in args]
+    r = CliRunner().invoke(app, [*args, "-c", str(cli_config)])
+    assert r.exit_code in (1, 2), r.output
+    assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output
+    assert says in r.output
+
+
+def test_every_refusal_is_translated() -> None:
+    import re
+
+    from inspector.i18n import gettext_for
+
+    zh = gettext_for("zh-CN")
+    src = (Path(__file__).parents[2] / "energy" / "manual.py").read_text(encoding="utf-8")
+    src += (Path(__file__).parents[2] / "inspector" / "manual.py").read_text(encoding="utf-8")
+    found = re.findall(r'ManualError\(((?:"[^"]*"\s*)+)', src)
+    found += re.findall(r'warnings\.append\(\(((?:"[^"]*"\s*)+)', src)
+    msgids = ["".join(re.findall(r'"([^"]*)"', m)) for m in found]
+    assert len(msgids) >= 12
+    assert [m for m in msgids if zh(m) == m] == []
