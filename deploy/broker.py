@@ -2,7 +2,8 @@
 listener, and the ``mqtt:`` block a gateway or service puts in its config.
 
 The ACL is where a gateway's identity is enforced: it may write only below
-``enmon/v1/{site}/{gateway}/``.
+``enmon/v1/{site}/{gateway}/`` (and there only what a gateway publishes, not its own
+``command`` topic, where only the API identity may publish).
 """
 
 from __future__ import annotations
@@ -29,14 +30,28 @@ def acl_text(principals: Iterable[Principal]) -> str:
     for p in ordered:
         lines.append(f"user {p.username}")
         if p.is_gateway:
-            # telemetry, status (birth + LWT: the will is ACL-checked too) and health
-            lines.append(f"topic write {TOPIC_ROOT}/{p.site}/{p.gateway}/#")
-            # ingest's word that its batches are stored (nothing else may be read)
-            lines.append(f"topic read {TOPIC_ROOT}/{p.site}/{p.gateway}/ack")
+            # telemetry, status (birth + LWT: the will is ACL-checked too), health and the
+            # results of commands; not the command topic itself (signed writes come from
+            # the API only)
+            lines.extend(f"topic write {t}" for t in gateway_writes(p))
+            # ingest's word that its batches are stored, and its own commands
+            lines.extend(f"topic read {t}" for t in gateway_reads(p))
         else:
             lines.extend(f"topic {access} {topic}" for access, topic in SERVICES[p.service])
         lines.append("")
     return "\n".join(lines)
+
+
+def gateway_writes(p: Principal) -> list[str]:
+    """The topics a gateway publishes: its own telemetry, status, health, command results."""
+    base = f"{TOPIC_ROOT}/{p.site}/{p.gateway}"
+    return [f"{base}/telemetry", f"{base}/status", f"{base}/health", f"{base}/command/result"]
+
+
+def gateway_reads(p: Principal) -> list[str]:
+    """The topics a gateway reads: ingest's acks of its batches and its own commands."""
+    base = f"{TOPIC_ROOT}/{p.site}/{p.gateway}"
+    return [f"{base}/ack", f"{base}/command"]
 
 
 def emqx_acl_text(principals: Iterable[Principal]) -> str:
@@ -52,8 +67,10 @@ def emqx_acl_text(principals: Iterable[Principal]) -> str:
     for p in ordered:
         who = f'{{username, "{p.username}"}}'
         if p.is_gateway:
-            lines.append(f'{{allow, {who}, publish, ["{TOPIC_ROOT}/{p.site}/{p.gateway}/#"]}}.')
-            lines.append(f'{{allow, {who}, subscribe, ["{TOPIC_ROOT}/{p.site}/{p.gateway}/ack"]}}.')
+            topics = ", ".join(f'"{t}"' for t in gateway_writes(p))
+            lines.append(f"{{allow, {who}, publish, [{topics}]}}.")
+            topics = ", ".join(f'"{t}"' for t in gateway_reads(p))
+            lines.append(f"{{allow, {who}, subscribe, [{topics}]}}.")
         else:
             for access, topic in SERVICES[p.service]:
                 action = "subscribe" if access == "read" else "publish"

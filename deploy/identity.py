@@ -35,7 +35,8 @@ SERVICES: dict[str, tuple[tuple[str, str], ...]] = {
                ("write", f"{TOPIC_ROOT}/+/+/ack")),
     # streaming checks read telemetry/status; alerts go to enmon/v1/{site}/alerts/{rule}
     "rules": (("read", f"{TOPIC_ROOT}/#"), ("write", f"{TOPIC_ROOT}/+/alerts/#")),
-    "api": (("read", f"{TOPIC_ROOT}/#"),),
+    # the API (and the operator's `enmon gateway command`) may send signed device commands
+    "api": (("read", f"{TOPIC_ROOT}/#"), ("write", f"{TOPIC_ROOT}/+/+/command")),
 }
 # RESERVED_GATEWAY_IDS (from the wire contract): a gateway called "alerts" would own
 # enmon/v1/{site}/alerts/#, the rule engine's alert topics, and could forge alerts.

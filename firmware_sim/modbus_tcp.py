@@ -2,7 +2,10 @@
 
 The register image comes from the same YAML profile the gateway uses, encoded
 with :func:`gateway.profile.from_canonical`, so the simulator speaks the real
-model's map (addresses, types, word order, scaling). Every read is recorded in
+model's map (addresses, types, word order, scaling). The profile's writable points
+(``writable:``) take FC 6 / FC 16 writes, as the meter's settings would, starting from
+``settings``; anything else written is refused as the meter would (exception 2 or 3, see
+:func:`firmware_sim.rtu.write_check`). Every read is recorded in
 ``served`` (canonical values *as the wire carries them*, i.e. after the
 register type's quantisation) so end-to-end tests can check that nothing was
 altered downstream.
@@ -21,6 +24,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from firmware_sim.rtu import write_check
 from gateway.profile import (
     BIT_FUNCTIONS,
     Field_,
@@ -72,12 +76,16 @@ class ModbusMeterServer:
     serial_port: str | None = None
     baudrate: int = 9600
     unit_id: int = 1
+    #: starting values of the profile's writable points, by point name
+    settings: dict[str, float] = field(default_factory=dict)
     served: deque[ServedRead] = field(default_factory=lambda: deque(maxlen=100_000))
     _server: ModbusTcpServer | ModbusSerialServer | None = field(
         default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._fields = self.profile.fields()
+        self._writable = [self.profile.writable_field(n) for n in self.profile.writable]
+        self._settings_applied = False
 
     async def _action(
         self,
@@ -88,8 +96,21 @@ class ModbusMeterServer:
         registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
+        if fc in (3, 6, 16) and not self._settings_applied:  # the holding block, once
+            self._settings_applied = True
+            for name, v in self.settings.items():
+                f = self.profile.writable_field(name)
+                registers[f.address - start : f.address - start + f.words] = (
+                    from_canonical(f, v))
+        if set_values is not None:
+            if fc not in (6, 16):
+                return ExcCodes.ILLEGAL_FUNCTION
+            code = write_check(self.profile, address, [int(v) for v in set_values])
+            if code is not None:
+                return ExcCodes(code)
+            return None  # pymodbus stores the registers; reads serve them from then on
         function = _FC_FUNCTION.get(fc)
-        if function is None or set_values is not None:
+        if function is None:
             return ExcCodes.ILLEGAL_FUNCTION
         now = time.time()
         values = self.source(now)
@@ -119,7 +140,8 @@ class ModbusMeterServer:
     def _device(self) -> SimDevice:
         blocks: dict[str, list[SimData]] = {"holding": [], "input": []}
         for function in blocks:
-            span = _span(self._fields, function)
+            span = _span(self._fields + (self._writable if function == "holding" else []),
+                         function)
             if span is not None:
                 start, n = span
                 blocks[function].append(

@@ -33,7 +33,8 @@ from typing import Any, Literal
 
 from firmware_sim.faults import Faults, corrupt
 from gateway import modbus_frames as mf
-from gateway.profile import BIT_FUNCTIONS, ModbusProfile, encode_into
+from gateway import modbus_writes as mw
+from gateway.profile import BIT_FUNCTIONS, ModbusProfile, encode_into, from_canonical, to_canonical
 
 log = logging.getLogger("enmon.sim.line")
 
@@ -190,13 +191,60 @@ class LineServer:
             s.close()
 
 
+def write_check(profile: ModbusProfile, address: int, words: list[int]) -> int | None:
+    """Would a meter of ``profile`` take this register write? None if so, else the exception
+    code it answers: 2 (illegal data address) for a register that is not a writable setting
+    or half of one (a single word of a float), 3 (illegal data value) outside min..max."""
+    end = address + len(words)
+    covered = 0
+    for name in profile.writable:
+        f = profile.writable_field(name)
+        if f.address >= end or f.address + f.words <= address:
+            continue
+        if f.address < address or f.address + f.words > end:
+            return 2
+        point = profile.writable[name]
+        off = f.address - address
+        value = to_canonical(f, words[off:off + f.words])
+        if not point.min <= value <= point.max:
+            return 3
+        covered += f.words
+    return None if covered == len(words) else 2
+
+
 @dataclass
 class Unit:
-    """One simulated Modbus device on a bus."""
+    """One simulated Modbus device on a bus.
+
+    ``settings`` are the starting values of the profile's writable points (by point name);
+    the unit accepts FC 6 / FC 16 writes that cover whole writable points and holds what
+    was written (``written``, by register address), as a meter keeps its settings. A write
+    that touches any other register is answered with exception 2 (illegal data address),
+    a value outside the point's min..max with exception 3 (illegal data value).
+    """
 
     profile: ModbusProfile
     values: Values
     faults: Faults = field(default_factory=Faults)
+    settings: Mapping[str, float] = field(default_factory=dict)
+    written: dict[int, int] = field(default_factory=dict)
+    writes: int = 0
+
+    def __post_init__(self) -> None:
+        for name, v in self.settings.items():
+            f = self.profile.writable_field(name)
+            for i, w in enumerate(from_canonical(f, v)):
+                self.written[f.address + i] = w
+
+    def write(self, address: int, words: list[int]) -> int | None:
+        """Apply a register write; None if accepted, else the exception code."""
+        code = write_check(self.profile, address, words)
+        if code is not None:
+            return code
+        for i, w in enumerate(words):
+            self.written[address + i] = w
+        self.writes += 1
+        return None
 
     def registers(self, function: str, address: int, count: int) -> list[int] | int:
         """The register (or, for coil/discrete, bit) image for one read, or an exception code.
@@ -221,6 +269,10 @@ class Unit:
             if off < 0 or off + f.words > count:
                 continue
             encode_into(image, off, f, vals[f.quantity])
+        if function == "holding":
+            for i in range(count):
+                if address + i in self.written:
+                    image[i] = self.written[address + i]
         return image
 
 
@@ -244,6 +296,8 @@ class ModbusSlaveServer(LineServer):
         fault = unit.faults.pick()
         if fault == "timeout":
             return None, fault
+        if pdu and pdu[0] in mw.WRITE_CODES:
+            return self._write(unit, pdu, fault)
         try:
             fc, address, count = mf.parse_request_pdu(pdu)
         except ValueError:
@@ -263,6 +317,21 @@ class ModbusSlaveServer(LineServer):
         if fc in mf.BIT_CODES:
             return mf.bits_response_pdu(fc, regs), fault
         return mf.response_pdu(fc, regs), fault
+
+    def _write(self, unit: Unit, pdu: bytes, fault: str | None) -> tuple[bytes, str | None]:
+        """An FC 6 / FC 16 request → its echo, or an exception answer."""
+        try:
+            fc, address, words = mw.parse_write_pdu(pdu)
+        except ValueError:
+            return mf.exception_pdu(pdu[0], 3), None
+        if fault == "exception":
+            return mf.exception_pdu(fc, unit.faults.exception_code), fault
+        if fault == "busy":
+            return mf.exception_pdu(fc, 6), fault
+        code = unit.write(address, words)
+        if code is not None:
+            return mf.exception_pdu(fc, code), None
+        return mw.expected_response(pdu), fault
 
     def _mangle(self, unit_id: int, frame: bytes, fault: str | None) -> bytes:
         """Apply a fault to an RTU frame (unit, PDU, CRC) or to an MBAP unit+PDU."""
@@ -317,14 +386,20 @@ class ModbusSlaveServer(LineServer):
                 answer = self._ascii_answer(frame)
                 if answer is not None:
                     out.append(answer)
-        # RTU: every read request is 8 bytes; resynchronise after noise by dropping a byte
-        while len(buf) >= 8:
-            frame = bytes(buf[:8])
+        # RTU: reads and FC 6 are 8 bytes, FC 16 says its length; after noise (a CRC that
+        # does not check) resynchronise by dropping a byte
+        while True:
+            n = mw.rtu_request_length(bytes(buf))
+            if n is None or len(buf) < n:
+                if len(buf) > 8 + 2 * mw.MAX_WRITE + 1:
+                    del buf[:1]
+                    continue
+                return out
+            frame = bytes(buf[:n])
             if not mf.check_crc(frame):
                 del buf[:1]
                 continue
-            del buf[:8]
-            pdu, fault = self.answer(frame[0], frame[1:6])
+            del buf[:n]
+            pdu, fault = self.answer(frame[0], frame[1:-2])
             if pdu is not None:
                 out.append(self._mangle(frame[0], mf.with_crc(frame[:1] + pdu), fault))
-        return out

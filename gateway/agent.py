@@ -23,6 +23,7 @@ from enmon.systemd import Watchdog, sd_notify
 from gateway import modbus_frames as mf
 from gateway.bus import Bus, BusDevice, Reading, Timing
 from gateway.cjt188 import Cjt188Profile
+from gateway.commands import CommandService, NonceStore, Target, read_secret
 from gateway.config import (
     Device,
     GatewayConfig,
@@ -148,6 +149,7 @@ class Gateway:
             base = {q: (float(v), int(t)) for q, (v, t) in saved.get(d.name, {}).items()}
             self.validators[d.name] = EdgeValidator(limits=limits, baselines=base)
         self.uplink = Uplink(cfg.mqtt, cfg.site, cfg.gateway, self.queue)
+        self.commands = self._command_service(profiles) if cfg.commands.enabled else None
         self.cycle = 0
         self.started = time.monotonic()
         every = {d.name: d.poll_interval_s or cfg.poll.interval_s for d in cfg.devices}
@@ -156,6 +158,31 @@ class Gateway:
         self.schedules = {b.name: PollSchedule({dev.driver.name: every[dev.driver.name]
                                                 for dev in b.devices}, self.started)
                           for b in self.buses}
+
+    def _command_service(self, profiles: list[AnyProfile]) -> CommandService:
+        """Signed device writes (gateway.commands), for the devices that allow some."""
+        c = self.cfg.commands
+        keys = {k.id: read_secret(k.file, k.env, what=f"commands.keys {k.id}")
+                for k in c.keys}
+        bus_of = {dev.driver.name: b for b in self.buses for dev in b.devices}
+        targets: dict[str, Target] = {}
+        for d, p in zip(self.cfg.devices, profiles, strict=True):
+            if not d.writable or not isinstance(p, ModbusProfile):
+                continue
+            framing: Framing = ("tcp" if isinstance(d.transport, TcpTransport)
+                                else d.transport.framing)
+            targets[d.name] = Target(bus_of[d.name], d.name, p, d.unit_id, framing,
+                                     make_timing(d.transport), frozenset(d.writable))
+        client = self.uplink.client
+
+        def publish(topic: str, payload: bytes) -> None:
+            client.publish(topic, payload, qos=1)  # queued by paho while disconnected
+
+        return CommandService(
+            self.cfg.site, self.cfg.gateway, keys, targets,
+            NonceStore(self.cfg.state_dir / "commands.db", max_entries=c.max_nonces),
+            publish=publish,
+            max_skew_s=c.max_skew_s, max_lifetime_s=c.max_lifetime_s)
 
     # ------------------------------------------------------------------ poll
 
@@ -256,6 +283,7 @@ class Gateway:
                      "unconfirmed": self.uplink.unconfirmed, "resent": self.uplink.resent},
             "flags": dict(flags),
             "devices": devices,
+            **({"commands": self.commands.stats()} if self.commands is not None else {}),
             "schedule": {name: {"line_budget": round(sc.line_budget(), 4),
                                 "devices": sc.figures()}
                          for name, sc in self.schedules.items()} if self.scheduled else {},
@@ -283,6 +311,12 @@ class Gateway:
         log.info("event=gateway_start site=%s gateway=%s buses=%d devices=%d queued=%d "
                  "next_seq=%d", self.cfg.site, self.cfg.gateway, len(self.buses),
                  len(self.cfg.devices), q.depth, q.next_seq)
+        commands = None
+        if self.commands is not None:
+            self.commands.attach(self.uplink.client, asyncio.get_running_loop())
+            commands = asyncio.create_task(self.commands.run(stop))
+            log.info("event=commands_enabled topic=%s devices=%d keys=%s", self.commands.topic,
+                     len(self.commands.targets), ",".join(self.commands.keys))
         self.uplink.start()
         forward = asyncio.create_task(self._forward(stop))
         # systemd (Type=notify, WatchdogSec): ready once config, profiles and queue are open;
@@ -318,6 +352,8 @@ class Gateway:
         finally:
             stop.set()
             await forward
+            if commands is not None:
+                await commands
             # a clean stop forwards what it can for a few seconds; the rest waits on disk
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and self.uplink.connected.is_set():
@@ -331,5 +367,7 @@ class Gateway:
             self._save_baselines()
             self.uplink.stop()
             self.queue.close()
+            if self.commands is not None:
+                self.commands.store.close()
             for b in self.buses:
                 await b.close()

@@ -6,6 +6,9 @@
     enmon gateway probe --profile acrel-adl400 --serial /dev/ttyUSB0 --unit 3
     enmon gateway scan --serial /dev/ttyUSB0 --units 1-32   which unit ids answer
     enmon gateway run -c gw.yaml                   poll forever (systemd service)
+    enmon gateway command hosp-a/gw-01 main demand_period_min 15 --key-id ops-1 \
+        --key-file /etc/enmon/cmd-gw-01.key --username api --password-file …
+                                                   sign one write, send it, print the result
 """
 
 from __future__ import annotations
@@ -339,4 +342,107 @@ def scan(
         typer.echo(f"{who:>14}  {what}")
     typer.echo(f"{len(found)} found in {time.monotonic() - t0:.1f} s")
     if not found:
+        raise typer.Exit(1)
+
+
+@app.command()
+def command(
+    gateway: str = typer.Argument(..., help="SITE/GATEWAY the command is for, e.g. hosp-a/gw-01"),
+    device: str = typer.Argument(..., help="the device's name in that gateway's config"),
+    target: str = typer.Argument(..., help="a writable point of the device's profile, e.g. "
+                                 "demand_period_min (the profile's writable: section)"),
+    value: str = typer.Argument(..., help="the new value in the point's unit, as a decimal"),
+    key_id: str = typer.Option(..., help="which of the gateway's command keys signs it "
+                               "(commands.keys[].id in its config)"),
+    key_file: Path = typer.Option(None, help="file holding that key's secret"),
+    key_env: str = typer.Option(None, help="or: environment variable holding it"),
+    ttl: int = typer.Option(60, help="seconds until the command expires (the gateway also "
+                            "refuses lifetimes above its commands.max_lifetime_s)"),
+    host: str = typer.Option("127.0.0.1", help="MQTT broker"),
+    port: int = typer.Option(1883, help="MQTT port"),
+    username: str = typer.Option(None, help="an identity allowed to publish commands (api)"),
+    password_file: Path = typer.Option(None, help="file holding the MQTT password"),
+    password_env: str = typer.Option(None, help="or: environment variable holding it"),
+    ca_file: Path = typer.Option(None, help="broker CA certificate: connect with TLS"),
+    wait: float = typer.Option(30.0, help="seconds to wait for the gateway's result"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the signed command, send "
+                                 "nothing"),
+) -> None:
+    """Sign one device write, publish it to the gateway and print its result.
+
+    The gateway writes only a point its device's profile declares writable and its config
+    allows (devices[].writable), within the point's range, and reads it back. The command
+    is signed with HMAC-SHA256 under a key the gateway holds, carries a fresh random id
+    (refused if replayed) and expires after --ttl seconds. The result is one JSON line
+    (status ok, refused or failed, with the reason); exit code 0 ok, 1 refused or failed,
+    2 no result within --wait.
+    """
+    import json
+    import ssl
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from gateway import commands as cmds
+    from gateway.config import MQTT
+
+    site, sep, gw = gateway.partition("/")
+    if not sep:
+        raise typer.BadParameter(f"{gateway!r}: write SITE/GATEWAY, e.g. hosp-a/gw-01")
+    if (key_file is None) == (key_env is None):
+        raise typer.BadParameter("give the key's secret with --key-file or --key-env (one)")
+    secret = cmds.read_secret(key_file, key_env, what="--key-file/--key-env")
+    try:
+        msg = cmds.new_command(secret, key_id=key_id, site=site, gateway=gw, device=device,
+                               target=target, value=value, ttl_s=ttl)
+        topic, results = cmds.command_topic(site, gw), cmds.result_topic(site, gw)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    payload = json.dumps(msg, separators=(",", ":")).encode()
+    if dry_run:
+        typer.echo(f"{topic} {payload.decode()}")
+        return
+    password = MQTT(password_file=password_file, password_env=password_env).password()
+    got: dict[str, object] = {}
+    arrived, subscribed = threading.Event(), threading.Event()
+    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5,
+                    client_id=f"enmon-command-{msg['id'][:12]}")
+    if username:
+        c.username_pw_set(username, password)
+    if ca_file is not None:
+        c.tls_set(ca_certs=str(ca_file), cert_reqs=ssl.CERT_REQUIRED)
+
+    def on_message(_c: paho.Client, _u: object, m: paho.MQTTMessage) -> None:
+        try:
+            r = json.loads(m.payload)
+        except ValueError:
+            return
+        if isinstance(r, dict) and r.get("id") == msg["id"]:
+            got.update(r)
+            arrived.set()
+
+    c.on_message = on_message
+    c.on_subscribe = lambda *_a: subscribed.set()
+    c.on_connect = lambda cl, *_a: cl.subscribe(results, qos=1)
+    try:
+        c.connect(host, port)
+    except OSError as exc:
+        typer.echo(f"error: cannot reach the broker {host}:{port}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    c.loop_start()
+    try:
+        if not subscribed.wait(10):
+            typer.echo(f"error: not subscribed to {results} (refused login or ACL?)", err=True)
+            raise typer.Exit(2)
+        c.publish(topic, payload, qos=1).wait_for_publish(10)
+        if not arrived.wait(wait):
+            typer.echo(f"error: no result from {gateway} in {wait:.0f} s (is it running, "
+                       "with commands enabled?)", err=True)
+            raise typer.Exit(2)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    typer.echo(json.dumps(got, ensure_ascii=False))
+    if got.get("status") != "ok":
         raise typer.Exit(1)

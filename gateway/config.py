@@ -183,6 +183,47 @@ class Device(StrictModel):
     # devices of different intervals is scheduled earliest-deadline-first
     poll_interval_s: Annotated[float, Field(ge=0.1, le=86_400)] | None = None
     counters: dict[str, CounterCheck] = {}
+    # the profile's writable points a signed command may change on this device (default:
+    # none, so a gateway writes nothing until the deployer allows it here)
+    writable: list[str] = []
+
+
+class CommandKey(StrictModel):
+    """One HMAC key that signs commands for this gateway: the secret from a file (0600) or
+    an environment variable, never from the YAML. Two keys allow a rotation."""
+
+    id: Id
+    file: Path | None = None
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CommandKey:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give the secret's file or env (exactly one)")
+        return self
+
+
+class Commands(StrictModel):
+    """Signed, expiring device commands on ``enmon/v1/{site}/{gateway}/command``."""
+
+    enabled: bool = False
+    keys: list[CommandKey] = []
+    # clock difference tolerated between the signer and this box
+    max_skew_s: Annotated[float, Field(ge=0, le=600)] = 30.0
+    # a command may live at most this long (expires_at - issued_at): it bounds how long a
+    # nonce must be remembered
+    max_lifetime_s: Annotated[float, Field(ge=1, le=86_400)] = 900.0
+    # nonces remembered on disk (state_dir/commands.db); when full, new commands are
+    # refused rather than an old nonce forgotten early
+    max_nonces: Annotated[int, Field(ge=10, le=1_000_000)] = 10_000
+
+    @model_validator(mode="after")
+    def _keys(self) -> Commands:
+        if self.enabled and not self.keys:
+            raise ValueError("commands.enabled needs at least one key (id + file or env)")
+        if len({k.id for k in self.keys}) != len(self.keys):
+            raise ValueError("command key ids must be unique")
+        return self
 
 
 class Poll(StrictModel):
@@ -210,6 +251,7 @@ class GatewayConfig(StrictModel):
     mqtt: MQTT = MQTT()
     poll: Poll = Poll()
     queue: Queue = Queue()
+    commands: Commands = Commands()
     devices: list[Device]
 
     @model_validator(mode="after")
@@ -301,6 +343,13 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
                 raise ConfigError(file, f"{key}.transport",
                                   f"a line sensor cannot share its port with {shared}",
                                   "give the instrument its own serial port")
+        for j, w in enumerate(d.writable):
+            points = getattr(p, "writable", {})
+            if w not in points:
+                raise ConfigError(file, f"{key}.writable.{j}",
+                                  f"{w!r} is not a writable point of profile {d.profile}",
+                                  f"one of: {', '.join(points)}" if points else
+                                  "this profile declares no writable points")
         for j, q in enumerate(d.quantities or []):
             if q not in p.quantities:
                 raise ConfigError(file, f"{key}.quantities.{j}",

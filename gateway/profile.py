@@ -181,16 +181,72 @@ class Profile(StrictModel, Generic[ItemT, VectorT]):
         return self
 
 
+#: register types a command may write (text and bits have no numeric range to check)
+WRITABLE_TYPES: frozenset[str] = frozenset(
+    {"u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "bcd16", "bcd32"})
+
+
+class WritablePoint(StrictModel):
+    """A setting a command may change (a set-point, a demand period): the only registers
+    the gateway ever writes. The range is in the point's own unit (``unit``), as the manual
+    states it; the register holds ``(value - offset) / scale`` in ``type``."""
+
+    address: Annotated[int, Field(ge=0, le=0xFFFF)]
+    function: Literal["holding"] = "holding"
+    type: RegType | None = None  # default: the profile's defaults.type
+    byte_order: Order | None = None
+    word_order: Order | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    min: float
+    max: float
+    # the only values the device accepts, if the manual lists them (e.g. 0, 5, 10 … minutes)
+    choices: list[float] | None = None
+    unit: str = ""
+    description: str = ""
+    # 6 (write single register) or 16 (write multiple); default: 6 for one register, else 16
+    write_function: Literal[6, 16] | None = None
+
+    @model_validator(mode="after")
+    def _sane(self) -> Self:
+        if self.scale == 0:
+            raise ValueError("scale 0 cannot be written")
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        for c in self.choices or []:
+            if not self.min <= c <= self.max:
+                raise ValueError(f"choice {c} is outside min..max")
+        return self
+
+
 class ModbusProfile(Profile[Register, TestVector]):
     protocol: Literal["modbus"] = "modbus"
     defaults: Defaults = Defaults()
     limits: Limits = Limits()
+    # settings a signed command may write (gateway.commands); nothing else is ever written
+    writable: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], WritablePoint] = {}
 
     @model_validator(mode="after")
     def _types_fit(self) -> Self:
         for f in self.fields():
             _check_field(f)
+        for name in self.writable:
+            f = self.writable_field(name)
+            if f.type not in WRITABLE_TYPES:
+                raise ValueError(f"writable {name!r}: type {f.type} cannot be written "
+                                 f"(one of {sorted(WRITABLE_TYPES)})")
+            if self.writable[name].write_function == 6 and f.words != 1:
+                raise ValueError(f"writable {name!r}: write_function 6 writes one register, "
+                                 f"{f.type} has {f.words}")
         return self
+
+    def writable_field(self, name: str) -> Field_:
+        """The writable point ``name`` as a field (for the same encode/decode as reads)."""
+        w = self.writable[name]
+        d = self.defaults
+        return Field_(quantity=name, address=w.address, function=w.function,
+                      type=w.type or d.type, byte_order=w.byte_order or d.byte_order,
+                      word_order=w.word_order or d.word_order, scale=w.scale, offset=w.offset)
 
     def fields(self) -> list[Field_]:
         d = self.defaults

@@ -44,10 +44,13 @@ def test_emqx_acl_grants_only_own_subtree_and_denies_the_rest(tmp_path: Path) ->
     text = (tmp_path / "broker" / "emqx-acl.conf").read_text()
     rules = [ln for ln in text.splitlines() if ln and not ln.startswith("%%")]
     assert rules[-1] == "{deny, all}."
-    assert '{allow, {username, "hosp-a.gw-01"}, publish, ["enmon/v1/hosp-a/gw-01/#"]}.' in rules
-    # the one thing a gateway may read: ingest's end-to-end acks of its own batches
+    gw = "enmon/v1/hosp-a/gw-01"
+    assert ('{allow, {username, "hosp-a.gw-01"}, publish, '
+            f'["{gw}/telemetry", "{gw}/status", "{gw}/health", "{gw}/command/result"]}}.'
+            in rules)
+    # what a gateway may read: ingest's end-to-end acks of its own batches, its commands
     assert [r for r in rules if "hosp-a.gw-01" in r and "subscribe" in r] == [
-        '{allow, {username, "hosp-a.gw-01"}, subscribe, ["enmon/v1/hosp-a/gw-01/ack"]}.']
+        f'{{allow, {{username, "hosp-a.gw-01"}}, subscribe, ["{gw}/ack", "{gw}/command"]}}.']
     assert '{allow, {username, "ingest"}, publish, ["enmon/v1/+/+/ack"]}.' in rules
     assert '{allow, {username, "rules"}, publish, ["enmon/v1/+/alerts/#"]}.' in rules
     assert text == emqx_acl_text(

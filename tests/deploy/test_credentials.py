@@ -82,7 +82,8 @@ def test_credentials_files_permissions_and_no_secret_in_output(
     mqtt_yaml = (out / "clients/hosp-a.gw-01/mqtt.yaml").read_text()
     assert "/etc/enmon/mqtt/hosp-a.gw-01/client.key" in mqtt_yaml and "password:" not in mqtt_yaml
     acl = (out / "broker/acl").read_text()
-    assert "user hosp-a.gw-01\ntopic write enmon/v1/hosp-a/gw-01/#\n" in acl
+    assert "user hosp-a.gw-01\ntopic write enmon/v1/hosp-a/gw-01/telemetry\n" in acl
+    assert "topic write enmon/v1/hosp-a/gw-01/#" not in acl  # not its own command topic
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
