@@ -142,12 +142,14 @@ class Engine:
                 labels = self._labels(key, quantity=rule.quantity)
                 firing = self._firing(rule.name, labels)
                 active = value >= rule.clear_below if firing else value > rule.above
+                # built only when it is news: most samples are below every limit
                 text = (Summary("threshold_above", {
                             "quantity": rule.quantity, "device": s.device, "value": value,
                             "limit": rule.above, "unit": _unit(rule.quantity)}) if active else
                         Summary("threshold_back", {
                             "quantity": rule.quantity, "device": s.device, "value": value,
-                            "clear": rule.clear_below, "unit": _unit(rule.quantity)}))
+                            "clear": rule.clear_below, "unit": _unit(rule.quantity)})
+                        if firing else "")
                 self._observe(out, rule.name, labels, active, s.ts, for_ms=int(rule.for_s * 1000),
                               severity=rule.severity, value=value, summary=text)
             for name, value in s.values.items():
