@@ -21,7 +21,7 @@ the console and Grafana agree after a correction as they do after late data.
 
 This module is pure: it checks an entry against the readings around it and says what is
 wrong in words a data clerk can act on. Messages are msgids with named placeholders,
-translated where they are shown.
+translated where they are shown (``%(name)s`` placeholders, as in the catalogs).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ManualError(ValueError):
     """An entry refused, with a msgid and its parameters (translated where shown)."""
 
     def __init__(self, message: str, **params: object) -> None:
-        super().__init__(message.format(**params))
+        super().__init__(message % params if params else message)
         self.message = message
         self.params = params
 
@@ -104,28 +104,28 @@ def check(entry: Entry, near: Neighbours, *, now_ms: int, allow_decrease: bool =
     """
     e = entry
     if e.quantity not in quantities.QUANTITIES:
-        raise ManualError("unknown quantity {quantity}", quantity=e.quantity)
+        raise ManualError("unknown quantity %(quantity)s", quantity=e.quantity)
     if not (e.value - e.value == 0.0):
-        raise ManualError("value {value} is not a number", value=e.value)
+        raise ManualError("value %(value)s is not a number", value=e.value)
     if not e.author.strip():
         raise ManualError("say who enters it (--author)")
     if len(e.author) > MAX_AUTHOR or len(e.reason) > MAX_REASON:
-        raise ManualError("author at most {a} characters, reason at most {r}",
+        raise ManualError("author at most %(a)s characters, reason at most %(r)s",
                           a=MAX_AUTHOR, r=MAX_REASON)
     if e.ts > now_ms + FUTURE_SLACK_MS:
         raise ManualError("the reading's time lies in the future")
     counter = quantities.is_counter(e.quantity)
     if counter and e.value < 0:
-        raise ManualError("a counter reading cannot be negative ({value})", value=e.value)
+        raise ManualError("a counter reading cannot be negative (%(value)s)", value=e.value)
     if e.kind == "correction":
         if not e.reason.strip():
             raise ManualError("a correction needs a reason (--reason)")
         if near.at is None:
-            raise ManualError("no stored reading of {quantity} at that time to correct; "
+            raise ManualError("no stored reading of %(quantity)s at that time to correct; "
                               "enter it as a manual reading", quantity=e.quantity)
     elif near.at is not None:
-        raise ManualError("a reading of {quantity} is already stored at that time "
-                          "({value}); correct it instead", quantity=e.quantity, value=near.at)
+        raise ManualError("a reading of %(quantity)s is already stored at that time "
+                          "(%(value)s); correct it instead", quantity=e.quantity, value=near.at)
     out = Checked(e)
     before = near.before if near.before is None or not any(
         near.before[0] < t <= e.ts for t in swaps) else None
@@ -134,13 +134,14 @@ def check(entry: Entry, near: Neighbours, *, now_ms: int, allow_decrease: bool =
     near = Neighbours(before, near.at, after, near.at_flag)
     if counter and not allow_decrease:
         if near.before is not None and e.value < near.before[1]:
-            raise ManualError("{value} is below the reading before it ({before}): the counter "
-                              "would run backwards", value=e.value, before=near.before[1])
+            raise ManualError("%(value)s is below the reading before it (%(before)s): "
+                              "the counter would run backwards", value=e.value,
+                              before=near.before[1])
         if near.after is not None and e.value > near.after[1]:
-            raise ManualError("{value} is above the reading after it ({after}): the counter "
-                              "would run backwards", value=e.value, after=near.after[1])
+            raise ManualError("%(value)s is above the reading after it (%(after)s): "
+                              "the counter would run backwards", value=e.value, after=near.after[1])
     if e.kind == "correction" and near.at is not None and near.at == e.value:
-        out.warnings.append(("the correction equals the stored value {value}",
+        out.warnings.append(("the correction equals the stored value %(value)s",
                              {"value": e.value}))
     return out
 

@@ -145,6 +145,35 @@ class HistoryOut(BaseModel):
         "entered_at")
 
 
+class EntryIn(BaseModel):
+    kind: Literal["reading", "correction"]
+    device: str = Field(pattern=ID)
+    gateway: str | None = Field(default=None, pattern=ID)
+    quantity: str | None = Field(default=None, max_length=64,
+                                 description="default: the meter's counter in the site file")
+    time: str = Field(max_length=40, description="the reading's time: ISO (site time if no "
+                      "offset) or epoch ms")
+    value: float = Field(allow_inf_nan=False)
+    reason: str = Field(default="", max_length=500)
+
+
+class EntryOut(BaseModel):
+    kind: str
+    gateway: str
+    device: str
+    quantity: str
+    reading_ts: int
+    value: float
+    original: float | None
+    author: str
+    reason: str
+    entered_at: int
+
+
+class EntriesOut(BaseModel):
+    entries: list[dict[str, Any]]
+
+
 class Health(BaseModel):
     ok: bool
     influx: bool
@@ -172,22 +201,24 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                rules: al.RulesClient | None = None) -> FastAPI:
     """The app. ``sites`` (site id → ``energy.site.Site``) defaults to ``cfg.sites`` loaded."""
     from energy.site import load_site
-    from enmon.influx import InfluxQL
+    from enmon.influx import InfluxQL, make_writer
 
     if sites is None:
         sites = {s.site: s for s in (load_site(p) for p in cfg.sites)}
     if rules is None and cfg.rules_url:
         rules = al.RulesClient(cfg.rules_url, cfg.rules_token())
     tokens = TokenBook((t.name, t.role, t.sha256) for t in cfg.tokens)
-    holder: dict[str, Store] = {}
+    holder: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         holder["store"] = Store(InfluxQL(cfg.influx))
+        holder["writer"] = make_writer(cfg.influx)  # manual readings and corrections only
         log.info("event=api_started sites=%d tokens=%d rules=%s", len(sites), len(cfg.tokens),
                  "yes" if rules else "no")
         yield
         await holder["store"].close()
+        await holder["writer"].close()
 
     app = FastAPI(
         title="enmon inspector API",
@@ -228,6 +259,12 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         if not who.may("ack"):
             raise HTTPException(403, f"role {who.role} may not acknowledge alerts; "
                                      "a facility manager may")
+        return who
+
+    def enterer(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.may("enter"):
+            raise HTTPException(403, f"role {who.role} may not enter readings; a data clerk "
+                                     "or a facility manager may")
         return who
 
     def store() -> Store:
@@ -469,6 +506,59 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
             raise HTTPException(exc.status, str(exc)) from None
         log.info("event=alert_acknowledged fingerprint=%s by=%s", fingerprint, who.name)
         return AckOut(acknowledged=str(body.get("acknowledged", fingerprint)), by=who.name)
+
+    # ------------------------------------------------------------------ manual data
+
+    @app.get("/api/v1/sites/{site}/entries", response_model=EntriesOut, tags=["manual"])
+    async def list_entries(site: SiteId, _: Annotated[Principal, Depends(reader)],
+                           st: Annotated[Store, Depends(store)], start: Start = None,
+                           end: End = None,
+                           device: Annotated[str | None, Query(pattern=ID)] = None
+                           ) -> EntriesOut:
+        """Manual readings and corrections of readings in a range, with author and reason."""
+        s, e = time_range(site, start, end)
+        return EntriesOut(entries=await st.entries(site, s, e, device=device))
+
+    @app.post("/api/v1/sites/{site}/entries", response_model=EntryOut, tags=["manual"],
+              status_code=201, responses={422: {"description": "refused, with the reason"}})
+    async def add_entry(site: SiteId, body: EntryIn,
+                        who: Annotated[Principal, Depends(enterer)],
+                        st: Annotated[Store, Depends(store)],
+                        lang: Annotated[Lang, Depends(language)]) -> EntryOut:
+        """Enter a manual reading or correct a stored one (data clerks, facility managers).
+
+        The author is the token's name. The entry is checked against the stored readings
+        (a counter may not run backwards; a correction needs a reason and a stored reading)
+        and refused with the reason in the reader's language. Every report, roll-up and
+        chart follows it; the value a correction replaces stays in the audit trail."""
+        from energy.manual import Entry, ManualError
+        from inspector import manual
+        from inspector.i18n import gettext_for
+
+        if site not in sites:
+            raise HTTPException(404, f"no site file for site {site!r}")
+        model = sites[site]
+        from energy import figures
+
+        m = figures.find_meter(model, body.device, body.gateway)
+        gw = body.gateway or (m.gateway if m is not None else None)
+        q = body.quantity or (m.counter if m is not None else None)
+        if gw is None or q is None:
+            raise HTTPException(422, f"meter {body.device!r} is not in the site file: give "
+                                     "gateway and quantity")
+        ts = parse_time(body.time, tz=tz_of(site), default=0)
+        entry = Entry(body.kind, site, gw, body.device, q, ts, body.value, who.name,
+                      body.reason, source="api")
+        try:
+            checked = await manual.enter(st, holder["writer"], entry, site_model=model)
+        except ManualError as exc:
+            raise HTTPException(422, gettext_for(lang)(exc.message, **exc.params)) from None
+        e = checked.entry
+        log.info("event=manual_entry kind=%s site=%s device=%s quantity=%s ts=%d by=%s",
+                 e.kind, site, e.device, e.quantity, e.ts, who.name)
+        return EntryOut(kind=e.kind, gateway=e.gateway, device=e.device, quantity=e.quantity,
+                        reading_ts=e.ts, value=e.value, original=e.original, author=e.author,
+                        reason=e.reason, entered_at=e.entered_at)
 
     # ------------------------------------------------------------------ reports
 

@@ -15,11 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["inspector", "facility_manager"]
-# what each role may do; a facility manager can do everything an inspector can
+Role = Literal["inspector", "facility_manager", "data_clerk"]
+# what each role may do; a facility manager can do everything an inspector can. Inspectors
+# audit the figures, so they do not enter readings; a data clerk (抄表员) reads and enters
+# manual readings and corrections, each recorded under the token's name
 PERMISSIONS: dict[str, frozenset[str]] = {
     "inspector": frozenset({"read"}),
-    "facility_manager": frozenset({"read", "ack"}),
+    "facility_manager": frozenset({"read", "ack", "enter"}),
+    "data_clerk": frozenset({"read", "enter"}),
 }
 
 

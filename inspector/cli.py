@@ -390,7 +390,7 @@ def api_run(
 @api_app.command("token")
 def api_token(
     name: str = typer.Option(..., "--name", help="who gets it, e.g. wang.inspector"),
-    role: str = typer.Option("inspector", "--role", help="inspector or facility_manager"),
+    role: str = typer.Option("inspector", "--role", help="inspector, facility_manager or data_clerk"),
 ) -> None:
     """Make an access token. Prints the token once (give it to the person) and the line for
     the config's tokens: list (only its SHA-256 is stored)."""

@@ -27,7 +27,7 @@ from inspector.auth import Role
 
 class TokenEntry(StrictModel):
     name: Annotated[str, Field(min_length=1, max_length=64)]
-    role: Role = Field(json_schema_extra={"fix": "inspector or facility_manager"})
+    role: Role = Field(json_schema_extra={"fix": "inspector, facility_manager or data_clerk"})
     sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] = Field(json_schema_extra={
         "fix": "the SHA-256 of the token, as printed by `enmon api token`"})
 

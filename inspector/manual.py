@@ -80,7 +80,7 @@ async def series_tags(store: Any, e: Entry, site_model: Any = None) -> dict[str,
         for b, m in site_model.meters():
             if m.gateway == e.gateway and m.device == e.device:
                 return {"building": b.id, "category": m.category, "energy_type": m.energy_type}
-    raise ManualError("no meter {device} of gateway {gateway} in site {site}: nothing stored "
+    raise ManualError("no meter %(device)s of gateway %(gateway)s in site %(site)s: nothing stored "
                       "and not in the site file", device=e.device, gateway=e.gateway, site=e.site)
 
 

@@ -342,3 +342,37 @@ def test_every_refusal_is_translated() -> None:
     msgids = ["".join(re.findall(r'"([^"]*)"', m)) for m in found]
     assert len(msgids) >= 12
     assert [m for m in msgids if zh(m) == m] == []
+
+
+def test_the_api_enters_under_the_tokens_name_and_fails_closed(influx: InfluxDB1) -> None:
+    """POST /entries: no token 401, an inspector 403 (inspectors audit, they do not enter),
+    a data clerk's entry stored under the clerk's name, a backwards one 422 with the reason
+    in Chinese. (FastAPI's in-process test client drives the real app and a real influxd.)"""
+    from fastapi.testclient import TestClient
+
+    from inspector.api import create_app
+    from inspector.auth import token_hash
+    from inspector.config import InspectorConfig
+
+    clerk, insp = "enm_clerk-token-0123456789abcdef", "enm_insp-token-0123456789abcdef"
+    cfg = InspectorConfig.model_validate({
+        "influx": {"url": influx.url, "database": DB},
+        "tokens": [{"name": "zhao.clerk", "role": "data_clerk", "sha256": token_hash(clerk)},
+                   {"name": "wang.inspector", "role": "inspector",
+                    "sha256": token_hash(insp)}]})
+    body = {"kind": "reading", "device": "main", "time": "2026-11-20T05:05",
+            "value": main_counter(DAY + timedelta(hours=5, minutes=5))}
+    url = f"/api/v1/sites/{SITE_ID}/entries"
+    with TestClient(create_app(cfg, sites={SITE_ID: SITE})) as c:
+        assert c.post(url, json=body).status_code == 401
+        assert c.post(url, json=body, headers={"Authorization": f"Bearer {insp}"}
+                      ).status_code == 403
+        ok = c.post(url, json=body, headers={"Authorization": f"Bearer {clerk}"})
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["author"] == "zhao.clerk"
+        bad = c.post(url, json={**body, "time": "2026-11-20T05:10", "value": 1.0},
+                     headers={"Authorization": f"Bearer {clerk}"})
+        assert bad.status_code == 422 and "倒走" in bad.json()["detail"]
+        listed = c.get(url, params={"start": "2026-11-20", "end": "2026-11-21"},
+                       headers={"Authorization": f"Bearer {insp}"}).json()["entries"]
+        assert any(e["author"] == "zhao.clerk" and e["source"] == "api" for e in listed)
