@@ -46,7 +46,9 @@ def feed_frames(buf: bytearray, find: Callable[[bytes], tuple[Any, int]],
     """Answers to every complete 68…16 frame in ``buf`` (DL/T 645, CJ/T 188), consumed.
 
     ``find`` returns (frame or None, bytes used); a broken frame raises ``error`` and is
-    skipped from its start byte on, as a meter resynchronises on the next 68h.
+    skipped from its start byte on, as a meter resynchronises on the next 68h. A buffer
+    with no 68h left is noise and is dropped whole (deleting "up to the start byte" would
+    delete nothing there, and the loop would never end).
     """
     out: list[bytes] = []
     while True:
@@ -54,6 +56,9 @@ def feed_frames(buf: bytearray, find: Callable[[bytes], tuple[Any, int]],
             frame, used = find(bytes(buf))
         except error:
             start = buf.find(b"\x68")
+            if start < 0:
+                buf.clear()
+                return out
             del buf[: start + 1]
             continue
         del buf[:used]
