@@ -213,7 +213,8 @@ def report(
     site_file: Path = typer.Option(None, "--site", "-s", help="rules site file (buildings, "
                                    "floor areas, quotas); default: the config's first site"),
     building: str = typer.Option(None, "--building", "-b", help="only this building"),
-    out: Path = typer.Option(..., "-o", "--out", help="report file: .pdf, .html or .json"),
+    out: Path = typer.Option(..., "-o", "--out", help="report file: .pdf, .html, .json or "
+                             ".xlsx (the same figures, unrounded, as a workbook)"),
     demo: bool = typer.Option(False, "--demo", help="simulate the month first: start a "
                               "throw-away influxd, push the simulated campus through the wire "
                               "contract and ingest, then report on it"),
@@ -240,8 +241,8 @@ def report(
         period_of(period, "Asia/Shanghai")
     except ValueError as exc:
         _fail(f"--period: {exc}")
-    if out.suffix not in (".pdf", ".html", ".json"):
-        raise typer.BadParameter("-o must end in .pdf, .html or .json")
+    if out.suffix not in (".pdf", ".html", ".json", ".xlsx"):
+        raise typer.BadParameter("-o must end in .pdf, .html, .json or .xlsx")
     from inspector.i18n import normalize
 
     chosen = normalize(lang)
@@ -312,6 +313,10 @@ def _write_report(rep: Any, out: Path, lang: Any) -> None:
         render.render_pdf(rep, out, lang)
     elif out.suffix == ".html":
         out.write_text(render.render_html(rep, lang), encoding="utf-8")
+    elif out.suffix == ".xlsx":
+        from inspector import xlsx
+
+        xlsx.write_report(rep, out, lang)
     else:
         out.write_text(json.dumps(render.report_dict(rep, lang), ensure_ascii=False, indent=1),
                        encoding="utf-8")
@@ -390,7 +395,8 @@ def api_run(
 @api_app.command("token")
 def api_token(
     name: str = typer.Option(..., "--name", help="who gets it, e.g. wang.inspector"),
-    role: str = typer.Option("inspector", "--role", help="inspector, facility_manager or data_clerk"),
+    role: str = typer.Option("inspector", "--role",
+                             help="inspector, facility_manager or data_clerk"),
 ) -> None:
     """Make an access token. Prints the token once (give it to the person) and the line for
     the config's tokens: list (only its SHA-256 is stored)."""

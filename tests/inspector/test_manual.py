@@ -376,3 +376,19 @@ def test_the_api_enters_under_the_tokens_name_and_fails_closed(influx: InfluxDB1
         listed = c.get(url, params={"start": "2026-11-20", "end": "2026-11-21"},
                        headers={"Authorization": f"Bearer {insp}"}).json()["entries"]
         assert any(e["author"] == "zhao.clerk" and e["source"] == "api" for e in listed)
+
+
+def test_the_ledger_lists_the_entries_and_keeps_the_reports_figures(influx: InfluxDB1) -> None:
+    """After the examples above: the month's ledger shows the correction (original, author,
+    reason) and the hand-read index beside the report's consumption."""
+    from inspector.ledger import fetch_ledger
+
+    led, rep = run(influx, lambda s, _w: fetch_ledger(s, site=SITE, period=MONTH,
+                                                      now_ms=END_OF_MONTH))
+    (b,) = led.buildings
+    (fix,) = [c for c in b.corrections if c.meter == "main"]
+    assert (fix.author, fix.original) == ("王工", pytest.approx(main_counter(
+        DAY + timedelta(days=1)) + GLITCH))
+    assert any(e.meter == "sub" and e.value == OLD_FINAL for e in b.manual)
+    assert {m.meter: m.consumption for m in b.meters} == {
+        m.meter: m.amount for m in rep.buildings[0].meters}
