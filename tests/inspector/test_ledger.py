@@ -47,14 +47,14 @@ def _with_store(loaded: Loaded, fn: Any) -> Any:
 @pytest.fixture(scope="module")
 def month_ledger(loaded: Loaded) -> tuple[ledger.Ledger, Report]:
     end = period_of(MONTH, TZ).end
-    return _with_store(loaded, lambda s: ledger.fetch_ledger(  # type: ignore[no-any-return]
+    return _with_store(loaded, lambda s: ledger.fetch_ledger(
         s, site=loaded.data.site, period=MONTH, now_ms=end))
 
 
 @pytest.fixture(scope="module")
 def year_disclosure(loaded: Loaded) -> tuple[ledger.Disclosure, Report]:
     end = period_of(MONTH, TZ).end
-    return _with_store(loaded, lambda s: ledger.fetch_disclosure(  # type: ignore[no-any-return]
+    return _with_store(loaded, lambda s: ledger.fetch_disclosure(
         s, site=loaded.data.site, year=YEAR, now_ms=end))
 
 
