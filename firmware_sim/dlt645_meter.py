@@ -8,19 +8,28 @@ unknown DI with the abnormal answer 0xD1 / ERR 0x02 ("no requested data"), and t
 read-address broadcast (C=0x13) when exactly one meter is on the bus — as real
 meters do. A 1997 meter answers C=0x01 with 0x81 + 2-byte DI + value, an unknown DI
 with 0xC1 / ERR 0x02 (DI error), and anything else (a 2007 request included) with
-0xC1 / ERR 0x01. Faults: ``timeout``, ``garbage``, ``crc``, ``exception`` (abnormal
-answer) and ``address`` (a valid answer carrying another meter's address).
+0xC1 / ERR 0x01. A broadcast time sync (C=0x08 to 99×6, no answer) sets the clock of
+every meter on the bus whose clock is within ±5 minutes of the time sent (meters refuse a
+bigger step, which could skip or repeat a day's freeze). Faults: ``timeout``,
+``garbage``, ``crc``, ``exception`` (abnormal answer) and ``address`` (a valid answer
+carrying another meter's address).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from firmware_sim.faults import Faults, corrupt
 from firmware_sim.rtu import LineServer, Values, _values, feed_frames
 from gateway import dlt645 as d
+
+#: the largest clock step a broadcast time sync may make on a meter
+MAX_SYNC_STEP_S = 300.0
 
 
 @dataclass
@@ -28,6 +37,28 @@ class Meter:
     profile: d.Dlt645Profile
     values: Values
     faults: Faults = field(default_factory=Faults)
+    #: the meter's clock runs this many seconds ahead of the host's (negative: behind)
+    clock_offset_s: float = 0.0
+    tz: str = "Asia/Shanghai"
+    time_syncs: int = 0  # broadcast time syncs applied
+    time_syncs_refused: int = 0  # ignored: the step would have exceeded MAX_SYNC_STEP_S
+
+    def clock(self, now: float | None = None) -> dt.datetime:
+        """The meter's local wall-clock time (naive, as DL/T 645 carries it)."""
+        t = (time.time() if now is None else now) + self.clock_offset_s
+        return dt.datetime.fromtimestamp(t, ZoneInfo(self.tz)).replace(tzinfo=None)
+
+    def set_clock(self, when: dt.datetime, now: float | None = None) -> bool:
+        """Apply a time sync to ``when`` (local); False if the step is too big."""
+        t = time.time() if now is None else now
+        target = when.replace(tzinfo=ZoneInfo(self.tz)).timestamp()
+        offset = target - t
+        if abs(offset - self.clock_offset_s) > MAX_SYNC_STEP_S:
+            self.time_syncs_refused += 1
+            return False
+        self.clock_offset_s = offset
+        self.time_syncs += 1
+        return True
 
 
 def collide(frames: list[bytes]) -> bytes | None:
@@ -50,6 +81,14 @@ class Dlt645Server(LineServer):
         self.meters = dict(meters)
 
     def _answer(self, frame: d.Frame) -> bytes | None:
+        if frame.control == d.C_TIME_SYNC and frame.address == d.TIME_SYNC_ADDRESS:
+            try:
+                when = d.parse_time_sync(frame)
+            except d.Dlt645FrameError:
+                return None
+            for meter in self.meters.values():  # a broadcast: every meter, nobody answers
+                meter.set_clock(when)
+            return None
         if frame.control == d.C_READ_ADDRESS:
             if len(self.meters) != 1:
                 return None  # several meters would collide on the wire

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from enmon import wire
 from enmon.systemd import Watchdog, sd_notify
+from gateway import dlt645
 from gateway import modbus_frames as mf
 from gateway.bus import Bus, BusDevice, Reading, Timing
 from gateway.cjt188 import Cjt188Profile
@@ -43,6 +46,7 @@ from gateway.drivers import (
     LineDriver,
     MbusDriver,
     ModbusDriver,
+    Step,
 )
 from gateway.library import AnyProfile
 from gateway.mbus import MbusProfile
@@ -119,6 +123,39 @@ def build_buses(cfg: GatewayConfig, profiles: list[AnyProfile]) -> list[Bus]:
     return buses
 
 
+#: no time sync this close (minutes) to local midnight, when meters freeze the day's readings
+MIDNIGHT_GUARD_MIN = 5
+#: line speed assumed for a DL/T 645 line behind a TCP serial server (its usual 2400 baud)
+DLT645_SERVER_BAUD = 2400
+
+
+def time_sync_allowed(local: dt.datetime) -> bool:
+    """May a broadcast time sync go out at local wall-clock time ``local``? Not within
+    ``MIDNIGHT_GUARD_MIN`` minutes of midnight: a step across it could make a meter skip or
+    repeat its daily freeze."""
+    minutes = local.hour * 60 + local.minute + local.second / 60
+    return MIDNIGHT_GUARD_MIN <= minutes <= 24 * 60 - MIDNIGHT_GUARD_MIN
+
+
+class _Broadcast(Driver):
+    """One frame that nobody answers, held on the bus for its time on the wire, so the
+    next poll cannot talk over it."""
+
+    def __init__(self, name: str, frame: bytes, wire_s: float) -> None:
+        self.name, self.profile_name = name, "broadcast"
+        state = {"until": 0.0}
+
+        def request() -> bytes:
+            state["until"] = time.monotonic() + wire_s
+            return frame
+
+        def length(buf: bytes) -> int | None:
+            return 0 if time.monotonic() >= state["until"] else None
+
+        self.steps = [Step("DL/T 645 broadcast time sync", request, length, lambda b: {},
+                           quiet=False)]
+
+
 def legacy_seq(state_dir: Path) -> int:
     """The next seq after a ``state_dir/seq`` file left by a gateway of version 0.0, if any.
 
@@ -150,6 +187,12 @@ class Gateway:
             self.validators[d.name] = EdgeValidator(limits=limits, baselines=base)
         self.uplink = Uplink(cfg.mqtt, cfg.site, cfg.gateway, self.queue)
         self.commands = self._command_service(profiles) if cfg.commands.enabled else None
+        baud = {bus_key(d.transport): (d.transport.baud if isinstance(d.transport, SerialTransport)
+                                       else DLT645_SERVER_BAUD) for d in cfg.devices}
+        #: buses with a DL/T 645 meter (the broadcast time sync goes there), and their baud
+        self.dlt645_buses = [(b, baud[b.name]) for b in self.buses
+                             if any(isinstance(dev.driver, Dlt645Driver) for dev in b.devices)]
+        self.time_syncs = 0
         self.cycle = 0
         self.started = time.monotonic()
         every = {d.name: d.poll_interval_s or cfg.poll.interval_s for d in cfg.devices}
@@ -183,6 +226,46 @@ class Gateway:
             NonceStore(self.cfg.state_dir / "commands.db", max_entries=c.max_nonces),
             publish=publish,
             max_skew_s=c.max_skew_s, max_lifetime_s=c.max_lifetime_s)
+
+    # ------------------------------------------------------------------ time sync
+
+    async def sync_time(self, when: dt.datetime | None = None) -> int:
+        """Broadcast a DL/T 645 time sync on every bus with a DL/T 645 meter; returns how
+        many buses it went to. ``when``: the meters' local time (default: now)."""
+        tz = ZoneInfo(self.cfg.time_sync.timezone)
+        sent = 0
+        for bus, baud in self.dlt645_buses:
+            local = when or dt.datetime.now(tz).replace(tzinfo=None)
+            frame = dlt645.time_sync_request(local)
+            wire_s = (len(frame) + 3.5) * mf.char_time(baud)
+            # the frame's own line time, then the silence; nobody answers a broadcast
+            timing = Timing(timeout_s=1.5 * wire_s + 0.01, retries=0,
+                            inter_frame_s=mf.silent_interval(baud))
+            dev = BusDevice(_Broadcast("time-sync", frame, wire_s), timing)
+            await bus.poll_device(dev)
+            if dev.stats.link_errors:
+                log.warning("event=time_sync_failed bus=%s reason=link_error", bus.name)
+                continue
+            sent += 1
+            self.time_syncs += 1
+            log.info("event=time_sync_sent bus=%s time=%s tz=%s", bus.name,
+                     local.isoformat(timespec="seconds"), self.cfg.time_sync.timezone)
+        return sent
+
+    async def _time_sync_loop(self, stop: asyncio.Event) -> None:
+        """At start, then every ``time_sync.interval_s``; near midnight it waits a minute."""
+        tz = ZoneInfo(self.cfg.time_sync.timezone)
+        while not stop.is_set():
+            delay = self.cfg.time_sync.interval_s
+            if time_sync_allowed(dt.datetime.now(tz)):
+                try:
+                    await self.sync_time()
+                except Exception:  # a bug must not stop the gateway; try again next time
+                    log.exception("event=time_sync_error")
+            else:
+                delay = min(delay, 60.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
 
     # ------------------------------------------------------------------ poll
 
@@ -284,6 +367,7 @@ class Gateway:
             "flags": dict(flags),
             "devices": devices,
             **({"commands": self.commands.stats()} if self.commands is not None else {}),
+            **({"time_syncs": self.time_syncs} if self.cfg.time_sync.enabled else {}),
             "schedule": {name: {"line_budget": round(sc.line_budget(), 4),
                                 "devices": sc.figures()}
                          for name, sc in self.schedules.items()} if self.scheduled else {},
@@ -319,6 +403,9 @@ class Gateway:
                      len(self.commands.targets), ",".join(self.commands.keys))
         self.uplink.start()
         forward = asyncio.create_task(self._forward(stop))
+        syncing = None
+        if self.cfg.time_sync.enabled and self.dlt645_buses:
+            syncing = asyncio.create_task(self._time_sync_loop(stop))
         # systemd (Type=notify, WatchdogSec): ready once config, profiles and queue are open;
         # pets come from the poll loop, so a wedged bus or a deadlock gets us restarted
         watchdog = Watchdog()
@@ -354,6 +441,8 @@ class Gateway:
             await forward
             if commands is not None:
                 await commands
+            if syncing is not None:
+                await syncing
             # a clean stop forwards what it can for a few seconds; the rest waits on disk
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and self.uplink.connected.is_set():

@@ -50,6 +50,7 @@ block noted "xx.xx / xxx.xxx").
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Literal, Self
 
@@ -183,6 +184,45 @@ def read_request(address: str, di: str, version: Version = "2007", *,
 
 def read_address_request() -> bytes:
     return build_frame(BROADCAST, C_READ_ADDRESS)
+
+
+# --------------------------------------------------------------------------- time sync
+
+#: broadcast time sync (广播校时): C = 08H to the broadcast address 99×6, L = 06H, data
+#: ss mm hh DD MM YY (BCD, +33H like every data byte), no answer — DL/T 645-2007 (and the
+#: same command in 1997). A published frame is the test vector: ``68 99 99 99 99 99 99 68
+#: 08 06 84 55 43 38 39 4A 4B 16`` = 2017-06-05 10:22:51 (a DL/T 645 master's source, e.g.
+#: the BroadcastTime_TxDATA_DL645 comment in a public concentrator firmware).
+C_TIME_SYNC = 0x08
+TIME_SYNC_ADDRESS = "999999999999"
+
+
+def time_sync_request(when: dt.datetime, *, preamble: bool = True) -> bytes:
+    """The broadcast time-sync frame setting every meter on the bus to ``when`` (the
+    meters' local wall-clock time: the caller converts, e.g. to Asia/Shanghai)."""
+    if not 2000 <= when.year <= 2099:
+        raise ValueError(f"year {when.year}: DL/T 645 carries two digits (2000..2099)")
+    digits = (when.second, when.minute, when.hour, when.day, when.month, when.year - 2000)
+    return build_frame(TIME_SYNC_ADDRESS, C_TIME_SYNC,
+                       bytes.fromhex("".join(f"{v:02d}" for v in digits)), preamble=preamble)
+
+
+def parse_time_sync(frame: Frame) -> dt.datetime:
+    """The time a received broadcast time-sync frame sets (naive: the meter's local time).
+
+    Raises:
+        Dlt645FrameError: not a time sync, or its digits are not a valid date and time.
+    """
+    if frame.control != C_TIME_SYNC or frame.address != TIME_SYNC_ADDRESS:
+        raise Dlt645FrameError(f"C={frame.control:02X} to {frame.address} is not a time sync")
+    text = frame.data.hex()
+    if len(frame.data) != 6 or not text.isdigit():
+        raise Dlt645FrameError(f"time sync data {text} is not 6 BCD bytes")
+    ss, mm, hh, day, month, yy = (int(text[i:i + 2]) for i in range(0, 12, 2))
+    try:
+        return dt.datetime(2000 + yy, month, day, hh, mm, ss)
+    except ValueError as exc:
+        raise Dlt645FrameError(f"time sync {text}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
