@@ -3,8 +3,11 @@
 Real parts: the factory's meters are Modbus TCP servers with their real register maps
 (firmware_sim), read by the gateway's own Modbus driver and bus over TCP; readings are
 stored in a real influxd 1.6 as ingest writes them (``enmon.lineproto``); the hand-kept
-coal and output ledgers are stored as ordinary ``meter`` points with a ``flag_<q>="manual"``
-field. Time is compressed: the test steps the factory's simulated clock through November
+coal and output ledgers are entered as manual readings through the product's manual path
+(``inspector.manual.enter``: checked against the readings before, flagged ``manual``, author
+and reason audited). The day and month documents are then uploaded through the outbox to a
+local HTTPS platform that goes down half way: each arrives once, as computed.
+Time is compressed: the test steps the factory's simulated clock through November
 2026 an hour at a time and stamps each reading with the simulated time (as the gateway
 stamps the time it read at), so a month runs in seconds. Not in this test: MQTT and the
 ingest process (their end-to-end guarantees have their own tests; this one is about the
@@ -23,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from energy.manual import Entry
 from energy.site import Site
 from enmon import lineproto
 from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
@@ -33,7 +37,13 @@ from gateway.bus import Bus, BusDevice, Timing
 from gateway.drivers import ModbusDriver
 from gateway.profile import load_profile
 from gateway.transport import TcpLink
+from inspector import manual
+from inspector.store import Store
+from tests.upload.platform import Platform
 from upload import collect
+from upload.config import parse_config
+from upload.outbox import Outbox
+from upload.transport import create
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = dt.datetime(2026, 11, 1, tzinfo=TZ).timestamp()
@@ -45,8 +55,10 @@ TOL = {"furnace-e": 0.02, "aux-e": 0.02, "gas": 2.0, "steam": 1e-6, "coal": 1e-9
        "hot-metal": 1e-9}
 
 
-async def run_factory(factory: Factory, writer: InfluxV1Writer) -> None:
-    """Step the factory through the month: poll each served meter hourly, enter the ledgers."""
+async def run_factory(factory: Factory, writer: InfluxV1Writer, store: Store, site: Site
+                      ) -> None:
+    """Step the factory through the month: poll each served meter hourly, enter the ledgers
+    as manual readings (``inspector.manual``: checked, flagged ``manual``, audited)."""
     clock = {"t": T0}
 
     def source(dev: str) -> Callable[[float], dict[str, float]]:
@@ -71,13 +83,13 @@ async def run_factory(factory: Factory, writer: InfluxV1Writer) -> None:
                 tags = {"site": factory.site, "gateway": factory.gateway, "device": dev,
                         "building": "plant", "energy_type": factory.ENERGY[dev]}
                 lines.append(lineproto.line("meter", tags, r.values, ts))
-            if hour % 24 == 0:
+            if hour % 24 == 0:  # the storekeeper enters the day's ledgers by hand
                 for dev in ("coal", "hot-metal"):
                     t, q, v = factory.ledger_entry(dev, hour // 24)
-                    tags = {"site": factory.site, "gateway": "manual", "device": dev,
-                            "building": "plant", "energy_type": factory.ENERGY[dev]}
-                    lines.append(lineproto.line("meter", tags, {q: v, f"flag_{q}": "manual"},
-                                                int(t * 1000)))
+                    await manual.enter(store, writer, Entry(
+                        "reading", factory.site, "manual", dev, q, int(t * 1000), v, "仓库 刘工",
+                        "地磅单" if dev == "coal" else "产量日报", source="cli"),
+                        site_model=site, now_ms=int(t * 1000))
             if len(lines) >= 2000:
                 await writer.write(lines)
                 lines = []
@@ -116,7 +128,7 @@ async def test_day_and_month_statistics_from_influxdb_equal_the_simulators_truth
     cfg = InfluxConfig(url=influxdb.url, database="enmon")
     writer, ql = InfluxV1Writer(cfg), InfluxQL(cfg)
     try:
-        await run_factory(factory, writer)
+        await run_factory(factory, writer, Store(ql), site)
         now_ms = int((T0 + DAYS * DAY_S + 7200) * 1000)
         docs = await collect.documents(ql, site, factory.unit_code, "month", "2026-11",
                                        now_ms=now_ms)
@@ -146,3 +158,68 @@ async def test_day_and_month_statistics_from_influxdb_equal_the_simulators_truth
     assert docs[2]["period"] == "2026-11-03"
     assert docs[2]["stat_time"] == "2026-11-03T00:00:00+08:00"
     assert checked == (DAYS + 1) * 8
+
+    # the ledgers came in as manual readings, each with its author and reason kept
+    rows = await _entries(influxdb)
+    assert len(rows) == 2 * (DAYS + 1) and {r["author"] for r in rows} == {"仓库 刘工"}
+
+    # uploaded through the outbox to the platform, which goes down half way: each day and
+    # the month arrive once, as the documents computed above
+    await upload_across_an_outage(docs, tmp_path)
+
+
+async def _entries(influxdb: InfluxDB1) -> list[dict[str, object]]:
+    ql = InfluxQL(InfluxConfig(url=influxdb.url, database="enmon"))
+    try:
+        return await Store(ql).entries("ironworks", int(T0 * 1000),
+                                       int((T0 + (DAYS + 1) * DAY_S) * 1000))
+    finally:
+        await ql.close()
+
+
+async def upload_across_an_outage(docs: list[dict[str, object]], tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    with Platform(tmp_path / "platform") as p:
+        cfg = parse_config(p.config(outbox=tmp_path / "outbox.sqlite",
+                                    backoff={"base_s": 0.05, "max_s": 0.3}))
+        transport = create(cfg)
+
+        async def drain(until: Callable[[], bool], box: Outbox) -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(box.run(transport, stop, poll_s=0.05))
+            deadline = time.monotonic() + 60
+            try:
+                while not until():
+                    assert time.monotonic() < deadline, box.counts()
+                    assert not task.done(), task
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 20)
+
+        with Outbox(cfg.outbox, backoff=cfg.backoff) as box:
+            half = len(docs) // 2
+            for d in docs[:half]:
+                box.put(d)
+            await drain(lambda: len(p.records) == half, box)
+            p.stop()
+            for d in docs[half:]:
+                box.put(d)
+            stop = asyncio.Event()
+            task = asyncio.create_task(box.run(transport, stop, poll_s=0.05))
+            await asyncio.sleep(0.5)  # retrying against the closed port
+            stop.set()
+            await asyncio.wait_for(task, 20)
+            assert box.counts() == {"pending": len(docs) - half, "sent": half, "dead": 0}
+            p.start()
+            await drain(lambda: len(p.records) == len(docs), box)
+        await transport.aclose()
+        recs = p.records
+        assert all(revs.keys() == {1} for revs in recs.values())
+        by_period = {next(iter(r.values())).document["period"]: next(iter(r.values())).document
+                     for r in recs.values()}
+        assert sorted(by_period) == sorted(str(d["period"]) for d in docs)
+        for d in docs:
+            assert by_period[str(d["period"])]["indicators"] == d["indicators"]
