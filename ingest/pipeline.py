@@ -40,6 +40,10 @@ from ingest.mqtt import AckingSubscriber, Delivery
 
 log = logging.getLogger("enmon.ingest")
 
+# deliveries taken from the subscriber per loop turn: between two turns the loop reads the
+# socket and runs the writer, so a chunk is a few milliseconds of decoding at most
+_CHUNK = 64
+
 # Reasons ingest adds to the wire contract's (enmon.wire.Reason)
 TS_FUTURE = "ts_future"  # reading more than future_reject_s ahead of ingest's clock
 DB_REFUSED = "db_refused"  # the database refused the message's points as invalid
@@ -268,7 +272,7 @@ class PipelineSettings:
             (fewer redeliveries after a routine restart); what is left is redelivered.
     """
 
-    max_lines: int = 5000
+    max_lines: int = 2500
     max_wait_s: float = 0.2
     max_inflight_batches: int = 2
     retry_initial_s: float = 0.2
@@ -337,27 +341,36 @@ class Pipeline:
     async def _collect(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
+        sub = self.sub
+        carry: list[Delivery] = []  # taken but beyond the last batch's max_lines
         while True:
-            first = await self.sub.get()
+            chunk = carry or await sub.take(_CHUNK)
+            carry = []
             pending = _Pending([], [], [], 0, 0, loop.time())
-            self._add(pending, first)
             deadline = loop.time() + s.max_wait_s
-            while len(pending.lines) < s.max_lines:
-                # parsing is CPU work on the loop: let the writer's I/O run in between
+            while True:
+                for i, d in enumerate(chunk):
+                    if len(pending.lines) >= s.max_lines:
+                        carry = chunk[i:]
+                        break
+                    self._add(pending, d)
+                if carry or len(pending.lines) >= s.max_lines:
+                    break
+                # parsing is CPU work on the loop: let the socket and the writer run
                 await asyncio.sleep(0)
-                d = self.sub.get_nowait()
-                if d is None:
-                    if self._held >= self._window:
-                        break
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        d = await asyncio.wait_for(self.sub.get(), remaining)
-                    except TimeoutError:
-                        break
-                self._add(pending, d)
-            self.stats.queue_depth = self.sub.queued
+                chunk = sub.take_nowait(_CHUNK)
+                if chunk:
+                    continue
+                if self._held >= self._window:
+                    break  # no more can come before our acks
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    chunk = await asyncio.wait_for(sub.take(_CHUNK), remaining)
+                except TimeoutError:
+                    break
+            self.stats.queue_depth = sub.queued
             await self._ready.put(pending)
             self.stats.inflight_batches = self._ready.qsize()
 
@@ -408,11 +421,10 @@ class Pipeline:
             await self._write_durably(pending)
             st = self.stats
             st.batch_latency_sum_s += time.monotonic() - t0
-            for d in pending.deliveries:
-                if d.ack():
-                    st.acked += 1
-                else:
-                    st.stale_acks += 1
+            # every PUBACK of the batch in one socket write, only now that it is stored
+            acked, stale = self.sub.ack_many(pending.deliveries)
+            st.acked += acked
+            st.stale_acks += stale
             self._confirm(pending)
             self._held -= len(pending.deliveries)
             self._writing = False

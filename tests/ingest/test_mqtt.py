@@ -129,35 +129,50 @@ async def test_reconnect_after_broker_restart(mosquitto: Mosquitto) -> None:
             assert sub.reconnects >= 1
 
 
-async def test_full_queue_blocks_the_network_thread_instead_of_dropping() -> None:
+async def test_full_queue_stops_reading_the_socket_instead_of_dropping() -> None:
     """mosquitto 2.0.11 was seen sending more than Receive Maximum on a backlog handover.
-    Driven directly (no broker: the oversend cannot be provoked on demand): paho's thread
-    must wait for room, never drop, and resume as soon as the consumer takes a message."""
-    import threading
-    import time
+    That oversend cannot be provoked on demand, so a scripted broker on a real TCP socket
+    stands in for it: after CONNACK and SUBACK it sends 6 PUBLISH packets in one write to a
+    subscriber with Receive Maximum 2 (capacity 4). The subscriber must stop at its
+    capacity, leave the rest unparsed (TCP backpressure), never drop one, and go on as soon
+    as the consumer takes messages."""
+    got_connect = asyncio.Event()
 
-    from paho.mqtt.client import MQTTMessage
+    def publish_packet(i: int) -> bytes:
+        topic, payload = TOPIC.encode(), f"m{i}".encode()
+        body = len(topic).to_bytes(2, "big") + topic + (i + 1).to_bytes(2, "big") + b"\x00"
+        return bytes((0x32, len(body) + len(payload))) + body + payload
 
-    sub = AckingSubscriber(MqttSettings(client_id="bp", receive_maximum=2), topics=[FILTER])
-    sub._loop = asyncio.get_running_loop()
-    assert sub.capacity == 4
+    async def broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        got_connect.set()
+        writer.write(b"\x20\x03\x00\x00\x00")  # CONNACK: no session, success, no props
+        await reader.read(1024)  # SUBSCRIBE (packet id 1)
+        writer.write(b"\x90\x04\x00\x01\x00\x01")  # SUBACK: granted QoS 1
+        writer.write(b"".join(publish_packet(i) for i in range(6)))
+        await writer.drain()
+        await reader.read(1024)  # until the subscriber goes away
+        writer.close()
 
-    def deliver(n: int) -> None:
-        for i in range(n):
-            m = MQTTMessage(mid=i + 1, topic=TOPIC.encode())
-            m.payload, m.qos = f"m{i}".encode(), 1
-            sub._on_message(None, None, m)  # type: ignore[arg-type]
-
-    t = threading.Thread(target=deliver, args=(6,), daemon=True)
-    t.start()
-    deadline = time.monotonic() + 20
-    while sub.overflows == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    assert sub.overflows == 1 and t.is_alive(), "the 5th message must wait for room"
-    got = [(await next_delivery(sub)).payload for _ in range(6)]
-    assert got == [f"m{i}".encode() for i in range(6)]
-    t.join(10)
-    assert not t.is_alive()
+    server = await asyncio.start_server(broker, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        settings = MqttSettings(port=port, client_id="bp", receive_maximum=2)
+        async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+            assert sub.capacity == 4
+            await sub.wait_ready()
+            deadline = time.monotonic() + 20
+            while sub.queued < 4 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            for _ in range(20):  # the other two are on the socket: they must not come in
+                await asyncio.sleep(0.01)
+            assert sub.queued == 4 and sub.overflows == 1, (sub.queued, sub.overflows)
+            got = [(await next_delivery(sub)).payload for _ in range(6)]
+            assert got == [f"m{i}".encode() for i in range(6)]
+            assert sub.queued == 0
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_stop_lets_built_batches_finish_and_ack(mosquitto: Mosquitto) -> None:
