@@ -167,3 +167,79 @@ def put(files: list[Path] = typer.Argument(..., help="JSON files, one document e
                 raise typer.Exit(2) from None
             typer.echo(f"{f}: {res.record_id} revision {res.revision}"
                        + ("" if res.changed else " (unchanged)"))
+
+
+@app.command()
+def collect(
+    period: str = typer.Argument(None, help="a day (2026-11-03) or a month (2026-11); "
+                                 "default: yesterday in the site's time zone"),
+    site_file: Path = typer.Option(..., "--site", "-s", help="rules site file with key_units:"),
+    unit: str = typer.Option(None, "--unit", help="the unit's code (default: the site's only "
+                             "key unit)"),
+    config: Path = typer.Option(None, "-c", "--config", help="upload YAML; without it the "
+                                "documents are printed as JSON, not queued"),
+    influx_url: str = typer.Option("http://127.0.0.1:8086", "--influx-url",
+                                   envvar="ENMON_INFLUX_URL", help="InfluxDB URL"),
+    database: str = typer.Option("enmon", "--database", help="InfluxDB database"),
+) -> None:
+    """Compute a unit's day or month statistics from the database and queue them.
+
+    A month queues each of its days and the month (the platform's Σ-days rule compares
+    them). A period already queued with the same figures is a no-op; changed figures (late
+    data, a correction) become the record's next revision. Run it daily after 00:05:
+
+      enmon upload collect -s site.yaml -c upload.yaml            # yesterday
+      enmon upload collect 2026-11 -s site.yaml -c upload.yaml    # November again
+    """
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from energy.site import load_site
+    from enmon.errors import ConfigError
+    from enmon.influx import InfluxConfig, InfluxQL
+    from upload import collect as col
+
+    try:
+        site = load_site(site_file)
+        ku = col.key_unit(site, unit) if unit else None
+    except (ConfigError, KeyError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    units = [u.code for u in site.key_units]
+    if ku is None:
+        if len(units) != 1:
+            typer.echo(f"error: give --unit (the site has {len(units)} key units: "
+                       f"{', '.join(units) or 'none'})", err=True)
+            raise typer.Exit(2)
+        code = units[0]
+    else:
+        code = ku.code
+    if period is None:
+        period = (dt.datetime.now(ZoneInfo(site.timezone)) - dt.timedelta(days=1)
+                  ).strftime("%Y-%m-%d")
+    kind = "day" if len(period) == 10 else "month" if len(period) == 7 else None
+    if kind is None:
+        typer.echo(f"error: period {period!r}: write a day 2026-11-03 or a month 2026-11",
+                   err=True)
+        raise typer.Exit(2)
+
+    async def go() -> list[dict[str, object]]:
+        ql = InfluxQL(InfluxConfig(url=influx_url, database=database))
+        try:
+            return await col.documents(ql, site, code, kind, period,  # type: ignore[arg-type]
+                                       now_ms=int(time.time() * 1000))
+        finally:
+            await ql.close()
+    try:
+        docs = asyncio.run(go())
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if config is None:
+        typer.echo(json.dumps(docs, ensure_ascii=False, indent=1))
+        return
+    with _open(config) as box:
+        for d in docs:
+            res = box.put(d)
+            typer.echo(f"{res.record_id} revision {res.revision}"
+                       + ("" if res.changed else " (unchanged)"))

@@ -163,6 +163,22 @@ async def test_day_and_month_statistics_from_influxdb_equal_the_simulators_truth
     rows = await _entries(influxdb)
     assert len(rows) == 2 * (DAYS + 1) and {r["author"] for r in rows} == {"仓库 刘工"}
 
+    # `enmon upload collect` computes the same day from the database (printed, not queued)
+    import asyncio
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from upload.cli import app
+
+    site_yaml = tmp_path / "site.yaml"
+    site_yaml.write_text(yaml.safe_dump(factory.site_file(), allow_unicode=True), "utf-8")
+    r = await asyncio.to_thread(CliRunner().invoke, app, [
+        "collect", "2026-11-03", "-s", str(site_yaml), "--influx-url", influxdb.url])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)[0]["indicators"] == one_day["indicators"]
+
     # uploaded through the outbox to the platform, which goes down half way: each day and
     # the month arrive once, as the documents computed above
     await upload_across_an_outage(docs, tmp_path)
