@@ -313,3 +313,46 @@ def building_cost(site: Site, building: Building, energy_type: str,
         demand = tariff.max_demand_kw(ivs, start, end, t.demand.window_min)
     return tariff.cost(slices, t, demand_kw=demand, capacity_kva=building.contracted_kva,
                        months=billing_months)
+
+
+def subitem_cost(site: Site, building: Building, energy_type: str,
+                 ivs: Sequence[accounting.Interval], start: int, end: int
+                 ) -> tariff.CostBreakdown | None:
+    """The energy charge of a sub-item's (分项) meters in [start, end) on the building's tariff.
+
+    A sub-meter is priced with its building's tariff, band by band, as the building's own
+    consumption is (:func:`building_cost`), so the sub-items' charges and the rest add up to
+    the building's energy charge. No demand charge: the utility meters the maximum demand
+    at the supply point, and a share of it per sub-item would be an allocation, not a bill.
+    ``None``: no tariff set for that energy type.
+    """
+    return building_cost(site, building, energy_type, ivs, start, end, billing_months=0.0)
+
+
+def hourly_cost(site: Site, building: Building, energy_type: str,
+                ivs: Sequence[accounting.Interval], start: int, end: int
+                ) -> dict[int, tariff.CostBreakdown]:
+    """The energy charge of each clock hour (site time) in [start, end) of a meter's intervals.
+
+    The roll-ups store it beside each hour's amount. The same split and prices as
+    :func:`building_cost` (cut at every hour as well), so the hours of a month add up to
+    the report's energy charge of that month. The demand charge is not here: it is billed
+    per month from the building's maximum demand, not per hour. ``{}``: no tariff set.
+    """
+    t = tariff_of(site, building, energy_type)
+    if t is None:
+        return {}
+    hours = tariff.split_hours(ivs, t, ZoneInfo(site.timezone), start, end)
+    return {h: tariff.cost(slices, t) for h, slices in hours.items()}
+
+
+def cost_bands(site: Site, building: Building, energy_type: str) -> tuple[str, ...]:
+    """The bands the building's tariff of an energy type prices (``("all",)`` for a flat
+    price; ``()`` without a tariff): the per-band fields a roll-up writes, zeros included."""
+    t = tariff_of(site, building, energy_type)
+    if t is None:
+        return ()
+    if not t.seasons:
+        return ("all",)
+    used = {p.band for s in t.seasons for p in s.periods}
+    return tuple(b for b in tariff.BANDS if b in used)

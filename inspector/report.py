@@ -166,6 +166,8 @@ class BuildingReport:
     balance_max_share: float = DEFAULT_MAX_SHARE
     # energy type → its cost on the building's tariff (energy.figures.building_cost)
     cost: dict[str, tariff.CostBreakdown] = field(default_factory=dict)
+    # sub-item code → its electricity energy charge (energy.figures.subitem_cost)
+    subitem_cost: dict[str, tariff.CostBreakdown] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -233,6 +235,7 @@ def build_report(
         sub: dict[str, float] = {}
         by_meter_day: dict[str, dict[int, float]] = {}
         total_ivs: dict[str, list[accounting.Interval]] = {}  # energy type → building totals
+        sub_ivs: dict[str, list[accounting.Interval]] = {}  # sub-item code → its meters
         for m in b.meters:
             pts = counters.get((m.gateway, m.device), [])
             ivs = figures.meter_intervals(m, pts)
@@ -268,6 +271,7 @@ def build_report(
                         slot[m.energy_type] = slot.get(m.energy_type, 0.0) + v
             elif m.energy_type == "electricity" and m.category in SUBITEM_NAMES:
                 sub[m.category] = sub.get(m.category, 0.0) + amount
+                sub_ivs.setdefault(m.category, []).extend(ivs)
         energy: list[EnergyLine] = []
         for et in sorted(per_type):
             amount = per_type[et]
@@ -299,12 +303,18 @@ def build_report(
                                        billing_months=months)
             if bc is not None:
                 costs[et] = bc
+        sub_costs: dict[str, tariff.CostBreakdown] = {}
+        for code, sivs in sorted(sub_ivs.items()):
+            sc = figures.subitem_cost(site, b, "electricity", sivs, period.start, period.end)
+            if sc is not None:
+                sub_costs[code] = sc
         out_buildings.append(BuildingReport(
             b.id, b.name or b.id, b.type, b.floor_area_m2, b.occupants, energy, subitems, kgce,
             co2, figures.intensity(kgce, b.floor_area_m2), dict(sorted(daily.items())), qf,
             meters, balance.evaluate_days(by_meter_day, balance.topology(b.meters),
                                           max_share=DEFAULT_MAX_SHARE,
-                                          min_amount=DEFAULT_MIN_KWH), cost=costs))
+                                          min_amount=DEFAULT_MIN_KWH), cost=costs,
+            subitem_cost=sub_costs))
     gw_of_building = {(m.gateway) for bb in out_buildings for m in site.building(bb.id).meters}
     comp: dict[str, dict[str, Any]] = {}  # gateway → figures
     for r in completeness_rows:

@@ -28,11 +28,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from energy import accounting, figures
+from energy import accounting, figures, tariff
 from energy.site import Building, Meter, Site
 from enmon import touched as tch
 from enmon.influx import ident, quote
@@ -41,6 +41,7 @@ from rules.passbase import PassBase, PassStats
 
 log = logging.getLogger("enmon.rules.scheduled")
 GROUP_MIN = 8  # meters sharing a span that are read with one site-wide statement
+TAGS = ("building", "meter", "energy_type", "category", "total")
 
 
 class Rollups(PassBase):
@@ -113,8 +114,11 @@ class Rollups(PassBase):
             h0, h1 = hours[m.id]
             buckets = {k: v for k, v in accounting.rollup(ivs, "hour", tz).items()
                        if h0 <= k < h1}
+            # the hour's energy charge from the same intervals (energy.figures.hourly_cost)
+            costs = cost_fields(site, b, m.energy_type,
+                                figures.hourly_cost(site, b, m.energy_type, ivs, h0, h1))
             lines += energy_lines("energy_hourly", site, b, m.id, m.energy_type, m.category,
-                                  m.building_total, buckets)
+                                  m.building_total, buckets, costs)
         st.per_step["rollup.compute"] = time.perf_counter() - t
         t = time.perf_counter()
         await self._write(lines, st)
@@ -128,8 +132,9 @@ class Rollups(PassBase):
             while d < h1:
                 days.add(d)
                 d = accounting.next_bucket(d, "day", tz)
+        sums = _sums(site)
         runs = await self._many([
-            "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_hourly "
+            f"SELECT {sums} FROM energy_hourly "
             f"WHERE site = {quote(site.site)} AND time >= {d0}ms AND time < {d1}ms "
             f"GROUP BY time(1d), building, meter, energy_type, category, total "
             f"tz({quote(site.timezone)})" for d0, d1 in _runs(sorted(days), tz)], st)
@@ -138,12 +143,12 @@ class Rollups(PassBase):
         st.per_step["rollup.daily"] = time.perf_counter() - t
         t = time.perf_counter()
         months = sorted({accounting.bucket_start(d, "month", tz) for d in days})
-        sums = await self._many([
-            "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_daily "
+        per_month = await self._many([
+            f"SELECT {sums} FROM energy_daily "
             f"WHERE site = {quote(site.site)} AND time >= {m}ms "
             f"AND time < {accounting.next_bucket(m, 'month', tz)}ms "
             "GROUP BY building, meter, energy_type, category, total" for m in months], st)
-        await self._write([ln for m, rows in zip(months, sums, strict=True)
+        await self._write([ln for m, rows in zip(months, per_month, strict=True)
                            for ln in rollup_lines("energy_monthly", site.site, rows, ts=m)], st)
         st.per_step["rollup.monthly"] = time.perf_counter() - t
 
@@ -232,17 +237,26 @@ class Rollups(PassBase):
                     continue
                 h0, h1 = min(s[0] for s in spans), max(s[1] for s in spans)
                 cond = " OR ".join(f"meter = {quote(p)}" for p in parts)
+                names = ["amount", *cost_names(site, b, v.energy_type)]
                 rows = await self._rows(
-                    f"SELECT amount FROM energy_hourly WHERE site = {quote(site.site)} AND "
+                    f"SELECT {', '.join(ident(f) for f in names)} FROM energy_hourly "
+                    f"WHERE site = {quote(site.site)} AND "
                     f"building = {quote(b.id)} AND ({cond}) AND time >= {h0}ms "
                     f"AND time < {h1}ms GROUP BY meter", st)
-                stored: dict[str, dict[int, float]] = {p: {} for p in parts}
+                # field → part → hour → value; cost is linear in the amount like kgce, so a
+                # virtual meter's cost is the same plus/minus of its parts' stored costs
+                stored: dict[str, dict[str, dict[int, float]]] = {f: {} for f in names}
                 for r in rows:
-                    if r.get("amount") is not None:
-                        stored.setdefault(r["meter"], {})[int(r["time"])] = float(r["amount"])
-                buckets = accounting.combine(stored, v.plus, v.minus)
+                    for f in names:
+                        if r.get(f) is not None:
+                            stored[f].setdefault(r["meter"], {})[int(r["time"])] = float(r[f])
+                buckets = accounting.combine(stored["amount"], v.plus, v.minus)
+                costs: dict[int, dict[str, float]] = {}
+                for f in names[1:]:
+                    for ts, val in accounting.combine(stored[f], v.plus, v.minus).items():
+                        costs.setdefault(ts, {})[f] = val
                 lines += energy_lines("energy_hourly", site, b, v.id, v.energy_type,
-                                      v.category, v.building_total, buckets)
+                                      v.category, v.building_total, buckets, costs)
         await self._write(lines, st)
 
 
@@ -258,9 +272,49 @@ def _runs(days: list[int], tz: ZoneInfo) -> list[tuple[int, int]]:
     return out
 
 
+def cost_names(site: Site, b: Building, energy_type: str) -> list[str]:
+    """The cost fields an hour of this energy type carries: ``cost`` (the energy charge,
+    CNY), ``unpriced`` (the amount no price covered) and per band of the tariff
+    ``amount_<band>`` and ``cost_<band>``; none without a tariff."""
+    bands = figures.cost_bands(site, b, energy_type)
+    if not bands:
+        return []
+    return ["cost", "unpriced", *(f"{k}_{band}" for band in bands for k in ("amount", "cost"))]
+
+
+def cost_fields(site: Site, b: Building, energy_type: str,
+                costs: Mapping[int, tariff.CostBreakdown]) -> dict[int, dict[str, float]]:
+    """Each hour's breakdown as roll-up fields (:func:`cost_names`), zeros included: a
+    recomputed hour overwrites every field it once had, so no stale band survives."""
+    names = cost_names(site, b, energy_type)
+    out: dict[int, dict[str, float]] = {}
+    for ts, c in costs.items():
+        f = dict.fromkeys(names, 0.0)
+        f["cost"], f["unpriced"] = c.energy_cost, c.unpriced
+        for band, (amount, cny) in c.by_band().items():
+            if f"amount_{band}" in f:
+                f[f"amount_{band}"] += amount
+                f[f"cost_{band}"] += cny
+        out[ts] = f
+    return out
+
+
+def _sums(site: Site) -> str:
+    """``sum(f) AS f`` of every field an hour may carry (a field no hour has sums to null
+    and is not written)."""
+    names = ["amount", "kgce"]
+    for b in site.buildings:
+        for et in sorted({m.energy_type for m in b.meters}
+                         | {v.energy_type for v in b.virtual_meters}):
+            names += [n for n in cost_names(site, b, et) if n not in names]
+    return ", ".join(f"sum({ident(n)}) AS {ident(n)}" for n in names)
+
+
 def energy_lines(meas: str, site: Site, b: Building, meter: str, energy_type: str,
-                 category: str, total: bool, buckets: dict[int, float]) -> list[str]:
-    """Roll-up points of one meter; kgce beside the amount where the energy type has a factor."""
+                 category: str, total: bool, buckets: dict[int, float],
+                 costs: Mapping[int, Mapping[str, float]] | None = None) -> list[str]:
+    """Roll-up points of one meter; kgce beside the amount where the energy type has a factor,
+    and the hour's cost fields (:func:`cost_fields`) where its building has a tariff."""
     out = []
     # the same conversion as the report's (the site's electricity factor, its measured gas
     # NCV): kgce is linear in the amount, so convert one unit once per meter
@@ -272,7 +326,8 @@ def energy_lines(meas: str, site: Site, b: Building, meter: str, energy_type: st
     key = line(meas, tags, {"amount": 0.0}, 0).rsplit(" ", 2)[0]
     for ts, amount in buckets.items():
         kgce = f",kgce={float(amount * per_unit)!r}" if per_unit is not None else ""
-        out.append(f"{key} amount={float(amount)!r}{kgce} {ts}")
+        extra = "".join(f",{k}={float(v)!r}" for k, v in (costs or {}).get(ts, {}).items())
+        out.append(f"{key} amount={float(amount)!r}{kgce}{extra} {ts}")
     return out
 
 
@@ -285,9 +340,11 @@ def rollup_lines(measurement: str, site: str, rows: list[dict[str, Any]],
         if r.get("amount") is None:  # a period without data writes nothing, not 0
             continue
         fields: dict[str, float | int | str | bool] = {"amount": float(r["amount"])}
-        if r.get("kgce") is not None:
-            fields["kgce"] = float(r["kgce"])
-        tags = {k: r.get(k, "") for k in ("building", "meter", "energy_type", "category", "total")}
+        for k, v in r.items():  # kgce and the cost fields the hours carry
+            if k not in ("time", "amount", *TAGS) and isinstance(v, int | float) and \
+                    not isinstance(v, bool):
+                fields[k] = float(v)
+        tags = {k: r.get(k, "") for k in TAGS}
         out.append(line(measurement, {"site": site, **tags}, fields,
                         int(r["time"]) if ts is None else ts))
     return out

@@ -199,3 +199,51 @@ def _site(*, tariffs: dict[str, str], definitions: list[tariff.Tariff] | None = 
     return Site.model_validate({
         "site": "s", "buildings": [b], "tariffs": tariffs,
         "tariff_definitions": [d.model_dump(mode="json") for d in definitions or []]})
+
+
+def test_the_hours_cost_adds_up_to_the_periods_cost_across_a_half_hour_boundary() -> None:
+    """The roll-ups price each hour (figures.hourly_cost); a month of hours is the month."""
+    half = [*PERIODS[:2], {"start": "08:00", "end": "10:30", "band": "peak"},
+            {"start": "10:30", "end": "18:00", "band": "flat"}, *PERIODS[4:]]
+    own = _tariff(id="half", seasons=[{"months": list(range(1, 13)), "periods": half}],
+                  demand={"basis": "max_demand", "price": 38.0})
+    site = _site(tariffs={"electricity": "half"}, definitions=[own])
+    b = site.buildings[0]
+    rnd = random.Random(3)
+    start, end = _ms(2026, 11, 1), _ms(2026, 11, 4)
+    ts, v, pts = start - 7 * 60_000, 0.0, []
+    while ts < end + Q:
+        pts.append((ts, v))
+        ts += rnd.randint(5, 70) * 60_000
+        v += rnd.random() * 5
+    ivs = accounting.intervals(pts)
+    hours = figures.hourly_cost(site, b, "electricity", ivs, start, end)
+    assert len(hours) == 72 and min(hours) == start
+    whole = figures.building_cost(site, b, "electricity", ivs, start, end, billing_months=1)
+    assert whole is not None
+    assert sum(c.energy_cost for c in hours.values()) == pytest.approx(whole.energy_cost)
+    assert all(c.demand_cost == 0 for c in hours.values())  # billed per month only
+    # the hour 10:00-11:00 on 2 Nov is half peak, half flat, at the new prices
+    h = hours[_ms(2026, 11, 2, 10)]
+    assert {ln.band for ln in h.lines} == {"peak", "flat"}
+    assert {ln.price for ln in h.lines} == {1.2, 0.7}
+    amounts = accounting.rollup(ivs, "hour", TZ)
+    assert sum(ln.amount for ln in h.lines) == pytest.approx(amounts[_ms(2026, 11, 2, 10)])
+    assert figures.cost_bands(site, b, "electricity") == ("peak", "flat", "valley")
+    assert figures.hourly_cost(site, b, "gas", ivs, start, end) == {}
+
+
+def test_a_subitems_cost_is_its_energy_charge_on_the_buildings_tariff() -> None:
+    site = _site(tariffs={"electricity": "own"}, definitions=[
+        _tariff(id="own", demand={"basis": "max_demand", "price": 38.0})])
+    b = site.buildings[0]
+    start, end = _ms(2026, 11, 1), _ms(2026, 12, 1)
+    whole = _steady(start, end)
+    hvac = _steady(start, end, kwh_per_step=0.25)  # a quarter of the load
+    c = figures.subitem_cost(site, b, "electricity", hvac, start, end)
+    w = figures.building_cost(site, b, "electricity", whole, start, end, billing_months=1)
+    assert c is not None and w is not None
+    assert c.demand_cost == 0 and w.demand_cost > 0  # demand is billed at the supply point
+    assert c.energy_cost == pytest.approx(w.energy_cost / 4)
+    assert figures.not_submetered(w.energy_cost, [c.energy_cost]) == pytest.approx(
+        w.energy_cost * 3 / 4)
