@@ -58,6 +58,20 @@ def check(config: Path = ConfigOpt) -> None:
                    f"{len(p.quantities)} quantities in {len(drv.steps)} transactions")
     if cfg.mqtt.username and cfg.mqtt.password_env is None and cfg.mqtt.password_file is None:
         typer.echo("warning: mqtt.username without password_env/password_file", err=True)
+    if cfg.commands.enabled:
+        from gateway.commands import read_secret
+
+        for k in cfg.commands.keys:  # readable and long enough, never printed
+            read_secret(k.file, k.env, what=f"commands.keys {k.id}")
+        points = [f"{d.name}.{w}" for d in cfg.devices for w in d.writable]
+        typer.echo(f"commands: enabled, keys {', '.join(k.id for k in cfg.commands.keys)}; "
+                   f"writable: {', '.join(points) or 'nothing (no device lists writable:)'}")
+    elif any(d.writable for d in cfg.devices):
+        typer.echo("warning: devices list writable: points but commands.enabled is false",
+                   err=True)
+    if cfg.time_sync.enabled:
+        typer.echo(f"time sync: DL/T 645 broadcast every {cfg.time_sync.interval_s:g} s "
+                   f"({cfg.time_sync.timezone})")
     typer.echo(f"{config}: OK ({len(cfg.devices)} devices)")
 
 

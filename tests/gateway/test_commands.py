@@ -158,6 +158,35 @@ def test_nonces_survive_a_reopen_are_forgotten_only_after_expiry_and_are_bounded
     store.close()
 
 
+def test_check_reads_the_keys_and_names_a_point_that_is_not_writable(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    key = tmp_path / "k"
+
+    def check(writable: list[str], secret: bytes) -> Any:
+        key.write_bytes(secret)
+        cfg = tmp_path / "gw.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "site": SITE, "gateway": GW, "state_dir": str(tmp_path / "st"),
+            "commands": {"enabled": True, "keys": [{"id": "ops-1", "file": str(key)}]},
+            "devices": [{"name": "main", "profile": "eastron-sdm630", "writable": writable,
+                         "transport": {"type": "serial", "port": "/dev/ttyUSB0"}}]}))
+        return CliRunner().invoke(app, ["check", "-c", str(cfg)])
+
+    r = check(["demand_period_min"], KEY)
+    assert r.exit_code == 0 and "writable: main.demand_period_min" in r.output, r.output
+    assert KEY.decode() not in r.output
+    r = check(["demand_period_min"], b"short")
+    assert r.exit_code != 0 and "shorter than 16 bytes" in str(r.exception)
+    assert "short" not in str(r.exception).replace("shorter", "")  # the secret is not shown
+    r = check(["voltage_l1_v"], KEY)
+    assert r.exit_code != 0
+    assert "devices.0.writable.0" in str(r.exception) and "demand_period_min" in str(
+        r.exception)
+
+
 # --------------------------------------------------------------------------- end to end
 
 
