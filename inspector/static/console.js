@@ -14,6 +14,7 @@ function _(msg, params = {}) {
   return text.replace(/%\((\w+)\)s/g, (m, k) => (k in params ? String(params[k]) : m));
 }
 function label(kind, code) { return (LABELS[kind] || {})[code] || code; }
+const ENTER_ROLES = ["data_clerk", "facility_manager"];
 const state = { token: sessionStorage.getItem("enmon-token") || "", who: null, sites: [],
                 meter: null, tz: "Asia/Shanghai" };
 
@@ -22,14 +23,33 @@ function esc(s) {
     '"': "&quot;", "'": "&#39;" }[c]));
 }
 
+// Build elements with text set through textContent: nothing a sender or a clerk wrote is
+// ever parsed as HTML. el("td", { class: "num" }, "12.5") → <td class="num">12.5</td>
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) e.setAttribute(k, v);
+  for (const c of children) e.append(c instanceof Node ? c : String(c ?? ""));
+  return e;
+}
+
+// The API's reason for a refusal: a sentence (already in the reader's language), or
+// FastAPI's list of field errors
+function detailText(detail, fallback) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  return detail ? JSON.stringify(detail) : fallback;
+}
+
 async function api(path, opts = {}) {
   const r = await fetch(path, { ...opts, headers: { ...(opts.headers || {}),
     Authorization: "Bearer " + state.token } });
   if (r.status === 401) { signOut(_("Your token was not accepted.")); throw new Error("unauthorized"); }
   if (!r.ok) {
     let detail = r.statusText;
-    try { detail = (await r.json()).detail || detail; } catch (e) { /* not JSON */ }
-    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+    try { detail = detailText((await r.json()).detail, detail); } catch (e) { /* not JSON */ }
+    const err = new Error(detail);
+    err.status = r.status;
+    throw err;
   }
   return r;
 }
@@ -65,7 +85,11 @@ async function signIn() {
   const r = await api("/api/v1/whoami");
   state.who = await r.json();
   sessionStorage.setItem("enmon-token", state.token);
-  const role = state.who.role === "facility_manager" ? _("facility manager") : _("inspector");
+  const role = state.who.role === "facility_manager" ? _("facility manager")
+    : state.who.role === "data_clerk" ? _("data clerk") : _("inspector");
+  // who may enter readings: the API decides (403 otherwise); the form is shown to those roles
+  state.mayEnter = ENTER_ROLES.includes(state.who.role);
+  $("#entry-form").hidden = !state.mayEnter;
   $("#who").textContent = _("%(name)s (%(role)s)", { name: state.who.name, role });
   $("#login").hidden = true; $("#app").hidden = false; $("#logout").hidden = false;
   await loadTree();
@@ -146,6 +170,7 @@ async function openMeter(site, device) {
   $("#to").value = "";
   $("#from").value = isoDate(Date.now() - 6 * 86400000);
   $("#quantity").innerHTML = "";
+  $("#entry-msg").textContent = "";
   await loadHistory();
 }
 
@@ -173,7 +198,9 @@ async function loadHistory() {
   if (!$("#quantity").options.length) {
     $("#quantity").innerHTML = plottable.map((c) => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
   }
-  const col = plottable.includes(chosen) ? chosen : (plottable.find((c) => !c.includes("energy") &&
+  const wanted = chosen || (state.focus && plottable.find((c) => c === state.focus || c === state.focus + "_consumption"));
+  state.focus = null;
+  const col = plottable.includes(wanted) ? wanted : (plottable.find((c) => !c.includes("energy") &&
     !c.includes("volume") && !c.includes("mass")) || plottable[0]);
   $("#quantity").value = col;
   drawChart(h, col);
@@ -181,10 +208,43 @@ async function loadHistory() {
     "(gap: silence > %(tolerance)s × that), %(gaps)s gap(s), %(flags)s flagged value(s), " +
     "%(rejected)s rejected record(s)", { readings: h.readings, end: fmtTime(h.end),
     interval: fmtDur(h.interval_s), tolerance: h.gap_tolerance ?? "", gaps: h.gaps.length,
-    flags: h.flags.length, rejected: h.rejected.length });
+    // doubtful values only: hand-entered ones are listed as entries, not counted as doubtful
+    flags: h.flags.filter((f) => !ENTERED.has(f.flag)).length, rejected: h.rejected.length });
   fillTable("#gaps", h.gaps.map((g) => [fmtTime(g.start), fmtTime(g.end), fmtDur(g.duration_s)]));
-  fillTable("#flags", h.flags.map((f) => [fmtTime(f.ts), f.quantity, f.flag, fmtNum(f.value)]));
+  fillTable("#flags", h.flags.map((f) => [fmtTime(f.ts), f.quantity, flagText(f.flag), fmtNum(f.value)]));
   fillTable("#rejected", h.rejected.map((r) => [fmtTime(r.time), r.reason, r.detail]));
+  fillEntries(h.entries || []);
+}
+
+const ENTRY_KIND = () => ({ reading: _("manual reading (entry kind)"), correction: _("corrected reading") });
+
+// the meter's manual readings and corrections, oldest entry first: who, when, why, and the
+// value a correction replaced (the original stays in the audit trail)
+function fillEntries(entries) {
+  const body = $("#entries tbody");
+  body.replaceChildren();
+  if (!entries.length) {
+    body.append(el("tr", {}, el("td", { class: "muted", colspan: "7" }, _("no manual entries in this range"))));
+    return;
+  }
+  const kinds = ENTRY_KIND();
+  for (const e of entries) {
+    body.append(el("tr", { class: "entry", "data-kind": e.kind, "data-ts": e.reading_ts },
+      el("td", {}, fmtTime(e.reading_ts)), el("td", {}, kinds[e.kind] || e.kind),
+      el("td", { class: "num" }, fmtFull(e.value)),
+      el("td", { class: "num" }, e.original === null || e.original === undefined ? "" : fmtFull(e.original)),
+      el("td", {}, e.author), el("td", {}, e.reason), el("td", {}, fmtTime(e.entered_at))));
+  }
+}
+
+// a hand-entered value as the clerk typed it (no rounding: it is compared with the meter's display)
+function fmtFull(v) {
+  if (v === null || v === undefined) return "";
+  return Number(v).toLocaleString(LANG, { maximumFractionDigits: 6 });
+}
+
+function flagText(flag) {
+  return flag === "manual" ? _("manual reading (entry kind)") : flag === "corrected" ? _("corrected reading") : flag;
 }
 
 function fillTable(sel, rows) {
@@ -201,7 +261,8 @@ function drawChart(h, col) {
   const W = 860, H = 260, L = 64, R = 10, T = 16, B = 30;
   const pts = h.rows.filter((r) => r[col] !== null && r[col] !== undefined).map((r) => [r.time, r[col]]);
   const el = $("#chart");
-  if (!pts.length) { const none = _("no %(quantity)s readings in this range", { quantity: col });
+  if (!pts.length) { const none = col === undefined ? _("no readings in this range")
+    : _("no %(quantity)s readings in this range", { quantity: col });
     el.innerHTML = '<p class="muted">' + esc(none) + "</p>"; return; }
   const x0 = h.start, x1 = h.end;
   let y0 = Math.min(...pts.map((p) => p[1])), y1 = Math.max(...pts.map((p) => p[1]));
@@ -223,7 +284,8 @@ function drawChart(h, col) {
       dots += `<circle class="point" cx="${X(inside[0][0]).toFixed(1)}" cy="${Y(inside[0][1]).toFixed(1)}" r="2" fill="#2b6cb0"/>`;
     }
   }
-  const flagged = h.flags.filter((f) => f.quantity === col.replace(/_(mean|consumption)$/, "") && f.value !== null)
+  const base = col.replace(/_(mean|consumption)$/, "");
+  const flagged = h.flags.filter((f) => f.quantity === base && f.value !== null && !ENTERED.has(f.flag))
     .map((f) => `<circle class="flag" cx="${X(f.ts).toFixed(1)}" cy="${Y(Math.min(Math.max(f.value, y0), y1)).toFixed(1)}" r="4" fill="#c53030">` +
       `<title>${esc(f.flag)}: ${fmtNum(f.value)}</title></circle>`).join("");
   const unit = h.units[col] || "";
@@ -239,7 +301,66 @@ function drawChart(h, col) {
     `<text x="4" y="${T + (H - T - B) / 2}" font-size="10">${esc(unit)}</text>` + ticks +
     `<path class="series" d="${d}" fill="none" stroke="#2b6cb0" stroke-width="1.4"/>` + dots + flagged +
     `<text x="${L + 6}" y="${T + 10}" font-size="11" font-weight="bold">${esc(col)} [${esc(unit)}]</text></svg>`;
+  // hand-entered points: a green square for a manual reading, an orange diamond for a
+  // corrected one, with what was entered in the tooltip (built as nodes, text as text)
+  if (h.mode !== "raw") return;
+  const svg = $("#history-svg");
+  const NS = "http://www.w3.org/2000/svg";
+  for (const f of h.flags) {
+    if (f.quantity !== base || f.value === null || !ENTERED.has(f.flag)) continue;
+    const cx = X(f.ts), cy = Y(Math.min(Math.max(f.value, y0), y1));
+    const m = document.createElementNS(NS, "rect");
+    const size = 8;
+    m.setAttribute("x", (cx - size / 2).toFixed(1)); m.setAttribute("y", (cy - size / 2).toFixed(1));
+    m.setAttribute("width", size); m.setAttribute("height", size);
+    m.setAttribute("class", "entered " + f.flag);
+    m.setAttribute("data-ts", f.ts);
+    if (f.flag === "corrected") m.setAttribute("transform", `rotate(45 ${cx.toFixed(1)} ${cy.toFixed(1)})`);
+    const t = document.createElementNS(NS, "title");
+    t.textContent = `${flagText(f.flag)}: ${fmtFull(f.value)} (${fmtTime(f.ts)})`;
+    m.append(t);
+    svg.append(m);
+  }
 }
+
+const ENTERED = new Set(["manual", "corrected"]);
+
+// ------------------------------------------------------------------ manual entry
+
+// A manual reading or a correction of a stored one, for this meter's counter (the API takes
+// the counter from the site file). The time is the site's wall-clock time. A refusal shows
+// the API's reason, already in the reader's language; success reloads the history, widened
+// to the entry's day when it lies outside the range shown.
+$("#entry-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const m = state.meter;
+  const msg = $("#entry-msg");
+  msg.className = "muted"; msg.textContent = _("saving…");
+  const time = $("#entry-time").value;
+  const body = { kind: $("#entry-kind").value, device: m.device, gateway: m.gateway, time,
+                 value: Number($("#entry-value").value), reason: $("#entry-reason").value.trim() };
+  $("#entry-save").disabled = true;
+  try {
+    const r = await api(`/api/v1/sites/${encodeURIComponent(m.site)}/entries?` +
+      new URLSearchParams({ lang: LANG }), { method: "POST", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json" } });
+    const e = await r.json();
+    const day = time.slice(0, 10);
+    if ($("#from").value > day) $("#from").value = day;
+    if ($("#to").value && $("#to").value <= day) $("#to").value = new Date(Date.parse(day) + 86400000).toISOString().slice(0, 10);
+    if ($("#mode").value !== "raw") { $("#mode").value = "raw"; }
+    $("#quantity").innerHTML = "";
+    state.focus = e.quantity;  // show the quantity entered, with its new point
+    await loadHistory();
+    msg.className = "ok";
+    msg.textContent = _("Saved: %(kind)s %(value)s at %(time)s, entered by %(author)s",
+      { kind: ENTRY_KIND()[e.kind] || e.kind, value: fmtFull(e.value), time: fmtTime(e.reading_ts), author: e.author });
+    $("#entry-value").value = ""; $("#entry-reason").value = "";
+  } catch (e) {
+    msg.className = "error";
+    msg.textContent = _("Not saved: %(reason)s", { reason: e.message });
+  } finally { $("#entry-save").disabled = false; }
+});
 
 $("#range-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadHistory(); });
 $("#mode").addEventListener("change", () => { $("#quantity").innerHTML = ""; loadHistory(); });
@@ -329,6 +450,85 @@ $("#report-html").addEventListener("click", async () => {
     if (w) { w.document.write(html); w.document.close(); }
   } catch (e) { $("#report-msg").textContent = _("Report failed: %(error)s", { error: e.message }); }
 });
+
+// ------------------------------------------------------------------ energy and cost
+
+function fmtMoney(v) {
+  if (v === null || v === undefined) return "–";
+  return Number(v).toLocaleString(LANG, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+// The period's consumption and cost per building, from the report's JSON (the same figures
+// as the PDF: computed once, by energy/, on the site's tariffs)
+$("#report-show").addEventListener("click", async () => {
+  const view = $("#energy-view");
+  $("#report-msg").textContent = _("loading…");
+  try {
+    const rep = await (await api(reportPath("json"))).json();
+    view.replaceChildren(...energyView(rep));
+    $("#report-msg").textContent = rep.period_text;
+  } catch (e) {
+    view.replaceChildren();
+    $("#report-msg").textContent = _("Report failed: %(error)s", { error: e.message });
+  }
+});
+
+function energyView(rep) {
+  return rep.buildings.map((b) => {
+    const box = el("div", { class: "building-energy", "data-building": b.id },
+      el("h3", {}, `${b.name} · ${rep.period_text}`));
+    const units = {};
+    const use = el("table", { class: "energy-use" }, el("thead", {}, el("tr", {},
+      el("th", {}, _("energy type")), el("th", { class: "num" }, _("period consumption")), el("th", {}, _("unit of measure")),
+      el("th", { class: "num" }, _("kgce")))));
+    const ub = el("tbody");
+    for (const e of b.energy) {
+      units[e.energy_type] = e.unit;
+      ub.append(el("tr", {}, el("td", {}, e.energy_text), el("td", { class: "num" }, fmtNum(e.amount)),
+        el("td", {}, e.unit), el("td", { class: "num" }, fmtNum(e.kgce))));
+    }
+    use.append(ub);
+    box.append(el("div", { class: "scroll" }, use));
+    const costs = Object.entries(b.cost || {});
+    if (!costs.length) box.append(el("p", { class: "muted no-cost" }, _("no tariff for this building in the site file")));
+    for (const [et, c] of costs) box.append(costTable(et, c, units[et] || "kWh"));
+    return box;
+  });
+}
+
+// one energy type's bill: a line per tariff band (and per price set when the price changed
+// in the period), the demand charge, the total; the tariff's source and confidence mark
+function costTable(et, c, unit) {
+  const bands = new Set(c.lines.map((l) => l.band));
+  const several = c.lines.length > bands.size;  // a price change inside the period
+  const t = el("table", { class: "cost", "data-energy": et },
+    el("caption", {}, _("%(energy)s cost (%(currency)s), tariff %(tariff)s",
+      { energy: label("energy_types", et), currency: c.currency, tariff: c.tariff })),
+    el("thead", {}, el("tr", {}, el("th", {}, _("tariff band")),
+      el("th", { class: "num" }, _("consumption (%(unit)s)", { unit })),
+      el("th", { class: "num" }, _("price (%(currency)s/%(unit)s)", { currency: c.currency, unit })),
+      el("th", { class: "num" }, _("cost (%(currency)s)", { currency: c.currency })))));
+  const tb = el("tbody");
+  for (const l of c.lines) {
+    const band = several && l.valid_from ? _("%(band)s (prices from %(date)s)", { band: l.band_text, date: l.valid_from }) : l.band_text;
+    tb.append(el("tr", { "data-band": l.band }, el("td", {}, band), el("td", { class: "num" }, fmtNum(l.amount)),
+      el("td", { class: "num" }, l.price === null ? "–" : fmtFull(l.price)),
+      el("td", { class: "num" }, l.cost === null ? _("no price") : fmtMoney(l.cost))));
+  }
+  const foot = el("tfoot");
+  if (c.demand_cost || c.demand_kw !== null) {
+    foot.append(el("tr", { class: "demand" }, el("td", { colspan: "3" },
+      c.demand_kw !== null ? _("demand charge (maximum demand %(kw)s kW)", { kw: fmtNum(c.demand_kw) })
+        : _("demand charge (contracted capacity)")), el("td", { class: "num" }, fmtMoney(c.demand_cost))));
+  }
+  const amount = c.lines.reduce((a, l) => a + l.amount, 0);
+  foot.append(el("tr", { class: "total" }, el("th", {}, _("total (cost table)")), el("th", { class: "num" }, fmtNum(amount)),
+    el("th", {}), el("th", { class: "num" }, fmtMoney(c.total))));
+  t.append(tb, foot);
+  const notes = [_("source: %(source)s (confidence %(mark)s)", { source: c.source, mark: c.mark })];
+  if (c.unpriced) notes.push(_("%(amount)s %(unit)s had no valid price and are not costed", { amount: fmtNum(c.unpriced), unit }));
+  return el("div", { class: "scroll cost-box" }, t, ...notes.map((n) => el("p", { class: "muted small" }, n)));
+}
 
 // ------------------------------------------------------------------ language
 

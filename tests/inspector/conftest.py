@@ -35,6 +35,7 @@ DAYS = 3
 MONTH = "2026-10"
 INSPECTOR_TOKEN = "enm_test-inspector-token-0123456789"
 MANAGER_TOKEN = "enm_test-manager-token-0123456789"
+CLERK_TOKEN = "enm_test-clerk-token-0123456789"  # a data clerk (抄表员): reads and enters
 LIVE_ALERT_DEVICE = "hosp-main"
 
 
@@ -129,7 +130,9 @@ def stack(loaded: Loaded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         tokens=[TokenEntry(name="wang.inspector", role="inspector",
                            sha256=token_hash(INSPECTOR_TOKEN)),
                 TokenEntry(name="li.facilities", role="facility_manager",
-                           sha256=token_hash(MANAGER_TOKEN))])
+                           sha256=token_hash(MANAGER_TOKEN)),
+                TokenEntry(name="zhao.clerk", role="data_clerk",
+                           sha256=token_hash(CLERK_TOKEN))])
     app = create_app(cfg, sites={loaded.data.site.site: loaded.data.site})
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=api_port,
                                            log_level="warning", lifespan="on"))

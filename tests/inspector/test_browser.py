@@ -4,17 +4,34 @@ A facility manager signs in, finds a meter by typing part of its name, opens it,
 sees its history chart with the outage drawn as a gap, acknowledges the live
 alert (the acknowledgement must reach the rules service's alert book) and
 downloads a building's monthly report, all in the default language (zh-CN); then switches
-the console to English and back. A screenshot of the console and the
-downloaded PDF are saved under ``test-artifacts/``.
+the console to English and back. A data clerk enters a manual reading through the
+console's form (a backwards one is refused with the API's reason, in the reader's
+language) and sees it in the meter's history; an inspector gets no form; the energy view
+shows each building's cost per tariff band — in zh-CN and English, on a desktop and a
+phone viewport. Screenshots and the downloaded PDF are saved under ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.inspector.conftest import MANAGER_TOKEN, Stack
+from tests.inspector.conftest import (
+    CLERK_TOKEN,
+    DB,
+    INSPECTOR_TOKEN,
+    MANAGER_TOKEN,
+    MONTH,
+    Loaded,
+    Stack,
+    auth,
+)
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -139,5 +156,229 @@ def test_console_language_switch(stack: Stack, artifacts: Path) -> None:
             expect(page.locator("html")).to_have_attribute("lang", "zh-CN", timeout=15_000)
             expect(page.locator("#alerts h2")).to_contain_text("告警", timeout=15_000)
             assert errors == []
+        finally:
+            browser.close()
+
+
+# ------------------------------------------------------------------ manual entry and cost
+
+VIEWPORTS = {"desktop": {"width": 1400, "height": 1000}, "phone": {"width": 390, "height": 844}}
+BROWSER_LOCALE = {"zh-CN": "zh-CN", "en": "en-US"}  # the browser's Accept-Language picks it
+ENTRY_DEVICE = "gate-main"  # a meter no other console test opens
+COUNTER = "active_energy_import_kwh"
+# each run enters on a day of its own after the stored days (nothing else reads November),
+# later days with higher values, so the runs never refuse each other's readings
+RUNS = [("zh-CN", "desktop"), ("zh-CN", "phone"), ("en", "desktop"), ("en", "phone")]
+BACKWARDS = {"zh-CN": "倒走", "en": "the counter would run backwards"}
+WHO = {"zh-CN": "zhao.clerk（抄表员）", "en": "zhao.clerk (data clerk)"}
+MANUAL = {"zh-CN": "手工抄表", "en": "manual reading"}
+
+
+def _open_console(browser: Any, url: str, lang: str, viewport: str, token: str) -> Any:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=VIEWPORTS[viewport], locale=BROWSER_LOCALE[lang])
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(url + "/", timeout=30_000)
+    expect(page.locator("html")).to_have_attribute("lang", lang)
+    page.fill("#token", token)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#tree[data-loaded='1']")).to_have_count(1, timeout=15_000)
+    return page
+
+
+def _open_meter(page: Any, device: str, start: str, end: str) -> None:
+    from playwright.sync_api import expect
+
+    page.fill("#find", device)
+    page.locator(f"a.meter-link[data-device='{device}']").click()
+    expect(page.locator("#meter-title")).to_have_text(device)
+    expect(page.locator("#summary")).not_to_be_empty(timeout=20_000)
+    page.fill("#from", start)
+    page.fill("#to", end)
+    with page.expect_response(lambda r: "/history?" in r.url, timeout=20_000):
+        page.click("#range-form button[type=submit]")
+
+
+def _last_counter(stack: Stack) -> float:
+    """The meter's last stored counter reading of the simulated days."""
+    h = httpx.get(f"{stack.url}/api/v1/sites/{stack.loaded.data.site.site}/meters/"
+                  f"{ENTRY_DEVICE}/history", params={"start": "2026-10-01", "end": "2026-10-05",
+                                                     "quantity": COUNTER},
+                  headers=auth(INSPECTOR_TOKEN), timeout=30).json()
+    return float([r for r in h["rows"] if r.get(COUNTER) is not None][-1][COUNTER])
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install "
+                                                  "chromium)")
+@pytest.mark.parametrize("lang,viewport", RUNS)
+def test_console_clerk_enters_a_manual_reading_and_sees_it_in_the_history(
+        stack: Stack, artifacts: Path, lang: str, viewport: str) -> None:
+    """A data clerk's reading through the form: a backwards value is refused with the API's
+    reason in the reader's language and stores nothing; a good one is stored under the
+    clerk's name and shows in the history's entry list and as a marked point on the chart."""
+    from playwright.sync_api import expect, sync_playwright
+
+    i = RUNS.index((lang, viewport))
+    day = f"2026-11-{10 + i:02d}"
+    value = _last_counter(stack) + 10.0 * (i + 1)
+    site = stack.loaded.data.site.site
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = _open_console(browser, stack.url, lang, viewport, CLERK_TOKEN)
+            expect(page.locator("#who")).to_contain_text(WHO[lang])
+            _open_meter(page, ENTRY_DEVICE, day, f"2026-11-{11 + i:02d}")
+            form = page.locator("#entry-form")
+            expect(form).to_be_visible()
+            expect(page.locator("#entries tbody tr.entry")).to_have_count(0)
+            # below the reading before it: refused, the reason beside the form
+            page.select_option("#entry-kind", "reading")
+            page.fill("#entry-time", f"{day}T10:00")
+            page.fill("#entry-value", str(value - 1000.0))
+            page.fill("#entry-reason", "补录：通讯中断")
+            page.click("#entry-save")
+            msg = page.locator("#entry-msg.error")
+            expect(msg).to_contain_text(BACKWARDS[lang], timeout=15_000)
+            expect(page.locator("#entries tbody tr.entry")).to_have_count(0)
+            if lang == "zh-CN":
+                page.screenshot(path=str(artifacts / f"console-entry-refused-{viewport}.png"),
+                                full_page=True)
+            # a good reading: stored, listed with author and reason, drawn as a manual point
+            page.fill("#entry-value", str(value))
+            page.click("#entry-save")
+            expect(page.locator("#entry-msg.ok")).to_be_visible(timeout=15_000)
+            row = page.locator("#entries tbody tr.entry")
+            expect(row).to_have_count(1)
+            for text in (f"{day} 10:00", MANUAL[lang], "zhao.clerk", "补录：通讯中断"):
+                expect(row).to_contain_text(text)
+            expect(page.locator("#history-svg rect.entered.manual")).to_have_count(1)
+            expect(page.locator("#quantity")).to_have_value(COUNTER)
+            page.screenshot(path=str(artifacts / f"console-entry-{lang}-{viewport}.png"),
+                            full_page=True)
+            assert page.errors == []
+        finally:
+            browser.close()
+    stored = httpx.get(f"{stack.url}/api/v1/sites/{site}/entries",
+                       params={"start": day, "end": f"2026-11-{11 + i:02d}",
+                               "device": ENTRY_DEVICE},
+                       headers=auth(INSPECTOR_TOKEN), timeout=30).json()["entries"]
+    assert [(e["kind"], e["author"], e["value"]) for e in stored] == [
+        ("reading", "zhao.clerk", pytest.approx(value))]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install "
+                                                  "chromium)")
+@pytest.mark.parametrize("lang,viewport", [("zh-CN", "phone"), ("en", "desktop")])
+def test_console_inspector_sees_the_entries_but_no_form(stack: Stack, artifacts: Path,
+                                                       lang: str, viewport: str) -> None:
+    """Inspectors audit the entries and may not enter any: no form (and the API says 403)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = _open_console(browser, stack.url, lang, viewport, INSPECTOR_TOKEN)
+            _open_meter(page, ENTRY_DEVICE, "2026-11-01", "2026-11-30")
+            expect(page.locator("#entries")).to_be_visible()
+            expect(page.locator("#entry-form")).to_be_hidden()
+            page.screenshot(path=str(artifacts / f"console-inspector-{lang}-{viewport}.png"),
+                            full_page=True)
+            assert page.errors == []
+        finally:
+            browser.close()
+    r = httpx.post(f"{stack.url}/api/v1/sites/{stack.loaded.data.site.site}/entries",
+                   json={"kind": "reading", "device": ENTRY_DEVICE, "time": "2026-11-20T10:00",
+                         "value": 1e9}, headers=auth(INSPECTOR_TOKEN), timeout=30)
+    assert r.status_code == 403
+
+
+@pytest.fixture(scope="module")
+def priced(loaded: Loaded) -> Iterator[str]:
+    """A second inspector API over the same stored days whose site file prices electricity
+    on a time-of-use tariff and water at a flat price (the stack's site has no tariffs)."""
+    import asyncio
+
+    import uvicorn
+
+    from enmon.influx import InfluxConfig
+    from enmon.localrun import free_port
+    from inspector.api import create_app
+    from inspector.auth import token_hash
+    from inspector.config import InspectorConfig, TokenEntry
+
+    site = loaded.data.site.model_copy(update={"tariffs": {
+        "electricity": "example-tou-industrial-10kv", "water": "example-flat-water"}})
+    cfg = InspectorConfig(influx=InfluxConfig(url=loaded.url, database=DB), tokens=[
+        TokenEntry(name="wang.inspector", role="inspector", sha256=token_hash(INSPECTOR_TOKEN))])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg, sites={site.site: site}),
+                                           host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    t = threading.Thread(target=lambda: asyncio.run(server.serve()), name="priced-api",
+                         daemon=True)
+    t.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert t.is_alive() and time.monotonic() < deadline, "the priced API did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        t.join(30)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install "
+                                                  "chromium)")
+@pytest.mark.parametrize("lang,viewport", RUNS)
+def test_console_energy_view_shows_the_cost_per_band(priced: str, loaded: Loaded,
+                                                      artifacts: Path, lang: str,
+                                                      viewport: str) -> None:
+    """Each building's cost table (band, kWh, CNY, demand charge, total) in the reader's
+    language, with the report's own figures, readable on a phone."""
+    from playwright.sync_api import expect, sync_playwright
+
+    site = loaded.data.site.site
+    rep = httpx.get(f"{priced}/api/v1/sites/{site}/reports/{MONTH}", params={"lang": lang},
+                    headers=auth(INSPECTOR_TOKEN), timeout=60).json()
+    hosp = next(b for b in rep["buildings"] if b["id"] == "hospital")
+    cost = hosp["cost"]["electricity"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = _open_console(browser, priced, lang, viewport, INSPECTOR_TOKEN)
+            page.fill("#report-period", MONTH)
+            page.select_option("#report-site", site)
+            page.click("#report-show")
+            box = page.locator(".building-energy[data-building='hospital']")
+            table = box.locator("table.cost[data-energy='electricity']")
+            expect(table).to_be_visible(timeout=60_000)
+            expect(box.locator("h3")).to_contain_text(rep["period_text"])
+            rows = table.locator("tbody tr")
+            expect(rows).to_have_count(len(cost["lines"]))
+            for n, line in enumerate(cost["lines"]):
+                expect(rows.nth(n).locator("td").first).to_contain_text(line["band_text"])
+            expect(table.locator("tfoot tr.total th").last).to_have_text(f"{cost['total']:,.2f}")
+            expect(table.locator("tfoot tr.total th").first).to_have_text(
+                "合计" if lang == "zh-CN" else "total")
+            expect(table.locator("caption")).to_contain_text(
+                "电费用" if lang == "zh-CN" else "electricity cost")
+            if cost["demand_cost"]:
+                expect(table.locator("tfoot tr.demand td").last).to_have_text(
+                    f"{cost['demand_cost']:,.2f}")
+            water = box.locator("table.cost[data-energy='water']")
+            if "water" in hosp["cost"]:
+                expect(water).to_be_visible()
+            # on a phone the table fits the screen (or scrolls inside its own box)
+            bb = box.locator(".cost-box").first.bounding_box()
+            assert bb is not None and bb["x"] >= 0
+            assert bb["x"] + bb["width"] <= VIEWPORTS[viewport]["width"] + 1
+            box.scroll_into_view_if_needed()
+            page.screenshot(path=str(artifacts / f"console-cost-{lang}-{viewport}.png"),
+                            full_page=True)
+            assert page.errors == []
         finally:
             browser.close()
