@@ -139,7 +139,21 @@ def _environment(lang: Lang, tz: str) -> Any:
     env.filters["num"] = lambda v: fmt_number(None if v is None else float(v), lang)
     env.filters["pct"] = lambda v: fmt_percent(None if v is None else float(v), lang)
     env.filters["local"] = lambda ts: fmt_datetime(ts, tz, lang)
+    env.filters["cny"] = lambda v: fmt_money(v, lang)
+    env.filters["price"] = lambda v: fmt_money(v, lang, "#,##0.0000")
     return env
+
+
+def fmt_money(value: float | None, lang: Lang, pattern: str = "#,##0.00") -> str:
+    """CNY as a bill prints it: to the fen (分), prices to four decimals, as tariffs list
+    them; ``–`` for a cost no price covers (never 0)."""
+    from babel.numbers import format_decimal
+
+    from inspector.i18n import babel_locale
+
+    if value is None:
+        return "–"
+    return format_decimal(value, format=pattern, locale=babel_locale(lang))
 
 
 def _page_footer(lang: Lang) -> str:
@@ -163,7 +177,8 @@ def render_html(report: Report, lang: Lang = DEFAULT_LANG) -> str:
                        page_footer=_page_footer(lang),
                        period_text=period_text(report.period, lang),
                        totals=report.totals_by_type(), units=UNITS, labels=labels,
-                       notes=notes_text(report, lang))
+                       notes=notes_text(report, lang), costs=cost_view(report, lang),
+                       cost_total=cost_total(report))
 
 
 def notes_text(report: Report, lang: Lang = DEFAULT_LANG) -> list[str]:
@@ -219,6 +234,52 @@ def _cost_dict(c: Any, lang: Lang) -> dict[str, Any]:
             "demand_cost": c.demand_cost, "total": c.total, "unpriced": c.unpriced}
 
 
+def subitem_costs(b: Any) -> list[tuple[str, float, float | None]]:
+    """A building's sub-items (分项) as (code, kWh, CNY): each sub-item's energy charge
+    (``energy.figures.subitem_cost``, in the report) and, for "not sub-metered", the
+    building's energy charge less the sub-items' (``energy.figures.not_submetered``), so
+    the rows add up to the electricity energy charge. Empty without a tariff."""
+    from energy import figures
+
+    elec = b.cost.get("electricity")
+    if elec is None or not b.subitem_cost:
+        return []
+    out: list[tuple[str, float, float | None]] = []
+    for code, _name, kwh in b.subitems:
+        if code:
+            sc = b.subitem_cost.get(code)
+            out.append((code, kwh, sc.energy_cost if sc is not None else None))
+        else:
+            out.append((code, kwh, figures.not_submetered(
+                elec.energy_cost, (c.energy_cost for c in b.subitem_cost.values()))))
+    return out
+
+
+def cost_total(report: Report) -> float | None:
+    """The report's cost over all buildings and energy types (``None``: no tariff set)."""
+    totals = [c.total for b in report.buildings for c in b.cost.values()]
+    return sum(totals) if totals else None
+
+
+def cost_view(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, dict[str, Any]]:
+    """Per building the cost as the page shows it: per energy type the breakdown in the
+    JSON's form (:func:`_cost_dict`, band names translated) and the sub-item rows."""
+    _ = gettext_for(lang)
+    from inspector.report import UNITS
+
+    out: dict[str, dict[str, Any]] = {}
+    for b in report.buildings:
+        types = []
+        for et, c in b.cost.items():
+            d = _cost_dict(c, lang)
+            d["energy_type"], d["unit"] = et, UNITS.get(et, "")
+            types.append(d)
+        subs = [{"code": code, "name": _(labels.SUBITEMS.get(code, code)), "kwh": kwh,
+                 "cost": cny} for code, kwh, cny in subitem_costs(b)]
+        out[b.id] = {"types": types, "subitems": subs}
+    return out
+
+
 def report_dict(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
     """The figures as JSON (for the API and for tests that check numbers, not layout).
 
@@ -263,6 +324,8 @@ def report_dict(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
                         "total": m.total, "readings": m.readings, "expected": m.expected,
                         "completeness": m.completeness} for m in b.meters],
             "cost": {et: _cost_dict(c, lang) for et, c in b.cost.items()},
+            "subitem_cost": [{"code": code, "name": _(labels.SUBITEMS.get(code, code)),
+                              "kwh": kwh, "cost": cny} for code, kwh, cny in subitem_costs(b)],
         } for b in report.buildings],
         "factors": [f.label() for f in report.factors],
         "completeness": report.completeness,

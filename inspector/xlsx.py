@@ -166,11 +166,16 @@ def write_report(report: Report, path: str | Path | IO[bytes], lang: Lang = DEFA
                q.pro_rated if q else None, q.allowance if q else None,
                q.projected if q else None, q.fraction if q else None,
                f"[{q.limit.mark}] {q.limit.source}" if q else ""])
+    from inspector.render import subitem_costs
+
     s = book.sheet(_("Sub-items"), [(_("building"), "text"), (_("sub-item code"), "text"),
-                                    (_("sub-item"), "text"), (_("electricity (kWh)"), "num")])
+                                    (_("sub-item"), "text"), (_("electricity (kWh)"), "num"),
+                                    (_("energy charge (CNY)"), "num")])
     for b in report.buildings:
+        sub_cost = {code: cny for code, _kwh, cny in subitem_costs(b)}
         for code, name, v in b.subitems:
-            s.row([b.id, code, _(labels.SUBITEMS.get(code, name)), v])
+            s.row([b.id, code, _(labels.SUBITEMS.get(code, name)), v, sub_cost.get(code)])
+    _cost_sheet(book, _, report)
     monthly = report.period.kind == "month"
     s = book.sheet(_("Per day") if monthly else _("Per month"), [
         (_tz_head(_, _("day") if monthly else _("month"), tz), "day" if monthly else "month"),
@@ -227,6 +232,41 @@ def write_report(report: Report, path: str | Path | IO[bytes], lang: Lang = DEFA
         (_("total energy (kgce)"), report.kgce, "num"), (_("CO₂ (kg)"), report.co2_kg, "num"),
         *((_("note"), n, "text") for n in notes_text(report, lang))])
     book.save(path)
+
+
+def _cost_sheet(book: _Book, _: Any, report: Report) -> None:
+    """The report's cost (``BuildingReport.cost``, from ``energy.figures.building_cost``):
+    per building and energy type one row per band and price list, then the energy charge,
+    the demand or capacity charge with the maximum demand, and the total; CNY and amounts
+    unrounded, the tariff's source and mark on every row (a row filtered out of context
+    still says where its price came from)."""
+    from inspector.report import UNITS
+
+    s = book.sheet(_("Cost"), [
+        (_("building"), "text"), (_("building name"), "text"), (_("energy"), "text"),
+        (_("item"), "text"), (_("band"), "text"), (_("prices valid from"), "day"),
+        (_("amount"), "num"), (_("unit"), "text"), (_("price (CNY per unit)"), "factor"),
+        (_("cost (CNY)"), "num"), (_("maximum demand (kW)"), "num"), (_("tariff"), "text"),
+        (_("mark"), "text"), (_("source"), "wide")])
+    for b in report.buildings:
+        for et, c in b.cost.items():
+            unit = UNITS.get(et, "")
+            head = [b.id, b.name, _(labels.ENERGY_TYPES.get(et, et))]
+            cite = [c.tariff, c.mark, c.source]
+            for ln in c.lines:
+                band = _(labels.TARIFF_BANDS.get(ln.band, ln.band))
+                s.row([*head, band, ln.band, ln.valid_from, ln.amount, unit, ln.price, ln.cost,
+                       None, *cite])
+            charge = _("energy charge") if et == "electricity" else _("charge for the amount used")
+            s.row([*head, charge, "", None, sum(ln.amount for ln in c.lines), unit,
+                   None, c.energy_cost, None, *cite])
+            if c.unpriced:
+                s.row([*head, _("no price valid"), "", None, c.unpriced, unit, None, None, None,
+                       *cite])
+            if c.demand_kw is not None or c.demand_cost:
+                s.row([*head, _("demand or capacity charge (基本电费)"), "", None, None, "", None,
+                       c.demand_cost, c.demand_kw, *cite])
+            s.row([*head, _("total"), "", None, None, "", None, c.total, None, *cite])
 
 
 # --------------------------------------------------------------------------- ledger
