@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,17 @@ def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
     server.start()
     yield server
     server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault table of the fault tests that ran (tests.support.record_fault)."""
+    from tests.support import FAULT_ROWS, fault_table
+
+    if not FAULT_ROWS:
+        return
+    table = fault_table()
+    terminalreporter.section("fault table: readings end to end")
+    terminalreporter.write_line(table)
+    out = Path(__file__).resolve().parents[1] / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    (out / "fault-table.md").write_text(table + "\n", encoding="utf-8")

@@ -65,3 +65,36 @@ def vm_export(url: str, match: str) -> list[dict[str, Any]]:
     q = urllib.parse.urlencode({"match[]": match})
     with urllib.request.urlopen(f"{url}/api/v1/export?{q}", timeout=10) as r:
         return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- the fault table
+
+FAULT_ROWS: list[dict[str, Any]] = []
+
+
+def record_fault(fault: str, *, sent: int, stored: int, lost: int, duplicated: int,
+                 note: str = "") -> None:
+    """One row of the fault table (fault, readings sent, stored, lost, duplicated) that the
+    session prints at its end and writes to ``test-artifacts/fault-table.md``.
+
+    Call it after the test's own assertions held, with counts the test measured end to end
+    (readings, i.e. sample times of the gateway's committed batches and the distinct
+    stored points) — the table is the evidence, the assertions are the guarantee.
+    """
+    FAULT_ROWS.append({"fault": fault, "sent": sent, "stored": stored, "lost": lost,
+                       "duplicated": duplicated, "note": note})
+
+
+def fault_table() -> str:
+    head = ["| fault | readings sent | stored | lost | duplicated | note |",
+            "|---|---:|---:|---:|---:|---|"]
+    return "\n".join(head + [f"| {r['fault']} | {r['sent']:,} | {r['stored']:,} | {r['lost']:,} "
+                             f"| {r['duplicated']:,} | {r['note']} |" for r in FAULT_ROWS])
+
+
+def samples_sent(gateway_log: str) -> int:
+    """Samples in the batches a gateway committed, from its ``event=batch_queued`` lines."""
+    import re
+
+    return sum(int(m) for m in re.findall(r"event=batch_queued seq=\d+ samples=(\d+)",
+                                          gateway_log))
