@@ -18,11 +18,6 @@ const ENTER_ROLES = ["data_clerk", "facility_manager"];
 const state = { token: sessionStorage.getItem("enmon-token") || "", who: null, sites: [],
                 meter: null, tz: "Asia/Shanghai" };
 
-function esc(s) {
-  return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;",
-    '"': "&quot;", "'": "&#39;" }[c]));
-}
-
 // Build elements with text set through textContent: nothing a sender or a clerk wrote is
 // ever parsed as HTML. el("td", { class: "num" }, "12.5") → <td class="num">12.5</td>
 function el(tag, attrs = {}, ...children) {
@@ -108,22 +103,21 @@ $("#logout").addEventListener("click", () => signOut(""));
 async function loadTree() {
   state.sites = await (await api("/api/v1/sites")).json();
   const tree = $("#tree");
-  tree.innerHTML = "";
-  $("#report-site").innerHTML = state.sites.map((s) =>
-    `<option value="${esc(s.site)}">${esc(s.name)}</option>`).join("");
+  tree.replaceChildren();
+  $("#report-site").replaceChildren(...state.sites.map((s) => el("option", { value: s.site }, s.name)));
   for (const s of state.sites) {
     const buildings = await (await api(`/api/v1/sites/${encodeURIComponent(s.site)}/buildings`)).json();
     s.tree = buildings;
     const sd = document.createElement("details");
     sd.open = true;
-    sd.innerHTML = `<summary>${esc(s.name)}</summary>`;
+    sd.append(el("summary", {}, s.name));
     for (const b of buildings) {
       const bd = document.createElement("details");
       bd.open = true;
       bd.dataset.building = b.id;
-      bd.innerHTML = `<summary>${esc(b.name)}</summary>` + b.meters.map((m) =>
-        `<a data-site="${esc(s.site)}" data-device="${esc(m.device)}" class="meter-link">` +
-        `${esc(m.device)} <span class="et">${esc(label("energy_types", m.energy_type))} ${esc(label("categories", m.category))}</span></a>`).join("");
+      bd.append(el("summary", {}, b.name), ...b.meters.map((m) =>
+        el("a", { "data-site": s.site, "data-device": m.device, class: "meter-link" }, m.device + " ",
+          el("span", { class: "et" }, `${label("energy_types", m.energy_type)} ${label("categories", m.category)}`))));
       sd.appendChild(bd);
     }
     tree.appendChild(sd);
@@ -169,7 +163,7 @@ async function openMeter(site, device) {
   // the last seven days up to now: an empty "to" asks the API for a range ending now
   $("#to").value = "";
   $("#from").value = isoDate(Date.now() - 6 * 86400000);
-  $("#quantity").innerHTML = "";
+  $("#quantity").replaceChildren();
   $("#entry-msg").textContent = "";
   await loadHistory();
 }
@@ -196,7 +190,7 @@ async function loadHistory() {
   state.tz = h.tz;
   const plottable = h.columns.filter((c) => !c.endsWith("_count") && !c.endsWith("_min") && !c.endsWith("_max"));
   if (!$("#quantity").options.length) {
-    $("#quantity").innerHTML = plottable.map((c) => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
+    $("#quantity").replaceChildren(...plottable.map((c) => el("option", { value: c }, c)));
   }
   const wanted = chosen || (state.focus && plottable.find((c) => c === state.focus || c === state.focus + "_consumption"));
   state.focus = null;
@@ -248,9 +242,9 @@ function flagText(flag) {
 }
 
 function fillTable(sel, rows) {
-  $(sel + " tbody").innerHTML = rows.length
-    ? rows.map((r) => "<tr>" + r.map((c) => `<td>${esc(c)}</td>`).join("") + "</tr>").join("")
-    : '<tr><td class="muted" colspan="4">' + esc(_("none")) + "</td></tr>";
+  $(sel + " tbody").replaceChildren(...(rows.length
+    ? rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c))))
+    : [el("tr", {}, el("td", { class: "muted", colspan: "4" }, _("none")))]));
 }
 
 // A line chart: one line per stretch with data (the API's "stretches", the range minus its
@@ -260,67 +254,73 @@ function fillTable(sel, rows) {
 function drawChart(h, col) {
   const W = 860, H = 260, L = 64, R = 10, T = 16, B = 30;
   const pts = h.rows.filter((r) => r[col] !== null && r[col] !== undefined).map((r) => [r.time, r[col]]);
-  const el = $("#chart");
-  if (!pts.length) { const none = col === undefined ? _("no readings in this range")
-    : _("no %(quantity)s readings in this range", { quantity: col });
-    el.innerHTML = '<p class="muted">' + esc(none) + "</p>"; return; }
+  const box = $("#chart");
+  if (!pts.length) {
+    box.replaceChildren(el("p", { class: "muted" }, col === undefined ? _("no readings in this range")
+      : _("no %(quantity)s readings in this range", { quantity: col })));
+    return;
+  }
   const x0 = h.start, x1 = h.end;
   let y0 = Math.min(...pts.map((p) => p[1])), y1 = Math.max(...pts.map((p) => p[1]));
   if (y1 === y0) { y1 += 1; y0 -= 1; }
   const X = (t) => L + (t - x0) / (x1 - x0) * (W - L - R);
   const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
-  const gapTitle = (g) => esc(_("gap: no reading for %(duration)s", { duration: fmtDur(g.duration_s) }));
-  const gaps = h.gaps.map((g) => `<rect class="gap" x="${X(g.start).toFixed(1)}" y="${T}" ` +
-    `width="${Math.max(1, X(g.end) - X(g.start)).toFixed(1)}" height="${H - T - B}" fill="#fed7d7">` +
-    `<title>${gapTitle(g)}</title></rect>`).join("");
+  const f1 = (v) => v.toFixed(1);
+  const svg = svgEl("svg", { id: "history-svg", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img",
+                             "aria-label": col });
+  for (const g of h.gaps) {
+    svg.append(svgEl("rect", { class: "gap", x: f1(X(g.start)), y: T, width: f1(Math.max(1, X(g.end) - X(g.start))),
+                               height: H - T - B, fill: "#fed7d7" },
+      svgEl("title", {}, _("gap: no reading for %(duration)s", { duration: fmtDur(g.duration_s) }))));
+  }
   const width = h.mode === "hour" ? 3600000 : h.mode === "day" ? 86400000 : 0;
   const stretches = h.stretches || [[x0, x1]];
   let d = "";
-  let dots = "";
+  const dots = [];
   for (const [s0, s1] of stretches) {
     const inside = pts.filter(([t]) => t + width >= s0 && t <= s1);
-    inside.forEach(([t, v], i) => { d += (i === 0 ? "M" : "L") + X(t).toFixed(1) + "," + Y(v).toFixed(1); });
+    inside.forEach(([t, v], i) => { d += (i === 0 ? "M" : "L") + f1(X(t)) + "," + f1(Y(v)); });
     if (inside.length === 1) {
-      dots += `<circle class="point" cx="${X(inside[0][0]).toFixed(1)}" cy="${Y(inside[0][1]).toFixed(1)}" r="2" fill="#2b6cb0"/>`;
+      dots.push(svgEl("circle", { class: "point", cx: f1(X(inside[0][0])), cy: f1(Y(inside[0][1])), r: 2, fill: "#2b6cb0" }));
     }
   }
   const base = col.replace(/_(mean|consumption)$/, "");
-  const flagged = h.flags.filter((f) => f.quantity === base && f.value !== null && !ENTERED.has(f.flag))
-    .map((f) => `<circle class="flag" cx="${X(f.ts).toFixed(1)}" cy="${Y(Math.min(Math.max(f.value, y0), y1)).toFixed(1)}" r="4" fill="#c53030">` +
-      `<title>${esc(f.flag)}: ${fmtNum(f.value)}</title></circle>`).join("");
+  const clamp = (v) => Math.min(Math.max(v, y0), y1);
   const unit = h.units[col] || "";
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => {
-    const t = x0 + f * (x1 - x0);
-    return `<text x="${X(t)}" y="${H - 10}" font-size="10" text-anchor="middle">${esc(fmtTime(t))}</text>`;
-  }).join("");
-  el.innerHTML = `<svg id="history-svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(col)}">` +
-    gaps +
-    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#444"/>` +
-    `<text x="${L - 4}" y="${T + 8}" font-size="10" text-anchor="end">${fmtNum(y1)}</text>` +
-    `<text x="${L - 4}" y="${H - B}" font-size="10" text-anchor="end">${fmtNum(y0)}</text>` +
-    `<text x="4" y="${T + (H - T - B) / 2}" font-size="10">${esc(unit)}</text>` + ticks +
-    `<path class="series" d="${d}" fill="none" stroke="#2b6cb0" stroke-width="1.4"/>` + dots + flagged +
-    `<text x="${L + 6}" y="${T + 10}" font-size="11" font-weight="bold">${esc(col)} [${esc(unit)}]</text></svg>`;
-  // hand-entered points: a green square for a manual reading, an orange diamond for a
-  // corrected one, with what was entered in the tooltip (built as nodes, text as text)
-  if (h.mode !== "raw") return;
-  const svg = $("#history-svg");
-  const NS = "http://www.w3.org/2000/svg";
+  svg.append(svgEl("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#444" }),
+    svgEl("text", { x: L - 4, y: T + 8, "font-size": 10, "text-anchor": "end" }, fmtNum(y1)),
+    svgEl("text", { x: L - 4, y: H - B, "font-size": 10, "text-anchor": "end" }, fmtNum(y0)),
+    svgEl("text", { x: 4, y: T + (H - T - B) / 2, "font-size": 10 }, unit),
+    ...[0, 0.25, 0.5, 0.75, 1].map((f) => {
+      const t = x0 + f * (x1 - x0);
+      return svgEl("text", { x: X(t), y: H - 10, "font-size": 10, "text-anchor": "middle" }, fmtTime(t));
+    }),
+    svgEl("path", { class: "series", d, fill: "none", stroke: "#2b6cb0", "stroke-width": 1.4 }), ...dots);
   for (const f of h.flags) {
-    if (f.quantity !== base || f.value === null || !ENTERED.has(f.flag)) continue;
-    const cx = X(f.ts), cy = Y(Math.min(Math.max(f.value, y0), y1));
-    const m = document.createElementNS(NS, "rect");
-    const size = 8;
-    m.setAttribute("x", (cx - size / 2).toFixed(1)); m.setAttribute("y", (cy - size / 2).toFixed(1));
-    m.setAttribute("width", size); m.setAttribute("height", size);
-    m.setAttribute("class", "entered " + f.flag);
-    m.setAttribute("data-ts", f.ts);
-    if (f.flag === "corrected") m.setAttribute("transform", `rotate(45 ${cx.toFixed(1)} ${cy.toFixed(1)})`);
-    const t = document.createElementNS(NS, "title");
-    t.textContent = `${flagText(f.flag)}: ${fmtFull(f.value)} (${fmtTime(f.ts)})`;
-    m.append(t);
-    svg.append(m);
+    if (f.quantity !== base || f.value === null) continue;
+    const cx = X(f.ts), cy = Y(clamp(f.value));
+    if (!ENTERED.has(f.flag)) {  // a doubtful value: a red dot
+      svg.append(svgEl("circle", { class: "flag", cx: f1(cx), cy: f1(cy), r: 4, fill: "#c53030" },
+        svgEl("title", {}, `${f.flag}: ${fmtNum(f.value)}`)));
+    } else if (h.mode === "raw") {
+      // hand-entered: a green square for a manual reading, an orange diamond for a corrected one
+      const size = 8;
+      svg.append(svgEl("rect", { class: "entered " + f.flag, "data-ts": f.ts, x: f1(cx - size / 2), y: f1(cy - size / 2),
+                                 width: size, height: size,
+                                 transform: f.flag === "corrected" ? `rotate(45 ${f1(cx)} ${f1(cy)})` : null },
+        svgEl("title", {}, `${flagText(f.flag)}: ${fmtFull(f.value)} (${fmtTime(f.ts)})`)));
+    }
   }
+  svg.append(svgEl("text", { x: L + 6, y: T + 10, "font-size": 11, "font-weight": "bold" }, `${col} [${unit}]`));
+  box.replaceChildren(svg);
+}
+
+// an SVG element, its text (if any) set as text
+function svgEl(tag, attrs = {}, ...children) {
+  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) e.setAttribute(k, v);
+  for (const c of children) e.append(c instanceof Node ? c : String(c ?? ""));
+  return e;
 }
 
 const ENTERED = new Set(["manual", "corrected"]);
@@ -331,6 +331,11 @@ const ENTERED = new Set(["manual", "corrected"]);
 // the counter from the site file). The time is the site's wall-clock time. A refusal shows
 // the API's reason, already in the reader's language; success reloads the history, widened
 // to the entry's day when it lies outside the range shown.
+// a correction needs a reason (the API refuses one without): the browser asks for it first
+$("#entry-kind").addEventListener("change", () => {
+  $("#entry-reason").required = $("#entry-kind").value === "correction";
+});
+
 $("#entry-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const m = state.meter;
@@ -349,7 +354,7 @@ $("#entry-form").addEventListener("submit", async (ev) => {
     if ($("#from").value > day) $("#from").value = day;
     if ($("#to").value && $("#to").value <= day) $("#to").value = new Date(Date.parse(day) + 86400000).toISOString().slice(0, 10);
     if ($("#mode").value !== "raw") { $("#mode").value = "raw"; }
-    $("#quantity").innerHTML = "";
+    $("#quantity").replaceChildren();
     state.focus = e.quantity;  // show the quantity entered, with its new point
     await loadHistory();
     msg.className = "ok";
@@ -363,7 +368,7 @@ $("#entry-form").addEventListener("submit", async (ev) => {
 });
 
 $("#range-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadHistory(); });
-$("#mode").addEventListener("change", () => { $("#quantity").innerHTML = ""; loadHistory(); });
+$("#mode").addEventListener("change", () => { $("#quantity").replaceChildren(); loadHistory(); });
 
 async function download(path, fallbackName) {
   const r = await api(path);
@@ -392,18 +397,19 @@ async function loadAlerts() {
   const p = new URLSearchParams({ active_only: $("#active-only").checked, lang: LANG });
   const body = await (await api("/api/v1/alerts?" + p)).json();
   const canAck = state.who && state.who.may_acknowledge;
-  const ackText = esc(_("Acknowledge"));
-  $("#alert-table tbody").innerHTML = body.alerts.length ? body.alerts.map((a) => {
+  $("#alert-table tbody").replaceChildren(...(body.alerts.length ? body.alerts.map((a) => {
     const where = [a.labels.building, a.labels.device || a.labels.boiler || a.labels.gateway].filter(Boolean).join(" / ");
     const active = a.state === "pending" || a.state === "firing";
-    const action = a.acked_by ? esc(_("acknowledged by %(name)s", { name: a.acked_by }))
-      : active && canAck ? `<button class="ack" data-fp="${esc(a.fingerprint)}">${ackText}</button>` : "";
+    const action = a.acked_by ? _("acknowledged by %(name)s", { name: a.acked_by })
+      : active && canAck ? el("button", { class: "ack", "data-fp": a.fingerprint }, _("Acknowledge")) : "";
     const rule = label("rules", a.rule);
-    return `<tr class="${a.acked_by ? "acked" : ""}" data-fp="${esc(a.fingerprint)}"><td>${esc(fmtTime(a.since))}</td>` +
-      `<td title="${esc(a.rule)}">${esc(rule)}${rule !== a.rule ? ` <span class="muted">${esc(a.rule)}</span>` : ""}</td>` +
-      `<td class="sev-${esc(a.severity)}">${esc(label("severities", a.severity))}</td><td>${esc(where)}</td>` +
-      `<td class="state" data-state="${esc(a.state)}">${esc(label("alert_states", a.state))}</td><td>${esc(a.summary)}</td><td class="action">${action}</td></tr>`;
-  }).join("") : '<tr><td colspan="7" class="muted">' + esc(_("no alerts")) + "</td></tr>";
+    return el("tr", { class: a.acked_by ? "acked" : "", "data-fp": a.fingerprint },
+      el("td", {}, fmtTime(a.since)),
+      el("td", { title: a.rule }, rule, ...(rule !== a.rule ? [" ", el("span", { class: "muted" }, a.rule)] : [])),
+      el("td", { class: "sev-" + a.severity }, label("severities", a.severity)), el("td", {}, where),
+      el("td", { class: "state", "data-state": a.state }, label("alert_states", a.state)),
+      el("td", {}, a.summary), el("td", { class: "action" }, action));
+  }) : [el("tr", {}, el("td", { colspan: "7", class: "muted" }, _("no alerts")))]));
   $("#alert-msg").textContent = body.source === "rules" ? _("source: live rules service")
     : _("source: stored history");
 }
@@ -424,9 +430,9 @@ $("#alert-table").addEventListener("click", async (ev) => {
 
 function fillReportBuildings() {
   const s = state.sites.find((x) => x.site === $("#report-site").value);
-  $("#report-building").innerHTML = '<option value="">' + esc(_("whole site")) + "</option>" +
-    ((s && s.tree) || []).filter((b) => b.floor_area_m2 !== null)
-      .map((b) => `<option value="${esc(b.id)}">${esc(b.name)}</option>`).join("");
+  $("#report-building").replaceChildren(el("option", { value: "" }, _("whole site")),
+    ...((s && s.tree) || []).filter((b) => b.floor_area_m2 !== null)
+      .map((b) => el("option", { value: b.id }, b.name)));
 }
 $("#report-site").addEventListener("change", fillReportBuildings);
 

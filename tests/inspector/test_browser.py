@@ -172,6 +172,7 @@ RUNS = [("zh-CN", "desktop"), ("zh-CN", "phone"), ("en", "desktop"), ("en", "pho
 BACKWARDS = {"zh-CN": "倒走", "en": "the counter would run backwards"}
 WHO = {"zh-CN": "zhao.clerk（抄表员）", "en": "zhao.clerk (data clerk)"}
 MANUAL = {"zh-CN": "手工抄表", "en": "manual reading"}
+CORRECTED = {"zh-CN": "更正", "en": "corrected reading"}
 
 
 def _open_console(browser: Any, url: str, lang: str, viewport: str, token: str) -> Any:
@@ -256,6 +257,22 @@ def test_console_clerk_enters_a_manual_reading_and_sees_it_in_the_history(
                 expect(row).to_contain_text(text)
             expect(page.locator("#history-svg rect.entered.manual")).to_have_count(1)
             expect(page.locator("#quantity")).to_have_value(COUNTER)
+            want = [("reading", "zhao.clerk", pytest.approx(value))]
+            if viewport == "desktop":
+                # the clerk corrects it: listed beside it with the value it replaced, the
+                # point now marked corrected
+                page.select_option("#entry-kind", "correction")
+                page.fill("#entry-time", f"{day}T10:00")
+                page.fill("#entry-value", str(value + 1.5))
+                page.fill("#entry-reason", "读错一位")
+                page.click("#entry-save")
+                expect(row).to_have_count(2, timeout=15_000)
+                expect(row.nth(1)).to_contain_text(CORRECTED[lang])
+                expect(row.nth(1)).to_contain_text("读错一位")
+                expect(row.nth(1).locator("td").nth(3)).not_to_be_empty()
+                expect(page.locator("#history-svg rect.entered.corrected")).to_have_count(1)
+                expect(page.locator("#history-svg rect.entered.manual")).to_have_count(0)
+                want.append(("correction", "zhao.clerk", pytest.approx(value + 1.5)))
             page.screenshot(path=str(artifacts / f"console-entry-{lang}-{viewport}.png"),
                             full_page=True)
             assert page.errors == []
@@ -265,8 +282,9 @@ def test_console_clerk_enters_a_manual_reading_and_sees_it_in_the_history(
                        params={"start": day, "end": f"2026-11-{11 + i:02d}",
                                "device": ENTRY_DEVICE},
                        headers=auth(INSPECTOR_TOKEN), timeout=30).json()["entries"]
-    assert [(e["kind"], e["author"], e["value"]) for e in stored] == [
-        ("reading", "zhao.clerk", pytest.approx(value))]
+    assert [(e["kind"], e["author"], e["value"]) for e in stored] == want
+    if viewport == "desktop":
+        assert stored[1]["original"] == pytest.approx(value)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install "
