@@ -14,6 +14,7 @@ import pytest
 
 from tests.deploy.conftest import SecuredBroker
 from tests.deploy.mqttc import Probe
+from tests.support import record_fault
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +51,11 @@ def test_a_gateway_cannot_wipe_ingests_persistent_session(secured: SecuredBroker
         for p in payloads:
             back.wait_for(p)
         assert len({p for _, p in back.received}) == len(payloads)
+        got = [p for _, p in back.received]
+        record_fault("a gateway connects with ingest's client id and a clean start",
+                     sent=len(payloads), stored=len(set(got)),
+                     lost=len(payloads) - len(set(got)), duplicated=len(got) - len(set(got)),
+                     note="batches queued in ingest's session (broker level), kept")
     finally:
         back.close()
 

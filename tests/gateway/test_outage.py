@@ -28,7 +28,7 @@ from enmon.localrun import Mosquitto, Part
 from firmware_sim.dlt645_meter import Dlt645Server, Meter
 from firmware_sim.rtu import LineServer, ModbusSlaveServer, Unit
 from gateway import library
-from tests.support import wait_until
+from tests.support import record_fault, samples_sent, wait_until
 
 pytestmark = pytest.mark.slow
 QS = ["active_energy_import_kwh", "voltage_l1_v"]
@@ -186,6 +186,12 @@ def test_outage_and_kill_9_deliver_every_batch_exactly_once_in_order(
     assert any(s["state"] == "online" for s in sub.status)
     log = gw.log_tail(200_000)
     assert "event=mqtt_disconnected" in log and "event=gateway_start" in log
+    received = sum(len(b.samples) for b in sub.batches)
+    times = len({(b.gateway, s.device, s.ts) for b in sub.batches for s in b.samples})
+    record_fault("broker down, gateway kill -9 during the outage (gateway → broker)",
+                 sent=samples_sent(gw.log_tail(5_000_000)), stored=times,
+                 lost=max(0, samples_sent(gw.log_tail(5_000_000)) - times),
+                 duplicated=received - times, note=f"{final} batches, received by a subscriber")
 
 
 def test_kill_9_publishes_the_last_will(tmp_path: Path, mosquitto: Mosquitto) -> None:

@@ -30,7 +30,7 @@ from tests.ingest.conftest import (
     topic,
     write_ingest_config,
 )
-from tests.support import influx_rows, wait_until
+from tests.support import influx_rows, record_fault, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,15 +43,20 @@ def fleet(batches_per_gw: int, samples: int = 10) -> list[tuple[str, bytes]]:
             for s in range(batches_per_gw) for gw in GATEWAYS]
 
 
-def assert_exactly_once(influxdb: InfluxDB1, batches_per_gw: int) -> None:
+def assert_exactly_once(influxdb: InfluxDB1, batches_per_gw: int, fault: str) -> None:
+    sent = kept = 0
     for gw in GATEWAYS:
         want = expected_rows(gw, range(batches_per_gw))
         got = stored(influxdb, gw)
         assert len(got) == len(want), f"{gw}: {len(got)} readings stored, {len(want)} sent"
         assert got == want, f"{gw}: stored values differ from the ones sent"
+        sent, kept = sent + len(want), kept + len(got)
     # one ingest_batch point per batch: no batch counted twice either
     n = count(influxdb, "SELECT count(seq) FROM ingest_batch")
     assert n == batches_per_gw * len(GATEWAYS)
+    points = stored_count(influxdb)
+    record_fault(fault, sent=sent, stored=kept, lost=sent - kept, duplicated=points - kept,
+                 note=f"{n} batches of {len(GATEWAYS)} gateways")
 
 
 def test_kill_9_mid_stream_then_restart_stores_every_reading_once(
@@ -70,7 +75,7 @@ def test_kill_9_mid_stream_then_restart_stores_every_reading_once(
         stream.join()
         worker.start()
         wait_until(lambda: stored_count(influxdb) >= total, 90, "every reading after restart")
-        assert_exactly_once(influxdb, per_gw)
+        assert_exactly_once(influxdb, per_gw, "ingest kill -9 mid-stream, restarted")
     finally:
         worker.stop()
 
@@ -100,7 +105,7 @@ def test_influxdb_down_60s_mid_stream_everything_arrives(
         influxdb.start()
         stream.join()
         wait_until(lambda: stored_count(influxdb) >= total, 120, "everything after InfluxDB")
-        assert_exactly_once(influxdb, per_gw)
+        assert_exactly_once(influxdb, per_gw, "InfluxDB down 60 s mid-stream")
         assert w.error is None
         assert 0 < max_queue <= w.batch.receive_maximum, max_queue
         assert sent_during_outage - acked_at_outage > w.batch.receive_maximum
@@ -123,7 +128,8 @@ def test_three_workers_one_killed_every_reading_once(
         # holds them until the worker with that client id comes back
         workers[1].start()
         wait_until(lambda: stored_count(influxdb) >= total, 90, "every reading")
-        assert_exactly_once(influxdb, per_gw)
+        assert_exactly_once(influxdb, per_gw, "one of three shared-subscription workers "
+                            "kill -9, restarted")
         by_worker = {r["worker"]: r["last"] for r in influx_rows(
             influxdb.url, INFLUX_DB, "SELECT last(messages) FROM ingest_stats GROUP BY worker")}
         assert set(by_worker) == {"ingest-1", "ingest-2", "ingest-3"}, by_worker

@@ -33,7 +33,7 @@ from tests.ingest.conftest import (
     stored,
     topic,
 )
-from tests.support import influx_rows, wait_until
+from tests.support import influx_rows, record_fault, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -185,6 +185,11 @@ def test_hostile_payloads_all_rejected_with_reason_valid_traffic_unaffected(
         assert len(reasons) >= 10, reasons  # the poisons hit many distinct checks
         assert w.error is None and w._thread.is_alive(), "the worker must stay up"
         assert sum(w.stats.rejected.values()) >= len(sent)
+        got = stored(influxdb, "gw-ok")
+        record_fault(f"{len(sent):,} hostile payloads interleaved with a valid stream",
+                     sent=len(valid), stored=len(got), lost=len(valid) - len(got),
+                     duplicated=0, note=f"every hostile one in rejected with one of "
+                     f"{len(reasons)} reasons; the worker stayed up")
 
 
 @settings(max_examples=400, deadline=None, database=None)
