@@ -289,8 +289,28 @@ def quota_ytd(site: Site, b: Building, amounts: Sequence[tuple[Meter, float]]) -
 
 def tariff_of(site: Site, building: Building, energy_type: str) -> tariff.Tariff | None:
     """The tariff a building's energy type is billed on (building override, then site)."""
-    tid = building.tariffs.get(energy_type) or site.tariffs.get(energy_type)
+    tid = _tariff_id(site, building, energy_type)
     return tariff.find(tid, site.tariff_definitions) if tid else None
+
+
+def _tariff_id(site: Site, building: Building, energy_type: str) -> str | None:
+    return building.tariffs.get(energy_type) or site.tariffs.get(energy_type) or None
+
+
+def site_tariffs(site: Site) -> dict[tuple[str, str], tariff.Tariff | None]:
+    """(building, energy type) → :func:`tariff_of` for every energy type a building meters,
+    each distinct tariff found once (a lookup reads the shipped tariffs' file, and a
+    roll-up pass prices every meter of a site)."""
+    found: dict[str, tariff.Tariff] = {}
+    out: dict[tuple[str, str], tariff.Tariff | None] = {}
+    for b in site.buildings:
+        for et in sorted({m.energy_type for m in b.meters}
+                         | {v.energy_type for v in b.virtual_meters}):
+            tid = _tariff_id(site, b, et)
+            if tid and tid not in found:
+                found[tid] = tariff.find(tid, site.tariff_definitions)
+            out[(b.id, et)] = found[tid] if tid else None
+    return out
 
 
 def building_cost(site: Site, building: Building, energy_type: str,
@@ -340,8 +360,13 @@ def hourly_cost(site: Site, building: Building, energy_type: str,
     per month from the building's maximum demand, not per hour. ``{}``: no tariff set.
     """
     t = tariff_of(site, building, energy_type)
-    if t is None:
-        return {}
+    return hourly_cost_on(t, site, ivs, start, end) if t is not None else {}
+
+
+def hourly_cost_on(t: tariff.Tariff, site: Site, ivs: Sequence[accounting.Interval],
+                   start: int, end: int) -> dict[int, tariff.CostBreakdown]:
+    """:func:`hourly_cost` on a tariff already looked up (:func:`tariff_of`): a roll-up pass
+    prices many meters of one building and looks its tariff up once."""
     hours = tariff.split_hours(ivs, t, ZoneInfo(site.timezone), start, end)
     return {h: tariff.cost(slices, t) for h, slices in hours.items()}
 
@@ -350,8 +375,12 @@ def cost_bands(site: Site, building: Building, energy_type: str) -> tuple[str, .
     """The bands the building's tariff of an energy type prices (``("all",)`` for a flat
     price; ``()`` without a tariff): the per-band fields a roll-up writes, zeros included."""
     t = tariff_of(site, building, energy_type)
-    if t is None:
-        return ()
+    return tariff_bands(t) if t is not None else ()
+
+
+def tariff_bands(t: tariff.Tariff) -> tuple[str, ...]:
+    """The bands a tariff's periods use, in :data:`energy.tariff.BANDS` order (``("all",)``
+    for a flat price)."""
     if not t.seasons:
         return ("all",)
     used = {p.band for s in t.seasons for p in s.periods}

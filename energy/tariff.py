@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
@@ -332,16 +332,39 @@ def split_hours(ivs: Iterable[Interval], t: Tariff, tz: ZoneInfo, start: int, en
 
     The same walk as :func:`split` with one more cut, at every hour, so the roll-ups can
     price each hour they store and Σ hours == :func:`split` over the same span (the
-    amount is shared linearly by time; an extra cut moves nothing between bands).
+    amount is shared linearly by time; an extra cut moves nothing between bands). The
+    roll-ups call it for every meter of every pass, so a day's band boundaries are worked
+    out once (:func:`_band_at` walked from midnight) and reused for the day's intervals.
     """
+    hour_ms = 3_600_000
+    day: list[Any] = [0, 0, [], None, None]  # start, end, [(until, band)], valid, offset
+
+    def day_of(cur: int) -> list[Any]:
+        if not day[0] <= cur < day[1]:
+            d0 = dt.datetime.fromtimestamp(cur / 1000, tz).replace(
+                hour=0, minute=0, second=0, microsecond=0)
+            midnight = d0 + dt.timedelta(days=1)  # wall clock, as _band_at counts
+            pieces, c = [], d0
+            while c < midnight:
+                band, until = _band_at(t, c)
+                pieces.append((int(until.timestamp() * 1000), band))
+                c = until
+            p = _price_key(t, d0.date())
+            a, b = int(d0.timestamp() * 1000), int(midnight.timestamp() * 1000)
+            off0 = d0.utcoffset()
+            fixed = off0 == dt.datetime.fromtimestamp((b - 1) / 1000, tz).utcoffset()
+            day[:] = [a, b, pieces, p.valid_from if p else None,
+                      int(off0.total_seconds() * 1000) if fixed and off0 is not None else None]
+        return day
+
     def cut(cur: int) -> tuple[tuple[int, str, dt.date | None], int]:
-        local = dt.datetime.fromtimestamp(cur / 1000, tz)
-        band, until = _band_at(t, local)
-        p = _price_key(t, local.date())
-        hour = local.replace(minute=0, second=0, microsecond=0)
-        h0 = int(hour.timestamp() * 1000)
-        h1 = int((hour.astimezone(dt.UTC) + dt.timedelta(hours=1)).timestamp() * 1000)
-        return (h0, band, p.valid_from if p else None), min(h1, int(until.timestamp() * 1000))
+        _a, _b, pieces, valid, off = day_of(cur)
+        until, band = next(pc for pc in pieces if cur < pc[0])
+        if off is None:  # a day the zone changes its offset: ask the zone at this instant
+            u = dt.datetime.fromtimestamp(cur / 1000, tz).utcoffset()
+            off = int(u.total_seconds() * 1000) if u is not None else 0
+        h0 = cur - (cur + off) % hour_ms
+        return (h0, band, valid), min(h0 + hour_ms, until)
 
     out: dict[int, list[Slice]] = {}
     for (h, band, valid), amount in sorted(_share(ivs, start, end, cut).items(), key=lambda kv: (

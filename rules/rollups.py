@@ -88,6 +88,7 @@ class Rollups(PassBase):
         meters = [(b, m) for b, m in site.meters() if (m.gateway, m.device) in touched]
         if not meters:
             return
+        tariffs = figures.site_tariffs(site)  # looked up once per pass
         t = time.perf_counter()
 
         # 1. the readings just outside each touched span: p before first, n after last
@@ -115,14 +116,15 @@ class Rollups(PassBase):
             buckets = {k: v for k, v in accounting.rollup(ivs, "hour", tz).items()
                        if h0 <= k < h1}
             # the hour's energy charge from the same intervals (energy.figures.hourly_cost)
-            costs = cost_fields(site, b, m.energy_type,
-                                figures.hourly_cost(site, b, m.energy_type, ivs, h0, h1))
+            t_ = tariffs.get((b.id, m.energy_type))
+            costs = cost_fields(t_, figures.hourly_cost_on(t_, site, ivs, h0, h1)
+                                if t_ is not None else {})
             lines += energy_lines("energy_hourly", site, b, m.id, m.energy_type, m.category,
                                   m.building_total, buckets, costs)
         st.per_step["rollup.compute"] = time.perf_counter() - t
         t = time.perf_counter()
         await self._write(lines, st)
-        await self._virtual(site, hours, st)
+        await self._virtual(site, hours, tariffs, st)
         st.per_step["rollup.write_hourly"] = time.perf_counter() - t
         # 3. the site-days and months those hours fall in, re-summed from what is stored
         t = time.perf_counter()
@@ -132,7 +134,7 @@ class Rollups(PassBase):
             while d < h1:
                 days.add(d)
                 d = accounting.next_bucket(d, "day", tz)
-        sums = _sums(site)
+        sums = _sums(tariffs)
         runs = await self._many([
             f"SELECT {sums} FROM energy_hourly "
             f"WHERE site = {quote(site.site)} AND time >= {d0}ms AND time < {d1}ms "
@@ -225,7 +227,7 @@ class Rollups(PassBase):
         return {mid: [pt for part in parts for pt in part] for mid, parts in got.items()}
 
     async def _virtual(self, site: Site, hours: dict[str, tuple[int, int]],
-                       st: PassStats) -> None:
+                       tariffs: Tariffs, st: PassStats) -> None:
         """Virtual meters (plus/minus of others) over the hours any of their parts changed,
         from the parts' stored hours (a part untouched by this pass is read, not assumed 0)."""
         lines: list[str] = []
@@ -237,7 +239,7 @@ class Rollups(PassBase):
                     continue
                 h0, h1 = min(s[0] for s in spans), max(s[1] for s in spans)
                 cond = " OR ".join(f"meter = {quote(p)}" for p in parts)
-                names = ["amount", *cost_names(site, b, v.energy_type)]
+                names = ["amount", *cost_names(tariffs.get((b.id, v.energy_type)))]
                 rows = await self._rows(
                     f"SELECT {', '.join(ident(f) for f in names)} FROM energy_hourly "
                     f"WHERE site = {quote(site.site)} AND "
@@ -272,21 +274,24 @@ def _runs(days: list[int], tz: ZoneInfo) -> list[tuple[int, int]]:
     return out
 
 
-def cost_names(site: Site, b: Building, energy_type: str) -> list[str]:
-    """The cost fields an hour of this energy type carries: ``cost`` (the energy charge,
-    CNY), ``unpriced`` (the amount no price covered) and per band of the tariff
-    ``amount_<band>`` and ``cost_<band>``; none without a tariff."""
-    bands = figures.cost_bands(site, b, energy_type)
-    if not bands:
+Tariffs = dict[tuple[str, str], tariff.Tariff | None]
+
+
+def cost_names(t: tariff.Tariff | None) -> list[str]:
+    """The cost fields an hour on tariff ``t`` carries: ``cost`` (the energy charge, CNY),
+    ``unpriced`` (the amount no price covered) and per band of the tariff ``amount_<band>``
+    and ``cost_<band>``; none without a tariff."""
+    if t is None:
         return []
+    bands = figures.tariff_bands(t)
     return ["cost", "unpriced", *(f"{k}_{band}" for band in bands for k in ("amount", "cost"))]
 
 
-def cost_fields(site: Site, b: Building, energy_type: str,
-                costs: Mapping[int, tariff.CostBreakdown]) -> dict[int, dict[str, float]]:
+def cost_fields(t: tariff.Tariff | None, costs: Mapping[int, tariff.CostBreakdown]
+                ) -> dict[int, dict[str, float]]:
     """Each hour's breakdown as roll-up fields (:func:`cost_names`), zeros included: a
     recomputed hour overwrites every field it once had, so no stale band survives."""
-    names = cost_names(site, b, energy_type)
+    names = cost_names(t)
     out: dict[int, dict[str, float]] = {}
     for ts, c in costs.items():
         f = dict.fromkeys(names, 0.0)
@@ -299,14 +304,12 @@ def cost_fields(site: Site, b: Building, energy_type: str,
     return out
 
 
-def _sums(site: Site) -> str:
+def _sums(tariffs: Tariffs) -> str:
     """``sum(f) AS f`` of every field an hour may carry (a field no hour has sums to null
     and is not written)."""
     names = ["amount", "kgce"]
-    for b in site.buildings:
-        for et in sorted({m.energy_type for m in b.meters}
-                         | {v.energy_type for v in b.virtual_meters}):
-            names += [n for n in cost_names(site, b, et) if n not in names]
+    for t in tariffs.values():
+        names += [n for n in cost_names(t) if n not in names]
     return ", ".join(f"sum({ident(n)}) AS {ident(n)}" for n in names)
 
 

@@ -247,3 +247,33 @@ def test_a_subitems_cost_is_its_energy_charge_on_the_buildings_tariff() -> None:
     assert c.energy_cost == pytest.approx(w.energy_cost / 4)
     assert figures.not_submetered(w.energy_cost, [c.energy_cost]) == pytest.approx(
         w.energy_cost * 3 / 4)
+
+
+def test_the_hours_follow_the_zones_clock_on_a_daylight_saving_day() -> None:
+    """A zone that changes its offset (a site abroad): the hours are the roll-up's hours."""
+    berlin = ZoneInfo("Europe/Berlin")
+    t = _tariff()
+    start = int(dt.datetime(2026, 10, 24, tzinfo=berlin).timestamp() * 1000)
+    end = int(dt.datetime(2026, 10, 27, tzinfo=berlin).timestamp() * 1000)  # 25 Oct has 25 h
+    ivs = _steady(start - Q, end + Q)
+    hours = tariff.split_hours(ivs, t, berlin, start, end)
+    amounts = {h: v for h, v in accounting.rollup(ivs, "hour", berlin).items()
+               if start <= h < end}
+    assert len(hours) == 73 and sorted(hours) == sorted(amounts)
+    for h, slices in hours.items():
+        assert sum(x.amount for x in slices) == pytest.approx(amounts[h])
+    whole = {(x.band, x.valid_from): x.amount for x in tariff.split(ivs, t, berlin, start, end)}
+    summed: dict[tuple[str, Any], float] = {}
+    for slices in hours.values():
+        for x in slices:
+            summed[(x.band, x.valid_from)] = summed.get((x.band, x.valid_from), 0.0) + x.amount
+    assert summed == pytest.approx(whole)
+
+
+def test_site_tariffs_is_tariff_of_for_every_building_and_energy_type() -> None:
+    site = _site(tariffs={"electricity": "a"}, definitions=[_tariff(id="a"), _tariff(id="b")],
+                 building_tariffs={"electricity": "b"})
+    got = figures.site_tariffs(site)
+    assert got == {("b", "electricity"): figures.tariff_of(site, site.buildings[0],
+                                                           "electricity")}
+    assert got[("b", "electricity")].id == "b"  # type: ignore[union-attr]
