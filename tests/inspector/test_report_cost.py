@@ -10,6 +10,7 @@ building-total meters' intervals from the same stored readings.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from inspector.store import Store, fetch_report
 from tests.inspector.conftest import DB, MONTH, Loaded
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 TZ = "Asia/Shanghai"
 
 
@@ -116,6 +118,12 @@ def test_the_pages_cost_section_in_chinese_and_english(loaded: Loaded) -> None:
         assert text in zh, text
     if b.subitem_cost:
         assert "不分摊到分项" in zh
+    # no English of the cost catalog left in the Chinese page
+    from babel.messages.pofile import read_po
+
+    with (ROOT / "inspector/locale/zh_CN/LC_MESSAGES/cost.po").open("rb") as fh:
+        english = [m.id for m in read_po(fh) if m.id and "%(" not in m.id and m.string != m.id]
+    assert [m for m in english if f">{escape(m)}<" in zh] == []
     en = render.render_html(rep, "en")
     assert "energy charge" in en and "demand charge (maximum demand" in en and "peak" in en
     assert render.fmt_money(c.total, "en") in en

@@ -136,6 +136,16 @@ def check(influx: InfluxDB1, rep: Report) -> float:
     assert sum(h["cost"] for h in hours) == pytest.approx(want.energy_cost, rel=1e-9)
     days = rows(influx, "energy_daily", "main")
     assert sum(d["cost"] for d in days) == pytest.approx(want.energy_cost, rel=1e-9)
+    # the Grafana query of docs/tariffs.md: a building's cost per day by band
+    per_day = influx_rows(influx.url, INFLUX_DB, (
+        'SELECT sum("cost_peak") AS "高峰", sum("cost_flat") AS "平段", '
+        'sum("cost_valley") AS "低谷" FROM "energy_daily" WHERE "building" = \'b1\' '
+        f'AND "total" = \'1\' AND time >= {ms(NOV)}ms AND time < {ms(DEC)}ms '
+        "GROUP BY time(1d) tz('Asia/Shanghai')"))
+    assert len(per_day) == 30
+    bands = want.by_band()
+    for name, band in (("高峰", "peak"), ("平段", "flat"), ("低谷", "valley")):
+        assert sum(r[name] for r in per_day) == pytest.approx(bands[band][1], rel=1e-9)
     # the demand charge is the report's (monthly, from the building's 15-minute maximum)
     assert want.demand_cost == pytest.approx(38.0 * (want.demand_kw or 0.0))
     assert "demand_cost" not in month[0]
