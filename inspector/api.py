@@ -45,6 +45,8 @@ ID = r"^[A-Za-z0-9_-]{1,64}$"
 SiteId = Annotated[str, PathParam(pattern=ID, description="site id")]
 DeviceId = Annotated[str, PathParam(pattern=ID, description="device name")]
 DAY_MS = 86_400_000
+# a manual reading's time: 2000-01-01 to 2100-12-31 (UTC), as parse_time allows for ISO text
+ENTRY_TS = (946_684_800_000, 4_133_980_800_000)
 
 
 class WhoAmI(BaseModel):
@@ -546,7 +548,11 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         if gw is None or q is None:
             raise HTTPException(422, f"meter {body.device!r} is not in the site file: give "
                                      "gateway and quantity")
-        ts = parse_time(body.time, tz=tz_of(site), default=0)
+        # no default: an empty time must not become epoch 0 (a reading stored in 1970)
+        ts = parse_time(body.time, tz=tz_of(site), default=-1)
+        if not ENTRY_TS[0] <= ts < ENTRY_TS[1]:
+            raise HTTPException(422, f"time {body.time[:40]!r}: the reading's time, e.g. "
+                                     "2026-10-01T08:00 (site time), between 2000 and 2100")
         entry = Entry(body.kind, site, gw, body.device, q, ts, body.value, who.name,
                       body.reason, source="api")
         try:

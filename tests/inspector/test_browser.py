@@ -313,6 +313,16 @@ def test_console_inspector_sees_the_entries_but_no_form(stack: Stack, artifacts:
     assert r.status_code == 403
 
 
+@pytest.mark.parametrize("when", ["", "0", "5", "1999-12-31T23:00"])
+def test_the_entry_api_refuses_a_reading_without_a_real_time(stack: Stack, when: str) -> None:
+    """The form always sends a time, but the API behind it must not take an empty one (or
+    epoch 0) as 1970-01-01: a value below the meter's first reading was stored there."""
+    r = httpx.post(f"{stack.url}/api/v1/sites/{stack.loaded.data.site.site}/entries",
+                   json={"kind": "reading", "device": ENTRY_DEVICE, "time": when, "value": 0.0},
+                   headers=auth(CLERK_TOKEN), timeout=30)
+    assert r.status_code == 422 and "2000" in r.json()["detail"], r.text
+
+
 @pytest.fixture(scope="module")
 def priced(loaded: Loaded) -> Iterator[str]:
     """A second inspector API over the same stored days whose site file prices electricity
