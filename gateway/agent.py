@@ -216,10 +216,10 @@ class Gateway:
                                 else d.transport.framing)
             targets[d.name] = Target(bus_of[d.name], d.name, p, d.unit_id, framing,
                                      make_timing(d.transport), frozenset(d.writable))
-        client = self.uplink.client
+        uplink = self.uplink
 
         def publish(topic: str, payload: bytes) -> None:
-            client.publish(topic, payload, qos=1)  # queued by paho while disconnected
+            uplink.publish_other(topic, payload, qos=1)  # queued by paho while disconnected
 
         return CommandService(
             self.cfg.site, self.cfg.gateway, keys, targets,

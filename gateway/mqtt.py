@@ -60,6 +60,10 @@ class Uplink:
         self._lock = threading.Lock()
         self._mid_to_seq: dict[int, int] = {}
         self._early: set[int] = set()  # PUBACKs that beat publish() returning the mid
+        # mids of publishes that are not telemetry (status, health, command results) whose
+        # on_publish has not come yet: paho reuses mids after 65535 publishes, so an
+        # unclaimed one left in _early would later "acknowledge" a telemetry batch at once
+        self._other: set[int] = set()
         self._handed: set[int] = set()  # seqs paho holds, not yet acknowledged
         self._last_handed = -1
         # end to end: PUBACKed, not yet confirmed stored → (due for a resend at, attempts)
@@ -117,7 +121,7 @@ class Uplink:
         if self.cfg.end_to_end:
             client.subscribe(self.ack_topic, qos=1)
         birth = {"state": "online", "ts": int(time.time() * 1000)}
-        client.publish(self.status_topic, wire.dumps(birth), qos=1, retain=True)
+        self.publish_other(self.status_topic, wire.dumps(birth), qos=1, retain=True)
         self.connected.set()
 
     def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
@@ -143,9 +147,25 @@ class Uplink:
         with self._lock:
             seq = self._mid_to_seq.pop(mid, None)
             if seq is None:
-                self._early.add(mid)
+                if mid in self._other:
+                    self._other.discard(mid)  # a status, health or command result: not ours
+                else:
+                    self._early.add(mid)
                 return
         self._acked(seq, rc)
+
+    def publish_other(self, topic: str, payload: bytes, *, qos: int = 1,
+                      retain: bool = False) -> paho.MQTTMessageInfo:
+        """Publish anything but telemetry (status, health, command results), claiming its mid
+        so its PUBACK is never taken for a telemetry batch's (see ``_other``)."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == paho.MQTT_ERR_SUCCESS or info.rc == paho.MQTT_ERR_NO_CONN:
+            with self._lock:
+                if info.mid in self._early:
+                    self._early.discard(info.mid)  # its callback came first
+                else:
+                    self._other.add(info.mid)
+        return info
 
     def _acked(self, seq: int, rc: ReasonCode | None) -> None:
         if rc is not None and rc.is_failure:
@@ -259,7 +279,7 @@ class Uplink:
 
     def publish_health(self, payload: dict[str, object]) -> None:
         if self.connected.is_set():
-            self.client.publish(self.health_topic, wire.dumps(payload), qos=0)
+            self.publish_other(self.health_topic, wire.dumps(payload), qos=0)
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s,
@@ -269,8 +289,8 @@ class Uplink:
     def stop(self, timeout: float = 5.0) -> None:
         """Say goodbye: retained offline status, then disconnect (no LWT on a clean stop)."""
         if self.connected.is_set():
-            info = self.client.publish(self.status_topic, wire.dumps({"state": "offline"}),
-                                       qos=1, retain=True)
+            info = self.publish_other(self.status_topic, wire.dumps({"state": "offline"}),
+                                      qos=1, retain=True)
             info.wait_for_publish(timeout)
         self.client.disconnect()
         self.client.loop_stop()
