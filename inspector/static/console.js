@@ -166,6 +166,8 @@ async function openMeter(site, device) {
   $("#quantity").replaceChildren();
   $("#entry-msg").textContent = "";
   await loadHistory();
+  // a reading taken now, in the site's time (the clerk changes it for an older one)
+  $("#entry-time").value = new Date().toLocaleString("sv-SE", { timeZone: state.tz }).slice(0, 16).replace(" ", "T");
 }
 
 
