@@ -23,7 +23,7 @@ import smtplib
 import ssl
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 
@@ -60,6 +60,20 @@ def _env(name: str | None, what: str) -> str:
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
+class Escalate(StrictModel):
+    """``escalate:`` of a channel (a route): who hears of an alert nobody acknowledged.
+
+    An alert still firing and not acknowledged ``after_s`` after this channel's first
+    notification of it is sent once to each of ``channels`` (the firing's escalation is kept
+    in the outbox database, so a restart neither forgets nor repeats it).
+    """
+
+    after_s: float = Field(gt=0, json_schema_extra={
+        "fix": "seconds after the first notification, e.g. 1800 for half an hour"})
+    channels: list[str] = Field(min_length=1, json_schema_extra={
+        "fix": "names of channels of this file, e.g. [wecom-director]"})
+
+
 class _Channel(StrictModel):
     name: str
     min_severity: Literal["info", "warning", "critical"] = Field(
@@ -72,6 +86,11 @@ class _Channel(StrictModel):
         "fix": "label patterns, e.g. {building: office-1} or {site: campus, building: "
                "[lab-1, 'lab-*']}; the key rule matches the rule's code"})
 
+    escalate: Escalate | None = Field(default=None, json_schema_extra={
+        "fix": "escalate: {after_s: 1800, channels: [wecom-director]}"})
+    escalation_only: bool = Field(default=False, json_schema_extra={
+        "fix": "true: this channel receives only the escalations that name it"})
+
     def wants(self, severity: str, labels: Mapping[str, str] | None = None,
               rule: str = "") -> bool:
         """Route by severity and labels: a night-duty phone may want only critical alerts,
@@ -80,6 +99,8 @@ class _Channel(StrictModel):
         Every key of ``match`` must match (shell-style patterns, as silences; a list is
         any of its patterns); an alert without that label is not routed here.
         """
+        if self.escalation_only:
+            return False
         if SEVERITY_RANK.get(severity, 1) < SEVERITY_RANK[self.min_severity]:
             return False
         got = labels or {}
@@ -159,7 +180,9 @@ _TITLES = {
     "firing": N_("[FIRING] [%(severity)s] %(rule)s %(where)s"),
     "repeat": N_("[STILL FIRING] [%(severity)s] %(rule)s %(where)s"),
     "resolved": N_("[RESOLVED] [%(severity)s] %(rule)s %(where)s"),
+    "escalated": N_("[ESCALATED] [%(severity)s] %(rule)s %(where)s"),
 }
+_GROUP_TITLE = N_("[FIRING] [%(severity)s] %(count)s alerts %(where)s")
 _LABEL_ORDER = ("site", "building", "gateway", "device", "category", "energy_type", "quantity",
                 "boiler", "budget", "service")
 
@@ -168,13 +191,21 @@ def _lang(lang: str | None) -> Lang:
     return normalize(lang) or DEFAULT_LANG
 
 
+def _where(labels: Mapping[str, str]) -> str:
+    return labels.get("building") or labels.get("device") or labels.get("site", "")
+
+
 def title(n: dict[str, Any], lang: str | None = None) -> str:
-    """One line: state, severity, the rule's name and where, in the reader's language."""
+    """One line: state, severity, the rule's name and where, in the reader's language; for a
+    group (``kind: group``, :func:`group_message`) how many alerts and where."""
     lg = _lang(lang)
     _ = gettext_for(lg)
-    where = n["labels"].get("building") or n["labels"].get("device") or n["labels"].get("site", "")
-    return _(_TITLES[n["kind"]], severity=names.name(names.SEVERITIES, n["severity"], lg),
-             rule=names.name(names.RULES, n["rule"], lg), where=where).strip()
+    severity = names.name(names.SEVERITIES, n["severity"], lg)
+    if n["kind"] == "group":
+        return _(_GROUP_TITLE, severity=severity, count=len(n["alerts"]),
+                 where=_where(n["labels"])).strip()
+    return _(_TITLES[n["kind"]], severity=severity,
+             rule=names.name(names.RULES, n["rule"], lg), where=_where(n["labels"])).strip()
 
 
 def _label_value(key: str, value: str, lang: Lang) -> str:
@@ -187,6 +218,50 @@ def _label_value(key: str, value: str, lang: Lang) -> str:
     return value
 
 
+def _labels_line(n: Mapping[str, Any], lg: Lang, skip: frozenset[str] = frozenset()) -> str:
+    _ = gettext_for(lg)
+    shown = {**n["labels"], **{k: str(v) for k, v in (n.get("meter") or {}).items() if v}}
+    keys = sorted((k for k in shown if k not in skip),
+                  key=lambda k: (_LABEL_ORDER.index(k) if k in _LABEL_ORDER else 99, k))
+    return _("; ").join(_("%(key)s: %(value)s", key=names.name(names.LABEL_KEYS, k, lg),
+                          value=_label_value(k, shown[k], lg)) for k in keys)
+
+
+def _links(n: Mapping[str, Any], lg: Lang, markdown: bool) -> list[str]:
+    """How to act on an alert: its signed acknowledge link (or the CLI command) for a live
+    alert, and its page in the console (``console_url``) for every notification."""
+    _ = gettext_for(lg)
+    out: list[str] = []
+    if n["kind"] != "resolved":
+        url = n.get("ack_url")
+        if url and markdown:
+            out.append(_("[Acknowledge this alert](%(url)s)", url=url))
+        elif url:
+            out.append(_("acknowledge: %(url)s", url=url))
+        else:
+            out.append(_("acknowledge: enmon rules ack %(fingerprint)s",
+                         fingerprint=n["fingerprint"]))
+    console = n.get("console_url")
+    if console and markdown:
+        out.append(_("[View this alert in the console](%(url)s)", url=console))
+    elif console:
+        out.append(_("console: %(url)s", url=console))
+    return out
+
+
+def _times(n: Mapping[str, Any], lg: Lang, tz: str) -> list[str]:
+    _ = gettext_for(lg)
+    fired = n.get("fired_at")
+    if n["kind"] == "resolved":
+        out = [_("fired at: %(time)s", time=local_time(int(fired), tz))] if fired else []
+        return [*out, _("resolved at: %(time)s", time=local_time(int(n["ts"]), tz))]
+    out = [_("fired at: %(time)s", time=local_time(int(fired or n["ts"]), tz))]
+    if n["kind"] == "escalated":
+        out.append(_("escalated: not acknowledged %(duration)s after the first notification",
+                     duration=summaries.duration(float(n.get("unacked_s") or 0), lg)))
+    return out
+
+
 def text(n: dict[str, Any], lang: str | None = None, *, markdown: bool = False) -> str:
     """Plain text a facility manager reads on a phone: what, where, since when, how to ack.
 
@@ -195,35 +270,75 @@ def text(n: dict[str, Any], lang: str | None = None, *, markdown: bool = False) 
     A firing alert is acknowledged by its signed link (``ack_url``, ``rules.acklink``) when
     the rules file has ``ack_links:`` — one tap in WeCom, DingTalk or Feishu; ``markdown``
     writes it as a markdown link (the robots' markdown messages) — else by the CLI command.
+    With ``console_url:`` every alert also links to its page in the console. A group
+    (:func:`group_message`) lists each of its alerts under the labels they share.
     """
     lg = _lang(lang)
-    _ = gettext_for(lg)
+    if n["kind"] == "group":
+        return _group_text(n, lg, markdown)
     tz = str(n.get("tz") or DEFAULT_TZ)
-    shown = {**n["labels"], **{k: str(v) for k, v in (n.get("meter") or {}).items() if v}}
-    keys = sorted(shown, key=lambda k: (_LABEL_ORDER.index(k) if k in _LABEL_ORDER else 99, k))
-    labels = _("; ").join(_("%(key)s: %(value)s", key=names.name(names.LABEL_KEYS, k, lg),
-                            value=_label_value(k, shown[k], lg)) for k in keys)
-    lines = [title(n, lg), summaries.text_of(n, lg, tz=tz), labels]
-    fired = n.get("fired_at")
-    if n["kind"] == "resolved":
-        if fired:
-            lines.append(_("fired at: %(time)s", time=local_time(int(fired), tz)))
-        lines.append(_("resolved at: %(time)s", time=local_time(int(n["ts"]), tz)))
-    else:
-        lines.append(_("fired at: %(time)s", time=local_time(int(fired or n["ts"]), tz)))
-        url = n.get("ack_url")
-        if url and markdown:
-            lines.append(_("[Acknowledge this alert](%(url)s)", url=url))
-        elif url:
-            lines.append(_("acknowledge: %(url)s", url=url))
-        else:
-            lines.append(_("acknowledge: enmon rules ack %(fingerprint)s",
-                           fingerprint=n["fingerprint"]))
+    lines = [title(n, lg), summaries.text_of(n, lg, tz=tz), _labels_line(n, lg),
+             *_times(n, lg, tz), *_links(n, lg, markdown)]
     return "\n".join(x for x in lines if x)
 
 
+def _group_text(g: dict[str, Any], lg: Lang, markdown: bool) -> str:
+    _ = gettext_for(lg)
+    shared = frozenset(g["labels"])
+    lines = [title(g, lg), _labels_line(g, lg)]
+    for i, n in enumerate(g["alerts"], 1):
+        tz = str(n.get("tz") or DEFAULT_TZ)
+        lines.append(_("%(index)s. [%(severity)s] %(rule)s: %(summary)s", index=i,
+                       severity=names.name(names.SEVERITIES, n["severity"], lg),
+                       rule=names.name(names.RULES, n["rule"], lg),
+                       summary=summaries.text_of(n, lg, tz=tz)))
+        own = [_labels_line(n, lg, shared), *_times(n, lg, tz), *_links(n, lg, markdown)]
+        lines += ["    " + x for x in own if x]
+    return "\n".join(x for x in lines if x)
+
+
+def group_key(labels: Mapping[str, str], group_by: Iterable[str]) -> str:
+    """The group an alert's notification joins: its values of the ``group_by`` labels (a
+    missing label is the empty value, as in Alertmanager), as canonical JSON."""
+    return json.dumps({k: labels.get(k, "") for k in group_by}, sort_keys=True,
+                      ensure_ascii=False)
+
+
+def group_message(notes: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Notifications of one group (same ``group_by`` labels, fired within ``group_wait_s``) as
+    ONE notification (``kind: group``) listing each, in the order they fired.
+
+    The shared labels (those of the key that are set) are the group's ``labels`` and copied
+    to the top level like a single notification's; ``severity`` is the highest of the group;
+    ``fingerprint`` names the group (its alerts' fingerprints hashed), for e-mail Message-IDs.
+    A group of one is that notification itself.
+    """
+    if len(notes) == 1:
+        return notes[0]
+    shared = {k: v for k, v in json.loads(key).items() if v}
+    fps = sorted(str(n["fingerprint"]) for n in notes)
+    worst = max((str(n["severity"]) for n in notes), key=lambda s: SEVERITY_RANK.get(s, 1))
+    return {**shared, "kind": "group", "state": "firing", "labels": shared,
+            "ts": max(int(n["ts"]) for n in notes), "severity": worst,
+            "fingerprint": hashlib.sha256("\x00".join(fps).encode()).hexdigest()[:16],
+            "rule": "", "alerts": notes, "tz": notes[0].get("tz") or DEFAULT_TZ}
+
+
+def escalation(note: dict[str, Any], *, unacked_s: float, source: str) -> dict[str, Any]:
+    """The escalation of a firing notification (``escalate:``): the same alert, ``kind:
+    escalated``, saying how long it has gone unacknowledged since ``source`` was told."""
+    return {**note, "kind": "escalated", "unacked_s": round(unacked_s, 3),
+            "escalated_from": source}
+
+
+def console_link(base: str, labels: Mapping[str, str], fingerprint: str) -> str:
+    """The alert's page in the console: ``{console_url}/?site=…&alert=<fingerprint>``."""
+    query = urllib.parse.urlencode({"site": labels.get("site", ""), "alert": fingerprint})
+    return f"{base.rstrip('/')}/?{query}"
+
+
 def message(note: Any, *, tz: str | None = None, meter: dict[str, str] | None = None,
-            ack_url: str | None = None) -> dict[str, Any]:
+            ack_url: str | None = None, console_url: str | None = None) -> dict[str, Any]:
     """A lifecycle Notification as the JSON the channels and the outbox carry.
 
     The labels are also copied to the top level (``site``, ``device``, ``building`` …)
@@ -233,13 +348,16 @@ def message(note: Any, *, tz: str | None = None, meter: dict[str, str] | None = 
     ``tz`` is the site's time zone (times are written in it); ``meter`` what the site file
     says of the alert's meter (``category``, ``energy_type``), which the labels — the
     alert's identity — do not carry; ``ack_url`` the signed acknowledge link of a firing
-    (``rules.acklink.link``).
+    (``rules.acklink.link``); ``console_url`` the alert's page in the console
+    (:func:`console_link`).
     """
     extra: dict[str, Any] = {"tz": tz or DEFAULT_TZ}
     if meter:
         extra["meter"] = dict(meter)
     if ack_url and note.kind != "resolved":
         extra["ack_url"] = ack_url
+    if console_url:
+        extra["console_url"] = console_url
     return {
         **extra,
         **{k: v for k, v in note.labels.items() if k not in _RESERVED},
@@ -253,7 +371,7 @@ def message(note: Any, *, tz: str | None = None, meter: dict[str, str] | None = 
 
 _RESERVED = {"kind", "state", "ts", "fingerprint", "rule", "labels", "severity", "value",
              "summary", "fired_at", "since_ms", "tz", "meter", "summary_id", "summary_args",
-             "ack_url"}
+             "ack_url", "console_url", "alerts", "unacked_s", "escalated_from"}
 
 
 # --------------------------------------------------------------------------- signing

@@ -5,10 +5,11 @@ See ``rules/sample-rules.yaml`` for a documented example of every key.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from energy.balance import DEFAULT_MAX_SHARE, DEFAULT_MIN_KWH
 from enmon.broker import BrokerConfig
@@ -94,6 +95,26 @@ class Http(StrictModel):
     token_env: str | None = None
 
 
+class Grouping(StrictModel):
+    """``grouping:`` (Alertmanager's group_by / group_wait / group_interval): alerts that fire
+    together in one place reach each channel as ONE message listing each of them.
+
+    A firing whose ``group_by`` labels equal those of a firing held for the same channel joins
+    it; a group is sent ``group_wait_s`` after its first alert, and no sooner than
+    ``group_interval_s`` after that group's previous message. Resolutions, repeats and
+    escalations are sent on their own; the ``mqtt`` channel (one message per rule topic) is
+    never grouped.
+    """
+
+    group_by: list[str] = Field(default_factory=lambda: ["site", "building"], min_length=1,
+                                json_schema_extra={
+                                    "fix": "label names, e.g. [site, building]"})
+    group_wait_s: float = Field(default=30.0, ge=0, le=3600, json_schema_extra={
+        "fix": "seconds to wait for more alerts of a new group, 0..3600 (e.g. 30)"})
+    group_interval_s: float = Field(default=300.0, ge=0, le=86400, json_schema_extra={
+        "fix": "seconds between two messages of the same group, 0..86400 (e.g. 300)"})
+
+
 class Maintenance(StrictModel):
     name: Name
     match: dict[str, str] = Field(json_schema_extra={
@@ -120,11 +141,35 @@ class RulesConfig(StrictModel):
     channels: list[Annotated[ChannelConfig, Field(discriminator="type")]] = []
     ack_links: AckLinks | None = Field(default=None, json_schema_extra={  # rules/acklink.py
         "fix": "ack_links: {base_url: https://…/rules, secret_env: ENMON_ACK_KEY}"})
+    grouping: Grouping | None = Field(default=None, json_schema_extra={
+        "fix": "grouping: {group_by: [site, building], group_wait_s: 30}"})
+    console_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$",
+                                    json_schema_extra={
+        "fix": "the console as a phone reaches it, e.g. https://ems.example.cn/console "
+               "(http:// or https://, no query)"})
     webhooks: list[Webhook] = []
     thresholds: list[ThresholdRule] = []
     quality: Quality = Quality()
     schedule: Schedule = Schedule()
     maintenance: list[Maintenance] = []
+
+    @field_validator("channels")
+    @classmethod
+    def _escalations(cls, channels: list[ChannelConfig]) -> list[ChannelConfig]:
+        """Every ``escalate.channels`` names another channel of the file (a did-you-mean)."""
+        names = [c.name for c in channels]
+        for c in channels:
+            for target in c.escalate.channels if c.escalate else []:
+                if target == c.name:
+                    raise ValueError(f"{c.name}: escalate.channels names the channel itself; "
+                                     "name a second channel (the escalation's)")
+                if target not in names:
+                    near = difflib.get_close_matches(target, names, n=1)
+                    hint = f"did you mean {near[0]!r}?" if near else (
+                        f"one of {', '.join(names)}")
+                    raise ValueError(f"{c.name}: escalate.channels: no channel {target!r} in "
+                                     f"this file; {hint}")
+        return channels
 
     def all_channels(self) -> list[ChannelConfig]:
         legacy = [WebhookChannel(name=f"webhook-{i}", url=w.url)

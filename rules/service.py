@@ -36,11 +36,20 @@ from enmon.influx import InfluxQL, Writer, make_writer
 from enmon.lineproto import line
 from enmon.systemd import Watchdog, sd_notify
 from rules import acklink
-from rules.channels import NotifyError, Sender, make_senders, message
+from rules.channels import (
+    MqttChannel,
+    NotifyError,
+    Sender,
+    console_link,
+    escalation,
+    group_key,
+    make_senders,
+    message,
+)
 from rules.config import RulesConfig
 from rules.engine import Engine
-from rules.lifecycle import AlertBook, Change, Outcome, Silence
-from rules.outbox import Outbox
+from rules.lifecycle import AlertBook, Change, Outcome, Silence, State
+from rules.outbox import Escalation, Hold, Outbox
 from rules.scheduled import Scheduler, sites_summary
 
 log = logging.getLogger("enmon.rules")
@@ -206,11 +215,24 @@ class RulesService:
             log.warning("event=ack_link_unavailable error=%r", str(exc))
             return None
 
+    def _console_url(self, labels: dict[str, str], fingerprint: str) -> str | None:
+        """The alert's page in the console (``console_url:``), if configured."""
+        base = self.cfg.console_url
+        return console_link(base, labels, fingerprint) if base else None
+
     def apply(self, out: Outcome) -> None:
-        """Commit an outcome: history, MQTT and notifications queued with the new state."""
+        """Commit an outcome: history, MQTT and notifications queued with the new state.
+
+        A firing for a channel is held for its group when the rules file has ``grouping:``
+        (``rules.outbox``: released as one message), and schedules the escalations of the
+        channels that have ``escalate:``; an acknowledgement drops the alert's escalations.
+        """
         if not out.changes and not out.notifications:
             return
         items: list[tuple[str, dict[str, Any]]] = []
+        held: list[Hold] = []
+        escalations: list[Escalation] = []
+        grouping = self.cfg.grouping
         for c in out.changes:
             d = change_dict(c)
             items += [(ALERT_DB, d), (ALERT_MQTT, d)]
@@ -219,13 +241,63 @@ class RulesService:
                      " ".join(f"{k}={v}" for k, v in sorted(c.labels.items())))
         for n in out.notifications:
             msg = message(n, tz=self._tz(n.labels), meter=self._meter(n.labels),
-                          ack_url=self._ack_url(n))
+                          ack_url=self._ack_url(n),
+                          console_url=self._console_url(n.labels, n.fingerprint))
             chosen = [ch for ch in self.user_channels
                       if self.channel_cfg[ch].wants(n.severity, n.labels, n.rule)]
-            items += [(ch, msg) for ch in chosen]
+            for ch in chosen:
+                cfg = self.channel_cfg[ch]
+                if (grouping is not None and n.kind == "firing"
+                        and not isinstance(cfg, MqttChannel)):
+                    held.append(Hold(ch, group_key(n.labels, grouping.group_by), msg,
+                                     grouping.group_wait_s, grouping.group_interval_s))
+                else:
+                    items.append((ch, msg))
+                if cfg.escalate is not None and n.kind == "firing" and n.fired_at is not None:
+                    escalations += [Escalation(n.fingerprint, int(n.fired_at), target, ch,
+                                               cfg.escalate.after_s, msg)
+                                    for target in cfg.escalate.channels]
             log.info("event=alert_notify rule=%s fingerprint=%s kind=%s channels=%d", n.rule,
                      n.fingerprint, n.kind, len(chosen))
-        self.outbox.commit(items, self.book.to_dict())
+        acked = [c.fingerprint for c in out.changes if c.new == "acknowledged"]
+        self.outbox.commit(items, self.book.to_dict(), held=held, escalations=escalations,
+                           cancel=acked)
+
+    def escalate(self, now: int) -> int:
+        """Send the escalations that fell due; returns how many messages were queued.
+
+        Each is wanted only while its firing (same ``fired_at``) is still firing and not
+        acknowledged: otherwise it is dropped. While the alert is silenced it waits (the
+        silence ending with the alert still unacknowledged escalates it then). Messages and
+        the escalation's removal are one transaction: sent once, also across a restart.
+        """
+        items: list[tuple[str, dict[str, Any]]] = []
+        done: list[tuple[str, int, str]] = []
+        for e in self.outbox.due_escalations():
+            a = self.book.alerts.get(e.fingerprint)
+            if a is not None and a.state == State.FIRING and a.fired_at == e.fired_at and (
+                    a.acked_by is None):
+                if self.book.muted(a, now):
+                    continue
+                unacked = max(0.0, self.outbox.clock() - e.notified_at)
+                note = escalation(e.note, unacked_s=unacked, source=e.source)
+                if self.cfg.ack_links is not None and a.fired_at is not None:
+                    try:  # a fresh link: the firing's may expire before anyone escalates
+                        note["ack_url"] = acklink.link(self.cfg.ack_links, a.fingerprint,
+                                                       int(a.fired_at))
+                    except ValueError as exc:
+                        log.warning("event=ack_link_unavailable error=%r", str(exc))
+                items.append((e.target, note))
+                log.info("event=alert_escalated fingerprint=%s rule=%s from=%s to=%s "
+                         "unacked_s=%.0f", a.fingerprint, a.rule, e.source, e.target, unacked)
+            else:
+                log.info("event=escalation_dropped fingerprint=%s to=%s state=%s acked=%s",
+                         e.fingerprint, e.target, a.state.value if a else "gone",
+                         bool(a and a.acked_by))
+            done.append((e.fingerprint, e.fired_at, e.target))
+        if done:
+            self.outbox.commit(items, None, escalated=done)
+        return len(items)
 
     # ------------------------------------------------------------------ HTTP API
 
@@ -365,6 +437,7 @@ class RulesService:
     async def _ticker(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.apply(self.engine.tick(now_ms()))
+            self.escalate(now_ms())
             down = (0.0 if self.connected or self.down_since is None
                     else time.monotonic() - self.down_since)
             self.apply(self.engine.on_self(mqtt_down_s=down, failed_passes=self.failed_passes,
