@@ -208,9 +208,10 @@ def test_config_errors_name_the_key_and_the_fix(tmp_path: Path) -> None:
             load_model(RulesConfig, p)
         return str(e.value)
 
-    hooks = [{"type": "webhook", "name": "mgr", "url": "http://127.0.0.1:9/a",
-              "escalate": {"after_s": 60, "channels": ["directr"]}},
-             {"type": "webhook", "name": "director", "url": "http://127.0.0.1:9/b"}]
+    hooks: list[dict[str, Any]] = [
+        {"type": "webhook", "name": "mgr", "url": "http://127.0.0.1:9/a",
+         "escalate": {"after_s": 60, "channels": ["directr"]}},
+        {"type": "webhook", "name": "director", "url": "http://127.0.0.1:9/b"}]
     msg = refused({"channels": hooks})
     assert "r.yaml:1: channels: Value error, mgr: escalate.channels: no channel 'directr'" in msg
     assert "did you mean 'director'?" in msg

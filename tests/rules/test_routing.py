@@ -66,3 +66,53 @@ def test_each_building_manager_gets_only_their_building(tmp_path: Path) -> None:
     body = next(json.loads(r["body"]) for r in svc.outbox.rows() if r["channel"] == "labs-mgr")
     assert body["tz"] == "Asia/Shanghai"  # no site file: the config's zone
     svc.outbox.close()
+
+
+def _grouped_service(tmp_path: Path, clock: list[float]) -> RulesService:
+    cfg = RulesConfig.model_validate({
+        "state_dir": str(tmp_path / "state"),
+        "grouping": {"group_by": ["site", "building"], "group_wait_s": 30,
+                     "group_interval_s": 300},
+        "channels": [{"type": "webhook", "name": "mgr", "url": "http://127.0.0.1:9/a"}]})
+    svc = RulesService(cfg)
+    svc.outbox.senders = {n: Null(n) for n in ("mgr", ALERT_DB, ALERT_MQTT)}
+    svc.outbox.clock = lambda: clock[0]
+    return svc
+
+
+def _queued(svc: RulesService) -> list[tuple[str, list[str]]]:
+    out = []
+    for r in svc.outbox.rows():
+        if r["channel"] == "mgr":
+            b = json.loads(r["body"])
+            out.append((b["kind"], [a["labels"]["device"] for a in b.get("alerts", [b])]))
+    return out
+
+
+async def test_a_group_waits_and_a_resolution_never_overtakes_its_held_firing(
+        tmp_path: Path) -> None:
+    """Held firings are released as one message when group_wait_s has passed; the next
+    message of the same group waits for group_interval_s; a resolution of a held alert
+    releases its group first (order kept within a channel)."""
+    clock = [1000.0]
+    svc = _grouped_service(tmp_path, clock)
+    book = svc.book
+    for dev in ("m1", "m2"):
+        svc.apply(book.observe(rule="meter_offline", labels={"site": "s", "building": "b1",
+                                                             "device": dev}, active=True, now=0))
+    assert svc.outbox.counts()["mgr"] == {"grouping": 2}
+    assert await svc.outbox.deliver_once("mgr") == 30.0  # not yet: group_wait_s
+    clock[0] += 30
+    svc.outbox.release_due("mgr")
+    assert _queued(svc) == [("group", ["m1", "m2"])]
+    # a third alert of the same place 60 s later: held until 300 s after the last message
+    clock[0] += 60
+    svc.apply(book.observe(rule="meter_offline", labels={"site": "s", "building": "b1",
+                                                         "device": "m3"}, active=True, now=1))
+    assert svc.outbox.release_due("mgr") == 240.0
+    # ... unless it resolves first: its firing goes out before its resolution
+    svc.apply(book.observe(rule="meter_offline", labels={"site": "s", "building": "b1",
+                                                         "device": "m3"}, active=False, now=2))
+    assert _queued(svc) == [("group", ["m1", "m2"]), ("firing", ["m3"]), ("resolved", ["m3"])]
+    assert "grouping" not in svc.outbox.counts()["mgr"]
+    svc.outbox.close()
