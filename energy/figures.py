@@ -100,6 +100,25 @@ def intensity(amount: float, per: float) -> float:
     return amount / per
 
 
+def change(current: float, before: float | None) -> float | None:
+    """The relative change of a figure against an earlier period's (环比 against the
+    previous period, 同比 against the same period a year before): (current − before) /
+    before. None when there is nothing to compare with (no earlier figure, or it was 0)."""
+    if before is None or before == 0:
+        return None
+    return (current - before) / before
+
+
+def comparison_periods(kind: str, label: str) -> tuple[str | None, str]:
+    """The labels an energy report compares with: (previous period, same period a year
+    before). A year's previous period is the year before, so it has only the second."""
+    if kind == "year":
+        return None, str(int(label) - 1)
+    y, m = (int(x) for x in label.split("-"))
+    prev = f"{y - (m == 1)}-{12 if m == 1 else m - 1:02d}"
+    return prev, f"{y - 1}-{m:02d}"
+
+
 # --------------------------------------------------------------------------- conversions
 
 

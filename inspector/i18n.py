@@ -192,6 +192,15 @@ def fmt_percent(value: float | None, lang: Lang) -> str:
     return format_percent(value, format="#,##0.0%", locale=babel_locale(lang))
 
 
+def fmt_change(value: float | None, lang: Lang) -> str:
+    """A relative change with its sign (环比 +25.0%, 同比 −3.2%); – when there is none."""
+    from babel.numbers import format_percent
+
+    if value is None:
+        return "–"
+    return format_percent(value, format="+#,##0.0%;-#,##0.0%", locale=babel_locale(lang))
+
+
 def fmt_datetime(ts_ms: int | None, tz: str, lang: Lang) -> str:
     """A reading's time in the site's zone: ``2026-10-01 08:00`` in both languages (the
     form Chinese reports and the console use), digits and separators from the locale."""

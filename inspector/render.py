@@ -28,6 +28,7 @@ from inspector import charts, labels
 from inspector.i18n import (
     DEFAULT_LANG,
     Lang,
+    fmt_change,
     fmt_datetime,
     fmt_days,
     fmt_month,
@@ -138,6 +139,7 @@ def _environment(lang: Lang, tz: str) -> Any:
         gettext_for(lang), ngettext_for(lang), newstyle=True)
     env.filters["num"] = lambda v: fmt_number(None if v is None else float(v), lang)
     env.filters["pct"] = lambda v: fmt_percent(None if v is None else float(v), lang)
+    env.filters["change"] = lambda v: fmt_change(None if v is None else float(v), lang)
     env.filters["local"] = lambda ts: fmt_datetime(ts, tz, lang)
     env.filters["cny"] = lambda v: fmt_money(v, lang)
     env.filters["price"] = lambda v: fmt_money(v, lang, "#,##0.0000")
@@ -280,6 +282,19 @@ def cost_view(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, dict[str, 
     return out
 
 
+def _compared(b: Any, e: Any) -> dict[str, float | None]:
+    """An energy line's 环比 and 同比: the earlier periods' amounts and the changes."""
+    out: dict[str, float | None] = {}
+    for key, c in (("previous", b.previous), ("last_year", b.last_year)):
+        out[key] = None if c is None else c.amounts.get(e.energy_type)
+        out[f"change_{key}"] = None if c is None else c.change(e.energy_type, e.amount)
+    return out
+
+
+def _period_of(c: Any) -> dict[str, Any] | None:
+    return None if c is None else {"label": c.label, "start": c.start, "end": c.end}
+
+
 def report_dict(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
     """The figures as JSON (for the API and for tests that check numbers, not layout).
 
@@ -305,7 +320,10 @@ def report_dict(report: Report, lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
                         "kgce_factor": e.kgce_factor.label() if e.kgce_factor else None,
                         "co2_factor": e.co2_factor.label() if e.co2_factor else None,
                         "note": _(labels.ENERGY_NOTES[e.note])
-                        if e.note in labels.ENERGY_NOTES else e.note} for e in b.energy],
+                        if e.note in labels.ENERGY_NOTES else e.note,
+                        **_compared(b, e)} for e in b.energy],
+            "previous_period": _period_of(b.previous),
+            "last_year_period": _period_of(b.last_year),
             "subitems": [{"code": c, "name": _(labels.SUBITEMS.get(c, n)), "kwh": v}
                          for c, n, v in b.subitems],
             "quota": None if b.quota is None else {

@@ -168,6 +168,26 @@ class BuildingReport:
     cost: dict[str, tariff.CostBreakdown] = field(default_factory=dict)
     # sub-item code → its electricity energy charge (energy.figures.subitem_cost)
     subitem_cost: dict[str, tariff.CostBreakdown] = field(default_factory=dict)
+    # the same building in the previous period (环比) and a year before (同比); None when
+    # that period has no readings (or, for ``previous``, a year report: it is ``last_year``)
+    previous: Comparison | None = None
+    last_year: Comparison | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A building's figures in an earlier period, for 环比 (``previous``) and 同比
+    (``last_year``): the same functions over that period's readings, as long a span as the
+    report's (a month that has not ended is compared with as many days of the other)."""
+
+    label: str
+    start: int
+    end: int
+    amounts: dict[str, float]  # energy type → amount
+    kgce: float
+
+    def change(self, energy_type: str, current: float) -> float | None:
+        return figures.change(current, self.amounts.get(energy_type))
 
 
 @dataclass(slots=True)

@@ -376,7 +376,8 @@ async def exact_at_swaps(store: Store, site: str, meters: Sequence[Any],
 
 
 async def fetch_report(store: Store, *, site: Any, period: str, building: str | None = None,
-                       now_ms: int | None = None, inputs: dict[str, Any] | None = None) -> Any:
+                       now_ms: int | None = None, inputs: dict[str, Any] | None = None,
+                       compare: bool = True) -> Any:
     """Gather what :func:`inspector.report.build_report` needs and build the report.
 
     ``site`` is a :class:`energy.site.Site`. A period that has not ended is cut at
@@ -429,6 +430,38 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
            if e["since"] < p.end and (e["resolved_at"] is None or e["resolved_at"] >= p.start)]
     if inputs is not None:
         inputs["counters"] = counters
-    return rp.build_report(site=site, period=p, counters=counters, ytd_counters=ytd,
-                           reading_counts=counts, completeness_rows=comp, alerts=eps,
-                           building=building, generated_at=now)
+    rep = rp.build_report(site=site, period=p, counters=counters, ytd_counters=ytd,
+                          reading_counts=counts, completeness_rows=comp, alerts=eps,
+                          building=building, generated_at=now)
+    if compare:
+        await _compare(store, site, rep, building)
+    return rep
+
+
+async def _compare(store: Store, site: Any, rep: Any, building: str | None) -> None:
+    """Fill each building's ``previous`` (环比) and ``last_year`` (同比) with the reports of
+    those periods — this very function, so the figures compared are computed alike. A report
+    of a period that has not ended is compared over the same elapsed time of the other."""
+    from energy import figures
+    from inspector import report as rp
+
+    p = rep.period
+    prev, year_ago = figures.comparison_periods(p.kind, p.label)
+    for attr, label in (("previous", prev), ("last_year", year_ago)):
+        if label is None:
+            continue
+        other = rp.period_of(label, site.timezone)
+        until = min(other.end, other.start + (p.end - p.start)) if p.partial else other.end
+        try:
+            o = await fetch_report(store, site=site, period=label, building=building,
+                                   now_ms=until, compare=False)
+        except ValueError:  # before the epoch of the data, or a malformed label
+            continue
+        by_id = {b.id: b for b in o.buildings}
+        for b in rep.buildings:
+            ob = by_id.get(b.id)
+            if ob is None or not any(m.readings for m in ob.meters):
+                continue  # nothing was read then: no comparison, not a 0
+            setattr(b, attr, rp.Comparison(label, o.period.start, o.period.end,
+                                           {e.energy_type: e.amount for e in ob.energy},
+                                           ob.kgce))

@@ -139,15 +139,23 @@ def write_report(report: Report, path: str | Path | IO[bytes], lang: Lang = DEFA
         (_("building"), "text"), (_("building name"), "text"), (_("energy"), "text"),
         (_("amount"), "num"), (_("unit"), "text"), ("kgce", "num"), (_("CO₂ (kg)"), "num"),
         (_("kgce factor"), "factor"), (_("kgce factor unit"), "text"),
-        (_("CO₂ factor"), "factor"), (_("CO₂ factor unit"), "text"), (_("remark"), "wide")])
+        (_("CO₂ factor"), "factor"), (_("CO₂ factor unit"), "text"), (_("remark"), "wide"),
+        (_("previous period"), "num"), (_("month-on-month") if report.period.kind == "month"
+                                         else _("period-on-period"), "pct"),
+        (_("a year before"), "num"), (_("year-on-year"), "pct")])
     for b in report.buildings:
         for e in b.energy:
+            compared: list[Any] = []
+            for cmp in (b.previous, b.last_year):
+                compared += [None, None] if cmp is None else [
+                    cmp.amounts.get(e.energy_type), cmp.change(e.energy_type, e.amount)]
             s.row([b.id, b.name, et(e.energy_type), e.amount, e.unit, e.kgce, e.co2_kg,
                    e.kgce_factor.value if e.kgce_factor else None,
                    e.kgce_factor.unit if e.kgce_factor else "",
                    e.co2_factor.value if e.co2_factor else None,
                    e.co2_factor.unit if e.co2_factor else "",
-                   _(labels.ENERGY_NOTES[e.note]) if e.note in labels.ENERGY_NOTES else e.note])
+                   _(labels.ENERGY_NOTES[e.note]) if e.note in labels.ENERGY_NOTES else e.note,
+                   *compared])
     s = book.sheet(_("Buildings"), [
         (_("building"), "text"), (_("building name"), "text"), (_("building type"), "text"),
         (_("floor area (m²)"), "num"), (_("occupants"), "int"), ("kgce", "num"),
