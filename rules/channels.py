@@ -262,7 +262,8 @@ def _times(n: Mapping[str, Any], lg: Lang, tz: str) -> list[str]:
     return out
 
 
-def text(n: dict[str, Any], lang: str | None = None, *, markdown: bool = False) -> str:
+def text(n: dict[str, Any], lang: str | None = None, *, markdown: bool = False,
+         max_bytes: int | None = None) -> str:
     """Plain text a facility manager reads on a phone: what, where, since when, how to ack.
 
     Times are in the site's zone with its offset (``2026-12-02 13:26 +08:00``), as the
@@ -271,30 +272,44 @@ def text(n: dict[str, Any], lang: str | None = None, *, markdown: bool = False) 
     the rules file has ``ack_links:`` — one tap in WeCom, DingTalk or Feishu; ``markdown``
     writes it as a markdown link (the robots' markdown messages) — else by the CLI command.
     With ``console_url:`` every alert also links to its page in the console. A group
-    (:func:`group_message`) lists each of its alerts under the labels they share.
+    (:func:`group_message`) lists each of its alerts under the labels they share; with
+    ``max_bytes`` (a robot's message limit, UTF-8) it lists as many as fit and says how many
+    more there are, never a message the robot refuses.
     """
     lg = _lang(lang)
     if n["kind"] == "group":
-        return _group_text(n, lg, markdown)
+        return _group_text(n, lg, markdown, max_bytes)
     tz = str(n.get("tz") or DEFAULT_TZ)
     lines = [title(n, lg), summaries.text_of(n, lg, tz=tz), _labels_line(n, lg),
              *_times(n, lg, tz), *_links(n, lg, markdown)]
     return "\n".join(x for x in lines if x)
 
 
-def _group_text(g: dict[str, Any], lg: Lang, markdown: bool) -> str:
+def _group_text(g: dict[str, Any], lg: Lang, markdown: bool,
+                max_bytes: int | None = None) -> str:
     _ = gettext_for(lg)
     shared = frozenset(g["labels"])
-    lines = [title(g, lg), _labels_line(g, lg)]
+    head = "\n".join(x for x in (title(g, lg), _labels_line(g, lg)) if x)
+    blocks: list[str] = []
     for i, n in enumerate(g["alerts"], 1):
         tz = str(n.get("tz") or DEFAULT_TZ)
-        lines.append(_("%(index)s. [%(severity)s] %(rule)s: %(summary)s", index=i,
-                       severity=names.name(names.SEVERITIES, n["severity"], lg),
-                       rule=names.name(names.RULES, n["rule"], lg),
-                       summary=summaries.text_of(n, lg, tz=tz)))
+        first = _("%(index)s. [%(severity)s] %(rule)s: %(summary)s", index=i,
+                  severity=names.name(names.SEVERITIES, n["severity"], lg),
+                  rule=names.name(names.RULES, n["rule"], lg),
+                  summary=summaries.text_of(n, lg, tz=tz))
         own = [_labels_line(n, lg, shared), *_times(n, lg, tz), *_links(n, lg, markdown)]
-        lines += ["    " + x for x in own if x]
-    return "\n".join(x for x in lines if x)
+        blocks.append("\n".join([first, *("    " + x for x in own if x)]))
+    if max_bytes is not None:
+        while blocks:
+            rest = len(g["alerts"]) - len(blocks)
+            more = [_("… and %(count)s more alerts: see the console", count=rest)] if rest else []
+            if len("\n".join([head, *blocks, *more]).encode()) <= max_bytes:
+                break
+            blocks.pop()
+        if len(blocks) < len(g["alerts"]):
+            blocks.append(_("… and %(count)s more alerts: see the console",
+                            count=len(g["alerts"]) - len(blocks)))
+    return "\n".join([head, *blocks])
 
 
 def group_key(labels: Mapping[str, str], group_by: Iterable[str]) -> str:
@@ -442,6 +457,9 @@ class WebhookSender:
         await _post(self.session, self.cfg.url, body, headers, f"webhook {self.name}")
 
 
+WECOM_MAX_BYTES = 4096
+
+
 class WeComSender:
     def __init__(self, cfg: WeComChannel, session: aiohttp.ClientSession,
                  lang: Lang = DEFAULT_LANG) -> None:
@@ -450,8 +468,9 @@ class WeComSender:
 
     async def send(self, note: dict[str, Any]) -> None:
         url = _env(self.cfg.url_env, f"wecom {self.name}")
-        body = {"msgtype": "markdown",
-                "markdown": {"content": text(note, self.lang, markdown=True)}}
+        # WeCom refuses (errcode 40058) markdown content over 4096 bytes
+        body = {"msgtype": "markdown", "markdown": {
+            "content": text(note, self.lang, markdown=True, max_bytes=WECOM_MAX_BYTES)}}
         reply = await _post(self.session, url, json.dumps(body, ensure_ascii=False).encode(), {},
                             f"wecom {self.name}")
         _robot_ok(reply, "errcode", f"wecom {self.name}")
