@@ -566,6 +566,43 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                         reading_ts=e.ts, value=e.value, original=e.original, author=e.author,
                         reason=e.reason, entered_at=e.entered_at)
 
+    # ------------------------------------------------------------------ energy view
+
+    @app.get("/api/v1/sites/{site}/buildings/{building}/energy", tags=["reports"],
+             responses={404: {"description": "no such site file or building"},
+                        422: {"description": "a range or energy type the view refuses"}})
+    async def building_energy(
+            site: SiteId,
+            building: Annotated[str, PathParam(pattern=ID, description="building id")],
+            _: Annotated[Principal, Depends(reader)],
+            st: Annotated[Store, Depends(store)],
+            lang: Annotated[Lang, Depends(language)],
+            energy_type: Annotated[str, Query(pattern=ID)] = "electricity",
+            every: Annotated[Literal["day", "week", "month"], Query(
+                description="local calendar days, ISO weeks (from Monday) or months")] = "day",
+            start: Start = None, end: End = None) -> dict[str, Any]:
+        """A building's consumption per day, ISO week or month in site time, split by
+        electricity sub-item (with what is not sub-metered), beside the previous period
+        (环比) and the same period a year before (同比); at most 400 days. The report's
+        figures: a month here is the monthly report's consumption of the building."""
+        from inspector import energyview as ev
+
+        s = sites.get(site)
+        if s is None:
+            raise HTTPException(404, f"no site file for {site!r}: add it to the API's sites:")
+        if not any(b.id == building for b in s.buildings):
+            raise HTTPException(404, f"no building {building!r} in site {site!r}")
+        tz = tz_of(site)
+        s_ms = parse_time(start, tz=tz, default=-1)
+        e_ms = parse_time(end, tz=tz, default=-1)
+        try:
+            v = await ev.fetch_view(st, site=s, building=building, energy_type=energy_type,
+                                    every=every, start=None if s_ms == -1 else s_ms,
+                                    end=None if e_ms == -1 else e_ms)
+        except ev.ViewError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return ev.view_dict(v, lang)
+
     # ------------------------------------------------------------------ reports
 
     @app.get("/api/v1/sites/{site}/reports/{period}", tags=["reports"],

@@ -115,7 +115,9 @@ async function loadTree() {
       const bd = document.createElement("details");
       bd.open = true;
       bd.dataset.building = b.id;
-      bd.append(el("summary", {}, b.name), ...b.meters.map((m) =>
+      bd.append(el("summary", {}, b.name),
+        el("a", { "data-site": s.site, "data-building": b.id, class: "building-link" }, _("Energy analysis")),
+        ...b.meters.map((m) =>
         el("a", { "data-site": s.site, "data-device": m.device, class: "meter-link" }, m.device + " ",
           el("span", { class: "et" }, `${label("energy_types", m.energy_type)} ${label("categories", m.category)}`))));
       sd.appendChild(bd);
@@ -128,6 +130,13 @@ async function loadTree() {
 }
 
 $("#tree").addEventListener("click", (ev) => {
+  const bl = ev.target.closest("a.building-link");
+  if (bl) {
+    document.querySelectorAll("#tree a.selected").forEach((x) => x.classList.remove("selected"));
+    bl.classList.add("selected");
+    openBuilding(bl.dataset.site, bl.dataset.building);
+    return;
+  }
   const a = ev.target.closest("a.meter-link");
   if (!a) return;
   document.querySelectorAll("#tree a.selected").forEach((x) => x.classList.remove("selected"));
@@ -154,6 +163,7 @@ async function openMeter(site, device) {
   let meter = null;
   for (const b of s.tree) for (const m of b.meters) if (m.device === device) meter = m;
   state.meter = meter;
+  $("#bview").hidden = true;
   $("#meter").hidden = false;
   $("#meter-title").textContent = `${device}`;
   $("#meter-meta").textContent = _("%(site)s · building %(building)s · gateway %(gateway)s · " +
@@ -537,6 +547,190 @@ function costTable(et, c, unit) {
   if (c.unpriced) notes.push(_("%(amount)s %(unit)s had no valid price and are not costed", { amount: fmtNum(c.unpriced), unit }));
   return el("div", { class: "scroll cost-box" }, t, ...notes.map((n) => el("p", { class: "muted small" }, n)));
 }
+
+
+// ------------------------------------------------------------------ building energy view
+
+// A building's consumption by day, ISO week or month in site time (the API's buckets; the
+// figures are the report's), stacked by sub-item, with the previous period as a line and
+// the same period a year before as outline bars; below, the numbers with 环比 and 同比.
+const SUBITEM_COLORS = { "01A00": "#d69e2e", "01B00": "#3182ce", "01C00": "#38a169",
+                         "01D00": "#805ad5", "": "#a0aec0" };
+const TOTAL_COLOR = "#2b6cb0", PREV_COLOR = "#dd6b20", LY_COLOR = "#4a5568";
+const bv = { site: null, building: null, every: "day", typed: false };
+
+function openBuilding(site, building) {
+  const s = state.sites.find((x) => x.site === site);
+  const b = ((s && s.tree) || []).find((x) => x.id === building);
+  if (!b) return;
+  Object.assign(bv, { site, building, typed: false });
+  $("#meter").hidden = true;
+  $("#bview").hidden = false;
+  $("#bview-title").textContent = _("%(building)s · energy analysis", { building: b.name });
+  const types = [...new Set(b.meters.map((m) => m.energy_type))];
+  types.sort((x, y) => (x === "electricity" ? -1 : y === "electricity" ? 1 : x.localeCompare(y)));
+  $("#bview-energy").replaceChildren(...types.map((t) => el("option", { value: t }, label("energy_types", t))));
+  $("#bview-from").value = ""; $("#bview-to").value = "";
+  return loadBuildingEnergy();
+}
+
+async function loadBuildingEnergy() {
+  const p = new URLSearchParams({ every: bv.every, energy_type: $("#bview-energy").value || "electricity", lang: LANG });
+  if (bv.typed && $("#bview-from").value) p.set("start", $("#bview-from").value);
+  if (bv.typed && $("#bview-to").value) p.set("end", $("#bview-to").value);
+  document.querySelectorAll("#bview-every button").forEach((x) =>
+    x.setAttribute("aria-pressed", String(x.dataset.every === bv.every)));
+  const msg = $("#bview-msg");
+  msg.className = "muted"; msg.textContent = _("loading…");
+  let v;
+  try {
+    v = await (await api(`/api/v1/sites/${encodeURIComponent(bv.site)}/buildings/` +
+      `${encodeURIComponent(bv.building)}/energy?${p}`)).json();
+  } catch (e) {
+    msg.className = "error"; msg.textContent = _("Could not load: %(error)s", { error: e.message });
+    $("#bview-chart").replaceChildren(); $("#bview-table").replaceChildren(); $("#bview-legend").replaceChildren();
+    return;
+  }
+  state.tz = v.tz;
+  $("#bview-from").value = isoDate(v.start);
+  $("#bview-to").value = v.partial ? "" : isoDate(v.end);
+  msg.textContent = v.partial ? _("* still running: figures up to now, compared with as long a part of the earlier periods") : "";
+  $("#bview").dataset.every = v.every;
+  drawEnergy(v);
+  fillEnergyTable(v);
+}
+
+$("#bview-every").addEventListener("click", (ev) => {
+  const b = ev.target.closest("button[data-every]");
+  if (!b) return;
+  bv.every = b.dataset.every;
+  loadBuildingEnergy();
+});
+$("#bview-energy").addEventListener("change", loadBuildingEnergy);
+for (const id of ["#bview-from", "#bview-to"]) $(id).addEventListener("change", () => { bv.typed = true; });
+$("#bview-form").addEventListener("submit", (ev) => { ev.preventDefault(); bv.typed = true; loadBuildingEnergy(); });
+
+// 0 and a few round steps (1, 2, 2.5, 5 × 10^k) up to at least max: ticks a reader can use
+function niceTicks(max, count = 5) {
+  if (!(max > 0)) return [0, 1];
+  const raw = max / count, mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 2.5, 5, 10].map((f) => f * mag).find((s) => s >= raw);
+  const out = [];
+  for (let t = 0; t < max + step * 0.999; t += step) out.push(Number(t.toPrecision(12)));
+  return out;
+}
+
+function drawEnergy(v) {
+  const box = $("#bview-chart");
+  const W = Math.max(320, Math.min(1000, (box.clientWidth || 860) - 2)), H = W < 500 ? 240 : 280;
+  const L = 58, R = 8, T = 22, B = 34;
+  const n = v.buckets.length;
+  const values = [...v.buckets, ...v.previous, ...v.last_year].map((b) => b.total).filter((x) => x !== null);
+  if (!values.length) {
+    box.replaceChildren(el("p", { class: "muted" }, _("no readings of this building in this range")));
+    $("#bview-legend").replaceChildren();
+    return;
+  }
+  const ticks = niceTicks(Math.max(...values));
+  const top = ticks[ticks.length - 1];
+  const slot = (W - L - R) / n;
+  const X = (i) => L + i * slot;
+  const Y = (val) => T + (1 - val / top) * (H - T - B);
+  const f1 = (x) => x.toFixed(1);
+  const svg = svgEl("svg", { id: "energy-svg", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img",
+                             "aria-label": _("%(building)s · energy analysis", { building: v.building_name }) });
+  // y-axis: gridlines and round ticks, the unit on top
+  for (const t of ticks) {
+    svg.append(svgEl("line", { class: "grid", x1: L, x2: W - R, y1: f1(Y(t)), y2: f1(Y(t)), stroke: t ? "#e2e8f0" : "#444" }),
+      svgEl("text", { class: "ytick", x: L - 4, y: f1(Y(t) + 3.5), "font-size": 11, "text-anchor": "end" },
+        t.toLocaleString(LANG, { maximumFractionDigits: 3 })));
+  }
+  svg.append(svgEl("text", { class: "unit", x: 4, y: 12, "font-size": 11, "font-weight": "bold" },
+    `${v.energy_text} [${v.unit}]`));
+  const codes = v.series.map((s) => s.code);
+  const names = Object.fromEntries(v.series.map((s) => [s.code, s.name]));
+  const bw = Math.min(56, Math.max(2, slot * 0.56)), ow = Math.min(80, Math.max(3, slot * 0.8));
+  v.buckets.forEach((b, i) => {
+    const cx = X(i) + slot / 2;
+    const ly = v.last_year[i];
+    if (ly.total !== null) {
+      svg.append(svgEl("rect", { class: "ly", x: f1(cx - ow / 2), y: f1(Y(ly.total)), width: f1(ow),
+        height: f1(Y(0) - Y(ly.total)), fill: "none", stroke: LY_COLOR, "stroke-dasharray": "3 2" },
+        svgEl("title", {}, `${_("same period last year")} ${ly.label}: ${fmtNum(ly.total)} ${v.unit}`)));
+    }
+    if (b.total === null) return;
+    const parts = codes.length && Object.keys(b.parts).length ? codes.map((c) => [c, b.parts[c] || 0]) : [[null, b.total]];
+    let acc = 0;
+    for (const [code, val] of parts) {
+      if (val <= 0) continue;  // a negative rest (sub-meters above the total) is in the table
+      const y1 = Y(acc + val), y0 = Y(acc);
+      acc += val;
+      svg.append(svgEl("rect", { class: "bar", "data-code": code ?? "total", x: f1(cx - bw / 2), y: f1(y1),
+        width: f1(bw), height: f1(Math.max(0.5, y0 - y1)), fill: code === null ? TOTAL_COLOR : SUBITEM_COLORS[code] || "#718096" },
+        svgEl("title", {}, `${b.label} · ${code === null ? _("total (energy view)") : names[code]}: ${fmtNum(val)} ${v.unit}`)));
+    }
+  });
+  // the previous period: a line through its buckets, broken where it has no figure
+  let d = "", pen = false;
+  v.previous.forEach((p, i) => {
+    if (p.total === null) { pen = false; return; }
+    const cx = X(i) + slot / 2, cy = Y(p.total);
+    d += (pen ? "L" : "M") + f1(cx) + "," + f1(cy);
+    pen = true;
+    svg.append(svgEl("circle", { class: "prev", cx: f1(cx), cy: f1(cy), r: 3, fill: PREV_COLOR },
+      svgEl("title", {}, `${_("previous period (energy view)")} ${p.label}: ${fmtNum(p.total)} ${v.unit}`)));
+  });
+  if (d) svg.prepend(svgEl("path", { class: "prev-line", d, fill: "none", stroke: PREV_COLOR, "stroke-width": 1.5 }));
+  // x-axis: the buckets' short labels (site time), as many as fit
+  const every = Math.max(1, Math.ceil(n / Math.floor((W - L - R) / 44)));
+  v.buckets.forEach((b, i) => {
+    if (i % every) return;
+    svg.append(svgEl("text", { class: "xtick", x: f1(X(i) + slot / 2), y: H - B + 15, "font-size": 11,
+      "text-anchor": "middle" }, b.short + (b.partial ? "*" : "")));
+  });
+  box.replaceChildren(svg);
+  const swatch = (color, cls) => el("span", { class: "swatch " + cls, style: `border-color:${color};background:${cls === "fill" ? color : "transparent"}` });
+  const items = codes.length ? codes.map((c) => [SUBITEM_COLORS[c] || "#718096", "fill", names[c]])
+    : [[TOTAL_COLOR, "fill", v.energy_text]];
+  items.push([PREV_COLOR, "line", _("previous period (energy view)")], [LY_COLOR, "outline", _("same period last year")]);
+  $("#bview-legend").replaceChildren(...items.map(([color, cls, text]) => el("span", { class: "item" }, swatch(color, cls), text)));
+}
+
+function fmtChange(x) {
+  if (x === null || x === undefined) return "–";
+  return (x > 0 ? "+" : "") + (x * 100).toLocaleString(LANG, { minimumFractionDigits: 1, maximumFractionDigits: 1 }) + "%";
+}
+
+function fillEnergyTable(v) {
+  const t = $("#bview-table");
+  const names = v.series.map((s) => s.name);
+  const num = (x) => (x === null || x === undefined ? "–" : fmtNum(x));
+  const head = el("tr", {}, el("th", {}, _("period (energy view)")),
+    el("th", { class: "num" }, _("total (%(unit)s)", { unit: v.unit })),
+    el("th", { class: "num" }, _("previous period (energy view)")), el("th", { class: "num mom" }, _("MoM")),
+    el("th", { class: "num" }, _("same period last year")), el("th", { class: "num yoy" }, _("YoY")),
+    ...names.map((nm) => el("th", { class: "num sub" }, nm)));
+  const rows = v.buckets.map((b, i) => {
+    const p = v.previous[i], y = v.last_year[i];
+    return el("tr", { "data-start": b.start },
+      el("td", {}, b.label + (b.partial ? "*" : "")), el("td", { class: "num total" }, num(b.total)),
+      el("td", { class: "num prev", title: p.label }, num(p.total)),
+      el("td", { class: "num mom " + changeClass(b.mom) }, fmtChange(b.mom)),
+      el("td", { class: "num ly", title: y.label }, num(y.total)),
+      el("td", { class: "num yoy " + changeClass(b.yoy) }, fmtChange(b.yoy)),
+      ...v.series.map((s) => el("td", { class: "num sub" }, b.total === null ? "–" : num(b.parts[s.code]))));
+  });
+  const tt = v.totals;
+  // an earlier range's sum only where each of its buckets has a figure (else it compares coverage)
+  const foot = el("tr", { class: "total" }, el("th", {}, _("whole range")), el("th", { class: "num" }, num(tt.current)),
+    el("th", { class: "num" }, tt.complete.previous ? num(tt.previous) : "–"),
+    el("th", { class: "num mom" }, fmtChange(tt.mom)),
+    el("th", { class: "num" }, tt.complete.last_year ? num(tt.last_year) : "–"),
+    el("th", { class: "num yoy" }, fmtChange(tt.yoy)), ...v.series.map(() => el("th", {})));
+  t.replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows), el("tfoot", {}, foot));
+}
+
+function changeClass(x) { return x === null || x === undefined ? "" : x > 0 ? "up" : x < 0 ? "down" : ""; }
 
 // ------------------------------------------------------------------ language
 

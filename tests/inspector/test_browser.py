@@ -412,3 +412,89 @@ def test_console_energy_view_shows_the_cost_per_band(priced: str, loaded: Loaded
             assert page.errors == []
         finally:
             browser.close()
+
+
+# ------------------------------------------------------------------ building energy view
+
+ENERGY_WORDS = {"zh-CN": ("能耗分析", "环比", "同比", "按月"),
+                "en": ("Energy analysis", "MoM", "YoY", "by month")}
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install "
+                                                  "chromium)")
+@pytest.mark.parametrize("lang,viewport", RUNS)
+def test_console_building_energy_view_bars_and_comparisons(stack: Stack, artifacts: Path,
+                                                           lang: str, viewport: str) -> None:
+    """A building's energy view: stacked bars by sub-item per day of the stored days, the
+    previous period drawn as a line, a y-axis with several round ticks and the unit, the
+    table's 环比/同比 (MoM/YoY) against the API's figures; then by month and by ISO week;
+    within a phone's width."""
+    from playwright.sync_api import expect, sync_playwright
+
+    site = stack.loaded.data.site.site
+    api = httpx.get(f"{stack.url}/api/v1/sites/{site}/buildings/hospital/energy",
+                    params={"every": "day", "start": "2026-10-02", "end": "2026-10-04",
+                            "lang": lang}, headers=auth(INSPECTOR_TOKEN), timeout=60).json()
+    title, mom, yoy, by_month = ENERGY_WORDS[lang]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = _open_console(browser, stack.url, lang, viewport, INSPECTOR_TOKEN)
+            link = page.locator("#tree details[data-building='hospital'] a.building-link")
+            expect(link).to_have_text(title)
+            with page.expect_response(lambda r: "/buildings/hospital/energy?" in r.url,
+                                      timeout=30_000):
+                link.click()
+            expect(page.locator("#bview")).to_be_visible()
+            expect(page.locator("#bview-title")).to_contain_text(title, ignore_case=True)
+            page.fill("#bview-from", "2026-10-02")
+            page.fill("#bview-to", "2026-10-04")
+            with page.expect_response(lambda r: "start=2026-10-02" in r.url, timeout=30_000):
+                page.click("#bview-form button[type=submit]")
+            svg = page.locator("#energy-svg")
+            # two days, each stacked from the four sub-items and the not-sub-metered rest
+            expect(svg.locator("rect.bar[data-code='01A00']")).to_have_count(2, timeout=20_000)
+            assert svg.locator("rect.bar").count() >= 8
+            expect(svg.locator("circle.prev")).to_have_count(1)  # 1 Oct (30 Sep: no data)
+            assert svg.locator("text.ytick").count() >= 4
+            expect(svg.locator("text.unit")).to_contain_text("kWh")
+            table = page.locator("#bview-table")
+            expect(table.locator("thead th.mom")).to_have_text(mom)
+            expect(table.locator("thead th.yoy")).to_have_text(yoy)
+            rows = table.locator("tbody tr")
+            expect(rows).to_have_count(2)
+            for n, b in enumerate(api["buckets"]):
+                expect(rows.nth(n).locator("td").first).to_have_text(b["label"])
+            # 3 Oct against 2 Oct's day before (1 Oct), in %; no figure a year before
+            want = f"{api['buckets'][1]['mom'] * 100:+.1f}%"
+            expect(rows.nth(1).locator("td.mom")).to_have_text(want)
+            expect(rows.nth(1).locator("td.yoy")).to_have_text("–")
+            expect(rows.nth(0).locator("td.mom")).to_have_text("–")
+            box = svg.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= VIEWPORTS[viewport]["width"]
+            page.screenshot(path=str(artifacts / f"console-energy-{lang}-{viewport}.png"),
+                            full_page=True)
+            # by month: October as one stacked bar
+            with page.expect_response(lambda r: "every=month" in r.url, timeout=30_000):
+                page.get_by_role("button", name=by_month).click()
+            expect(rows).to_have_count(1)
+            expect(page.locator("#bview-every button[data-every='month']")).to_have_attribute(
+                "aria-pressed", "true")
+            expect(svg.locator("rect.bar[data-code='01B00']")).to_have_count(1)
+            month = httpx.get(f"{stack.url}/api/v1/sites/{site}/buildings/hospital/energy",
+                              params={"every": "month", "start": "2026-10-02",
+                                      "end": "2026-10-04"},
+                              headers=auth(INSPECTOR_TOKEN), timeout=60).json()
+            total = month["buckets"][0]["total"]
+            expect(rows.first.locator("td.total")).to_have_text(f"{total:,.0f}")
+            # by ISO week: the week from Monday 28 September
+            with page.expect_response(lambda r: "every=week" in r.url, timeout=30_000):
+                page.click("#bview-every button[data-every='week']")
+            expect(rows.first.locator("td").first).to_contain_text(
+                "第40周" if lang == "zh-CN" else "week 40")
+            if viewport == "desktop":
+                page.screenshot(path=str(artifacts / f"console-energy-week-{lang}.png"),
+                                full_page=True)
+            assert page.errors == []
+        finally:
+            browser.close()
