@@ -2,11 +2,16 @@
 line-protocol write rate of the same influxd measured in the same run; peak RSS.
 
     .venv/bin/python bench/ingest_throughput.py [--messages 4000] [--samples 10] [--profile]
+                                                [--gzip] [--rounds 1]
 
 ``--profile`` also runs one worker under cProfile (a ``sitecustomize`` on its
 PYTHONPATH starts the profiler and writes the stats at exit) and prints where the
 worker's CPU went during the drain; that run's rate is not a figure (the profiler
-slows it).
+slows it). ``--rounds K`` repeats the three phases K times and prints the median and
+range of every figure (the box is shared: single runs scatter). ``--gzip`` also posts
+the raw lines gzip-compressed. Each phase prints the CPU seconds influxd, mosquitto
+and the workers spent per million readings: on a small box they share the cores,
+which bounds what any worker can reach.
 
 Method. A backlog of telemetry batches (4 KB-ish, like a gateway's) is published
 into each worker's persistent session while it is offline, then the worker is
@@ -22,7 +27,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gzip
+import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -70,8 +78,10 @@ def query(url: str, db: str, q: str) -> dict[str, Any]:
         return dict(json.load(r))
 
 
-def raw_rate(influx: InfluxDB1, payloads: list[bytes], db: str) -> tuple[float, int]:
-    """Readings/s of posting ingest's own lines straight to /write (one writer)."""
+def raw_rate(influx: InfluxDB1, payloads: list[bytes], db: str, *, compress: bool = False
+             ) -> tuple[float, int, Cpu]:
+    """Readings/s of posting ingest's own lines straight to /write (one writer); with
+    ``compress``, gzip-compressed bodies (compression timed too: a writer pays for it)."""
     query(influx.url, db, f'CREATE DATABASE "{db}"')
     proc = Processor(worker="bench", limits=TimeLimits(past_flag_s=1e9))
     lines: list[str] = []
@@ -82,13 +92,17 @@ def raw_rate(influx: InfluxDB1, payloads: list[bytes], db: str) -> tuple[float, 
         readings += r.readings
     params = urllib.parse.urlencode({"db": db, "precision": "ms"})
     chunks = ["\n".join(lines[i:i + 5000]).encode() for i in range(0, len(lines), 5000)]
-    t0 = time.perf_counter()
-    for body in chunks:
-        req = urllib.request.Request(f"{influx.url}/write?{params}", data=body, method="POST")
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            assert resp.status == 204
-    dt = time.perf_counter() - t0
-    return readings / dt, readings
+    headers = {"Content-Encoding": "gzip"} if compress else {}
+    with Cpu(influxd=influx.pid, bench=os.getpid()) as cpu:
+        t0 = time.perf_counter()
+        for body in chunks:
+            data = gzip.compress(body, compresslevel=1) if compress else body
+            req = urllib.request.Request(f"{influx.url}/write?{params}", data=data,
+                                         method="POST", headers=headers)
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                assert resp.status == 204
+        dt = time.perf_counter() - t0
+    return readings / dt, readings, cpu
 
 
 def publish_backlog(mq: Mosquitto, payloads: list[bytes]) -> None:
@@ -113,6 +127,33 @@ def metric(port: int, name: str) -> float:
         return 0.0
     m = re.search(rf"^{name}{{[^}}]*}} ([0-9.e+]+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (0 if it is gone)."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Cpu:
+    """CPU seconds of named processes over a block (who pays for each reading)."""
+
+    def __init__(self, **pids: int | None) -> None:
+        self.pids = pids
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> Cpu:
+        self._t0 = {k: cpu_s(p) for k, p in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = {k: cpu_s(p) - self._t0[k] for k, p in self.pids.items()}
+
+    def per_million(self, readings: float) -> str:
+        return ", ".join(f"{k} {v / readings * 1e6:.2f} s" for k, v in self.used.items())
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -215,9 +256,12 @@ def _drain(parts: list[Part], ports: list[int], mq: Mosquitto, influx: InfluxDB1
     # the clock starts when the workers' /metrics answer (interpreter start-up excluded;
     # the MQTT connection and the drain are inside the measurement)
     wait(lambda: all(_up(port) for port in ports), "workers up")
-    t0 = time.perf_counter()
-    wait(lambda: acked() >= len(payloads), "the backlog to drain")
-    dt = time.perf_counter() - t0
+    cpu = Cpu(influxd=influx.pid, mosquitto=mq.pid,
+              **{f"worker{i + 1}": p.proc.pid if p.proc else None for i, p in enumerate(parts)})
+    with cpu:
+        t0 = time.perf_counter()
+        wait(lambda: acked() >= len(payloads), "the backlog to drain")
+        dt = time.perf_counter() - t0
     rss = [peak_rss_mb(p.proc.pid) for p in parts if p.proc is not None]
     # count(*) answers one count per field: the readings are the quantity fields' counts
     series = query(influx.url, db, "SELECT count(*) FROM meter")["results"][0]["series"][0]
@@ -225,7 +269,11 @@ def _drain(parts: list[Part], ports: list[int], mq: Mosquitto, influx: InfluxDB1
                          if c.removeprefix("count_") in QUANTITIES))
     if readings != raw_readings:
         raise SystemExit(f"{db}: {readings:.0f} readings stored, {raw_readings} sent")
+    cpus[db] = cpu
     return len(payloads) / dt, readings / dt, rss
+
+
+cpus: dict[str, Cpu] = {}
 
 
 def _subscribed(p: Part) -> bool:
@@ -246,6 +294,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10, help="samples per batch")
     ap.add_argument("--profile", action="store_true",
                     help="also profile one worker's drain (cProfile) and print the split")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat raw / 1 worker / 2 workers this many times; print medians")
+    ap.add_argument("--gzip", action="store_true",
+                    help="also post the raw lines gzip-compressed (is compression worth it?)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -258,15 +310,43 @@ def main() -> None:
             per_msg = a.samples * len(QTY)
             print(f"batches: {a.messages} x {a.samples} samples x {len(QTY)} quantities "
                   f"= {per_msg} readings/message, {size:.0f} B/message")
-            raw, n = raw_rate(influx, payloads, "bench_raw")
-            print(f"raw line-protocol /write, same influxd, 1 writer: {raw:,.0f} readings/s "
-                  f"({n} readings)")
-            for workers in (1, 2):
-                msgs, rps, rss = worker_rate(tmp, mq, influx, payloads, workers,
-                                             f"bench_w{workers}", n)
-                print(f"ingest, {workers} worker{'s' if workers > 1 else ''}: {rps:,.0f} "
-                      f"readings/s ({msgs:,.0f} msg/s), ratio to raw {rps / raw:.2f}, "
-                      f"peak RSS {', '.join(f'{r:.0f} MB' for r in rss)}")
+            figures: dict[str, list[float]] = {"raw": [], "w1": [], "w2": [], "r1": [],
+                                               "r2": [], "rss": []}
+            n = 0
+            for rnd in range(1, a.rounds + 1):
+                if a.rounds > 1:
+                    print(f"-- round {rnd}/{a.rounds}")
+                raw, n, cpu = raw_rate(influx, payloads, f"bench_raw{rnd}")
+                print(f"raw line-protocol /write, same influxd, 1 writer: {raw:,.0f} "
+                      f"readings/s ({n} readings); CPU per 1 M readings: {cpu.per_million(n)}")
+                if a.gzip:
+                    gz, _, gcpu = raw_rate(influx, payloads, f"bench_raw_gzip{rnd}",
+                                           compress=True)
+                    print(f"  the same gzip-compressed (level 1): {gz:,.0f} readings/s, ratio "
+                          f"to plain {gz / raw:.2f}; CPU per 1 M readings: "
+                          f"{gcpu.per_million(n)}")
+                figures["raw"].append(raw)
+                for workers in (1, 2):
+                    db = f"bench_w{workers}r{rnd}"
+                    msgs, rps, rss = worker_rate(tmp, mq, influx, payloads, workers, db, n)
+                    print(f"ingest, {workers} worker{'s' if workers > 1 else ''}: {rps:,.0f} "
+                          f"readings/s ({msgs:,.0f} msg/s), ratio to raw {rps / raw:.2f}, "
+                          f"peak RSS {', '.join(f'{r:.0f} MB' for r in rss)}")
+                    print(f"  CPU per 1 M readings: {cpus[db].per_million(n)}")
+                    figures[f"w{workers}"].append(rps)
+                    figures[f"r{workers}"].append(rps / raw)
+                    figures["rss"].extend(rss)
+            if a.rounds > 1:
+                print(f"-- {a.rounds} rounds, median (min–max); every reading verified stored")
+                for key, label, fmt in (("raw", "raw readings/s", ",.0f"),
+                                        ("w1", "1 worker readings/s", ",.0f"),
+                                        ("r1", "1 worker ratio to raw", ".2f"),
+                                        ("w2", "2 workers readings/s", ",.0f"),
+                                        ("r2", "2 workers ratio to raw", ".2f"),
+                                        ("rss", "peak RSS per worker, MB", ".0f")):
+                    v = figures[key]
+                    print(f"  {label}: {statistics.median(v):{fmt}} "
+                          f"({min(v):{fmt}}–{max(v):{fmt}})")
             if a.profile:
                 out = tmp / "worker.prof"
                 worker_rate(tmp, mq, influx, payloads, 1, "bench_prof", n,

@@ -156,8 +156,16 @@ class Processor:
         out = Processed(decode.meter_lines(b, samples, self._lines))
         out.readings = sum(len(s.values) for s in samples)
         out.site, out.gateway, out.seq = b.site, b.gateway, b.seq
-        out.touched = {(b.gateway, dev): span for dev, span in
-                       tch.spans_of((s.device, s.ts) for s in samples if s.values).items()}
+        # (gateway, device) → first/last reading time, in one pass (the common batch has
+        # one sample per device: no min/max at all)
+        touched: dict[tch.Key, tch.Span] = {}
+        gw = b.gateway
+        for s in samples:
+            if s.values:
+                k, t = (gw, s.device), s.ts
+                old = touched.get(k)
+                touched[k] = (t, t) if old is None else (min(old[0], t), max(old[1], t))
+        out.touched = touched
         sent_at = b.sent_at
         if not wire.MIN_TS_MS <= sent_at <= now_ms + lim.future_reject_s * 1000:
             sent_at = now_ms
@@ -404,8 +412,17 @@ class Pipeline:
                             if p.site and p.gateway and p.seq is not None else None)
         mine = {p.site: p.touched} if p.touched else {}
         pending.touched_each.append(mine)
-        for site, ranges in mine.items():
-            tch.merge(pending.touched.setdefault(site, {}), ranges)
+        if p.touched:
+            into = pending.touched.get(p.site)
+            if into is None:
+                pending.touched[p.site] = dict(p.touched)
+            else:  # tch.merge, inlined: this runs for every message
+                for k, v in p.touched.items():
+                    old = into.get(k)
+                    if old is None:
+                        into[k] = v
+                    elif v[0] < old[0] or v[1] > old[1]:
+                        into[k] = (min(old[0], v[0]), max(old[1], v[1]))
         for r in p.reasons:
             st.rejected[r] += 1
         for f in p.flags:
