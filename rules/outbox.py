@@ -189,11 +189,17 @@ class Outbox:
                  for ch, n in items])
             for h in held:
                 self._hold(h, now)
-            self.db.executemany(
-                "INSERT OR IGNORE INTO escalation (fingerprint, fired_at, target, source, "
-                "notified_at, due_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(e.fingerprint, e.fired_at, e.target, e.source, now, now + e.after_s,
-                  json.dumps(e.note, ensure_ascii=False, sort_keys=True)) for e in escalations])
+            for e in escalations:
+                # a firing held for its group is first notified when the group is released:
+                # the escalation counts from then, never arriving before the message it follows
+                row = self.db.execute("SELECT MAX(due_at) FROM grouped WHERE channel=? AND "
+                                      "fingerprint=?", (e.source, e.fingerprint)).fetchone()
+                told = max(now, float(row[0])) if row and row[0] is not None else now
+                self.db.execute(
+                    "INSERT OR IGNORE INTO escalation (fingerprint, fired_at, target, source, "
+                    "notified_at, due_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (e.fingerprint, e.fired_at, e.target, e.source, told, told + e.after_s,
+                     json.dumps(e.note, ensure_ascii=False, sort_keys=True)))
             self.db.executemany(
                 "DELETE FROM escalation WHERE fingerprint=? AND fired_at=? AND target=?",
                 list(escalated))

@@ -116,3 +116,36 @@ async def test_a_group_waits_and_a_resolution_never_overtakes_its_held_firing(
     assert _queued(svc) == [("group", ["m1", "m2"]), ("firing", ["m3"]), ("resolved", ["m3"])]
     assert "grouping" not in svc.outbox.counts()["mgr"]
     svc.outbox.close()
+
+
+async def test_an_escalation_counts_from_the_group_message_and_waits_out_a_silence(
+        tmp_path: Path) -> None:
+    """A firing held for its group is first notified when the group goes out: its escalation
+    is due ``after_s`` after that, not after the firing. A silenced alert does not escalate
+    while the silence lasts, and does once it ends (still firing, unacknowledged)."""
+    from rules.lifecycle import Silence
+
+    clock = [1000.0]
+    cfg = RulesConfig.model_validate({
+        "state_dir": str(tmp_path / "state"),
+        "grouping": {"group_wait_s": 30},
+        "channels": [{"type": "webhook", "name": "mgr", "url": "http://127.0.0.1:9/a",
+                      "escalate": {"after_s": 10, "channels": ["boss"]}},
+                     {"type": "webhook", "name": "boss", "url": "http://127.0.0.1:9/b",
+                      "escalation_only": True}]})
+    svc = RulesService(cfg)
+    svc.outbox.senders = {n: Null(n) for n in ("mgr", "boss", ALERT_DB, ALERT_MQTT)}
+    svc.outbox.clock = lambda: clock[0]
+    labels = {"site": "s", "building": "b1", "device": "m1"}
+    svc.apply(svc.book.observe(rule="meter_offline", labels=labels, active=True, now=0))
+    assert [e["due_at"] for e in svc.outbox.escalations()] == [1040.0]
+    svc.book.add_silence(Silence("x", {"building": "b1"}, 0, 2**62))
+    clock[0] = 1045.0
+    assert svc.escalate(1) == 0 and len(svc.outbox.escalations()) == 1  # silenced: waits
+    svc.book.silences.clear()
+    assert svc.escalate(2) == 1 and svc.outbox.escalations() == []
+    assert svc.escalate(3) == 0  # once
+    (boss,) = [json.loads(r["body"]) for r in svc.outbox.rows() if r["channel"] == "boss"]
+    assert boss["kind"] == "escalated" and boss["unacked_s"] == 15.0
+    assert boss["escalated_from"] == "mgr" and boss["device"] == "m1"
+    svc.outbox.close()
