@@ -24,6 +24,7 @@ has no figure (``None``), never a 0, and no change is given against it.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from energy import accounting, figures
 from energy.site import Building, Meter, Site
 from inspector.i18n import N_, Lang, babel_locale, fmt_days, fmt_month, gettext_for
 from inspector.labels import ENERGY_TYPES, SUBITEMS
-from inspector.report import SUBITEM_NAMES, UNITS
+from inspector.report import SUBITEM_NAMES, UNITS, is_subitem_meter, subitem_lines
 
 Every = Literal["day", "week", "month"]
 EVERY: tuple[Every, ...] = ("day", "week", "month")
@@ -195,7 +196,7 @@ def meters_of(b: Building, energy_type: str) -> list[Meter]:
     """The meters the view sums: the building's totals of that energy type and, for
     electricity, its sub-item meters (the report's choice, :func:`split`)."""
     return [m for m in b.meters if m.energy_type == energy_type and (
-        m.building_total or (energy_type == "electricity" and m.category in SUBITEM_NAMES))]
+        m.building_total or is_subitem_meter(m))]
 
 
 def split(b: Building, energy_type: str,
@@ -203,34 +204,42 @@ def split(b: Building, energy_type: str,
           ) -> Figure:
     """The building's total of ``energy_type`` in [start, end) and its electricity sub-items
     with the rest, as :func:`inspector.report.build_report` sums them: the totals of the
-    meters marked ``building_total``, the sub-meters by category, then
-    :func:`energy.figures.not_submetered`."""
+    meters marked ``building_total``, the sub-meters the report lists
+    (:func:`inspector.report.is_subitem_meter`) by category, then the report's
+    :func:`inspector.report.subitem_lines` (the rest by :func:`energy.figures.not_submetered`)."""
     total = 0.0
     covered = False
     sub: dict[str, float] = {}
     for m in b.meters:
         if m.energy_type != energy_type:
             continue
-        mivs = ivs.get((m.gateway, m.device), ())
+        mivs = _within(ivs.get((m.gateway, m.device), ()), start, end)
         amount = accounting.consumption(mivs, start, end)
         if m.building_total:
             total += amount
             covered = covered or any(iv.start < end and start < iv.end for iv in mivs)
-        elif energy_type == "electricity" and m.category in SUBITEM_NAMES:
+        elif is_subitem_meter(m):
             sub[m.category] = sub.get(m.category, 0.0) + amount
     if not covered:
         return Figure(start, end, None)
-    parts = {code: sub[code] for code in sorted(sub)}
-    if parts:
-        parts[""] = figures.not_submetered(total, parts.values())
-    return Figure(start, end, total, parts)
+    return Figure(start, end, total, {code: kwh for code, _name, kwh in subitem_lines(
+        sub, total if energy_type == "electricity" else None)})
+
+
+def _within(ivs: Sequence[accounting.Interval], start: int, end: int
+            ) -> Sequence[accounting.Interval]:
+    """The intervals (in time order, as :func:`energy.accounting.intervals` makes them) that
+    reach into [start, end): the others add nothing to its consumption, and a year of day
+    buckets over every hour of two years would otherwise cost buckets × intervals."""
+    lo = bisect.bisect_right(ivs, start, key=lambda iv: iv.end)
+    hi = bisect.bisect_left(ivs, end, lo=lo, key=lambda iv: iv.start)
+    return ivs[lo:hi]
 
 
 def change(current: float | None, before: float | None) -> float | None:
-    """(current − before) / before; ``None`` without both figures or against a 0."""
-    if current is None or before is None or before == 0:
-        return None
-    return (current - before) / before
+    """:func:`energy.figures.change` (the report's 环比/同比), ``None`` without a current
+    figure."""
+    return None if current is None else figures.change(current, before)
 
 
 @dataclass(slots=True)

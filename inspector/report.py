@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from energy import accounting, balance, figures, tariff
 from energy.balance import DEFAULT_MAX_SHARE, DEFAULT_MIN_KWH, Balance
 from energy.refdata import Ref
-from energy.site import Building, Site
+from energy.site import Building, Meter, Site
 from inspector.i18n import N_
 from inspector.labels import SUBITEMS
 
@@ -218,6 +218,24 @@ class Report:
         return out
 
 
+def is_subitem_meter(m: Meter) -> bool:
+    """A meter the report lists as an electricity sub-item (分项) of its building: not a
+    building total, electricity, a first-level sub-item code (the energy view sums alike)."""
+    return not m.building_total and m.energy_type == "electricity" and m.category in SUBITEM_NAMES
+
+
+def subitem_lines(sub: Mapping[str, float], electricity: float | None
+                  ) -> list[tuple[str, str, float]]:
+    """(code, name, kWh) of each sub-item in code order and, when the building has an
+    electricity total, the "not sub-metered" rest last (:func:`energy.figures.not_submetered`):
+    the report's table and each bar of the console's energy view."""
+    lines = [(code, SUBITEM_NAMES[code], sub[code]) for code in sorted(sub)]
+    if lines and electricity is not None:
+        lines.append(("", SUBITEMS[""],
+                      figures.not_submetered(electricity, (v for _, _, v in lines))))
+    return lines
+
+
 def build_report(
     *,
     site: Site,
@@ -289,7 +307,7 @@ def build_report(
                     if period.start <= day < period.end:
                         slot = daily.setdefault(day, {})
                         slot[m.energy_type] = slot.get(m.energy_type, 0.0) + v
-            elif m.energy_type == "electricity" and m.category in SUBITEM_NAMES:
+            elif is_subitem_meter(m):
                 sub[m.category] = sub.get(m.category, 0.0) + amount
                 sub_ivs.setdefault(m.category, []).extend(ivs)
         energy: list[EnergyLine] = []
@@ -303,10 +321,7 @@ def build_report(
                 if ref is not None:
                     factors[ref.label()] = ref
             energy.append(EnergyLine(et, UNITS.get(et, ""), amount, kg, co2, kref, cref, note))
-        subitems = [(code, SUBITEM_NAMES[code], sub[code]) for code in sorted(sub)]
-        if subitems and "electricity" in per_type:
-            rest = figures.not_submetered(per_type["electricity"], (v for _, _, v in subitems))
-            subitems.append(("", SUBITEMS[""], rest))
+        subitems = subitem_lines(sub, per_type.get("electricity"))
         kgce = sum(e.kgce or 0.0 for e in energy)
         co2 = sum(e.co2_kg or 0.0 for e in energy)
         qf = None
