@@ -316,6 +316,14 @@ def _tariff_id(site: Site, building: Building, energy_type: str) -> str | None:
     return building.tariffs.get(energy_type) or site.tariffs.get(energy_type) or None
 
 
+def counter_step_min(site: Site) -> int:
+    """The step (minutes) a month's report reads counters at: an hour, or finer when a
+    tariff of the site changes band within the hour (so band costs split as in the
+    roll-ups, which read every reading)."""
+    return min((tariff.boundary_step_min(t) for t in site_tariffs(site).values()
+                if t is not None), default=60)
+
+
 def site_tariffs(site: Site) -> dict[tuple[str, str], tariff.Tariff | None]:
     """(building, energy type) → :func:`tariff_of` for every energy type a building meters,
     each distinct tariff found once (a lookup reads the shipped tariffs' file, and a

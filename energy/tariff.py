@@ -16,6 +16,7 @@ Pure: no I/O beyond loading the YAML, no clock.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,18 @@ class Tariff(StrictModel):
 
     def season(self, month: int) -> Season | None:
         return next((s for s in self.seasons if month in s.months), None)
+
+
+def boundary_step_min(t: Tariff) -> int:
+    """The coarsest clock step (minutes, dividing 60) on which every band boundary of
+    ``t`` falls: 60 for bands that change on the hour, 30 for one at 11:30. A report that
+    reads counters per step splits them into bands as the raw readings do."""
+    step = 60
+    for season in t.seasons:
+        for p in season.periods:
+            for hhmm in (p.start, p.end):
+                step = math.gcd(step, _minute(hhmm) % 60 or 60)
+    return step
 
 
 class TariffFile(StrictModel):

@@ -406,9 +406,14 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
     # hourly for a month; daily for a year (a year of hourly points per meter is 8 760 rows
     # for a monthly chart, and the period edges are days anyway)
     every, tail = ("1h", HOUR_MS) if p.kind == "month" else ("1d", DAY_MS)
+    if p.kind == "month":  # finer where a tariff changes band within an hour (11:30)
+        from energy import figures
+
+        step = figures.counter_step_min(site)
+        every, tail = (f"{step}m", step * 60_000) if step < 60 else (every, tail)
     counters = await store.counter_points(site.site, keys, p.start - DAY_MS,
                                           p.end if p.partial else p.end + tail, every=every)
-    every_ms = HOUR_MS if every == "1h" else DAY_MS
+    every_ms = tail
     await exact_at_swaps(store, site.site, [m for _, m in meters], counters, every_ms)
     if p.partial:
         latest = await store.counter_points(site.site, keys, p.start, p.end, every="",
