@@ -247,6 +247,7 @@ def build_report(
     alerts: Sequence[Mapping[str, Any]] = (),
     building: str | None = None,
     generated_at: int = 0,
+    cost_counters: Mapping[tuple[str, str], Sequence[tuple[int, float]]] | None = None,
 ) -> Report:
     """Compute a report.
 
@@ -259,6 +260,9 @@ def build_report(
         completeness_rows: ingest's ``completeness`` points of the period's days.
         alerts: alert episodes (``inspector.alerts.episodes``) touching the period.
         building: only this building (a building report).
+        cost_counters: finer readings of the meters on a time-of-use tariff, for their band
+            split (a year's daily readings cannot say which band a day's energy fell in);
+            ``None``: ``counters`` are fine enough (a month).
     """
     tz = ZoneInfo(site.timezone)
     factors: dict[str, Ref] = {}
@@ -277,8 +281,10 @@ def build_report(
         for m in b.meters:
             pts = counters.get((m.gateway, m.device), [])
             ivs = figures.meter_intervals(m, pts)
+            fine = None if cost_counters is None else cost_counters.get((m.gateway, m.device))
+            civs = ivs if fine is None else figures.meter_intervals(m, fine)  # for the cost
             if m.building_total:
-                total_ivs.setdefault(m.energy_type, []).extend(ivs)
+                total_ivs.setdefault(m.energy_type, []).extend(civs)
             amount = accounting.consumption(ivs, period.start, period.end)
             kinds: dict[str, int] = {}
             for iv in ivs:
@@ -309,7 +315,7 @@ def build_report(
                         slot[m.energy_type] = slot.get(m.energy_type, 0.0) + v
             elif is_subitem_meter(m):
                 sub[m.category] = sub.get(m.category, 0.0) + amount
-                sub_ivs.setdefault(m.category, []).extend(ivs)
+                sub_ivs.setdefault(m.category, []).extend(civs)
         energy: list[EnergyLine] = []
         for et in sorted(per_type):
             amount = per_type[et]

@@ -435,12 +435,39 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
            if e["since"] < p.end and (e["resolved_at"] is None or e["resolved_at"] >= p.start)]
     if inputs is not None:
         inputs["counters"] = counters
+    fine = await _cost_counters(store, site, p, meters) if p.kind == "year" else None
     rep = rp.build_report(site=site, period=p, counters=counters, ytd_counters=ytd,
                           reading_counts=counts, completeness_rows=comp, alerts=eps,
-                          building=building, generated_at=now)
+                          building=building, generated_at=now, cost_counters=fine)
     if compare:
         await _compare(store, site, rep, building)
     return rep
+
+
+async def _cost_counters(store: Store, site: Any, p: Any, meters: Sequence[Any]
+                         ) -> dict[tuple[str, str], list[tuple[int, float]]] | None:
+    """A year's readings of the meters whose building has a time-of-use tariff, at the
+    step its bands change on (an hour, or 30 min…): their band split must be the roll-ups',
+    which price every reading, not a day's energy shared out over the day's bands."""
+    from energy import figures
+
+    tariffs = figures.site_tariffs(site)
+    tou = [m for b, m in meters
+           if (t := tariffs.get((b.id, m.energy_type))) is not None and t.seasons]
+    if not tou:
+        return None
+    step = figures.counter_step_min(site)
+    keys = [(m.gateway, m.device, m.counter) for m in tou]
+    fine = await store.counter_points(site.site, keys, p.start - DAY_MS,
+                                      p.end if p.partial else p.end + step * 60_000,
+                                      every=f"{step}m")
+    await exact_at_swaps(store, site.site, tou, fine, step * 60_000)
+    if p.partial:
+        latest = await store.counter_points(site.site, keys, p.start, p.end, every="",
+                                            aggregate="last")
+        for k, pts in latest.items():
+            fine.setdefault(k, []).extend(pts)
+    return fine
 
 
 async def _compare(store: Store, site: Any, rep: Any, building: str | None) -> None:

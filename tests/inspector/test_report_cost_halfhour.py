@@ -4,7 +4,8 @@ raw readings do, so the report's band costs are the roll-ups' (which price every
 A day of 15-minute readings in a real influxd; the tariff puts 11:30–12:00 in the peak
 band, and the meter draws 40 kWh between 11:00 and 11:30 and nothing in the peak half hour.
 Read per hour, the report would see only the 11:00 and 12:00 readings and share the 40 kWh
-by time: 20 kWh peak. The readings say 0 kWh peak, and so must the report.
+by time: 20 kWh peak. The readings say 0 kWh peak, and so must the report — the month's,
+and the year's (which reads other figures per day).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ async def test_a_half_hour_band_is_split_as_the_readings_say(influxdb: InfluxDB1
                             {"active_energy_import_kwh": v}, ts) for ts, v in pts])
         rep = await fetch_report(Store(q), site=SITE, period="2026-11",
                                  now_ms=ms(datetime(2026, 12, 1, tzinfo=SH)), compare=False)
+        # the year so far: read per day, each day's energy would be shared over its bands
+        year = await fetch_report(Store(q), site=SITE, period="2026",
+                                  now_ms=ms(datetime(2026, 12, 1, tzinfo=SH)), compare=False)
     finally:
         await w.close()
         await q.close()
@@ -75,3 +79,6 @@ async def test_a_half_hour_band_is_split_as_the_readings_say(influxdb: InfluxDB1
     peak = sum(ln.amount for ln in got.lines if ln.band == "peak")
     assert peak == pytest.approx(0.0, abs=1e-9)
     assert got.energy_cost == pytest.approx(want.energy_cost)
+    y = year.buildings[0].cost["electricity"]
+    assert sum(ln.amount for ln in y.lines if ln.band == "peak") == pytest.approx(0.0, abs=1e-9)
+    assert y.energy_cost == pytest.approx(got.energy_cost)
