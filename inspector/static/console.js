@@ -149,6 +149,13 @@ function applyFilter() {
   document.querySelectorAll("#tree a.meter-link").forEach((a) => {
     a.hidden = q !== "" && !a.textContent.toLowerCase().includes(q);
   });
+  // a building's energy view stays listed while one of its meters or its name matches
+  document.querySelectorAll("#tree a.building-link").forEach((a) => {
+    const d = a.closest("details");
+    const name = d.querySelector("summary").textContent.toLowerCase();
+    a.hidden = q !== "" && !name.includes(q) && !a.dataset.building.toLowerCase().includes(q) &&
+      ![...d.querySelectorAll("a.meter-link")].some((m) => !m.hidden);
+  });
 }
 $("#find").addEventListener("input", applyFilter);
 
@@ -275,6 +282,8 @@ function drawChart(h, col) {
   const x0 = h.start, x1 = h.end;
   let y0 = Math.min(...pts.map((p) => p[1])), y1 = Math.max(...pts.map((p) => p[1]));
   if (y1 === y0) { y1 += 1; y0 -= 1; }
+  const yTicks = roundTicks(y0, y1);
+  y0 = Math.min(y0, yTicks[0]); y1 = Math.max(y1, yTicks[yTicks.length - 1]);
   const X = (t) => L + (t - x0) / (x1 - x0) * (W - L - R);
   const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
   const f1 = (v) => v.toFixed(1);
@@ -299,13 +308,17 @@ function drawChart(h, col) {
   const base = col.replace(/_(mean|consumption)$/, "");
   const clamp = (v) => Math.min(Math.max(v, y0), y1);
   const unit = h.units[col] || "";
+  for (const t of yTicks) {
+    svg.append(svgEl("line", { class: "grid", x1: L, x2: W - R, y1: f1(Y(t)), y2: f1(Y(t)), stroke: "#edf2f7" }),
+      svgEl("text", { class: "ytick", x: L - 4, y: f1(Y(t) + 3.5), "font-size": 10, "text-anchor": "end" },
+        t.toLocaleString(LANG, { maximumFractionDigits: 6 })));
+  }
   svg.append(svgEl("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#444" }),
-    svgEl("text", { x: L - 4, y: T + 8, "font-size": 10, "text-anchor": "end" }, fmtNum(y1)),
-    svgEl("text", { x: L - 4, y: H - B, "font-size": 10, "text-anchor": "end" }, fmtNum(y0)),
     svgEl("text", { x: 4, y: T + (H - T - B) / 2, "font-size": 10 }, unit),
     ...[0, 0.25, 0.5, 0.75, 1].map((f) => {
       const t = x0 + f * (x1 - x0);
-      return svgEl("text", { x: X(t), y: H - 10, "font-size": 10, "text-anchor": "middle" }, fmtTime(t));
+      return svgEl("text", { x: X(t), y: H - 10, "font-size": 10,
+        "text-anchor": f === 0 ? "start" : f === 1 ? "end" : "middle" }, fmtTime(t));
     }),
     svgEl("path", { class: "series", d, fill: "none", stroke: "#2b6cb0", "stroke-width": 1.4 }), ...dots);
   for (const f of h.flags) {
@@ -582,11 +595,14 @@ async function loadBuildingEnergy() {
     x.setAttribute("aria-pressed", String(x.dataset.every === bv.every)));
   const msg = $("#bview-msg");
   msg.className = "muted"; msg.textContent = _("loading…");
+  const asked = bv.asked = (bv.asked || 0) + 1;  // a quicker later answer wins, not the last to arrive
   let v;
   try {
     v = await (await api(`/api/v1/sites/${encodeURIComponent(bv.site)}/buildings/` +
       `${encodeURIComponent(bv.building)}/energy?${p}`)).json();
+    if (asked !== bv.asked) return;
   } catch (e) {
+    if (asked !== bv.asked) return;
     msg.className = "error"; msg.textContent = _("Could not load: %(error)s", { error: e.message });
     $("#bview-chart").replaceChildren(); $("#bview-table").replaceChildren(); $("#bview-legend").replaceChildren();
     return;
@@ -609,6 +625,16 @@ $("#bview-every").addEventListener("click", (ev) => {
 $("#bview-energy").addEventListener("change", loadBuildingEnergy);
 for (const id of ["#bview-from", "#bview-to"]) $(id).addEventListener("change", () => { bv.typed = true; });
 $("#bview-form").addEventListener("submit", (ev) => { ev.preventDefault(); bv.typed = true; loadBuildingEnergy(); });
+
+// round ticks (steps of 1, 2, 2.5, 5 × 10^k) spanning [lo, hi]: 4 to 7 of them, from the
+// first multiple of the step at or below lo to the first at or above hi
+function roundTicks(lo, hi, count = 5) {
+  const raw = (hi - lo) / count, mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 2.5, 5, 10].map((f) => f * mag).find((x) => x >= raw);
+  const out = [];
+  for (let t = Math.floor(lo / step) * step; t < hi + step * 0.999; t += step) out.push(Number(t.toPrecision(12)));
+  return out;
+}
 
 // 0 and a few round steps (1, 2, 2.5, 5 × 10^k) up to at least max: ticks a reader can use
 function niceTicks(max, count = 5) {
