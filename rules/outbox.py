@@ -177,7 +177,10 @@ class Outbox:
         woken = {ch for ch, _ in items} | {h.channel for h in held}
         with self.db:
             self.db.execute("BEGIN")
+            holding = {c for (c,) in self.db.execute("SELECT DISTINCT channel FROM grouped")}
             for ch, n in items:  # a held firing of this alert goes out first (order)
+                if ch not in holding:
+                    continue
                 fp = n.get("fingerprint")
                 for (key,) in self.db.execute(
                         "SELECT DISTINCT group_key FROM grouped WHERE channel=? AND "
