@@ -176,6 +176,61 @@ class EntriesOut(BaseModel):
     entries: list[dict[str, Any]]
 
 
+class EnergyBucketOut(BaseModel):
+    start: int = Field(description="the bucket's start (epoch ms): 00:00 site time of a day, "
+                       "of an ISO week's Monday or of a month's 1st")
+    end: int = Field(description="the next bucket's start")
+    until: int = Field(description="where the figure stops: ``end``, or now for a bucket "
+                       "still running (a comparison bucket: as long a part of it)")
+    label: str = Field(description="in the reader's language and site time")
+    short: str = Field(description="a short label for a chart's axis")
+    total: float | None = Field(description="the building's total; null: no reading covers "
+                                "the bucket (never a 0)")
+    parts: dict[str, float] = Field(description="electricity sub-item code → amount, "" = "
+                                    "not sub-metered (total − sub-items)")
+    partial: bool = False
+    mom: float | None = Field(default=None, description="change against the previous "
+                              "period's bucket (环比), a fraction; null without both figures")
+    yoy: float | None = Field(default=None, description="change against the same bucket a "
+                              "year before (同比), a fraction")
+
+
+class EnergySeriesOut(BaseModel):
+    code: str
+    name: str
+
+
+class EnergyTotalsOut(BaseModel):
+    current: float | None
+    previous: float | None
+    last_year: float | None
+    complete: dict[str, bool] = Field(description="every bucket of that run has a figure "
+                                      "(the range's change is given only then)")
+    mom: float | None
+    yoy: float | None
+
+
+class EnergyViewOut(BaseModel):
+    site: str
+    building: str
+    building_name: str
+    energy_type: str
+    energy_text: str
+    unit: str
+    every: Literal["day", "week", "month"]
+    tz: str
+    lang: str
+    start: int
+    end: int
+    partial: bool
+    series: list[EnergySeriesOut]
+    buckets: list[EnergyBucketOut]
+    previous: list[EnergyBucketOut] = Field(description="as many buckets just before")
+    last_year: list[EnergyBucketOut] = Field(description="the same days (29 Feb: 28 Feb), "
+                                             "the ISO weeks 52 weeks before, the same months")
+    totals: EnergyTotalsOut
+
+
 class Health(BaseModel):
     ok: bool
     influx: bool
@@ -569,6 +624,7 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
     # ------------------------------------------------------------------ energy view
 
     @app.get("/api/v1/sites/{site}/buildings/{building}/energy", tags=["reports"],
+             response_model=EnergyViewOut,
              responses={404: {"description": "no such site file or building"},
                         422: {"description": "a range or energy type the view refuses"}})
     async def building_energy(

@@ -44,7 +44,7 @@ DEFAULT_BUCKETS: dict[str, int] = {"day": 30, "week": 12, "month": 12}
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 # readable epochs only: a year before 2000 is a typing error, and its year-ago is too
-EARLIEST_MS = 946_684_800_000  # 2000-01-01 UTC
+EARLIEST_MS = 946_598_400_000  # 2000-01-01 in any zone (1999-12-31 00:00 UTC)
 LATEST_MS = 4_133_980_800_000  # 2101-01-01 UTC
 
 

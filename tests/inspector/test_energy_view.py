@@ -146,3 +146,28 @@ def test_a_running_bucket_is_compared_with_as_much_of_the_other() -> None:
     assert leap.last_year == [(_ms(2027, 2, 28), _ms(2027, 3, 1))]
     with pytest.raises(ev.ViewError, match="400 days"):
         ev.buckets("day", _ms(2025, 1, 1), _ms(2026, 3, 1), now, "Asia/Shanghai")
+
+
+def test_the_running_month_stops_at_now_over_the_api(stack: Stack) -> None:
+    """This month (the clock's) is still running: the view says so, and a month nothing was
+    read in has no figure, never 0."""
+    r = _view(stack, "admin", every="month", start="2026-09-01")
+    assert r.status_code == 200, r.text
+    v = r.json()
+    assert v["partial"] and v["buckets"][-1]["partial"]
+    assert v["buckets"][-1]["until"] == v["end"] < v["buckets"][-1]["end"]
+    october = next(b for b in v["buckets"] if b["start"] == _ms(2026, 10, 1))
+    assert october["total"] is not None and october["total"] > 0
+    assert v["buckets"][0]["total"] is None  # September 2026: nothing stored
+    assert not v["totals"]["complete"]["current"] and v["totals"]["mom"] is None
+
+
+def test_weeks_over_a_daylight_saving_change_start_on_local_mondays() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    start = int(dt.datetime(2026, 3, 25, tzinfo=berlin).timestamp() * 1000)
+    end = int(dt.datetime(2026, 4, 2, tzinfo=berlin).timestamp() * 1000)
+    span = ev.buckets("week", start, end, end + 30 * ev.DAY_MS, "Europe/Berlin")
+    mondays = [dt.datetime.fromtimestamp(s / 1000, berlin) for s, _ in span.current]
+    assert [(d.month, d.day, d.hour, d.weekday()) for d in mondays] == [(3, 23, 0, 0),
+                                                                      (3, 30, 0, 0)]
+    assert span.current[0][1] - span.current[0][0] == 167 * ev.HOUR_MS  # the short week
