@@ -656,7 +656,7 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                                     every=every, start=None if s_ms == -1 else s_ms,
                                     end=None if e_ms == -1 else e_ms)
         except ev.ViewError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise HTTPException(422, exc.text(lang)) from None
         return ev.view_dict(v, lang)
 
     # ------------------------------------------------------------------ reports

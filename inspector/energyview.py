@@ -49,7 +49,26 @@ LATEST_MS = 4_133_980_800_000  # 2101-01-01 UTC
 
 
 class ViewError(ValueError):
-    """A request the view cannot answer (the API's 422): the message says what to change."""
+    """A request the view cannot answer (the API's 422): the message says what to change.
+
+    ``message`` is a catalog msgid with named placeholders (``params``), translated for the
+    reader by :meth:`text`; ``str()`` is the English sentence (logs, tests)."""
+
+    def __init__(self, message: str, **params: Any) -> None:
+        self.message, self.params = message, params
+        super().__init__(self.text("en"))
+
+    def text(self, lang: Lang) -> str:
+        """The sentence in ``lang``; energy types (``energy``, ``types``) by their names."""
+        _ = gettext_for(lang)
+
+        def name(code: str) -> str:
+            return str(_(ENERGY_TYPES[code])) if code in ENERGY_TYPES else code
+
+        sep = "、" if lang == "zh-CN" else ", "
+        p = {k: sep.join(map(name, v)) or "-" if k == "types" else name(v) if k == "energy"
+             else v for k, v in self.params.items()}
+        return str(_(self.message, **p))
 
 
 # --------------------------------------------------------------------------- buckets
@@ -150,7 +169,7 @@ def buckets(every: str, start: int | None, end: int | None, now: int, tz: str) -
     reversed range, a range beginning after now or one longer than :data:`MAX_DAYS` days.
     """
     if every not in EVERY:
-        raise ViewError(f"every {every[:20]!r}: use day, week or month")
+        raise ViewError(N_("every %(every)s: use day, week or month"), every=every[:20])
     ev: Every = every
     zone = ZoneInfo(tz)
     e = min(end if end is not None else now, now)
@@ -159,14 +178,14 @@ def buckets(every: str, start: int | None, end: int | None, now: int, tz: str) -
                        DEFAULT_BUCKETS[ev] - 1, zone)
     for t in (start, e):
         if not EARLIEST_MS <= t < LATEST_MS:
-            raise ViewError("the range must lie between 2000 and 2100")
+            raise ViewError(N_("the range must lie between 2000 and 2100"))
     if start >= now:
-        raise ViewError("start is in the future: nothing was read yet")
+        raise ViewError(N_("start is in the future: nothing was read yet"))
     if e <= start:
-        raise ViewError("end must be after start")
+        raise ViewError(N_("end must be after start"))
     if e - start > MAX_DAYS * DAY_MS:
-        raise ViewError(f"at most {MAX_DAYS} days per request: choose a later start or an "
-                        "earlier end")
+        raise ViewError(N_("at most %(days)s days per request: choose a later start or an "
+                           "earlier end"), days=MAX_DAYS)
     first = bucket_floor(start, ev, zone)
     current = []
     b = first
@@ -299,8 +318,9 @@ async def fetch_view(store: Any, *, site: Site, building: str, energy_type: str,
         raise KeyError(f"no building {building!r} in site {site.site!r}")
     if not any(m.building_total and m.energy_type == energy_type for m in b.meters):
         have = sorted({m.energy_type for m in b.meters if m.building_total})
-        raise ViewError(f"building {building!r} has no {energy_type[:20]!r} total meter; it "
-                        f"meters {', '.join(have) or 'nothing'}")
+        raise ViewError(N_("building %(building)s has no total meter of %(energy)s; it meters "
+                           "%(types)s"), building=building, energy=energy_type[:20],
+                        types=tuple(have))
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     span = buckets(every, start, end, now, site.timezone)
     meters = meters_of(b, energy_type)

@@ -122,10 +122,13 @@ def test_water_has_no_subitems_and_bad_requests_are_refused(stack: Stack) -> Non
     assert v["unit"] == "m³" and v["series"] == [] and len(v["buckets"]) == 3
     assert all(b["total"] is not None and b["parts"] == {} for b in v["buckets"])
     too_long = _view(stack, "school", every="month", start="2025-01-01", end="2026-03-01")
-    assert too_long.status_code == 422 and "400 days" in too_long.json()["detail"]
+    assert too_long.status_code == 422 and too_long.json()["detail"].startswith("每次最多 400 天")
+    en = _view(stack, "school", every="day", start="2025-01-01", end="2026-03-01", lang="en")
+    assert en.status_code == 422 and "at most 400 days" in en.json()["detail"]
     assert _view(stack, "nosuch").status_code == 404
-    gas = _view(stack, "school", energy_type="gas")
-    assert gas.status_code == 422 and "electricity" in gas.json()["detail"]
+    gas = _view(stack, "school", energy_type="gas")  # the refusal names what it does meter
+    assert gas.status_code == 422 and gas.json()["detail"] == (
+        "建筑 school 没有天然气总表；其总表计量：电、水")
     assert _view(stack, "school", every="hour").status_code == 422
     assert _view(stack, "school", start="2099-01-01").status_code == 422
     assert httpx.get(f"{stack.url}/api/v1/sites/{SITE}/buildings/school/energy",
