@@ -571,6 +571,7 @@ const SUBITEM_COLORS = { "01A00": "#d69e2e", "01B00": "#3182ce", "01C00": "#38a1
                          "01D00": "#805ad5", "": "#a0aec0" };
 const TOTAL_COLOR = "#2b6cb0", PREV_COLOR = "#dd6b20", LY_COLOR = "#4a5568";
 const bv = { site: null, building: null, every: "day", typed: false };
+const COUNTED = ["electricity", "water", "gas", "heat", "cooling", "steam"];
 
 function openBuilding(site, building) {
   const s = state.sites.find((x) => x.site === site);
@@ -580,7 +581,8 @@ function openBuilding(site, building) {
   $("#meter").hidden = true;
   $("#bview").hidden = false;
   $("#bview-title").textContent = _("%(building)s · energy analysis", { building: b.name });
-  const types = [...new Set(b.meters.map((m) => m.energy_type))];
+  // the energy types a building's consumption is counted in (weather stations, flue sensors: not)
+  const types = [...new Set(b.meters.map((m) => m.energy_type))].filter((t) => COUNTED.includes(t));
   types.sort((x, y) => (x === "electricity" ? -1 : y === "electricity" ? 1 : x.localeCompare(y)));
   $("#bview-energy").replaceChildren(...types.map((t) => el("option", { value: t }, label("energy_types", t))));
   $("#bview-from").value = ""; $("#bview-to").value = "";
