@@ -189,8 +189,9 @@ def print_profile(path: Path, top: int = 14) -> None:
     stages = {"process": "decode+validate+lines (Processor.process)",
               "decode_strict": "  typed decode + checks", "meter_lines": "  line building",
               "_process_lenient": "  lenient path", "write": "database write (all writers)",
-              "_handle_publish": "MQTT receive (paho _handle_publish)",
-              "_packet_read": "MQTT socket reads (paho)", "select": "idle in select/epoll"}
+              "data_received": "MQTT receive (socket reads parsed)",
+              "_publish_received": "  PUBLISH packets to deliveries",
+              "ack_many": "PUBACKs", "select": "idle in select/epoll"}
     print(f"worker profile: {total:.2f} s in Python frames (start-up included); stages:")
     for name, label in stages.items():
         ct = sum(v[3] for k, v in stats.items() if k[2] == name)
