@@ -302,9 +302,10 @@ async def fetch_view(store: Any, *, site: Site, building: str, energy_type: str,
                      start: int | None = None, end: int | None = None,
                      now_ms: int | None = None) -> View:
     """Read the counters of the building's meters over the view and its comparisons, as
-    :func:`inspector.store.fetch_report` reads a month's (the first reading of each hour,
-    from a day before, the true readings at a meter swap, and for a bucket still running
-    each counter's last reading before now), and build the view.
+    :func:`inspector.store.fetch_report` reads a month's (the first reading of each hour, or
+    of each half hour on a site with a tariff changing band at :30; from a day before; the
+    true readings at a meter swap; for a bucket still running each counter's last reading
+    before now), and build the view.
 
     Raises ``KeyError`` for an unknown building, :class:`ViewError` for a range it refuses
     or an energy type the building does not meter as a total.
@@ -325,10 +326,15 @@ async def fetch_view(store: Any, *, site: Site, building: str, energy_type: str,
     span = buckets(every, start, end, now, site.timezone)
     meters = meters_of(b, energy_type)
     keys = [(m.gateway, m.device, m.counter) for m in meters]
+    # the month report's step: an hour, finer where a tariff of the site changes band within
+    # the hour (energy.figures.counter_step_min), so a bucket's edges fall on the same readings
+    step = figures.counter_step_min(site)
+    every_ms = step * 60_000 if step < 60 else HOUR_MS
     lo = min(span.previous[0][0], span.last_year[0][0]) - DAY_MS
-    hi = span.end if span.partial else span.end + HOUR_MS
-    counters = await store.counter_points(site.site, keys, lo, hi, every="1h")
-    await exact_at_swaps(store, site.site, meters, counters, HOUR_MS)
+    hi = span.end if span.partial else span.end + every_ms
+    counters = await store.counter_points(site.site, keys, lo, hi,
+                                          every=f"{step}m" if step < 60 else "1h")
+    await exact_at_swaps(store, site.site, meters, counters, every_ms)
     if span.partial:
         latest = await store.counter_points(site.site, keys, span.current[-1][0], span.end,
                                             every="", aggregate="last")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -174,3 +175,60 @@ def test_weeks_over_a_daylight_saving_change_start_on_local_mondays() -> None:
     assert [(d.month, d.day, d.hour, d.weekday()) for d in mondays] == [(3, 23, 0, 0),
                                                                       (3, 30, 0, 0)]
     assert span.current[0][1] - span.current[0][0] == 167 * ev.HOUR_MS  # the short week
+
+
+# a tariff changing band at 11:30: the month report reads counters per half hour
+HALF_HOUR_TARIFF = {
+    "id": "half-hour", "source": "test tariff with a band change at 11:30", "mark": "U",
+    "seasons": [{"months": list(range(1, 13)), "periods": [
+        {"start": "00:00", "end": "11:30", "band": "flat"},
+        {"start": "11:30", "end": "12:00", "band": "peak"},
+        {"start": "12:00", "end": "24:00", "band": "flat"}]}],
+    "prices": [{"valid_from": "2026-01-01", "prices": {"flat": 0.5, "peak": 2.0}}]}
+
+
+async def test_the_view_reads_at_the_reports_step_on_a_half_hour_tariff(influxdb: Any) -> None:
+    """Hourly readings taken at :45 on a site whose tariff changes band at 11:30: the report
+    reads the first reading of each half hour, and so must the view, or a bucket's edge
+    falls on another reading (15 minutes earlier) and the month differs from the report's."""
+    from energy.site import Site as SiteModel
+    from enmon.influx import InfluxV1Writer
+    from enmon.lineproto import line
+
+    site = SiteModel.model_validate({
+        "site": "s", "timezone": "Asia/Shanghai", "tariffs": {"electricity": "half-hour"},
+        "tariff_definitions": [HALF_HOUR_TARIFF],
+        "buildings": [{"id": "b1", "floor_area_m2": 1000, "meters": [
+            {"id": "main", "gateway": "gw", "device": "main", "energy_type": "electricity",
+             "category": "01000", "building_total": True, "poll_interval_s": 3600},
+            {"id": "light", "gateway": "gw", "device": "light", "energy_type": "electricity",
+             "category": "01A00", "poll_interval_s": 3600}]}]})
+    cfg = InfluxConfig(url=influxdb.url, database="enmon")
+    w, q = InfluxV1Writer(cfg), InfluxQL(cfg)
+    t0 = _ms(2026, 10, 30) + 45 * 60_000
+    pts = []
+    for i in range(24 * 5):  # 30 Oct to 4 Nov, a rising rate so every hour differs
+        for dev, share in (("main", 1.0), ("light", 0.3)):
+            pts.append(line("meter", {"site": "s", "gateway": "gw", "device": dev,
+                                      "building": "b1", "energy_type": "electricity"},
+                            {"active_energy_import_kwh": share * (1000.0 + i * i)},
+                            t0 + i * ev.HOUR_MS))
+    now = _ms(2026, 12, 1)
+    try:
+        await w.write(pts)
+        rep = await fetch_report(Store(q), site=site, period="2026-11", now_ms=now,
+                                 compare=False)
+        v = await ev.fetch_view(Store(q), site=site, building="b1", energy_type="electricity",
+                                every="month", start=_ms(2026, 11, 1), end=now, now_ms=now)
+        days = await ev.fetch_view(Store(q), site=site, building="b1",
+                                   energy_type="electricity", every="day",
+                                   start=_ms(2026, 11, 1), end=_ms(2026, 11, 4), now_ms=now)
+    finally:
+        await w.close()
+        await q.close()
+    rb = rep.buildings[0]
+    [month] = v.current
+    assert month.total == rb.energy[0].amount
+    assert month.parts == {code: kwh for code, _n, kwh in rb.subitems}
+    for f in days.current:
+        assert f.total == pytest.approx(rb.daily[f.start]["electricity"], rel=1e-12)
