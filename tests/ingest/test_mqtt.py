@@ -175,6 +175,54 @@ async def test_full_queue_stops_reading_the_socket_instead_of_dropping() -> None
         await server.wait_closed()
 
 
+async def test_packets_split_anywhere_across_reads_are_parsed_whole() -> None:
+    """TCP may cut a packet anywhere — inside the remaining length, the topic, the payload.
+    A scripted broker (mosquitto cannot be told where to cut) sends a 200-byte and a
+    20 000-byte PUBLISH (a 3-byte remaining length) one byte per write, then 50 small ones
+    in one write; all arrive whole and in order, with their packet ids and DUP flag."""
+    big = b"x" * 20_000
+
+    def publish_packet(mid: int, payload: bytes, dup: bool = False) -> bytes:
+        topic = TOPIC.encode()
+        body = len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big") + b"\x00" + payload
+        n, rl = len(body), bytearray()
+        while True:
+            n, digit = divmod(n, 128)
+            rl.append(digit | (0x80 if n else 0))
+            if not n:
+                break
+        return bytes((0x3A if dup else 0x32,)) + bytes(rl) + body
+
+    async def broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        writer.write(b"\x20\x03\x00\x00\x00")
+        await reader.read(1024)  # SUBSCRIBE
+        writer.write(b"\x90\x04\x00\x01\x00\x01")
+        for byte in publish_packet(7, b"a" * 200) + publish_packet(8, big, dup=True):
+            writer.write(bytes((byte,)))
+            await writer.drain()
+        writer.write(b"".join(publish_packet(100 + i, f"s{i}".encode()) for i in range(50)))
+        await writer.drain()
+        await reader.read(1 << 20)
+        writer.close()
+
+    server = await asyncio.start_server(broker, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        settings = MqttSettings(port=port, client_id="split")
+        async with AckingSubscriber(settings, topics=[FILTER]) as sub:
+            await sub.wait_ready()
+            got = [await next_delivery(sub) for _ in range(52)]
+            assert [(d.mid, d.payload, d.dup, d.topic) for d in got[:2]] == [
+                (7, b"a" * 200, False, TOPIC), (8, big, True, TOPIC)]
+            assert [d.payload for d in got[2:]] == [f"s{i}".encode() for i in range(50)]
+            assert [d.mid for d in got[2:]] == list(range(100, 150))
+            assert sub.ack_many(got) == (52, 0)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_stop_lets_built_batches_finish_and_ack(mosquitto: Mosquitto) -> None:
     """A routine restart (SIGTERM) should not cause redeliveries: batches already built are
     written and acked within the grace period before the session is left."""
