@@ -12,6 +12,7 @@ ever pasted into a statement.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -160,16 +161,22 @@ class Store:
         """Raw points of one device: the quantities, their ``flag_*`` and ``seq``, by time."""
         cols = [*fields, *(f"flag_{f}" for f in fields), "seq"]
         sel = ", ".join(ident(c) for c in cols)
-        out: list[dict[str, Any]] = []
-        t = start
-        while t < end:
-            t2 = min(end, t + chunk_ms)
-            out += await self.rows(
-                f'SELECT {sel} FROM "meter" WHERE site = {quote(site)} AND '
-                f"device = {quote(device)} AND time >= {t}ms AND time < {t2}ms")
-            t = t2
+        spans = [(t, min(end, t + chunk_ms)) for t in range(start, end, chunk_ms)]
+        gate = asyncio.Semaphore(4)  # a few chunks at once: the database has cores to spare
+        done = [0]
+
+        async def chunk(t: int, t2: int) -> list[dict[str, Any]]:
+            async with gate:
+                rows = await self.rows(
+                    f'SELECT {sel} FROM "meter" WHERE site = {quote(site)} AND '
+                    f"device = {quote(device)} AND time >= {t}ms AND time < {t2}ms")
+            done[0] += t2 - t
             if progress is not None:
-                progress((t - start) / max(1, end - start))
+                progress(done[0] / max(1, end - start))
+            return rows
+
+        parts = await asyncio.gather(*(chunk(t, t2) for t, t2 in spans))
+        out = [r for part in parts for r in part]  # chunks in time order, each sorted
         out.sort(key=lambda r: int(r["time"]))
         return out
 
@@ -305,10 +312,10 @@ async def fetch_history(store: Store, *, site: str, device: str, start: int, end
     end = min(end, now)
     if end <= start:
         raise ValueError("the range starts in the future: nothing was read yet")
-    meter = await store.meter(site, device)
+    meter, reported = await asyncio.gather(store.meter(site, device),
+                                           store.quantities_of(site, device, start, end))
     configured = (figures.find_meter(site_model, device, meter.gateway if meter else None)
                   if site_model is not None else None)
-    reported = await store.quantities_of(site, device, start, end)
     if fields is None:
         view = DEFAULT_VIEW.get(meter.energy_type if meter else "", ())
         chosen = [q for q in view if q in reported] or reported
@@ -319,14 +326,16 @@ async def fetch_history(store: Store, *, site: str, device: str, start: int, end
         if unknown:
             raise ValueError(f"unknown quantity {unknown[0]!r}")
         chosen = list(fields)
-    raw_rows = await store.readings(site, device, chosen, start, end, progress=progress)
-    rejected = await store.rejected(site, start, end, gateway=meter.gateway if meter else None)
+    raw_rows, rejected, entries = await asyncio.gather(
+        store.readings(site, device, chosen, start, end, progress=progress),
+        store.rejected(site, start, end, gateway=meter.gateway if meter else None),
+        store.entries(site, start, end, device=device))
     raw = hist.raw_history(site=site, device=device, start=start, end=end, tz=tz, fields=chosen,
                            rows=raw_rows, rejected=rejected,
                            gap_factor=hist.GAP_TOLERANCE if gap_factor is None else gap_factor,
                            poll_interval_s=configured.poll_interval_s if configured else None,
                            meta=meter.as_dict() if meter else {})
-    raw.entries = [e for e in await store.entries(site, start, end, device=device)
+    raw.entries = [e for e in entries
                    if e["quantity"] in chosen and (meter is None or e["gateway"] == meter.gateway)]
     if mode == "raw":
         return raw
@@ -428,9 +437,10 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
         await exact_at_swaps(store, site.site, [m for _, m in meters], before, DAY_MS)
         ytd = {k: [*before.get(k, []), *counters.get(k, [])]
                for k in set(before) | set(counters)}
-    counts = await store.reading_counts(site.site, keys, p.start, p.end)
-    comp = await store.completeness(site.site, p.start, p.end)
-    rows = await store.alert_rows(site.site, p.start - 31 * DAY_MS, p.end)
+    counts, comp, rows = await asyncio.gather(
+        store.reading_counts(site.site, keys, p.start, p.end),
+        store.completeness(site.site, p.start, p.end),
+        store.alert_rows(site.site, p.start - 31 * DAY_MS, p.end))
     eps = [e for e in al.episodes(rows)
            if e["since"] < p.end and (e["resolved_at"] is None or e["resolved_at"] >= p.start)]
     if inputs is not None:
@@ -479,15 +489,21 @@ async def _compare(store: Store, site: Any, rep: Any, building: str | None) -> N
 
     p = rep.period
     prev, year_ago = figures.comparison_periods(p.kind, p.label)
-    for attr, label in (("previous", prev), ("last_year", year_ago)):
-        if label is None:
-            continue
+
+    async def other_report(label: str) -> Any:
         other = rp.period_of(label, site.timezone)
         until = min(other.end, other.start + (p.end - p.start)) if p.partial else other.end
         try:
-            o = await fetch_report(store, site=site, period=label, building=building,
-                                   now_ms=until, compare=False)
+            return await fetch_report(store, site=site, period=label, building=building,
+                                      now_ms=until, compare=False)
         except ValueError:  # before the epoch of the data, or a malformed label
+            return None
+
+    pairs = [(attr, label) for attr, label in (("previous", prev), ("last_year", year_ago))
+             if label is not None]
+    others = await asyncio.gather(*(other_report(label) for _, label in pairs))
+    for (attr, label), o in zip(pairs, others, strict=True):
+        if o is None:
             continue
         by_id = {b.id: b for b in o.buildings}
         for b in rep.buildings:
