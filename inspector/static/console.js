@@ -15,6 +15,8 @@ function _(msg, params = {}) {
 }
 function label(kind, code) { return (LABELS[kind] || {})[code] || code; }
 const ENTER_ROLES = ["data_clerk", "facility_manager"];
+// a notification's console link (?site=…&alert=<fingerprint>): that alert is marked in the list
+const WANTED_ALERT = new URLSearchParams(location.search).get("alert") || "";
 const state = { token: sessionStorage.getItem("enmon-token") || "", who: null, sites: [],
                 meter: null, tz: "Asia/Shanghai" };
 
@@ -437,6 +439,11 @@ async function loadAlerts() {
   }) : [el("tr", {}, el("td", { colspan: "7", class: "muted" }, _("no alerts")))]));
   $("#alert-msg").textContent = body.source === "rules" ? _("source: live rules service")
     : _("source: stored history");
+  if (WANTED_ALERT) {
+    const row = [...document.querySelectorAll("#alert-table tbody tr[data-fp]")]
+      .find((tr) => tr.dataset.fp === WANTED_ALERT || tr.dataset.fp.startsWith(WANTED_ALERT));
+    if (row) { row.classList.add("wanted"); row.scrollIntoView({ block: "center" }); }
+  }
 }
 
 $("#active-only").addEventListener("change", loadAlerts);
@@ -766,12 +773,18 @@ function changeClass(x) { return x === null || x === undefined ? "" : x > 0 ? "u
 // (?lang=), so the switch reloads; the token in sessionStorage signs the tab in again
 $("#lang").addEventListener("change", () => {
   localStorage.setItem("enmon-lang", $("#lang").value);
-  location.replace("/?lang=" + encodeURIComponent($("#lang").value));
+  location.replace(withLang($("#lang").value));
 });
+// the page in another language, keeping the rest of the address (a notification's ?alert=)
+function withLang(lang) {
+  const q = new URLSearchParams(location.search);
+  q.set("lang", lang);
+  return "/?" + q.toString();
+}
 {
   const saved = localStorage.getItem("enmon-lang");
   if (saved && saved !== LANG && !new URLSearchParams(location.search).has("lang")) {
-    location.replace("/?lang=" + encodeURIComponent(saved));
+    location.replace(withLang(saved));
   }
 }
 

@@ -106,10 +106,10 @@ def test_a_gateway_in_ingests_share_group_receives_nothing_and_loses_nothing(
     try:
         granted = [str(g) for g in spy.subscribe(SHARED)]  # either way: it must get nothing
         gw.start()
-        wait_until(lambda: committed(db) >= 30, 90, "30 batches committed by gateway B")
+        wait_until(lambda: committed(db) >= 30, 150, "30 batches committed by gateway B")
         meter.dead = True  # no more readings: what is left to do is B's resending
         wait_until(lambda: queued(db) == 0 and stored(influxdb)[0] >= set(range(committed(db))),
-                   90, "every committed batch stored and B's queue empty")
+                   150, "every committed batch stored and B's queue empty")
         assert gw.stop() == 0, gw.log_tail()
         n = committed(db)
         spy.subscribe("enmon/v1/hosp-a/gw-a/ack")  # a round trip: flushes anything queued

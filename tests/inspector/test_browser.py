@@ -498,3 +498,30 @@ def test_console_building_energy_view_bars_and_comparisons(stack: Stack, artifac
             assert page.errors == []
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+def test_a_notifications_console_link_marks_its_alert(stack: Stack, artifacts: Path) -> None:
+    """The console link of a notification (``?site=…&alert=<fingerprint>``) opens the console
+    with that alert marked in the list, also after the language switch reloads the page."""
+    from playwright.sync_api import expect, sync_playwright
+
+    fp = stack.fire("gate-main", "gatehouse")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, locale="zh-CN")
+            page.goto(f"{stack.url}/?site=demo-campus&alert={fp}", timeout=30_000)
+            page.fill("#token", MANAGER_TOKEN)
+            page.click("#login-form button[type=submit]")
+            row = page.locator(f"#alert-table tr[data-fp='{fp}']")
+            expect(row).to_have_class("wanted", timeout=15_000)
+            assert page.locator("#alert-table tr.wanted").count() == 1
+            page.screenshot(path=str(artifacts / "console-alert-link-zh-CN-phone.png"))
+            page.select_option("#lang", "en")
+            expect(page.locator("html")).to_have_attribute("lang", "en", timeout=15_000)
+            assert f"alert={fp}" in page.url
+            expect(page.locator(f"#alert-table tr[data-fp='{fp}']")).to_have_class(
+                "wanted", timeout=15_000)
+        finally:
+            browser.close()
