@@ -108,7 +108,7 @@ def check(entry: Entry, near: Neighbours, *, now_ms: int, allow_decrease: bool =
     if not (e.value - e.value == 0.0):
         raise ManualError("value %(value)s is not a number", value=e.value)
     if not e.author.strip():
-        raise ManualError("say who enters it (--author)")
+        raise ManualError("say who enters it")
     if len(e.author) > MAX_AUTHOR or len(e.reason) > MAX_REASON:
         raise ManualError("author at most %(a)s characters, reason at most %(r)s",
                           a=MAX_AUTHOR, r=MAX_REASON)
@@ -119,7 +119,7 @@ def check(entry: Entry, near: Neighbours, *, now_ms: int, allow_decrease: bool =
         raise ManualError("a counter reading cannot be negative (%(value)s)", value=e.value)
     if e.kind == "correction":
         if not e.reason.strip():
-            raise ManualError("a correction needs a reason (--reason)")
+            raise ManualError("a correction needs a reason")
         if near.at is None:
             raise ManualError("no stored reading of %(quantity)s at that time to correct; "
                               "enter it as a manual reading", quantity=e.quantity)
