@@ -53,6 +53,8 @@ class WhoAmI(BaseModel):
     name: str
     role: str
     may_acknowledge: bool
+    may_enter: bool = Field(default=False, description="may enter manual readings and "
+                            "corrections (POST …/entries)")
 
 
 class SiteOut(BaseModel):
@@ -392,7 +394,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
 
     @app.get("/api/v1/whoami", response_model=WhoAmI, tags=["meta"])
     async def whoami(who: Annotated[Principal, Depends(reader)]) -> WhoAmI:
-        return WhoAmI(name=who.name, role=who.role, may_acknowledge=who.may("ack"))
+        return WhoAmI(name=who.name, role=who.role, may_acknowledge=who.may("ack"),
+                      may_enter=who.may("enter"))
 
     @app.get("/api/v1/sites", response_model=list[SiteOut], tags=["inventory"])
     async def list_sites(_: Annotated[Principal, Depends(reader)],

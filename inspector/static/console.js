@@ -14,7 +14,6 @@ function _(msg, params = {}) {
   return text.replace(/%\((\w+)\)s/g, (m, k) => (k in params ? String(params[k]) : m));
 }
 function label(kind, code) { return (LABELS[kind] || {})[code] || code; }
-const ENTER_ROLES = ["data_clerk", "facility_manager"];
 // a notification's console link (?site=…&alert=<fingerprint>): that alert is marked in the list
 const WANTED_ALERT = new URLSearchParams(location.search).get("alert") || "";
 const state = { token: sessionStorage.getItem("enmon-token") || "", who: null, sites: [],
@@ -84,8 +83,8 @@ async function signIn() {
   sessionStorage.setItem("enmon-token", state.token);
   const role = state.who.role === "facility_manager" ? _("facility manager")
     : state.who.role === "data_clerk" ? _("data clerk") : _("inspector");
-  // who may enter readings: the API decides (403 otherwise); the form is shown to those roles
-  state.mayEnter = ENTER_ROLES.includes(state.who.role);
+  // who may enter readings: the API says so (and refuses with 403 otherwise)
+  state.mayEnter = state.who.may_enter === true;
   $("#entry-form").hidden = !state.mayEnter;
   $("#who").textContent = _("%(name)s (%(role)s)", { name: state.who.name, role });
   $("#login").hidden = true; $("#app").hidden = false; $("#logout").hidden = false;
