@@ -272,6 +272,41 @@ def recompute(
     asyncio.run(main())
 
 
+def _held(db: Any, console: Any, _: Any, tz: str) -> None:
+    """What waits in the outbox besides messages: alerts held for their group, and the
+    escalations scheduled for alerts nobody has acknowledged (none: nothing printed)."""
+    import datetime as dt
+    import sqlite3
+    from zoneinfo import ZoneInfo
+
+    from rich.table import Table
+
+    def when(ts: float) -> str:
+        return f"{dt.datetime.fromtimestamp(float(ts), ZoneInfo(tz)):%Y-%m-%d %H:%M:%S}"
+
+    try:
+        groups = db.execute("SELECT channel, group_key, COUNT(*), MIN(due_at) FROM grouped "
+                            "GROUP BY channel, group_key ORDER BY 4").fetchall()
+        escalations = db.execute("SELECT target, fingerprint, source, due_at FROM escalation "
+                                 "ORDER BY due_at").fetchall()
+    except sqlite3.OperationalError:  # an outbox written before grouping existed
+        return
+    if groups:
+        t = Table(title=_("alerts waiting for their group"))
+        for header in (_("channel"), _("group"), _("alerts"), _("sent at")):
+            t.add_column(header, overflow="fold")
+        for ch, key, n, due in groups:
+            t.add_row(ch, key, str(n), when(due))
+        console.print(t)
+    if escalations:
+        t = Table(title=_("scheduled escalations"))
+        for header in (_("to channel"), _("alert"), _("first notified on"), _("escalated at")):
+            t.add_column(header, overflow="fold")
+        for target, fp, source, due in escalations:
+            t.add_row(target, fp, source, when(due))
+        console.print(t)
+
+
 @app.command()
 def outbox(config: Path = typer.Option(..., "-c", "--config", help="rules YAML file"),
            dead: bool = typer.Option(False, "--dead", help="list messages that gave up"),
@@ -306,6 +341,7 @@ def outbox(config: Path = typer.Option(..., "-c", "--config", help="rules YAML f
             "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state ORDER BY 1, 2"):
         counts.add_row(ch, names.name(names.OUTBOX_STATES, state, lg), str(n))
     console.print(counts)
+    _held(db, console, _, tz)
     if not dead:
         return
     table = Table(title=_("messages that gave up"))

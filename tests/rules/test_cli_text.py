@@ -114,3 +114,32 @@ def test_check_and_errors_in_chinese_and_english() -> None:
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     r = CliRunner().invoke(app, ["ack", "abc", "--url", dead, "--lang", "en"])
     assert r.exit_code == 1 and r.output.startswith("error: cannot reach the rules service")
+
+
+async def test_outbox_lists_held_groups_and_scheduled_escalations(tmp_path: Path) -> None:
+    """Alerts waiting for their group and escalations not yet due are shown beside the
+    messages (site time), so an operator sees why a manager has not been told yet."""
+    import sqlite3
+
+    from rules.outbox import Outbox
+
+    state = tmp_path / "state"
+    state.mkdir()
+    Outbox(state / "outbox.db", {}, clock=lambda: T0 / 1000).close()  # the real schema
+    db = sqlite3.connect(state / "outbox.db")
+    with db:
+        for fp in ("aaa1", "bbb2"):
+            db.execute("INSERT INTO grouped (channel, group_key, fingerprint, due_at, body) "
+                       "VALUES ('wx', 'campus|office-1', ?, ?, '{}')", (fp, T0 / 1000 + 30))
+        db.execute("INSERT INTO escalation (fingerprint, fired_at, target, source, notified_at, "
+                   "due_at, body) VALUES ('ccc3', ?, 'director', 'wx', ?, ?, '{}')",
+                   (T0, T0 / 1000, T0 / 1000 + 1800))
+    db.close()
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text(f"state_dir: {state}\n", encoding="utf-8")
+    out = await _cli("outbox", "-c", str(cfg), env={"COLUMNS": "200"})
+    assert "等待分组发送的告警" in out and "campus|office-1" in out and "2025-11-21 20:00:30" in out
+    assert "待升级的告警" in out and "director" in out and "ccc3" in out
+    assert "2025-11-21 20:30:00" in out
+    out = await _cli("outbox", "-c", str(cfg), "--lang", "en", env={"COLUMNS": "200"})
+    assert "alerts waiting for their group" in out and "scheduled escalations" in out
