@@ -33,7 +33,7 @@ from enmon import wire
 from enmon.errors import SinkError, WireError
 from enmon.influx import InfluxQL, Writer
 from enmon.lineproto import batch_lines, line, payload_hash
-from ingest import decode
+from ingest import command_results, decode
 from ingest.completeness import DayCompleteness, SeqAggregate, completeness, day_bounds, day_of
 from ingest.metrics import Stats, stats_line
 from ingest.mqtt import AckingSubscriber, Delivery
@@ -140,7 +140,27 @@ class Processor:
             out = self._process_strict(fast, now_ms)
             if out is not None:
                 return out
+        if command_results.is_result_topic(topic):  # never a telemetry batch: after the fast path
+            return self._process_result(payload, topic, now_ms)
         return self._process_lenient(payload, topic, now_ms)
+
+    def _process_result(self, payload: bytes, topic: str, now_ms: int) -> Processed:
+        """A gateway's command result: one ``command`` point, or its ``rejected`` record."""
+        try:
+            ln, site, gateway = command_results.result_line(
+                payload, topic, now_ms=now_ms, future_reject_s=self.limits.future_reject_s)
+        except WireError as exc:
+            m = command_results.topic_ids(topic)
+            log.warning("event=rejected reason=%s topic=%r size=%d detail=%r kind=command_result",
+                        exc.reason, wire.safe_text(topic), len(payload),
+                        wire.safe_text(exc.detail))
+            return Processed([self.rejected(reason=str(exc.reason), detail=exc.detail,
+                                            payload=payload, topic=topic, site=m[0],
+                                            gateway=m[1], now_ms=now_ms)],
+                             reasons=[str(exc.reason)])
+        # no seq: a result is not a batch, so it is neither counted in completeness nor acked
+        # end to end (the gateway keeps its own record in commands.db)
+        return Processed([ln], site=site, gateway=gateway)
 
     def _process_strict(self, b: decode.BatchIn, now_ms: int) -> Processed | None:
         """A batch that keeps every wire rule and whose reading times need no flag: lines

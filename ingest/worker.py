@@ -19,6 +19,7 @@ from aiohttp import web
 
 from enmon import wire
 from enmon.influx import InfluxConfig, InfluxQL, make_writer
+from ingest.command_results import RESULT_FILTER
 from ingest.metrics import Stats, render_prometheus
 from ingest.mqtt import AckingSubscriber, MqttSettings, shared
 from ingest.options import (
@@ -72,10 +73,11 @@ async def run_worker(*, mqtt: MqttSettings, influx: InfluxConfig, group: str, st
     mqtt = dataclasses.replace(mqtt, receive_maximum=batch.receive_maximum)
     writer = make_writer(influx)
     query = InfluxQL(influx)
-    topic = shared(wire.TELEMETRY_FILTER, group)
+    # command results ride the same session and group: acked only once stored, like telemetry
+    topics = [shared(wire.TELEMETRY_FILTER, group), shared(RESULT_FILTER, group)]
     try:
         async with contextlib.AsyncExitStack() as stack:
-            sub = await stack.enter_async_context(AckingSubscriber(mqtt, topics=[topic]))
+            sub = await stack.enter_async_context(AckingSubscriber(mqtt, topics=topics))
             if metrics.port:
                 await stack.enter_async_context(
                     metrics_server(stats, worker=worker, host=metrics.host, port=metrics.port))
