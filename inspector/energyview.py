@@ -312,7 +312,7 @@ async def fetch_view(store: Any, *, site: Site, building: str, energy_type: str,
     """
     import time
 
-    from inspector.store import exact_at_swaps
+    from inspector.store import counters_of
 
     b = next((x for x in site.buildings if x.id == building), None)
     if b is None:
@@ -325,21 +325,13 @@ async def fetch_view(store: Any, *, site: Site, building: str, energy_type: str,
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     span = buckets(every, start, end, now, site.timezone)
     meters = meters_of(b, energy_type)
-    keys = [(m.gateway, m.device, m.counter) for m in meters]
     # the month report's step: an hour, finer where a tariff of the site changes band within
     # the hour (energy.figures.counter_step_min), so a bucket's edges fall on the same readings
-    step = figures.counter_step_min(site)
-    every_ms = step * 60_000 if step < 60 else HOUR_MS
+    step = figures.counter_step_min(site) * 60_000
     lo = min(span.previous[0][0], span.last_year[0][0]) - DAY_MS
-    hi = span.end if span.partial else span.end + every_ms
-    counters = await store.counter_points(site.site, keys, lo, hi,
-                                          every=f"{step}m" if step < 60 else "1h")
-    await exact_at_swaps(store, site.site, meters, counters, every_ms)
-    if span.partial:
-        latest = await store.counter_points(site.site, keys, span.current[-1][0], span.end,
-                                            every="", aggregate="last")
-        for k, pts in latest.items():
-            counters.setdefault(k, []).extend(pts)
+    hi = span.end if span.partial else span.end + step
+    counters = await counters_of(store, site.site, meters, lo, hi, step,
+                                 last_from=span.current[-1][0] if span.partial else None)
     return build_view(site=site, building=building, energy_type=energy_type, span=span,
                       counters=counters)
 

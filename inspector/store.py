@@ -384,6 +384,26 @@ async def exact_at_swaps(store: Store, site: str, meters: Sequence[Any],
         counters[key] = sorted(pts)
 
 
+async def counters_of(store: Store, site: str, meters: Sequence[Any], start: int, end: int,
+                      step_ms: int, *, last_from: int | None = None
+                      ) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """The counter readings every consumption figure is computed from: each meter's first
+    reading per ``step_ms`` bucket in [start, end) (:meth:`Store.counter_points`), the true
+    readings in a meter swap's bucket (:func:`exact_at_swaps`) and, for a period still
+    running (``last_from`` given), each meter's last reading since ``last_from``, so its
+    figures reach now. The report, the energy view and the year's band costs all read here.
+    """
+    keys = [(m.gateway, m.device, m.counter) for m in meters]
+    out = await store.counter_points(site, keys, start, end, every=f"{step_ms // 60_000}m")
+    await exact_at_swaps(store, site, meters, out, step_ms)
+    if last_from is not None:
+        latest = await store.counter_points(site, keys, last_from, end, every="",
+                                            aggregate="last")
+        for k, pts in latest.items():
+            out.setdefault(k, []).extend(pts)
+    return out
+
+
 async def fetch_report(store: Store, *, site: Any, period: str, building: str | None = None,
                        now_ms: int | None = None, inputs: dict[str, Any] | None = None,
                        compare: bool = True) -> Any:
@@ -412,29 +432,20 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
     if building is not None and not any(b.id == building for b in site.buildings):
         raise KeyError(f"no building {building!r} in site {site.site!r}")
     keys = [(m.gateway, m.device, m.counter) for _, m in meters]
-    # hourly for a month; daily for a year (a year of hourly points per meter is 8 760 rows
-    # for a monthly chart, and the period edges are days anyway)
-    every, tail = ("1h", HOUR_MS) if p.kind == "month" else ("1d", DAY_MS)
-    if p.kind == "month":  # finer where a tariff changes band within an hour (11:30)
-        from energy import figures
+    ms = [m for _, m in meters]
+    # a month per hour — finer where a tariff changes band within the hour (11:30) — and a
+    # year per day (a year of hourly points per meter is 8 760 rows for a monthly chart, and
+    # the period edges are days anyway)
+    from energy import figures
 
-        step = figures.counter_step_min(site)
-        every, tail = (f"{step}m", step * 60_000) if step < 60 else (every, tail)
-    counters = await store.counter_points(site.site, keys, p.start - DAY_MS,
-                                          p.end if p.partial else p.end + tail, every=every)
-    every_ms = tail
-    await exact_at_swaps(store, site.site, [m for _, m in meters], counters, every_ms)
-    if p.partial:
-        latest = await store.counter_points(site.site, keys, p.start, p.end, every="",
-                                            aggregate="last")
-        for k, pts in latest.items():
-            counters.setdefault(k, []).extend(pts)
+    step = figures.counter_step_min(site) * 60_000 if p.kind == "month" else DAY_MS
+    counters = await counters_of(store, site.site, ms, p.start - DAY_MS,
+                                 p.end if p.partial else p.end + step, step,
+                                 last_from=p.start if p.partial else None)
     ytd = None
     year0 = rp.period_of(str(p.year), site.timezone).start
     if p.kind == "month" and p.start > year0:
-        before = await store.counter_points(site.site, keys, year0 - DAY_MS, p.start,
-                                            every="1d")
-        await exact_at_swaps(store, site.site, [m for _, m in meters], before, DAY_MS)
+        before = await counters_of(store, site.site, ms, year0 - DAY_MS, p.start, DAY_MS)
         ytd = {k: [*before.get(k, []), *counters.get(k, [])]
                for k in set(before) | set(counters)}
     counts, comp, rows = await asyncio.gather(
@@ -466,18 +477,10 @@ async def _cost_counters(store: Store, site: Any, p: Any, meters: Sequence[Any]
            if (t := tariffs.get((b.id, m.energy_type))) is not None and t.seasons]
     if not tou:
         return None
-    step = figures.counter_step_min(site)
-    keys = [(m.gateway, m.device, m.counter) for m in tou]
-    fine = await store.counter_points(site.site, keys, p.start - DAY_MS,
-                                      p.end if p.partial else p.end + step * 60_000,
-                                      every=f"{step}m")
-    await exact_at_swaps(store, site.site, tou, fine, step * 60_000)
-    if p.partial:
-        latest = await store.counter_points(site.site, keys, p.start, p.end, every="",
-                                            aggregate="last")
-        for k, pts in latest.items():
-            fine.setdefault(k, []).extend(pts)
-    return fine
+    step = figures.counter_step_min(site) * 60_000
+    return await counters_of(store, site.site, tou, p.start - DAY_MS,
+                             p.end if p.partial else p.end + step, step,
+                             last_from=p.start if p.partial else None)
 
 
 async def _compare(store: Store, site: Any, rep: Any, building: str | None) -> None:
