@@ -61,10 +61,12 @@ def _fail(message: str) -> NoReturn:
 
 
 def _ctx(config: Path | None, url: str | None, database: str | None, site: str) -> Any:
+    """The config, the site's model (None when no site file names it) and its time zone."""
     from inspector.cli import _config, _site_model
 
     cfg = _config(config, url, database)
-    return cfg, _site_model(cfg, site)
+    model = _site_model(cfg, site)
+    return cfg, model, str(model.timezone) if model is not None else str(cfg.timezone)
 
 
 def _time(text: str, tz: str, _: Any) -> int:
@@ -103,7 +105,7 @@ async def _enter(cfg: Any, model: Any, entries: list[Any], *, dry_run: bool,
         await writer.close()
 
 
-def _report(results: list[Any], lang: Any, rows: list[int] | None = None) -> int:
+def _report(results: list[Any], lang: Any, tz: str, rows: list[int] | None = None) -> int:
     """Print what was stored and what was refused; the number refused."""
     from rich.console import Console
     from rich.table import Table
@@ -128,7 +130,7 @@ def _report(results: list[Any], lang: Any, rows: list[int] | None = None) -> int
             continue
         e = r.entry
         warn = "; ".join(_(m, **p) for m, p in r.warnings)
-        t.add_row(*lead, e.device, e.quantity, _local(e.ts), f"{e.value:,.3f}",
+        t.add_row(*lead, e.device, e.quantity, _local(e.ts, tz), f"{e.value:,.3f}",
                   _("stored") + (f" ({warn})" if warn else ""))
     con = Console(soft_wrap=True)
     con.print(t)
@@ -137,38 +139,33 @@ def _report(results: list[Any], lang: Any, rows: list[int] | None = None) -> int
     return len(why)
 
 
-_TZ = "Asia/Shanghai"
-
-
-def _local(ts: int) -> str:
+def _local(ts: int, tz: str) -> str:
     from zoneinfo import ZoneInfo
 
-    return dt.datetime.fromtimestamp(ts / 1000, ZoneInfo(_TZ)).strftime("%Y-%m-%d %H:%M")
+    return dt.datetime.fromtimestamp(ts / 1000, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
 
 
 def _one(kind: str, site: str, device: str, quantity: str | None, at: str, value: float,
          author: str, reason: str, gateway: str | None, dry_run: bool, allow_decrease: bool,
          config: Path | None, influx_url: str | None, database: str | None,
          lang: str | None) -> None:
-    global _TZ
     from energy.manual import Entry
     from inspector.i18n import gettext_for
 
     lg = _lang(lang)
     _ = gettext_for(lg)
-    cfg, model = _ctx(config, influx_url, database, site)
-    _TZ = str(model.timezone) if model is not None else str(cfg.timezone)
+    cfg, model, tz = _ctx(config, influx_url, database, site)
     m = _meter(model, device, gateway)
     gw = gateway or (m.gateway if m is not None else None)
     q = quantity or (m.counter if m is not None else None)
     if gw is None or q is None:
         _fail(_("meter %(device)s is not in a site file of the config: give --gateway and "
                 "--quantity", device=device))
-    entry = Entry(kind, site, gw, device, q, _time(at, _TZ, _), value, author,  # type: ignore[arg-type]
+    entry = Entry(kind, site, gw, device, q, _time(at, tz, _), value, author,  # type: ignore[arg-type]
                   reason, source="cli")
     results = asyncio.run(_enter(cfg, model, [entry], dry_run=dry_run,
                                  allow_decrease=allow_decrease))
-    if _report(results, lg):
+    if _report(results, lg, tz):
         raise typer.Exit(1)
 
 
@@ -228,7 +225,6 @@ def list_entries(
     config: Path = _CONFIG, influx_url: str = _URL, database: str = _DB, lang: str = _LANG,
 ) -> None:
     """Manual readings and corrections in a time range, with who, when and why."""
-    global _TZ
     from rich.console import Console
     from rich.table import Table
 
@@ -237,10 +233,9 @@ def list_entries(
     from inspector.store import Store
 
     _ = gettext_for(_lang(lang))
-    cfg, model = _ctx(config, influx_url, database, site)
-    _TZ = str(model.timezone) if model is not None else str(cfg.timezone)
-    s = _time(start, _TZ, _)
-    e = _time(end, _TZ, _) if end else int(time.time() * 1000)
+    cfg, _model, tz = _ctx(config, influx_url, database, site)
+    s = _time(start, tz, _)
+    e = _time(end, tz, _) if end else int(time.time() * 1000)
 
     async def go() -> list[dict[str, Any]]:
         store = Store(InfluxQL(cfg.influx))
@@ -249,16 +244,16 @@ def list_entries(
         finally:
             await store.close()
     rows = asyncio.run(go())
-    t = Table(title=f"{site}: {_local(s)} → {_local(e)}")
+    t = Table(title=f"{site}: {_local(s, tz)} → {_local(e, tz)}")
     for h in (_("Reading time"), _("Device"), _("Quantity"), _("Kind"), _("Reading"),
               _("Replaced value"), _("Entered by"), _("Entered at"), _("Reason or note")):
         t.add_column(h)
     kinds = {"reading": _("manual reading"), "correction": _("correction")}
     for r in rows:
-        t.add_row(_local(r["reading_ts"]), r["device"], r["quantity"],
+        t.add_row(_local(r["reading_ts"], tz), r["device"], r["quantity"],
                   kinds.get(r["kind"], r["kind"]), f"{r['value']:,.3f}",
                   "" if r["original"] is None else f"{r['original']:,.3f}", r["author"],
-                  _local(r["entered_at"]), r["reason"])
+                  _local(r["entered_at"], tz), r["reason"])
     Console(soft_wrap=True).print(t)
     typer.echo(_("%(n)s entries", n=len(rows)))
 
@@ -355,22 +350,20 @@ def import_sheet(
     Each row is checked on its own: a refused row is listed with its reason and does not
     stop the others; exit 1 if any was refused.
     """
-    global _TZ
     from inspector.i18n import gettext_for
 
     lg = _lang(lang)
     _ = gettext_for(lg)
-    cfg, model = _ctx(config, influx_url, database, site)
-    _TZ = str(model.timezone) if model is not None else str(cfg.timezone)
+    cfg, model, tz = _ctx(config, influx_url, database, site)
     try:
-        entries, numbers, bad = read_sheet(path, site, _TZ, author)
+        entries, numbers, bad = read_sheet(path, site, tz, author)
     except Exception as exc:  # not a workbook, or not ours
         _fail(_("%(path)s is not a readable XLSX template: %(error)s", path=str(path),
                 error=str(exc)[:200]))
     for _n, msg, params in bad:
         typer.echo(_(msg, **params), err=True)
     results = asyncio.run(_enter(cfg, model, entries, dry_run=dry_run, allow_decrease=False))
-    refused = _report(results, lg, numbers) + len(bad)
+    refused = _report(results, lg, tz, numbers) + len(bad)
     typer.echo(_("%(ok)s stored, %(refused)s refused", ok=len(results) - refused + len(bad),
                  refused=refused) if not dry_run else
                _("%(ok)s would be stored, %(refused)s refused",
