@@ -98,3 +98,24 @@ def samples_sent(gateway_log: str) -> int:
 
     return sum(int(m) for m in re.findall(r"event=batch_queued seq=\d+ samples=(\d+)",
                                           gateway_log))
+
+
+async def rules_pass(url: str, db: str, sites: list[Any], now: int) -> None:
+    """One scheduled pass of a freshly started rule engine (roll-ups, quotas…) against
+    ``url``: a new Scheduler each time, so its state comes from the database, as after a
+    restart."""
+    from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
+    from rules.config import RulesConfig
+    from rules.engine import Engine
+    from rules.lifecycle import AlertBook
+    from rules.scheduled import Scheduler
+
+    cfg = RulesConfig.model_validate({"influx": {"url": url, "database": db}})
+    engine = Engine(cfg, sites, AlertBook(), started_ms=now)
+    icfg = InfluxConfig(url=url, database=db)
+    q, w = InfluxQL(icfg), InfluxV1Writer(icfg)
+    try:
+        await Scheduler(engine, q, w, settle_s=0).run_pass(now)
+    finally:
+        await q.close()
+        await w.close()

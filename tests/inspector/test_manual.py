@@ -30,7 +30,7 @@ from enmon.localrun import InfluxDB1
 from inspector import manual
 from inspector.report import period_of
 from inspector.store import Store, fetch_history, fetch_report
-from tests.support import influx_rows
+from tests.support import influx_rows, rules_pass
 
 SH = ZoneInfo("Asia/Shanghai")
 DB = "enmon"
@@ -145,20 +145,7 @@ def entry(kind: str, device: str, t: datetime, value: float, reason: str = "",
 
 
 async def one_pass(influx: InfluxDB1, now: int) -> None:
-    from rules.config import RulesConfig
-    from rules.engine import Engine
-    from rules.lifecycle import AlertBook
-    from rules.scheduled import Scheduler
-
-    cfg = RulesConfig.model_validate({"influx": {"url": influx.url, "database": DB}})
-    engine = Engine(cfg, [SITE], AlertBook(), started_ms=now)
-    icfg = InfluxConfig(url=influx.url, database=DB)
-    q, w = InfluxQL(icfg), InfluxV1Writer(icfg)
-    try:
-        await Scheduler(engine, q, w, settle_s=0).run_pass(now)
-    finally:
-        await q.close()
-        await w.close()
+    await rules_pass(influx.url, DB, [SITE], now)
 
 
 def monthly_rollup(influx: InfluxDB1, meter: str) -> float:

@@ -25,12 +25,8 @@ from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
 from enmon.localrun import InfluxDB1
 from inspector.report import Report
 from inspector.store import Store, fetch_report
-from rules.config import RulesConfig
-from rules.engine import Engine
-from rules.lifecycle import AlertBook
-from rules.scheduled import Scheduler
 from tests.conftest import INFLUX_DB
-from tests.support import influx_rows
+from tests.support import influx_rows, rules_pass
 
 SH = ZoneInfo("Asia/Shanghai")
 NOV, DEC = datetime(2026, 11, 1, tzinfo=SH), datetime(2026, 12, 1, tzinfo=SH)
@@ -93,16 +89,7 @@ async def write(influx: InfluxDB1, device: str, pts: list[tuple[int, float]]) ->
 
 
 async def one_pass(influx: InfluxDB1) -> None:
-    cfg = RulesConfig.model_validate({"influx": {"url": influx.url, "database": INFLUX_DB}})
-    now = ms(DEC) + 3_600_000
-    engine = Engine(cfg, [SITE], AlertBook(), started_ms=now)
-    icfg = InfluxConfig(url=influx.url, database=INFLUX_DB)
-    q, w = InfluxQL(icfg), InfluxV1Writer(icfg)
-    try:
-        await Scheduler(engine, q, w, settle_s=0).run_pass(now)
-    finally:
-        await q.close()
-        await w.close()
+    await rules_pass(influx.url, INFLUX_DB, [SITE], ms(DEC) + 3_600_000)
 
 
 async def report(influx: InfluxDB1) -> Report:

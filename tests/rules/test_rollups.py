@@ -13,16 +13,12 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from energy.site import Site
-from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
+from enmon.influx import InfluxConfig
 from enmon.localrun import InfluxDB1, Mosquitto
 from enmon.wire import Batch, DeviceMeta, Sample, encode_batch
-from rules.config import RulesConfig
-from rules.engine import Engine
-from rules.lifecycle import AlertBook
-from rules.scheduled import Scheduler
 from tests.conftest import INFLUX_DB
 from tests.ingest.conftest import Publisher, ThreadWorker, mqtt_cfg, topic
-from tests.support import influx_rows, wait_until
+from tests.support import influx_rows, rules_pass, wait_until
 
 SITE_ID = "site-a"
 SH = ZoneInfo("Asia/Shanghai")
@@ -87,15 +83,7 @@ def figures(influx: InfluxDB1, meas: str, meter: str) -> dict[int, float]:
 
 async def one_pass(influx: InfluxDB1, now: int) -> None:
     """A rule engine process's pass: a new Scheduler each time, as after a restart."""
-    cfg = RulesConfig.model_validate({"influx": {"url": influx.url, "database": INFLUX_DB}})
-    engine = Engine(cfg, [SITE], AlertBook(), started_ms=now)
-    icfg = InfluxConfig(url=influx.url, database=INFLUX_DB)
-    q, w = InfluxQL(icfg), InfluxV1Writer(icfg)
-    try:
-        await Scheduler(engine, q, w, settle_s=0).run_pass(now)
-    finally:
-        await q.close()
-        await w.close()
+    await rules_pass(influx.url, INFLUX_DB, [SITE], now)
 
 
 async def test_replayed_and_late_readings_reach_every_rollup(
