@@ -182,6 +182,12 @@ class Device(StrictModel):
     # this device's own poll interval on its bus (default: poll.interval_s); a bus with
     # devices of different intervals is scheduled earliest-deadline-first
     poll_interval_s: Annotated[float, Field(ge=0.1, le=86_400)] | None = None
+    # a quantity's own poll interval on this device (overrides the profile's intervals_s)
+    intervals_s: dict[str, Annotated[float, Field(ge=0.1, le=86_400)]] = {}
+    # instrument transformer ratios of this installation (primary / secondary, e.g. 200/5 →
+    # 40): multiply the quantities the profile marks in ``ratio``; 1 = the meter is direct
+    ct_ratio: Annotated[float, Field(gt=0, le=100_000)] = 1.0
+    pt_ratio: Annotated[float, Field(gt=0, le=10_000)] = 1.0
     counters: dict[str, CounterCheck] = {}
     # the profile's writable points a signed command may change on this device (default:
     # none, so a gateway writes nothing until the deployer allows it here)

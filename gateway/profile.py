@@ -157,6 +157,17 @@ class Profile(StrictModel, Generic[ItemT, VectorT]):
     confidence: Literal["R", "U", "I"] = "U"
     probe: str | None = None
     quantities: dict[str, ItemT]
+    # a quantity's own poll interval where the model wants one (a daily water index beside a
+    # 1 s demand); the device config's ``intervals_s`` overrides, other quantities follow
+    # the device's poll interval
+    intervals_s: dict[str, Annotated[float, Field(ge=0.1, le=86_400)]] = {}
+    # quantities the meter reports on the secondary side of its current / voltage
+    # transformers: multiplied by the device config's ``ct_ratio`` (current, energy,
+    # power: "ct" current only, "pt" voltage only, "ctpt" energy and power)
+    ratio: dict[str, Literal["ct", "pt", "ctpt"]] = {}
+    # raw values a meter sends for "no value" (0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, NaN): such a
+    # reading is dropped with a logged reason, never stored as a figure
+    no_value: dict[str, list[int | float]] = {}
     test_vectors: list[VectorT] = []
 
     @field_validator("quantities")
@@ -174,6 +185,11 @@ class Profile(StrictModel, Generic[ItemT, VectorT]):
             raise ValueError(f"energy_type {self.energy_type!r} not in {quantities.ENERGY_TYPES}")
         if self.probe is not None and self.probe not in self.quantities:
             raise ValueError(f"probe {self.probe!r} is not one of the profile's quantities")
+        for what, names in (("intervals_s", self.intervals_s), ("ratio", self.ratio),
+                            ("no_value", self.no_value)):
+            for q in names:
+                if q not in self.quantities:
+                    raise ValueError(f"{what} names {q!r}, not one of the profile's quantities")
         for vec in self.test_vectors:
             for q in vec.expect:
                 if q not in self.quantities:
