@@ -120,6 +120,11 @@ class DueEscalation:
     note: dict[str, Any]
 
 
+#: how long a stopping outbox lets a send already on the wire finish (a systemd stop
+#: allows 90 s by default; a receiver that hangs longer is retried at the next start)
+STOP_GRACE_S = 10.0
+
+
 class Outbox:
     def __init__(self, path: str | Path, senders: Mapping[str, Sender], *,
                  base_delay_s: float = 1.0, max_delay_s: float = 300.0, max_attempts: int = 50,
@@ -356,21 +361,33 @@ class Outbox:
             except Exception:  # a bug in one channel must not kill the others
                 log.exception("event=notify_worker_error channel=%s", channel)
                 wait = self.base
-            if wait == 0.0:
+            if wait == 0.0 or stop.is_set():
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=min(wait or 3600.0, 5.0))
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set: one independent worker per channel."""
+    async def run(self, stop: asyncio.Event, *, grace_s: float = STOP_GRACE_S) -> None:
+        """Deliver until ``stop`` is set: one independent worker per channel.
+
+        On stop a send already on the wire is let finish (at most ``grace_s``) and its
+        row deleted: cancelled mid-send, the message would have reached its receiver and
+        still be queued, so the next start would deliver it a second time.
+        """
         tasks = [asyncio.create_task(self._worker(ch, stop), name=f"outbox-{ch}")
                  for ch in self.senders]
         stopper = asyncio.create_task(stop.wait())
         for ch in self.senders:
             self._wake.setdefault(ch, asyncio.Event())
-        await stopper
-        for ev in self._wake.values():
-            ev.set()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await stopper
+            for ev in self._wake.values():
+                ev.set()
+            _, late = await asyncio.wait(tasks, timeout=grace_s)
+            if late:
+                log.warning("event=outbox_stop_timeout channels=%s grace_s=%.1f",
+                            ",".join(sorted(t.get_name()[7:] for t in late)), grace_s)
+        finally:
+            stopper.cancel()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

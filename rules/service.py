@@ -49,7 +49,7 @@ from rules.channels import (
 from rules.config import RulesConfig
 from rules.engine import Engine
 from rules.lifecycle import AlertBook, Change, Outcome, Silence, State
-from rules.outbox import Escalation, Hold, Outbox
+from rules.outbox import STOP_GRACE_S, Escalation, Hold, Outbox
 from rules.scheduled import Scheduler, sites_summary
 
 log = logging.getLogger("enmon.rules")
@@ -515,6 +515,11 @@ class RulesService:
                         log.error("event=task_died task=%s error=%r", t.get_name(), died)
             finally:
                 stop.set()
+                # the outbox first, while the broker connection and the HTTP client are
+                # still up: it finishes a send on the wire instead of leaving it queued
+                # for the next start to deliver again (bounded by its stop grace)
+                outbox_task = next(t for t in tasks if t.get_name() == "outbox")
+                await asyncio.wait({outbox_task}, timeout=STOP_GRACE_S + 1.0)
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, stopper, return_exceptions=True)
