@@ -68,13 +68,17 @@ LINE_PROFILES = [n for n in library.names()
                  if getattr(library.load(n), "protocol", "") != "mbus"]
 
 
+@pytest.mark.parametrize("link", ["pty", "tcp"])
 @pytest.mark.parametrize("name", LINE_PROFILES)
-async def test_every_profile_vector_over_a_pty(name: str, servers: list[LineServer]) -> None:
+async def test_every_profile_vector_over_a_pty_and_tcp(name: str, link: str,
+                                                       servers: list[LineServer]) -> None:
+    # each meter's frames over the serial path and over TCP (a serial server / DTU in
+    # transparent mode), from the same simulator
     profile = library.load(name)
     for vec in profile.test_vectors:
-        srv, driver = serve(profile, dict(vec.expect), "pty")
+        srv, driver = serve(profile, dict(vec.expect), link)
         servers.append(srv.start())
-        bus = Bus("pty", link_for(srv), [BusDevice(driver, FAST)])
+        bus = Bus(link, link_for(srv), [BusDevice(driver, FAST)])
         reading = await bus.poll_device(bus.devices[0])
         await bus.close()
         got = {q: v for q, v in reading.values.items() if q in vec.expect}

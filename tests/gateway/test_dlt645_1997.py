@@ -33,7 +33,7 @@ from gateway import dlt645 as d
 from gateway import library
 from gateway.bus import Bus, BusDevice, Timing
 from gateway.drivers import Dlt645Driver
-from gateway.transport import SerialLink
+from gateway.transport import SerialLink, TcpLink
 
 
 def hx(text: str) -> bytes:
@@ -138,6 +138,23 @@ async def test_1997_and_2007_meters_share_a_2400_baud_bus(servers: list[LineServ
     # 11 bits a character: ≥ 0.16 s per transaction at 2400 baud
     per_read = old.stats.last_latency_s / len(OLD)
     assert per_read >= (14 + 18 + 3.5) * 11 / BAUD
+    assert old.stats.frame_errors == new.stats.frame_errors == 0
+
+
+async def test_1997_and_2007_meters_read_over_tcp(servers: list[LineServer]) -> None:
+    # an RS-485 serial server in transparent mode: the same frames over TCP
+    p97, p07 = profile("generic-dlt645-1997"), profile("chint-dtsu666-dlt645")
+    srv = Dlt645Server({"000000000097": Meter(p97, OLD), "000000002007": Meter(p07, NEW)},
+                       link="tcp")
+    servers.append(srv.start())
+    timing = Timing(timeout_s=1.0, retries=1, inter_frame_s=0.0)
+    old = BusDevice(Dlt645Driver("old", p97, "000000000097", quantities=list(OLD)), timing)
+    new = BusDevice(Dlt645Driver("new", p07, "000000002007", quantities=list(NEW)), timing)
+    bus = Bus("dlt-tcp", TcpLink("127.0.0.1", srv.port), [old, new])
+    readings = {r.device: r for r in await bus.poll_cycle(0)}
+    await bus.close()
+    assert readings["old"].values == pytest.approx(OLD) and readings["old"].complete
+    assert readings["new"].values == pytest.approx(NEW) and readings["new"].complete
     assert old.stats.frame_errors == new.stats.frame_errors == 0
 
 

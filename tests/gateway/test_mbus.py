@@ -16,7 +16,7 @@ from gateway import mbus as m
 from gateway.bus import Bus, BusDevice, Timing
 from gateway.config import GatewayConfig
 from gateway.drivers import MbusDriver
-from gateway.transport import SerialLink
+from gateway.transport import SerialLink, TcpLink
 
 # "The M-Bus: A Documentation" (m-bus.com, rev 4.8), ch. 6.5 example RSP_UD, variable data
 # structure: ID 12345678, manufacturer 4024h (PAD), version 1, medium 07h water, access 55h.
@@ -190,6 +190,19 @@ async def test_primary_read_over_the_serial_path(servers: list[LineServer]) -> N
     # line timing: REQ_UD2 (5) + 3.5 characters + RSP_UD (6 + 3 + 12 + 32) at 11 bits (8E1)
     assert dev.stats.last_latency_s >= (5 + 3.5 + 53) * 11 / BAUD
     assert dev.stats.frame_errors == 0
+
+
+async def test_primary_read_over_tcp(servers: list[LineServer]) -> None:
+    # an M-Bus level converter behind a serial server (transparent TCP): the same frames
+    srv = MbusServer([Meter(lug("71234567"), HEAT, primary=5)], link="tcp")
+    servers.append(srv.start())
+    dev = BusDevice(MbusDriver("heat", t550(), 5), Timing(timeout_s=1.0, retries=1,
+                                                         inter_frame_s=0.0))
+    bus = Bus("mbus-tcp", TcpLink("127.0.0.1", srv.port), [dev])
+    first, second = await bus.poll_device(dev), await bus.poll_device(dev)
+    await bus.close()
+    assert first.values == pytest.approx(HEAT) and first.complete
+    assert second.values == pytest.approx(HEAT) and dev.stats.frame_errors == 0
 
 
 async def test_secondary_selection_with_two_meters_on_one_bus(

@@ -25,7 +25,7 @@ from gateway.bus import Bus, BusDevice, Timing
 from gateway.config import GatewayConfig, check_profiles
 from gateway.drivers import ModbusDriver
 from gateway.profile import ModbusProfile
-from gateway.transport import SerialLink
+from gateway.transport import SerialLink, TcpLink
 
 VALUES = {"voltage_l1_v": 231.5, "active_energy_import_kwh": 1500.25, "active_power_kw": 3.5}
 
@@ -96,6 +96,19 @@ async def test_ascii_bus_reads_two_units_with_line_timing(servers: list[LineServ
     words = sum(r.count for r in devs[0].driver.reads)  # type: ignore[attr-defined]
     req, resp = mf.ascii_wire_bytes(words // reads)
     assert devs[0].stats.last_latency_s >= reads * (req + resp) * 11 / 9600 * 0.9
+
+
+async def test_ascii_over_tcp(servers: list[LineServer]) -> None:
+    # Modbus ASCII through a serial server in transparent mode: the same ":"…LRC CR LF frames
+    p = sdm630()
+    srv = ModbusSlaveServer({3: Unit(p, VALUES)}, framing="ascii", link="tcp")
+    servers.append(srv.start())
+    dev = BusDevice(ModbusDriver("m3", p, 3, framing="ascii", gap=19, quantities=list(VALUES)),
+                    Timing(timeout_s=1.0, retries=1, inter_frame_s=0.0))
+    bus = Bus("ascii-tcp", TcpLink("127.0.0.1", srv.port), [dev])
+    r = await bus.poll_device(dev)
+    await bus.close()
+    assert r.values == pytest.approx(VALUES) and r.complete and dev.stats.frame_errors == 0
 
 
 @pytest.mark.parametrize(("fault", "reason"), [
