@@ -19,18 +19,23 @@ Server side only: the gateway and the simulators never import this module.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import msgspec
+import orjson
 from msgspec import Meta
 
 from enmon import wire
 from enmon.quantities import ENERGY_TYPES, QUANTITIES
 
-_Id = Annotated[str, Meta(pattern=rf"\A{wire.ID_PATTERN}\Z")]
-_OptId = Annotated[str, Meta(pattern=rf"\A(?:{wire.ID_PATTERN})?\Z")]
-# clean text: no control characters; lone surrogates never decode (msgspec refuses them)
-_Text64 = Annotated[str, Meta(pattern=r"\A[^\x00-\x1f\x7f]{0,64}\Z")]
+# IDs and text are checked against these patterns after the parse, once per distinct
+# string (see _Checked): a gateway repeats the same few dozen every batch, and a regex
+# per string was 60 % of the typed decode. Lone surrogates never decode (msgspec
+# refuses them), so only the patterns remain to be checked.
+_ID_RX = re.compile(rf"\A{wire.ID_PATTERN}\Z")
+_OPT_ID_RX = re.compile(rf"\A(?:{wire.ID_PATTERN})?\Z")
+_TEXT64_RX = re.compile(r"\A[^\x00-\x1f\x7f]{0,64}\Z")  # clean text: no control characters
 _Flag = Annotated[str, Meta(pattern=r"\A[a-z][a-z0-9_]{0,63}\Z")]
 _Value = Annotated[float, Meta(ge=-wire.MAX_ABS_VALUE, le=wire.MAX_ABS_VALUE)]
 _Ts = Annotated[int, Meta(ge=wire.MIN_TS_MS, le=2**53)]
@@ -40,10 +45,10 @@ _EnergyType: Any = Literal.__getitem__(("", *ENERGY_TYPES))
 
 
 class DeviceIn(msgspec.Struct, frozen=True):
-    building: _OptId = ""
-    category: _OptId = ""
+    building: str = ""  # _OPT_ID_RX, checked by _Checked.meta
+    category: str = ""  # _OPT_ID_RX
     energy_type: _EnergyType = ""
-    profile: _Text64 = ""
+    profile: str = ""  # _TEXT64_RX
 
 
 class SampleIn(msgspec.Struct):
@@ -55,20 +60,66 @@ class SampleIn(msgspec.Struct):
 
 class BatchIn(msgspec.Struct):
     v: Literal[1]
-    site: _Id
-    gateway: _Id
+    site: str  # _ID_RX, checked by _Checked.ids
+    gateway: str  # _ID_RX
     seq: Annotated[int, Meta(ge=0, le=2**63 - 1)]
     sent_at: int
-    devices: dict[_Id, DeviceIn]
+    devices: dict[str, DeviceIn]  # keys: _ID_RX
     samples: Annotated[list[SampleIn], Meta(max_length=wire.MAX_SAMPLES)]
 
 
 _DECODER = msgspec.json.Decoder(BatchIn)
-_ENCODE = msgspec.json.Encoder().encode
+# orjson formats a batch's floats ~40 % faster than msgspec's encoder, with the same
+# shortest text that reads back as the same double (within ±1e15 the two agree)
+_ENCODE = orjson.dumps
+_FIELDS = bytes.maketrans(b":}", b"=\n")  # see meter_lines
 _TOPIC = re.compile(rf"\A{wire.TOPIC_ROOT}/({wire.ID_PATTERN})/({wire.ID_PATTERN})/telemetry\Z")
 
 
-def decode_strict(payload: bytes, topic: str | None) -> BatchIn | None:
+class _Checked:
+    """IDs and device metadata already found to match their patterns.
+
+    Only strings that passed the full regex are remembered, so a string is let through
+    exactly when its pattern matches it: the cache changes the cost, never the answer.
+    Bounded: each set is cleared when it reaches ``limit`` entries (then strings are
+    checked afresh), so a stream of ever-new names cannot grow it.
+    """
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._ids: set[str] = set()
+        self._metas: set[DeviceIn] = set()
+
+    def ids(self, names: Iterable[str]) -> bool:
+        known = self._ids
+        for n in names:
+            if n not in known:
+                if _ID_RX.search(n) is None:
+                    return False
+                if len(known) >= self.limit:
+                    known.clear()
+                known.add(n)
+        return True
+
+    def metas(self, metas: Iterable[DeviceIn]) -> bool:
+        known = self._metas
+        for m in metas:
+            if m not in known:
+                if (_OPT_ID_RX.search(m.building) is None
+                        or _OPT_ID_RX.search(m.category) is None
+                        or _TEXT64_RX.search(m.profile) is None):
+                    return False
+                if len(known) >= self.limit:
+                    known.clear()
+                known.add(m)
+        return True
+
+
+_CHECKED = _Checked()
+
+
+def decode_strict(payload: bytes, topic: str | None,
+                  checked: _Checked = _CHECKED) -> BatchIn | None:
     """The batch if it keeps every rule of the contract, else ``None`` (use the lenient
     parser). Reads the payload in place: no copy, no intermediate dicts."""
     if len(payload) > wire.MAX_PAYLOAD_BYTES:
@@ -78,6 +129,9 @@ def decode_strict(payload: bytes, topic: str | None) -> BatchIn | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     if b.gateway in wire.RESERVED_GATEWAY_IDS:
+        return None
+    if not (checked.ids((b.site, b.gateway)) and checked.ids(b.devices)
+            and checked.metas(b.devices.values())):
         return None
     if topic is not None:
         m = _TOPIC.match(topic)
@@ -119,19 +173,20 @@ class LineCache:
 def meter_lines(b: BatchIn, samples: list[SampleIn], cache: LineCache) -> list[str]:
     """The ``meter`` points of ``samples`` (a strictly decoded batch's, in order).
 
-    All values of the batch are formatted by one C call (msgspec writes the shortest
+    All values of the batch are formatted by one C call (orjson writes the shortest
     text that reads back as the same double, e.g. ``1e-7`` where ``repr`` writes
-    ``1e-07``) and turned into line-protocol fields by bytes ops: quantity names are
-    vocabulary words (``[a-z0-9_]``), so deleting ``{}"`` and turning ``:`` into ``=``
-    is exact. Samples with neither values nor flags are skipped, as in
-    :func:`enmon.lineproto.batch_lines`.
+    ``1e-07``) and turned into line-protocol fields by one more: quantity names are
+    vocabulary words (``[a-z0-9_]``) and values are numbers, so in
+    ``[{"a":1.5,"b":2.0},{"c":3.0}]`` a brace or a quote is never part of a name or a
+    value, and one ``translate`` (``:`` → ``=``, ``}`` → newline, ``{"`` deleted) is
+    exact: ``a=1.5,b=2.0\n,c=3.0``, split at ``\n,``. Samples with neither values nor
+    flags are skipped, as in :func:`enmon.lineproto.batch_lines`.
     """
     kept = [s for s in samples if s.values or s.flags]
     if not kept:
         return []
-    body = (_ENCODE([s.values for s in kept])[1:-1]
-            .replace(b"},{", b"\n").translate(None, b'{}"').replace(b":", b"="))
-    fields = body.decode("ascii").split("\n")
+    body = _ENCODE([s.values for s in kept])[2:-2].translate(_FIELDS, b'{"')
+    fields = body.decode("ascii").split("\n,")
     seq = f"seq={b.seq}i"
     site, gateway, devices = b.site, b.gateway, b.devices
     out = []

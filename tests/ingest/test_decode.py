@@ -162,3 +162,20 @@ def test_a_huge_sent_at_is_stored_at_ingest_time_on_both_paths() -> None:
     fast, slow = both(payload)
     assert fast.sent_at == slow.sent_at == NOW and not fast.reasons
     assert as_points(fast) == as_points(slow)
+
+
+def test_names_found_good_are_remembered_yet_a_bad_one_never_passes() -> None:
+    """IDs and device metadata are checked against their patterns once and then
+    remembered: a warm (and a just-cleared) cache still sends every bad name down the
+    lenient path, and the cache stays within its bound."""
+    checked = decode._Checked(limit=3)  # the good batch has 4 IDs: cleared on the way
+    good = dumps(good_batch())
+    for _ in range(2):
+        assert decode.decode_strict(good, TOPIC, checked) is not None
+        for case in ("bad_device_id", "bad_building", "long_profile", "control_char",
+                     "reserved_gateway", "topic_mismatch"):
+            assert decode.decode_strict(HOSTILE[case], TOPIC, checked) is None, case
+    assert len(checked._ids) <= 3 and len(checked._metas) <= 3
+    # a name that differs from a remembered one only by what the pattern forbids
+    bad = dumps(good_batch()).replace(b'"main"', b'"main\\n"')
+    assert decode.decode_strict(bad, TOPIC, checked) is None
