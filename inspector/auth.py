@@ -1,4 +1,5 @@
-"""Bearer tokens with roles: inspectors read, facility managers may also acknowledge.
+"""Bearer tokens with roles: inspectors read, facility managers may also acknowledge,
+operators may also send device commands.
 
 The config file holds only the SHA-256 of each token (``enmon api token`` makes a
 token and prints the line to paste), so a leaked config or repository grants
@@ -15,14 +16,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["inspector", "facility_manager", "data_clerk"]
+Role = Literal["inspector", "facility_manager", "data_clerk", "operator"]
 # what each role may do; a facility manager can do everything an inspector can. Inspectors
 # audit the figures, so they do not enter readings; a data clerk (抄表员) reads and enters
-# manual readings and corrections, each recorded under the token's name
+# manual readings and corrections, each recorded under the token's name. Writing to a
+# device (a set-point, a meter's demand period) is control, not supervision: only an
+# operator (运行操作员) may, and no other role is granted it — an unknown role, or one
+# added later without "control", may not (fail closed)
 PERMISSIONS: dict[str, frozenset[str]] = {
     "inspector": frozenset({"read"}),
     "facility_manager": frozenset({"read", "ack", "enter"}),
     "data_clerk": frozenset({"read", "enter"}),
+    "operator": frozenset({"read", "control"}),
 }
 
 
