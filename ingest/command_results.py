@@ -1,19 +1,42 @@
-"""Command results → the ``command`` measurement: every device write, done or refused, on
-the record beside the readings it may have changed.
+"""Command results → the ``command`` measurement: every device write and time sync, done or
+refused, on the record beside the readings it may have changed.
 
 A gateway answers every signed command on ``enmon/v1/{site}/{gateway}/command/result``
-(``gateway.commands``)::
+(``gateway.commands``; the kinds and fields are in gateway/README.md)::
 
     {"v": 1, "id": "9f1c…", "site": "hosp-a", "gateway": "gw-01", "device": "main",
-     "target": "demand_period_min", "value": "15", "status": "ok", "reason": "",
-     "detail": "", "ts": 1764700000123, "readback": 15.0, "registers": [15]}
+     "action": "write", "target": "demand_period_min", "value": "15", "status": "ok",
+     "reason": "", "detail": "", "ts": 1764700000123, "seq": 42,
+     "issued_at": 1764700000, "key_id": "ops-1", "readback": 15.0, "registers": [15]}
 
 Ingest stores it as one point: tags ``site``, ``gateway``, ``device``, ``outcome`` (the
-status: ok / refused / failed); fields ``command_id``, ``target``, ``value``, ``reason``,
-``detail`` and, where the result carries them, ``readback``, ``registers``, ``issued_at``,
-``key_id``; time = the result's own ``ts``. A redelivered result has the same tags and
-time, so it overwrites its point: stored once. A result that breaks any rule below is
-refused like a bad telemetry batch (a ``rejected`` point with the reason).
+status: ok / refused / failed) and ``slot``; fields ``command_id``, ``action``, ``target``,
+``value``, ``reason``, ``detail``, ``seq`` and, where the result carries them,
+``issued_at`` and ``key_id`` (who signed the command, when), ``readback``, ``registers``
+or ``coils`` (``"16752,0"``, ``"1,0,1"``), ``clock_before``, ``clock``,
+``offset_before_s``, ``offset_s`` (a time sync); time = the result's own ``ts``.
+
+Why a ``slot`` tag. A point is identified by its series (measurement + tags) and its time,
+and ingest writes every point at millisecond precision (``enmon.influx``), so two results
+of one device with the same outcome in the same millisecond would be one point, the second
+overwriting the first — an answer lost from the record. The remedies considered:
+
+* the time at nanosecond resolution: not on this write path (one precision per write
+  request, milliseconds for the readings), and a clock's nanoseconds still collide;
+* the command id as a tag: every command a new series, for ever — unbounded cardinality,
+  which InfluxDB 1.x pays for in index memory on every series;
+* a bounded tie-breaker: ``slot`` = the gateway's answer number ``seq`` modulo
+  :data:`SLOTS`. The gateway numbers its answers consecutively and never gives two the
+  same millisecond (``ts`` strictly increasing), so two distinct results of one gateway
+  differ in time or — for fewer than :data:`SLOTS` answers in one millisecond from any
+  gateway that sends ``seq`` — in slot, while a redelivered result has the same ``seq``
+  and ``ts`` and overwrites itself: stored once, as the design's idempotent writes ask.
+  At most :data:`SLOTS` series per site, gateway, device and outcome.
+
+A result without ``seq`` (a gateway from before it) takes its slot from its command id's
+CRC-32, so two such results in one millisecond collide only 1 time in :data:`SLOTS`.
+A result that breaks any rule below is refused like a bad telemetry batch (a ``rejected``
+point with the reason).
 
 Pure: no I/O; ingest imports nothing from the gateway, so the result's shape is checked
 here against the same patterns the gateway uses.
@@ -24,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from typing import Any
 
 from enmon import wire
@@ -35,11 +59,15 @@ RESULT_FILTER = f"{wire.TOPIC_ROOT}/+/+/command/result"
 MEASUREMENT = "command"
 MAX_RESULT_BYTES = 8192  # a result is a few hundred bytes; the gateway's own command limit
 OUTCOMES = frozenset({"ok", "refused", "failed"})
+ACTIONS = frozenset({"write", "time_sync"})
+#: tie-breaker series per site/gateway/device/outcome (see the module docstring)
+SLOTS = 16
 
 _ID = re.compile(rf"\A{wire.ID_PATTERN}\Z")
 _NONCE = re.compile(r"\A[A-Za-z0-9_-]{16,64}\Z")
 _TARGET = re.compile(r"\A[a-z][a-z0-9_]{0,63}\Z")
-_VALUE = re.compile(r"\A-?[0-9]{1,18}(\.[0-9]{1,12})?\Z")
+_VALUE = re.compile(r"\A(?:-?[0-9]{1,18}(?:\.[0-9]{1,12})?|on|off|now)\Z")
+_CLOCK = re.compile(r"\A20[0-9]{2}-[01][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]\Z")
 _REASON = re.compile(r"\A(?:[a-z][a-z0-9_]{0,63})?\Z")
 _TOPIC = re.compile(rf"\A{wire.TOPIC_ROOT}/({wire.ID_PATTERN})/({wire.ID_PATTERN})"
                     rf"{RESULT_SUFFIX}\Z")
@@ -95,19 +123,30 @@ def result_line(payload: bytes, topic: str, *, now_ms: int, future_reject_s: flo
         raise WireError(wire.Reason.TS_OUT_OF_RANGE,
                         f"ts {wire.safe_text(ts, 40)} is not epoch ms within range")
     device = _optional(obj, "device", _ID)
+    command_id = _optional(obj, "id", _NONCE)
+    action = obj.get("action")
+    if action is not None and action not in ACTIONS:
+        raise WireError(wire.Reason.BAD_TYPE, f"action must be one of {sorted(ACTIONS)}")
     fields: dict[str, float | int | str | bool] = {
-        "command_id": _optional(obj, "id", _NONCE),
+        "command_id": command_id,
+        "action": action or "",
         "target": _optional(obj, "target", _TARGET),
         "value": _optional(obj, "value", _VALUE),
         "reason": _optional(obj, "reason", _REASON),
         "detail": _detail(obj.get("detail")),
     }
-    readback = obj.get("readback")
-    if readback is not None:
-        if not isinstance(readback, int | float) or isinstance(readback, bool) \
-                or not math.isfinite(readback) or abs(readback) > wire.MAX_ABS_VALUE:
-            raise WireError(wire.Reason.BAD_TYPE, "readback must be a finite number")
-        fields["readback"] = float(readback)
+    seq = obj.get("seq")
+    if seq is not None:
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+            raise WireError(wire.Reason.BAD_TYPE, "seq must be a non-negative integer")
+        fields["seq"] = seq
+    for name in ("readback", "offset_before_s", "offset_s"):
+        number = obj.get(name)
+        if number is not None:
+            if not isinstance(number, int | float) or isinstance(number, bool) \
+                    or not math.isfinite(number) or abs(number) > wire.MAX_ABS_VALUE:
+                raise WireError(wire.Reason.BAD_TYPE, f"{name} must be a finite number")
+            fields[name] = float(number)
     registers = obj.get("registers")
     if registers is not None:
         if not isinstance(registers, list) or len(registers) > 64 or not all(
@@ -115,6 +154,19 @@ def result_line(payload: bytes, topic: str, *, now_ms: int, future_reject_s: flo
                 for w in registers):
             raise WireError(wire.Reason.BAD_TYPE, "registers must be a list of 16-bit words")
         fields["registers"] = ",".join(str(w) for w in registers)
+    coils = obj.get("coils")
+    if coils is not None:
+        if not isinstance(coils, list) or len(coils) > 64 or not all(
+                isinstance(b, int) and not isinstance(b, bool) and b in (0, 1) for b in coils):
+            raise WireError(wire.Reason.BAD_TYPE, "coils must be a list of 0/1")
+        fields["coils"] = ",".join(str(b) for b in coils)
+    for name in ("clock_before", "clock"):
+        text = obj.get(name)
+        if text is not None:
+            if not isinstance(text, str) or not _CLOCK.match(text):
+                raise WireError(wire.Reason.BAD_TYPE,
+                                f"{name} must be a meter's local time YYYY-MM-DD hh:mm:ss")
+            fields[name] = text
     issued = obj.get("issued_at")
     if issued is not None:
         if not isinstance(issued, int) or isinstance(issued, bool) or not 0 <= issued < 2**40:
@@ -123,8 +175,19 @@ def result_line(payload: bytes, topic: str, *, now_ms: int, future_reject_s: flo
     key_id = _optional(obj, "key_id", _ID)
     if key_id:
         fields["key_id"] = key_id
-    tags = {"site": site, "gateway": gateway, "device": device, "outcome": status}
+    tags = {"site": site, "gateway": gateway, "device": device, "outcome": status,
+            "slot": _slot(seq, command_id)}
     return line(MEASUREMENT, tags, fields, ts), site, gateway
+
+
+def _slot(seq: int | None, command_id: str) -> str:
+    """The tie-breaker tag (see the module docstring): ``seq`` mod :data:`SLOTS`, else the
+    command id's CRC-32 mod :data:`SLOTS`, else none (one result per millisecond then)."""
+    if seq is not None:
+        return str(seq % SLOTS)
+    if command_id:
+        return str(zlib.crc32(command_id.encode()) % SLOTS)
+    return ""
 
 
 def _optional(obj: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str:

@@ -41,13 +41,15 @@ TS = int(time.time() * 1000) - 60_000  # a result a minute old: within ingest's 
 
 
 def result(**over: Any) -> bytes:
-    """A result as the gateway publishes it (gateway.commands.Commander._answer)."""
+    """A result as the gateway publishes it (gateway.commands.CommandService._answer)."""
     r: dict[str, Any] = {
         "v": 1, "id": "a" * 32, "site": SITE, "gateway": GW, "device": "main",
-        "target": "demand_period_min", "value": "15", "status": "ok", "reason": "",
-        "detail": "", "ts": TS, "readback": 15.0, "registers": [0x4170, 0]}
+        "action": "write", "target": "demand_period_min", "value": "15", "status": "ok",
+        "reason": "", "detail": "", "ts": TS, "seq": 1, "issued_at": TS // 1000 - 1,
+        "key_id": "ops-1", "readback": 15.0, "registers": [0x4170, 0]}
     r.update(over)
-    return json.dumps(r, separators=(",", ":")).encode()
+    return json.dumps({k: v for k, v in r.items() if v is not None},
+                      separators=(",", ":")).encode()
 
 
 class Client:
@@ -102,8 +104,8 @@ def test_results_stored_once_beside_telemetry_and_bad_ones_rejected(
     refused_id = uuid.uuid4().hex
     good = [(res, result()), (res, result()),  # the same result twice: one point
             (res, result(id=refused_id, status="refused", reason="not_allowed",
-                         detail="not in the writable list", ts=TS + 1, readback=None,
-                         registers=None, issued_at=TS // 1000, key_id="ops-1"))]
+                         detail="not in the writable list", ts=TS + 1, seq=2, readback=None,
+                         registers=None, issued_at=TS // 1000, key_id="ops-2"))]
     bad = [(res, b"{not json"),
            (res, result(gateway="gw-02")),  # payload says another gateway
            (res, result(status="maybe", ts=TS + 2))]
@@ -128,12 +130,13 @@ def test_results_stored_once_beside_telemetry_and_bad_ones_rejected(
         gw.close()
     ok, refused = sorted(rows, key=lambda r: r["time"])
     assert ok == {"time": TS, "site": SITE, "gateway": GW, "device": "main", "outcome": "ok",
-                  "command_id": "a" * 32, "target": "demand_period_min", "value": "15",
-                  "reason": "", "detail": "", "readback": 15.0, "registers": "16752,0",
-                  "issued_at": None, "key_id": None}
+                  "slot": "1", "command_id": "a" * 32, "action": "write",
+                  "target": "demand_period_min", "value": "15", "reason": "", "detail": "",
+                  "seq": 1, "readback": 15.0, "registers": "16752,0",
+                  "issued_at": TS // 1000 - 1, "key_id": "ops-1"}
     assert (refused["outcome"], refused["reason"], refused["command_id"], refused["time"],
-            refused["issued_at"], refused["key_id"]) == (
-        "refused", "not_allowed", refused_id, TS + 1, TS // 1000, "ops-1")
+            refused["issued_at"], refused["key_id"], refused["readback"]) == (
+        "refused", "not_allowed", refused_id, TS + 1, TS // 1000, "ops-2", None)
     assert sorted((r["reason"], r["site"], r["gateway"], r["topic"]) for r in rej) == [
         ("bad_json", SITE, GW, res), ("bad_type", SITE, GW, res),
         ("topic_mismatch", SITE, GW, res)]
@@ -148,6 +151,10 @@ def test_results_stored_once_beside_telemetry_and_bad_ones_rejected(
     (result(readback=float("inf")), "bad_type"), (result(registers=[70000]), "bad_type"),
     (result(id="short"), "bad_type"), (result(device="a b"), "bad_id"),
     (result(value="1e5"), "bad_type"), (result(detail=5), "bad_type"),
+    (result(value="maybe"), "bad_type"), (result(action="reboot"), "bad_type"),
+    (result(seq=-1), "bad_type"), (result(seq="7"), "bad_type"),
+    (result(coils=[2]), "bad_type"), (result(coils=[True]), "bad_type"),
+    (result(offset_s=float("nan")), "bad_type"), (result(clock="yesterday"), "bad_type"),
     (result(detail="x" * 9000), "too_large"), (b"[" * 3000 + b"]" * 3000, "bad_json"),
 ])
 def test_a_bad_result_is_one_rejected_record(payload: bytes, reason: str) -> None:
@@ -173,6 +180,61 @@ def test_unclean_detail_is_escaped_and_stored() -> None:
     p = Processor(worker="w").process(result(detail="bad\ud800\x00\n"),
                                       result_topic(SITE, GW), int(time.time() * 1000))
     assert p.reasons == [] and len(p.lines) == 1
-    assert p.lines[0].startswith(f"command,device=main,gateway={GW},outcome=ok,site={SITE} ")
+    assert p.lines[0].startswith(
+        f"command,device=main,gateway={GW},outcome=ok,site={SITE},slot=1 ")
     # safe_text escapes the lone surrogate and the controls; line protocol escapes the "\\"
     assert 'detail="bad\\\\ud800\\\\x00\\\\x0a"' in p.lines[0] and p.lines[0].endswith(f" {TS}")
+
+
+def test_two_results_in_one_millisecond_are_two_points_and_a_resend_is_one(
+        secured: tuple[Mosquitto, Path], influxdb: InfluxDB1) -> None:
+    """Two answers of one device with the same outcome in the same millisecond (a gateway
+    answering a burst; two gateways' clocks are not the case: the gateway tag differs)
+    are two points, told apart by the bounded ``slot`` tag (seq mod 16); the same answer
+    delivered again is still one. Coil, time-sync and pre-``seq`` results keep their
+    fields. On the old series key (no slot) the second answer overwrote the first."""
+    broker, secrets = secured
+    mqtt = MqttSettings(host=broker.host, port=broker.port, client_id="ingest",
+                        username="ingest", password=password(secrets, "ingest"))
+    gw = Client(broker, secrets, f"{SITE}.{GW}")
+    res = result_topic(SITE, GW)
+    at = TS + 500
+    first = result(id="b" * 32, seq=7, ts=at, status="refused", reason="replayed",
+                   readback=None, registers=None)
+    second = result(id="c" * 32, seq=8, ts=at, status="refused", reason="expired",
+                    readback=None, registers=None)
+    coil = result(id="d" * 32, seq=9, ts=at + 1, target="pump_run", value="on",
+                  readback=1, registers=None, coils=[1])
+    sync = result(id="e" * 32, seq=10, ts=at + 2, device="m1", action="time_sync",
+                  target="time_sync", value="now", readback=None, registers=None,
+                  clock_before="2026-12-03 12:02:00", clock="2026-12-03 12:00:01",
+                  offset_before_s=119.6, offset_s=0.4)
+    legacy = [result(id=c * 32, seq=None, action=None, issued_at=None, key_id=None,
+                     ts=at + 3) for c in ("f", "0")]  # their ids' crc32 slots: 1 and 0
+    items = [(res, p) for p in (first, second, first, coil, sync, *legacy)]
+    try:
+        with ThreadWorker(mqtt, influx_cfg(influxdb)) as w:
+            gw.publish_all(items)
+            wait_until(lambda: w.stats.acked == len(items), 15, "every result acked")
+            rows = wait_until(lambda: (r := commands(influxdb)) and len(r) == 6 and r, 15,
+                              "six command points")
+        assert w.error is None
+    finally:
+        gw.close()
+    by_id = {r["command_id"]: r for r in rows}
+    assert sorted(by_id) == sorted(c * 32 for c in "bcdef0")  # none lost, none twice
+    assert (by_id["b" * 32]["time"], by_id["c" * 32]["time"]) == (at, at)
+    assert (by_id["b" * 32]["reason"], by_id["c" * 32]["reason"]) == ("replayed", "expired")
+    assert (by_id["b" * 32]["slot"], by_id["c" * 32]["slot"]) == ("7", "8")
+    assert (by_id["d" * 32]["coils"], by_id["d" * 32]["readback"],
+            by_id["d" * 32]["value"]) == ("1", 1.0, "on")
+    s = by_id["e" * 32]
+    assert (s["action"], s["device"], s["clock_before"], s["clock"], s["offset_before_s"],
+            s["offset_s"]) == ("time_sync", "m1", "2026-12-03 12:02:00",
+                               "2026-12-03 12:00:01", 119.6, 0.4)
+    assert {r["slot"] for r in legacy_rows(rows)} == {"1", "0"}
+    assert all(0 <= int(r["slot"]) < 16 for r in rows)  # bounded: 16 series at most
+
+
+def legacy_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["seq"] is None]
