@@ -6,6 +6,20 @@ planner coalesces, :mod:`gateway.validation` flags, :mod:`enmon.wire` builds
 the batch). One cycle: all buses are polled concurrently (devices on one bus
 strictly in turn), the readings become one batch, the batch is committed to the
 disk queue with the next ``seq``, and the uplink forwards the queue.
+
+Poll intervals: a device's quantities are grouped by their effective interval (the
+device's ``intervals_s``, the profile's, the device's ``poll_interval_s``, the gateway's
+``poll.interval_s``; see ``planner.interval_groups``). Each group is planned on its own
+and is a key of its bus's earliest-deadline-first schedule (``planner.PollSchedule``).
+The groups of one device that are due together are read in one turn: one reading, one
+timestamp, carrying only what was read then. Per bus and interval the schedule's figures
+(line budget at the wire minimum, measured cycle time and load, polls, skipped and late
+ticks) go into the health message.
+
+Before validation, the quantities a profile marks as secondary-side (``ratio``) are
+multiplied by the device's ``ct_ratio`` / ``pt_ratio``, so the counter checks (and
+everything downstream) see primary values; a counter's configured ``capacity`` is its
+register's, so it is scaled likewise, while ``max_rate_per_h`` is a primary rate.
 """
 
 from __future__ import annotations
@@ -15,7 +29,9 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,7 +40,7 @@ from enmon import wire
 from enmon.systemd import Watchdog, sd_notify
 from gateway import dlt645
 from gateway import modbus_frames as mf
-from gateway.bus import Bus, BusDevice, Reading, Timing
+from gateway.bus import Bus, BusDevice, PartResult, Reading, Timing
 from gateway.cjt188 import Cjt188Profile
 from gateway.commands import CommandService, NonceStore, Target, read_secret
 from gateway.config import (
@@ -51,11 +67,11 @@ from gateway.drivers import (
 from gateway.library import AnyProfile
 from gateway.mbus import MbusProfile
 from gateway.mqtt import Uplink
-from gateway.planner import PollSchedule, breakeven_gap
+from gateway.planner import PollSchedule, breakeven_gap, interval_groups
 from gateway.profile import ModbusProfile
 from gateway.serial_line import SerialLineProfile
 from gateway.transport import Link, SerialLink, TcpLink
-from gateway.validation import CounterLimits, EdgeValidator
+from gateway.validation import NO_VALUE, CounterLimits, EdgeValidator
 
 log = logging.getLogger("enmon.gateway")
 
@@ -80,23 +96,71 @@ def make_link(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> Link:
     return TcpLink(t.host, t.port)
 
 
-def make_driver(d: Device, profile: AnyProfile) -> Driver:
+def make_driver(d: Device, profile: AnyProfile, quantities: list[str] | None = None) -> Driver:
+    """The device's driver for ``quantities`` (default: the device's ``quantities``, else
+    all the profile's)."""
+    qs = d.quantities if quantities is None else quantities
     if isinstance(profile, ModbusProfile):
         framing: Framing = ("tcp" if isinstance(d.transport, TcpTransport)
                             else d.transport.framing)
         gap = default_gap(d.transport) if d.gap is None else d.gap
         return ModbusDriver(d.name, profile, d.unit_id, framing=framing, gap=gap,
-                            quantities=d.quantities)
+                            quantities=qs)
     if isinstance(profile, Dlt645Profile):
         assert d.address is not None  # check_profiles guarantees it
-        return Dlt645Driver(d.name, profile, d.address, quantities=d.quantities)
+        return Dlt645Driver(d.name, profile, d.address, quantities=qs)
     if isinstance(profile, Cjt188Profile):
         assert d.address is not None  # the config requires a CJ/T 188 meter's address
-        return Cjt188Driver(d.name, profile, d.address, quantities=d.quantities)
+        return Cjt188Driver(d.name, profile, d.address, quantities=qs)
     if isinstance(profile, MbusProfile):
-        return MbusDriver(d.name, profile, d.unit_id, d.address, quantities=d.quantities)
+        return MbusDriver(d.name, profile, d.unit_id, d.address, quantities=qs)
     assert isinstance(profile, SerialLineProfile)
-    return LineDriver(d.name, profile)
+    return LineDriver(d.name, profile, quantities=qs)
+
+
+@dataclass(frozen=True, slots=True)
+class PollPart:
+    """One interval group of a device: its quantities, planned on their own."""
+
+    device: str
+    interval_s: float
+    quantities: tuple[str, ...]
+    driver: Driver
+
+
+#: a part of a bus's schedule: (device, interval)
+PartKey = tuple[str, float]
+#: per transaction, the 3.5-character silences before the request and before the answer
+SILENCE_CHARS = 7
+
+
+def poll_parts(d: Device, profile: AnyProfile, default_s: float,
+               whole: Driver) -> list[PollPart]:
+    """The device's interval groups (``planner.interval_groups``); a device with one group
+    keeps its whole driver."""
+    qs = d.quantities if d.quantities is not None else list(profile.quantities)
+    groups = interval_groups(qs, device=d.intervals_s, profile=profile.intervals_s,
+                             default=d.poll_interval_s or default_s)
+    if len(groups) == 1:
+        ((iv, members),) = groups.items()
+        return [PollPart(d.name, iv, tuple(members), whole)]
+    return [PollPart(d.name, iv, tuple(members), make_driver(d, profile, members))
+            for iv, members in groups.items()]
+
+
+def ratio_factors(d: Device, profile: AnyProfile) -> dict[str, float]:
+    """quantity → the factor that turns the meter's secondary-side value into the primary
+    one (only the quantities the profile marks, and only where the ratio is not 1)."""
+    by = {"ct": d.ct_ratio, "pt": d.pt_ratio, "ctpt": d.ct_ratio * d.pt_ratio}
+    return {q: by[kind] for q, kind in profile.ratio.items() if by[kind] != 1.0}
+
+
+def to_primary(value: float, factor: float) -> float:
+    """``value × factor``, exact for an integer reading and an integral ratio (a 64-bit
+    counter keeps its last digit)."""
+    if isinstance(value, int) and factor.is_integer():
+        return value * int(factor)
+    return value * factor
 
 
 def make_timing(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> Timing:
@@ -121,6 +185,12 @@ def build_buses(cfg: GatewayConfig, profiles: list[AnyProfile]) -> list[Bus]:
         devs = [BusDevice(make_driver(d, p), make_timing(d.transport)) for d, p in members]
         buses.append(Bus(key, link, devs))
     return buses
+
+
+def bus_baud(t: TcpTransport | RtuOverTcpTransport | SerialTransport) -> int | None:
+    """The line speed the wire minimum is counted at: known only for a local serial port
+    (behind a TCP serial server we cannot see it; Modbus TCP has no line)."""
+    return t.baud if isinstance(t, SerialTransport) else None
 
 
 #: no time sync this close (minutes) to local midnight, when meters freeze the day's readings
@@ -178,11 +248,17 @@ class Gateway:
         self.meta: dict[str, wire.DeviceMeta] = {}
         self.validators: dict[str, EdgeValidator] = {}
         saved = self.queue.get_state("baselines") or {}
+        #: device → {quantity: secondary-to-primary factor}
+        self.ratios: dict[str, dict[str, float]] = {}
         for d, p in zip(cfg.devices, profiles, strict=True):
             self.meta[d.name] = wire.DeviceMeta(
                 building=d.building, category=d.category,
                 energy_type=d.energy_type or p.energy_type, profile=p.model)
-            limits = {q: CounterLimits(c.capacity, c.max_rate_per_h) for q, c in d.counters.items()}
+            self.ratios[d.name] = factors = ratio_factors(d, p)
+            # the register wraps at its capacity on the secondary side
+            limits = {q: CounterLimits(None if c.capacity is None
+                                       else c.capacity * factors.get(q, 1.0),
+                                       c.max_rate_per_h) for q, c in d.counters.items()}
             base = {q: (float(v), int(t)) for q, (v, t) in saved.get(d.name, {}).items()}
             self.validators[d.name] = EdgeValidator(limits=limits, baselines=base)
         self.uplink = Uplink(cfg.mqtt, cfg.site, cfg.gateway, self.queue)
@@ -195,12 +271,21 @@ class Gateway:
         self.time_syncs = 0
         self.cycle = 0
         self.started = time.monotonic()
-        every = {d.name: d.poll_interval_s or cfg.poll.interval_s for d in cfg.devices}
-        #: per-device intervals only when some device asks for its own
-        self.scheduled = any(d.poll_interval_s is not None for d in cfg.devices)
-        self.schedules = {b.name: PollSchedule({dev.driver.name: every[dev.driver.name]
-                                                for dev in b.devices}, self.started)
-                          for b in self.buses}
+        whole = {dev.driver.name: dev.driver for b in self.buses for dev in b.devices}
+        by_name = {d.name: (d, p) for d, p in zip(cfg.devices, profiles, strict=True)}
+        #: per bus: its parts (device × interval group) in config order, and their schedule
+        self.parts: dict[str, dict[PartKey, PollPart]] = {}
+        self.schedules: dict[str, PollSchedule[PartKey]] = {}
+        self.baud: dict[str, int | None] = {}
+        for b in self.buses:
+            parts: dict[PartKey, PollPart] = {}
+            for dev in b.devices:
+                d, p = by_name[dev.driver.name]
+                for part in poll_parts(d, p, cfg.poll.interval_s, whole[d.name]):
+                    parts[(part.device, part.interval_s)] = part
+            self.parts[b.name] = parts
+            self.schedules[b.name] = PollSchedule({k: k[1] for k in parts}, self.started)
+            self.baud[b.name] = bus_baud(by_name[b.devices[0].driver.name][0].transport)
 
     def _command_service(self, profiles: list[AnyProfile]) -> CommandService:
         """Signed device writes (gateway.commands), for the devices that allow some."""
@@ -275,22 +360,40 @@ class Gateway:
         return self._samples(results)
 
     async def _poll_bus_due(self, bus: Bus, now: float) -> list[Reading]:
+        """One pass over the bus's due parts, most overdue first; a device's parts that
+        are due together are read in one turn (one reading, one timestamp)."""
         sched = self.schedules[bus.name]
+        parts = self.parts[bus.name]
         by_name = {dev.driver.name: dev for dev in bus.devices}
+        turns: dict[str, list[PartKey]] = {}
+        for key in sched.due(now):
+            turns.setdefault(key[0], []).append(key)
         out: list[Reading] = []
-        for name in sched.due(now):
+        for name, keys in turns.items():
             dev = by_name[name]
+            results: Sequence[PartResult] = ()
             started = time.monotonic()
             try:
-                out.append(await bus.poll_device(dev))
+                reading, results = await bus.poll_parts(dev, [parts[k].driver.steps
+                                                              for k in keys])
+                out.append(reading)
             except Exception:  # a bug or an unforeseen OS error must not stop the gateway
                 log.exception("event=poll_error bus=%s device=%s", bus.name, name)
                 with contextlib.suppress(Exception):
                     await bus.link.close()
-            sched.done(name, started, time.monotonic())
+            baud = self.baud[bus.name]
+            for i, key in enumerate(keys):
+                if i < len(results):
+                    r = results[i]
+                    wire_s = ((r.wire_bytes + SILENCE_CHARS * r.transactions)
+                              * mf.char_time(baud) if baud and r.complete else None)
+                    sched.done(key, r.started, r.finished, wire_s=wire_s)
+                else:  # the turn ended before this part (a timeout): its tick is skipped
+                    sched.skip(key, max(started, time.monotonic()))
             st = dev.stats
             if not st.online:  # offline: tried every 2, 4, 8 … of its intervals
-                sched.next_due[name] += sched.intervals[name] * (st.backoff - 1)
+                for key in keys:
+                    sched.next_due[key] += sched.intervals[key] * (st.backoff - 1)
                 st.backoff = min(st.backoff * 2, dev.timing.backoff_max_cycles)
         return out
 
@@ -307,11 +410,18 @@ class Gateway:
         samples: list[wire.Sample] = []
         for readings in results:
             for r in readings:
-                if not r.values:
+                if not r.values and not r.no_value:
                     continue
-                values, flags = self.validators[r.device].check(r.ts_ms, r.values)
+                factors = self.ratios.get(r.device)
+                raw = ({q: to_primary(v, factors[q]) if q in factors else v
+                        for q, v in r.values.items()} if factors else r.values)
+                validator = self.validators[r.device]
+                values, flags = validator.check(r.ts_ms, raw)
                 for q, f in flags.items():
                     log.warning("event=flagged device=%s quantity=%s flag=%s", r.device, q, f)
+                for q in r.no_value:  # no figure; the flag says the meter had none
+                    flags[q] = NO_VALUE
+                    validator.note(NO_VALUE)
                 if values or flags:
                     samples.append(wire.Sample(r.device, r.ts_ms, values, flags))
         return samples
@@ -368,9 +478,29 @@ class Gateway:
             "devices": devices,
             **({"commands": self.commands.stats()} if self.commands is not None else {}),
             **({"time_syncs": self.time_syncs} if self.cfg.time_sync.enabled else {}),
-            "schedule": {name: {"line_budget": round(sc.line_budget(), 4),
-                                "devices": sc.figures()}
-                         for name, sc in self.schedules.items()} if self.scheduled else {},
+            "schedule": {name: self.schedule_figures(name) for name in self.schedules},
+        }
+
+    def schedule_figures(self, bus: str) -> dict[str, Any]:
+        """One bus's schedule for the health message: the line budget (the intervals' wire
+        minimum over the intervals: the share of the line they ask for, > 1 cannot be kept),
+        the measured load, and per interval and per device part the cycle figures (see
+        ``PollSchedule.by_interval`` / ``figures``). Intervals are keyed by their seconds."""
+        sc = self.schedules[bus]
+        budget = sc.line_budget()
+        devices: dict[str, dict[str, Any]] = {}
+        split = Counter(device for device, _ in sc.intervals)
+        for (device, iv), figs in sc.figures().items():
+            # which quantities go at which interval, where a device has more than one
+            names = ({"quantities": list(self.parts[bus][(device, iv)].quantities)}
+                     if split[device] > 1 else {})
+            devices.setdefault(device, {})[f"{iv:g}"] = {**figs, **names}
+        return {
+            "baud": self.baud[bus],
+            "line_budget": None if budget is None else round(budget, 4),
+            "line_load": round(sc.line_load(), 4),
+            "intervals": {f"{iv:g}": figs for iv, figs in sc.by_interval().items()},
+            "devices": devices,
         }
 
     def _save_baselines(self) -> None:
@@ -410,13 +540,10 @@ class Gateway:
         # pets come from the poll loop, so a wedged bus or a deadlock gets us restarted
         watchdog = Watchdog()
         sd_notify("READY=1")
-        interval = self.cfg.poll.interval_s
-        next_tick = time.monotonic()
         next_health = time.monotonic() + min(self.cfg.poll.health_interval_s, 5.0)
         try:
             while not stop.is_set():
-                samples = (await self.poll_due(time.monotonic()) if self.scheduled
-                           else await self.poll_once())
+                samples = await self.poll_due(time.monotonic())
                 watchdog.alive()
                 if samples:
                     await asyncio.to_thread(self.enqueue, samples)
@@ -429,11 +556,8 @@ class Gateway:
                              h["queue"]["dropped_batches"], h["mqtt"]["acked"])
                     await asyncio.to_thread(self._save_baselines)
                     next_health = time.monotonic() + self.cfg.poll.health_interval_s
-                next_tick = self.next_due() if self.scheduled else next_tick + interval
-                delay = next_tick - time.monotonic()
-                if delay < 0:  # overran: skip missed ticks rather than burst
-                    next_tick = time.monotonic()
-                    delay = 0
+                # the schedule skips missed ticks rather than burst
+                delay = max(0.0, self.next_due() - time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
         finally:

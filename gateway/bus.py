@@ -17,6 +17,13 @@ cycles fail ``offline_after`` times in a row is marked offline and then only
 tried every 2, 4, 8 … cycles (capped at ``backoff_max_cycles``), so a bus full
 of dead meters does not stretch every cycle; the first good answer brings it
 back online. Every outcome is counted per device for the ``health`` message.
+
+A device's turn may read several *parts* (its quantities grouped by poll interval, each
+planned on its own): one turn, one timestamp, one reading — so a batch never carries two
+samples of one meter at one instant — and each part's line time and the bytes it put on
+the wire are measured, which is what the schedule's health figures are made of. A value
+the meter itself marks as "no value" (the profile's ``no_value`` sentinels) is no value
+with a logged reason (``event=value_dropped reason=no_value``), not a figure.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -80,6 +88,21 @@ class Reading:
     ts_ms: int
     values: dict[str, float]
     complete: bool
+    #: quantities whose raw value was the meter's "no value" sentinel → that raw value
+    no_value: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PartResult:
+    """How one part of a device's turn went: when it held the line, what it put on the wire
+    (request and answer bytes of its transactions that were answered), and whether every
+    step gave a value."""
+
+    started: float
+    finished: float
+    wire_bytes: int = 0
+    transactions: int = 0
+    complete: bool = True
 
 
 @dataclass
@@ -101,22 +124,40 @@ class Bus:
 
     async def poll_device(self, dev: BusDevice) -> Reading:
         """Run one device's steps; values that failed are absent, never 0."""
+        reading, _ = await self.poll_parts(dev, [dev.driver.steps])
+        return reading
+
+    async def poll_parts(self, dev: BusDevice, parts: Sequence[Sequence[Step]]
+                         ) -> tuple[Reading, list[PartResult]]:
+        """One turn of ``dev`` reading ``parts`` one after the other (see the module
+        docstring): one reading, and per part what it cost. A timeout or link failure ends
+        the whole turn, so a dead meter still costs the others one timeout per turn."""
         ts_ms = int(time.time() * 1000)
         started = time.monotonic()
         values: dict[str, float] = {}
+        no_value: dict[str, str] = {}
         answered = False
         complete = True
+        results: list[PartResult] = []
         async with self._lock:
-            for step in dev.driver.steps:
-                outcome = await self._run_step(dev, step, values)
-                if outcome == "link":  # timeout or link failure: this device's turn is over
-                    return self._finish(dev, ts_ms, started, values, answered, False)
-                answered = answered or outcome in ("ok", "refused")
-                if outcome != "ok":
-                    complete = False
-        return self._finish(dev, ts_ms, started, values, answered, complete)
+            for steps in parts:
+                part = PartResult(time.monotonic(), 0.0)
+                results.append(part)
+                for step in steps:
+                    outcome = await self._run_step(dev, step, values, part, no_value)
+                    if outcome == "link":  # timeout or link failure: this turn is over
+                        part.finished, part.complete = time.monotonic(), False
+                        return self._finish(dev, ts_ms, started, values, answered, False,
+                                            no_value), results
+                    answered = answered or outcome in ("ok", "refused")
+                    if outcome != "ok":
+                        complete = part.complete = False
+                part.finished = time.monotonic()
+        return self._finish(dev, ts_ms, started, values, answered, complete, no_value), results
 
-    async def _run_step(self, dev: BusDevice, step: Step, values: dict[str, float]) -> Outcome:
+    async def _run_step(self, dev: BusDevice, step: Step, values: dict[str, float],
+                        part: PartResult | None = None,
+                        no_value: dict[str, str] | None = None) -> Outcome:
         """One transaction with its two retry budgets.
 
         ``retries`` covers corrupt answers (fast to repeat). ``busy_retries`` covers the
@@ -131,9 +172,19 @@ class Bus:
         attempt = busy = 0
         while True:
             try:
-                frame = await self.link.transact(step.request(), step.length, t.timeout_s,
+                request = step.request()
+                frame = await self.link.transact(request, step.length, t.timeout_s,
                                                  quiet=step.quiet)
-                values.update(step.parse(frame))
+                if part is not None:
+                    part.wire_bytes += len(request or b"") + len(frame)
+                    part.transactions += 1
+                got = step.parse(frame)
+                values.update(got)
+                for q, raw in getattr(got, "no_value", {}).items():
+                    log.warning("event=value_dropped bus=%s device=%s quantity=%s raw=%s "
+                                "reason=no_value", self.name, name, q, raw)
+                    if no_value is not None:
+                        no_value[q] = raw
                 await asyncio.sleep(t.inter_frame_s)
                 return "ok"
             except (LinkTimeout, LinkError) as exc:
@@ -182,7 +233,8 @@ class Bus:
                     return "failed"
 
     def _finish(self, dev: BusDevice, ts_ms: int, started: float, values: dict[str, float],
-                answered: bool, complete: bool) -> Reading:
+                answered: bool, complete: bool,
+                no_value: dict[str, str] | None = None) -> Reading:
         st = dev.stats
         st.polls += 1
         st.last_latency_s = time.monotonic() - started
@@ -202,7 +254,7 @@ class Bus:
                 st.online = False
                 log.warning("event=device_offline bus=%s device=%s failures=%d",
                             self.name, name, st.consecutive_failures)
-        return Reading(name, ts_ms, values, complete and bool(values))
+        return Reading(name, ts_ms, values, complete and bool(values), dict(no_value or {}))
 
     async def poll_cycle(self, cycle: int) -> list[Reading]:
         """Poll every device that is due in ``cycle``; offline devices back off."""

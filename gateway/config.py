@@ -385,5 +385,19 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
                 raise ConfigError(file, f"{key}.quantities.{j}",
                                   f"{q!r} is not in profile {d.profile}",
                                   f"one of: {', '.join(p.quantities)}")
+        polled = d.quantities if d.quantities is not None else list(p.quantities)
+        for q in d.intervals_s:
+            if q not in polled:
+                raise ConfigError(file, f"{key}.intervals_s.{q}",
+                                  f"{q!r} is not polled on this device",
+                                  f"one of: {', '.join(polled)}")
+        # a ratio the profile applies to nothing would be silently ignored
+        for what, kinds in (("ct_ratio", ("ct", "ctpt")), ("pt_ratio", ("pt", "ctpt"))):
+            if getattr(d, what) != 1.0 and not any(k in kinds for k in p.ratio.values()):
+                raise ConfigError(file, f"{key}.{what}",
+                                  f"profile {d.profile} reads no quantity on the secondary "
+                                  "side of a transformer",
+                                  "remove it (the meter reports primary values), or use a "
+                                  "profile that marks its quantities in ratio")
         out.append(p)
     return out

@@ -11,7 +11,8 @@ protocol's half-duplex timing, retries and error accounting in one place
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,7 +21,7 @@ from gateway import dlt645 as d
 from gateway import mbus as mb
 from gateway import modbus_frames as mf
 from gateway.planner import Read, plan
-from gateway.profile import Field_, ModbusProfile, to_canonical
+from gateway.profile import Field_, ModbusProfile, decode, to_canonical
 from gateway.serial_line import SerialLineProfile, parse_line
 
 #: rtu and ascii on serial lines (or a serial server), tcp = Modbus TCP (MBAP)
@@ -44,12 +45,81 @@ class Driver:
     steps: list[Step]
 
 
-def _decode_read(read: Read, regs: list[int]) -> dict[str, float]:
-    out: dict[str, float] = {}
+class Values(dict[str, float]):
+    """A step's decoded values, and the quantities whose raw value was the meter's own
+    "no value" sentinel (profile ``no_value``): those have no figure here, and ``no_value``
+    says which raw value came (quantity → its text) so the bus can log the reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.no_value: dict[str, str] = {}
+
+
+def _sentinel_hit(raw: int | None, value: float | None,
+                  sentinels: Iterable[int | float]) -> bool:
+    """Is this reading one of the meter's "no value" sentinels?
+
+    An integer sentinel is compared with the raw bits as they came off the wire (the
+    field's registers or value bytes read as one unsigned number, so ``0xFFFF`` matches an
+    i16 that would decode to -1, and ``0xFFFFFFFF`` a BCD field that would not decode at
+    all) and with the decoded number (so ``-32768`` works too); a NaN sentinel matches a
+    NaN; any other float the decoded number.
+    """
+    for s in sentinels:
+        if isinstance(s, float) and math.isnan(s):
+            hit = value is not None and math.isnan(value)
+        else:
+            hit = ((isinstance(s, int) and raw is not None and s == raw)
+                   or (value is not None and value == s))
+        if hit:
+            return True
+    return False
+
+
+def _ordered_bytes(words: list[int], f: Field_) -> bytes:
+    ws = words if f.word_order == "big" else list(reversed(words))
+    return b"".join(w.to_bytes(2, "big" if f.byte_order == "big" else "little") for w in ws)
+
+
+def _modbus_no_value(f: Field_, words: list[int], sentinels: list[int | float]) -> str | None:
+    """The raw value's text when ``words`` hold one of ``sentinels`` for field ``f``."""
+    raw = int.from_bytes(_ordered_bytes(words, f), "big") if f.type != "str" else None
+    try:
+        value: float | None = float(decode(words, f.type, f.byte_order, f.word_order))
+    except (ValueError, OverflowError):
+        value = None  # e.g. 0xFFFF in a BCD register: only the raw bits can match
+    if not _sentinel_hit(raw, value, sentinels):
+        return None
+    return f"0x{raw:0{4 * len(words)}X}" if raw is not None else repr(value)
+
+
+def _decode_read(read: Read, regs: list[int],
+                 no_value: Mapping[str, list[int | float]] | None = None) -> dict[str, float]:
+    out = Values()
     for f in read.fields:
         assert isinstance(f, Field_)
-        out[f.quantity] = to_canonical(f, read.words_of(f, regs))
+        words = read.words_of(f, regs)
+        sentinels = no_value.get(f.quantity) if no_value else None
+        if sentinels:
+            hit = _modbus_no_value(f, words, sentinels)
+            if hit is not None:
+                out.no_value[f.quantity] = hit
+                continue
+        out[f.quantity] = to_canonical(f, words)
     return out
+
+
+def _bytes_no_value(raw: bytes, value: float | None,
+                    sentinels: list[int | float] | None) -> str | None:
+    """For DL/T 645 and CJ/T 188 value bytes (least significant first): the raw value's
+    text when it is a sentinel (an integer sentinel is the bytes as the number reads,
+    most significant first: ``0xFFFFFFFF``)."""
+    if not sentinels:
+        return None
+    number = int.from_bytes(raw, "little")
+    if not _sentinel_hit(number, value, sentinels):
+        return None
+    return f"0x{number:0{2 * len(raw)}X}"
 
 
 class ModbusDriver(Driver):
@@ -60,6 +130,7 @@ class ModbusDriver(Driver):
     def __init__(self, name: str, profile: ModbusProfile, unit: int, *, framing: Framing = "rtu",
                  gap: int = 0, quantities: list[str] | None = None) -> None:
         self.name, self.profile_name, self.unit, self.framing = name, profile.model, unit, framing
+        self.no_value = profile.no_value
         fields = [f for f in profile.fields() if quantities is None or f.quantity in quantities]
         self.reads = plan(fields, max_registers=profile.limits.max_registers, gap=gap,
                           forbidden=profile.limits.forbidden, max_bits=profile.limits.max_bits)
@@ -72,14 +143,14 @@ class ModbusDriver(Driver):
             raw = mf.rtu_request(req)
 
             def parse_rtu(frame: bytes) -> dict[str, float]:
-                return _decode_read(read, mf.parse_rtu_response(req, frame))
+                return _decode_read(read, mf.parse_rtu_response(req, frame), self.no_value)
 
             return Step(label, lambda: raw, mf.rtu_response_length, parse_rtu)
         if self.framing == "ascii":
             text = mf.ascii_request(req)
 
             def parse_ascii(frame: bytes) -> dict[str, float]:
-                return _decode_read(read, mf.parse_ascii_response(req, frame))
+                return _decode_read(read, mf.parse_ascii_response(req, frame), self.no_value)
 
             return Step(label, lambda: text, mf.ascii_frame_length, parse_ascii)
 
@@ -90,7 +161,8 @@ class ModbusDriver(Driver):
             return mf.tcp_request(req, state["tid"])
 
         def parse_tcp(frame: bytes) -> dict[str, float]:
-            return _decode_read(read, mf.parse_tcp_response(req, state["tid"], frame))
+            return _decode_read(read, mf.parse_tcp_response(req, state["tid"], frame),
+                                self.no_value)
 
         return Step(label, request, mf.tcp_frame_length, parse_tcp)
 
@@ -104,18 +176,31 @@ class Dlt645Driver(Driver):
         d.address_bytes(address)  # validate early
         self.name, self.profile_name, self.address = name, profile.model, address
         self.version: d.Version = profile.version
+        self.no_value = profile.no_value
         self.steps = [self._step(q, item) for q, item in profile.quantities.items()
                       if quantities is None or q in quantities]
 
     def _step(self, quantity: str, item: d.Dlt645Item) -> Step:
         raw = d.read_request(self.address, item.di, self.version)
+        sentinels = self.no_value.get(quantity)
 
         def parse(frame: bytes) -> dict[str, float]:
             found, _ = d.find_frame(frame)
             if found is None:
                 raise d.Dlt645FrameError(f"meter {self.address}: no frame in {frame.hex()}")
             value = d.parse_read_response(self.address, item.di, found, self.version)
-            return {quantity: d.item_value(item, value)}
+            out = Values()
+            if sentinels:
+                try:
+                    number: float | None = d.item_value(item, value)
+                except d.Dlt645FrameError:
+                    number = None  # FF bytes are not BCD: only the raw bytes can match
+                hit = _bytes_no_value(value, number, sentinels)
+                if hit is not None:
+                    out.no_value[quantity] = hit
+                    return out
+            out[quantity] = d.item_value(item, value)
+            return out
 
         return Step(f"meter {self.address} DI {item.di}", lambda: raw, d.frame_length, parse)
 
@@ -147,7 +232,21 @@ class Cjt188Driver(Driver):
                 raise cj.Cjt188FrameError(f"meter {address}: no frame in {frame.hex()}")
             values = cj.parse_read_response(profile.type_byte, address, found, profile.di,
                                             state["ser"], profile.version)
-            return {q: cj.item_value(profile, q, values) for q in wanted}
+            out = Values()
+            for q in wanted:
+                sentinels = profile.no_value.get(q)
+                if sentinels and len(values) >= profile.length:
+                    start, end = profile.span(profile.quantities[q])
+                    try:
+                        number: float | None = cj.item_value(profile, q, values)
+                    except cj.Cjt188FrameError:
+                        number = None  # FF bytes are not BCD: only the raw bytes can match
+                    hit = _bytes_no_value(values[start:end], number, sentinels)
+                    if hit is not None:
+                        out.no_value[q] = hit
+                        continue
+                out[q] = cj.item_value(profile, q, values)
+            return out
 
         self.steps = [Step(f"meter {address} DI {profile.di}", request, cj.frame_length, parse)]
 
@@ -178,7 +277,17 @@ class MbusDriver(Driver):
                        if mb.find_record(resp.records, profile.quantities[q]) is not None]
             if not present:
                 raise mb.MbusFrameError(f"none of {wanted} in the answer's records")
-            return {q: mb.item_value(profile, q, resp.records) for q in present}
+            out = Values()
+            for q in present:
+                sentinels = profile.no_value.get(q)
+                rec = mb.find_record(resp.records, profile.quantities[q])
+                raw = rec.value if rec is not None else None
+                if sentinels and isinstance(raw, int | float) and _sentinel_hit(
+                        int(raw) if isinstance(raw, int) else None, float(raw), sentinels):
+                    out.no_value[q] = repr(raw)
+                    continue
+                out[q] = mb.item_value(profile, q, resp.records)
+            return out
 
         steps: list[Step] = []
         if sec is not None:
@@ -198,10 +307,24 @@ class MbusDriver(Driver):
 class LineDriver(Driver):
     """An ASCII instrument: one request/answer (or one streamed line) per cycle."""
 
-    def __init__(self, name: str, profile: SerialLineProfile) -> None:
+    def __init__(self, name: str, profile: SerialLineProfile, *,
+                 quantities: list[str] | None = None) -> None:
         self.name, self.profile_name, self.profile = name, profile.model, profile
         term = profile.terminator_bytes()
         req = profile.request_bytes()
+        wanted = [q for q in profile.quantities if quantities is None or q in quantities]
+
+        def keep(values: dict[str, float]) -> dict[str, float]:
+            """One line carries every quantity: keep the wanted ones, sentinels dropped."""
+            out = Values()
+            for q in wanted:
+                if q not in values:
+                    continue
+                if _sentinel_hit(None, values[q], profile.no_value.get(q, ())):
+                    out.no_value[q] = repr(values[q])
+                    continue
+                out[q] = values[q]
+            return out
 
         if req is not None:
             def length(buf: bytes) -> int | None:
@@ -209,7 +332,7 @@ class LineDriver(Driver):
                 return None if i < 0 else i + len(term)
 
             def parse(frame: bytes) -> dict[str, float]:
-                return parse_line(profile, frame)
+                return keep(parse_line(profile, frame))
         else:
             # streaming: the first line may be cut; take the first whole one
             def length(buf: bytes) -> int | None:
@@ -221,7 +344,7 @@ class LineDriver(Driver):
 
             def parse(frame: bytes) -> dict[str, float]:
                 i = frame.find(term)
-                return parse_line(profile, frame[i + len(term) :])
+                return keep(parse_line(profile, frame[i + len(term) :]))
 
         self.steps = [Step(f"{profile.model} line", lambda: req, length, parse,
                            quiet=req is not None)]

@@ -31,9 +31,9 @@ Worked example (gap 2, max 10)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from gateway.modbus_frames import (
     MAX_READ,
@@ -189,55 +189,150 @@ def wire_cost(reads: Sequence[Read], *, transport: str = "rtu") -> tuple[int, in
 # --------------------------------------------------------------------------- poll intervals
 
 
-class PollSchedule:
-    """Which devices of one shared bus are due, each at its own poll interval.
+def interval_groups(quantities: Iterable[str], *, device: Mapping[str, float],
+                    profile: Mapping[str, float], default: float) -> dict[float, list[str]]:
+    """A device's quantities grouped by their effective poll interval, fastest first.
 
-    Pure bookkeeping (the caller supplies the clock), so it is tested with compressed time.
-    Earliest deadline first: the device most overdue goes next, so a fast device cannot
-    starve a slow one and a slow one's long read delays a fast one by at most that read.
-    A device's next deadline advances by whole intervals from its previous deadline (no
-    drift); ticks missed while the line was busy are skipped, never burst, and an overrun
-    device waits behind those already waiting (round robin when the line is overloaded).
+    The device config's own ``intervals_s`` wins, then the profile's (what the model's
+    maker or the profile's author wants: a daily water index beside a 1 s demand), then
+    ``default`` (the device's ``poll_interval_s``, else the gateway's ``poll.interval_s``).
+    Each group is planned and scheduled on its own, so a 60 s register block is not read
+    every second beside a 1 s one.
+    """
+    groups: dict[float, list[str]] = {}
+    for q in quantities:
+        iv = device.get(q, profile.get(q, default))
+        groups.setdefault(float(iv), []).append(q)
+    return dict(sorted(groups.items()))
+
+
+#: a poll that starts later than this share of its interval after its deadline is "late"
+LATE_SHARE = 0.1
+
+K = TypeVar("K", bound=Hashable)
+
+
+class PollSchedule(Generic[K]):
+    """Which parts of one shared bus are due, each at its own poll interval.
+
+    A key is one device (or one interval group of a device's quantities). Pure
+    bookkeeping (the caller supplies the clock), so it is tested with compressed time.
+    Earliest deadline first: the key most overdue goes next, so a fast one cannot starve a
+    slow one (the slow one's deadline stays put while the fast one's advances, so it soon
+    is the earliest) and a slow one's long read delays a fast one by at most that read.
+    Equal deadlines go in the order the keys were given (the config's order). A key's
+    next deadline advances by whole intervals from its previous deadline (no drift); ticks
+    missed while the line was busy are skipped, never burst, and an overrun key waits
+    behind those already waiting (round robin when the line is overloaded).
+
+    Per key it keeps what the health message reports: polls, skipped ticks, late starts
+    (more than ``LATE_SHARE`` of the interval after the deadline) and the worst lag, the
+    line time polls took, and — where the caller measured it — the wire minimum of one
+    poll (its bytes and silences at the line's baud, without the devices' turnaround).
     """
 
-    def __init__(self, intervals: dict[str, float], start: float) -> None:
+    def __init__(self, intervals: Mapping[K, float], start: float) -> None:
         if any(v <= 0 for v in intervals.values()):
             raise ValueError("poll intervals must be positive")
-        self.intervals = dict(intervals)
-        self.next_due = dict.fromkeys(intervals, start)
+        self.intervals: dict[K, float] = dict(intervals)
+        self.order = {k: i for i, k in enumerate(intervals)}
+        self.next_due: dict[K, float] = dict.fromkeys(intervals, start)
         self.polls = dict.fromkeys(intervals, 0)
         self.skipped = dict.fromkeys(intervals, 0)
+        self.late = dict.fromkeys(intervals, 0)
+        self.lag_max_s = dict.fromkeys(intervals, 0.0)
         self.busy_s = dict.fromkeys(intervals, 0.0)
+        self.last_s = dict.fromkeys(intervals, 0.0)
+        #: wire minimum of one poll (s), the least seen over complete polls; None: unknown
+        self.wire_s: dict[K, float | None] = dict.fromkeys(intervals, None)
 
-    def due(self, now: float) -> list[str]:
-        """Devices due at ``now``, most overdue first."""
+    def due(self, now: float) -> list[K]:
+        """Keys due at ``now``, most overdue first."""
         ready = [n for n, t in self.next_due.items() if t <= now]
-        return sorted(ready, key=lambda n: (self.next_due[n], n))
+        return sorted(ready, key=lambda n: (self.next_due[n], self.order[n]))
 
-    def done(self, name: str, started: float, finished: float) -> None:
-        """Record one poll of ``name`` that held the line from ``started`` to ``finished``."""
+    def done(self, name: K, started: float, finished: float, *,
+             wire_s: float | None = None) -> None:
+        """Record one poll of ``name`` that held the line from ``started`` to ``finished``;
+        ``wire_s``: the wire minimum of that poll, if it was complete and the line's speed
+        is known."""
+        iv = self.intervals[name]
         self.polls[name] += 1
-        self.busy_s[name] += max(0.0, finished - started)
-        nxt = self.next_due[name] + self.intervals[name]
+        took = max(0.0, finished - started)
+        self.busy_s[name] += took
+        self.last_s[name] = took
+        lag = max(0.0, started - self.next_due[name])
+        self.lag_max_s[name] = max(self.lag_max_s[name], lag)
+        if lag > LATE_SHARE * iv:
+            self.late[name] += 1
+        if wire_s is not None:
+            known = self.wire_s[name]
+            self.wire_s[name] = wire_s if known is None else min(known, wire_s)
+        nxt = self.next_due[name] + iv
         if nxt <= finished:  # overran: skip the missed ticks, queue behind the waiting ones
-            self.skipped[name] += int((finished - nxt) // self.intervals[name]) + 1
+            self.skipped[name] += int((finished - nxt) // iv) + 1
             nxt = finished
+        self.next_due[name] = nxt
+
+    def skip(self, name: K, now: float) -> None:
+        """``name``'s tick passes unread (its device's turn ended before it): counted as
+        skipped, next deadline as after a poll."""
+        iv = self.intervals[name]
+        self.skipped[name] += 1
+        nxt = self.next_due[name] + iv
+        if nxt <= now:
+            self.skipped[name] += int((now - nxt) // iv) + 1
+            nxt = now
         self.next_due[name] = nxt
 
     def next_wake(self) -> float:
         return min(self.next_due.values())
 
-    def line_budget(self) -> float:
-        """Share of the line's time the schedule asks for (> 1: it cannot keep up)."""
-        out = 0.0
+    def mean_poll_s(self, name: K) -> float:
+        return self.busy_s[name] / self.polls[name] if self.polls[name] else 0.0
+
+    def line_load(self) -> float:
+        """Share of the line's time the polls, as measured, take (> 1: it cannot keep up)."""
+        return sum(self.mean_poll_s(n) / iv for n, iv in self.intervals.items())
+
+    def line_budget(self) -> float | None:
+        """Share of the line's time the intervals ask for at the wire minimum: what no
+        master could beat on this line (None until some poll's wire time is known)."""
+        known = [(w, self.intervals[n]) for n, w in self.wire_s.items() if w is not None]
+        return sum(w / iv for w, iv in known) if known else None
+
+    def figures(self) -> dict[K, dict[str, float | int | None]]:
+        """Per key: interval, polls, skipped and late ticks, worst lag, line time per poll
+        (mean and last) and its wire minimum, in ms (health)."""
+        out: dict[K, dict[str, float | int | None]] = {}
         for n, iv in self.intervals.items():
-            if self.polls[n]:
-                out += self.busy_s[n] / self.polls[n] / iv
+            w = self.wire_s[n]
+            out[n] = {"interval_s": iv, "polls": self.polls[n], "skipped": self.skipped[n],
+                      "late": self.late[n], "lag_max_ms": round(self.lag_max_s[n] * 1000, 1),
+                      "mean_poll_ms": round(self.mean_poll_s(n) * 1000, 1),
+                      "last_poll_ms": round(self.last_s[n] * 1000, 1),
+                      "wire_min_ms": None if w is None else round(w * 1000, 1)}
         return out
 
-    def figures(self) -> dict[str, dict[str, float | int]]:
-        """Per device: interval, polls, skipped ticks, mean line time per poll (health)."""
-        return {n: {"interval_s": iv, "polls": self.polls[n], "skipped": self.skipped[n],
-                    "mean_poll_ms": round(self.busy_s[n] / self.polls[n] * 1000, 1)
-                    if self.polls[n] else 0.0}
-                for n, iv in self.intervals.items()}
+    def by_interval(self) -> dict[float, dict[str, float | int | None]]:
+        """The figures summed per interval: one round of that interval's polls (``cycle_ms``
+        measured, ``wire_min_ms`` at the wire minimum), its share of the line (``load``,
+        ``budget``), polls, skipped and late ticks, the worst lag."""
+        out: dict[float, dict[str, float | int | None]] = {}
+        for iv in sorted(set(self.intervals.values())):
+            keys = [n for n, v in self.intervals.items() if v == iv]
+            cycle = sum(self.mean_poll_s(n) for n in keys)
+            wires = [self.wire_s[n] for n in keys]
+            wire = None if any(w is None for w in wires) else sum(w or 0.0 for w in wires)
+            out[iv] = {
+                "interval_s": iv, "parts": len(keys),
+                "polls": sum(self.polls[n] for n in keys),
+                "skipped": sum(self.skipped[n] for n in keys),
+                "late": sum(self.late[n] for n in keys),
+                "lag_max_ms": round(max(self.lag_max_s[n] for n in keys) * 1000, 1),
+                "cycle_ms": round(cycle * 1000, 1),
+                "wire_min_ms": None if wire is None else round(wire * 1000, 1),
+                "load": round(cycle / iv, 4),
+                "budget": None if wire is None else round(wire / iv, 4),
+            }
+        return out

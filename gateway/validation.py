@@ -6,6 +6,8 @@ glitch. Values are *flagged*, not silently fixed: an inspector must be able
 to see what was measured. The rules:
 
 * a failed or non-finite read yields **no value** (flag ``not_finite``), never 0;
+* a raw value the meter sends for "no value" (the profile's ``no_value`` sentinels, found
+  by the drivers where the raw bits are) yields no value and the flag ``no_value``;
 * a gauge outside its physical bounds (``enmon.quantities``) keeps its value and
   gets ``out_of_range``; a counter outside them (negative) is dropped;
 * a cumulative counter that goes backwards is flagged ``counter_rollover`` when
@@ -29,6 +31,7 @@ NOT_FINITE = "not_finite"
 ROLLOVER = "counter_rollover"
 RESET = "counter_reset"
 JUMP = "counter_jump"
+NO_VALUE = "no_value"
 
 #: A wrap is recognised when the last value was in the top ``_WRAP_BAND`` of the
 #: register's capacity and the new one is in the bottom band.
@@ -59,6 +62,10 @@ class EdgeValidator:
 
     def _count(self, flag: str) -> None:
         self.counts[flag] = self.counts.get(flag, 0) + 1
+
+    def note(self, flag: str) -> None:
+        """Count a flag raised before validation (``no_value``), for the health message."""
+        self._count(flag)
 
     def check(
         self, ts: int, values: Mapping[str, float]
