@@ -10,7 +10,10 @@ meters do. A 1997 meter answers C=0x01 with 0x81 + 2-byte DI + value, an unknown
 with 0xC1 / ERR 0x02 (DI error), and anything else (a 2007 request included) with
 0xC1 / ERR 0x01. A broadcast time sync (C=0x08 to 99×6, no answer) sets the clock of
 every meter on the bus whose clock is within ±5 minutes of the time sent (meters refuse a
-bigger step, which could skip or repeat a day's freeze). Faults: ``timeout``,
+bigger step, which could skip or repeat a day's freeze). Every meter answers the read of
+its clock — the date and time identifiers (2007: 04000101 YYMMDDWW and 04000102 hhmmss;
+1997: C010 and C011, :data:`gateway.dlt645.CLOCK_DI`) — from that clock, so a time sync
+can be read back. Faults: ``timeout``,
 ``garbage``, ``crc``, ``exception`` (abnormal answer) and ``address`` (a valid answer
 carrying another meter's address).
 """
@@ -27,6 +30,7 @@ from zoneinfo import ZoneInfo
 from firmware_sim.faults import Faults, corrupt
 from firmware_sim.rtu import LineServer, Values, _values, feed_frames
 from gateway import dlt645 as d
+from gateway import modbus_frames as mf
 
 #: the largest clock step a broadcast time sync may make on a meter
 MAX_SYNC_STEP_S = 300.0
@@ -86,8 +90,11 @@ class Dlt645Server(LineServer):
                 when = d.parse_time_sync(frame)
             except d.Dlt645FrameError:
                 return None
+            # a meter takes the time when the whole frame has arrived: with line timing that
+            # is the frame's wire time after the pty handed it over at once
+            wire = (16 + len(frame.data)) * mf.char_time(self.baud) if self.baud else 0.0
             for meter in self.meters.values():  # a broadcast: every meter, nobody answers
-                meter.set_clock(when)
+                meter.set_clock(when, now=time.time() + wire)
             return None
         if frame.control == d.C_READ_ADDRESS:
             if len(self.meters) != 1:
@@ -117,6 +124,12 @@ class Dlt645Server(LineServer):
         if frame.control != read or len(frame.data) != d.DI_BYTES[version]:
             return d.build_frame(addr, err, b"\x01")
         di = frame.data[::-1].hex().upper()
+        if di in d.CLOCK_DI[version] and fault != "exception":
+            now = meter.clock()
+            value = d.date_bytes(now) if di == d.CLOCK_DI[version][0] else d.time_bytes(now)
+            who = f"{(int(addr) + 1) % 10**12:012d}" if fault == "address" else addr
+            answer = d.build_frame(who, ok, frame.data + value)
+            return corrupt(answer) if fault == "crc" else answer
         item_q = next(((q, it) for q, it in meter.profile.quantities.items()
                        if it.di.upper() == di), None)
         vals = _values(meter.values)

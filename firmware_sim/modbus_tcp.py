@@ -5,7 +5,11 @@ with :func:`gateway.profile.from_canonical`, so the simulator speaks the real
 model's map (addresses, types, word order, scaling). The profile's writable points
 (``writable:``) take FC 6 / FC 16 writes, as the meter's settings would, starting from
 ``settings``; anything else written is refused as the meter would (exception 2 or 3, see
-:func:`firmware_sim.rtu.write_check`). Every read is recorded in
+:func:`firmware_sim.rtu.write_check`). Its writable coils take FC 5 / FC 15 and keep the
+state written (FC 1 reads it back); a write to any other coil is refused with exception 2
+(:func:`firmware_sim.rtu.coil_write_check`). (pymodbus 3.16 takes any non-zero FC 5
+value as "on" where the spec asks for exception 3; :mod:`firmware_sim.rtu` answers 3.)
+Every read is recorded in
 ``served`` (canonical values *as the wire carries them*, i.e. after the
 register type's quantisation) so end-to-end tests can check that nothing was
 altered downstream.
@@ -24,7 +28,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from firmware_sim.rtu import write_check
+from firmware_sim.rtu import coil_write_check, write_check
 from gateway.profile import (
     BIT_FUNCTIONS,
     Field_,
@@ -84,8 +88,13 @@ class ModbusMeterServer:
 
     def __post_init__(self) -> None:
         self._fields = self.profile.fields()
-        self._writable = [self.profile.writable_field(n) for n in self.profile.writable]
+        self._writable = [self.profile.writable_field(n) for n, p in
+                          self.profile.writable.items() if not p.is_coil]
+        #: coil address -> the writable coil point's name and the coil's bit in its value
+        self._coils = {p.address + i: (n, i) for n, p in self.profile.writable.items()
+                       if p.is_coil for i in range(p.coils)}
         self._settings_applied = False
+        self._coils_applied = False
 
     async def _action(
         self,
@@ -99,16 +108,29 @@ class ModbusMeterServer:
         if fc in (3, 6, 16) and not self._settings_applied:  # the holding block, once
             self._settings_applied = True
             for name, v in self.settings.items():
+                if self.profile.writable[name].is_coil:
+                    continue
                 f = self.profile.writable_field(name)
                 registers[f.address - start : f.address - start + f.words] = (
                     from_canonical(f, v))
+        if fc in (1, 5, 15) and not self._coils_applied:  # the coil block, once
+            self._coils_applied = True
+            for a, (name, bit) in self._coils.items():
+                on = (int(self.settings.get(name, 0)) >> bit) & 1
+                reg, mask = a // 16 - start, 1 << (a % 16)
+                registers[reg] = (registers[reg] | mask) if on else (registers[reg] & ~mask)
         if set_values is not None:
+            if fc in (5, 15):  # ``address`` counts bits; one bool per coil written
+                code = coil_write_check(self.profile, address, len(set_values))
+                return ExcCodes(code) if code is not None else None
             if fc not in (6, 16):
                 return ExcCodes.ILLEGAL_FUNCTION
             code = write_check(self.profile, address, [int(v) for v in set_values])
             if code is not None:
                 return ExcCodes(code)
             return None  # pymodbus stores the registers; reads serve them from then on
+        if fc in (5, 15):
+            return None  # pymodbus reading the coils it just wrote, for its echo
         function = _FC_FUNCTION.get(fc)
         if function is None:
             return ExcCodes.ILLEGAL_FUNCTION
@@ -120,6 +142,8 @@ class ModbusMeterServer:
             # pymodbus keeps bits 16 to a register, bit 0 first (bit addressing): bit
             # address a is bit a % 16 of register a // 16, ``start`` counted in registers
             for f in fields:
+                if function == "coil" and f.address in self._coils:
+                    continue  # a writable coil holds what was written, not the source's value
                 reg, mask = f.address // 16 - start, 1 << (f.address % 16)
                 on = bool(from_canonical(f, values[f.quantity])[0])
                 registers[reg] = (registers[reg] | mask) if on else (registers[reg] & ~mask)
@@ -156,6 +180,8 @@ class ModbusMeterServer:
         # pymodbus insists on a BITS block for both, so an unused one is 16 bits of False
         def bits(function: str) -> list[SimData]:
             addrs = [f.address for f in self._fields if f.function == function]
+            if function == "coil":
+                addrs += list(self._coils)
             if not addrs:
                 return [SimData(0, count=1, values=0, datatype=DataType.BITS)]
             lo, hi = min(addrs) // 16, max(addrs) // 16

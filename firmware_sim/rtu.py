@@ -203,6 +203,8 @@ def write_check(profile: ModbusProfile, address: int, words: list[int]) -> int |
     end = address + len(words)
     covered = 0
     for name in profile.writable:
+        if profile.writable[name].is_coil:
+            continue
         f = profile.writable_field(name)
         if f.address >= end or f.address + f.words <= address:
             continue
@@ -211,10 +213,20 @@ def write_check(profile: ModbusProfile, address: int, words: list[int]) -> int |
         point = profile.writable[name]
         off = f.address - address
         value = to_canonical(f, words[off:off + f.words])
-        if not point.min <= value <= point.max:
+        lo, hi = point.bounds()
+        if not lo <= value <= hi:
             return 3
         covered += f.words
     return None if covered == len(words) else 2
+
+
+def coil_write_check(profile: ModbusProfile, address: int, count: int) -> int | None:
+    """Would a device of ``profile`` take a write of ``count`` coils from ``address``? None
+    if every one is a coil of a writable coil point, else 2 (illegal data address), as a
+    device answers for a coil it has no output behind (a status bit, an unused address)."""
+    writable = {a for p in profile.writable.values() if p.is_coil
+                for a in range(p.address, p.address + p.coils)}
+    return None if all(a in writable for a in range(address, address + count)) else 2
 
 
 @dataclass
@@ -225,7 +237,10 @@ class Unit:
     the unit accepts FC 6 / FC 16 writes that cover whole writable points and holds what
     was written (``written``, by register address), as a meter keeps its settings. A write
     that touches any other register is answered with exception 2 (illegal data address),
-    a value outside the point's min..max with exception 3 (illegal data value).
+    a value outside the point's min..max with exception 3 (illegal data value). Writable
+    coils take FC 5 / FC 15 and hold their state (``coils``, by coil address), which FC 1
+    then reads back whatever ``values`` says; a write to any other coil is answered with
+    exception 2, an FC 5 value other than FF00h/0000h with exception 3.
     """
 
     profile: ModbusProfile
@@ -234,12 +249,29 @@ class Unit:
     settings: Mapping[str, float] = field(default_factory=dict)
     written: dict[int, int] = field(default_factory=dict)
     writes: int = 0
+    coils: dict[int, int] = field(default_factory=dict)
+    coil_writes: int = 0
 
     def __post_init__(self) -> None:
         for name, v in self.settings.items():
+            point = self.profile.writable[name]
+            if point.is_coil:
+                for i in range(point.coils):
+                    self.coils[point.address + i] = (int(v) >> i) & 1
+                continue
             f = self.profile.writable_field(name)
             for i, w in enumerate(from_canonical(f, v)):
                 self.written[f.address + i] = w
+
+    def write_coils(self, address: int, bits: list[int]) -> int | None:
+        """Apply a coil write; None if accepted, else the exception code."""
+        code = coil_write_check(self.profile, address, len(bits))
+        if code is not None:
+            return code
+        for i, b in enumerate(bits):
+            self.coils[address + i] = b
+        self.coil_writes += 1
+        return None
 
     def write(self, address: int, words: list[int]) -> int | None:
         """Apply a register write; None if accepted, else the exception code."""
@@ -274,10 +306,11 @@ class Unit:
             if off < 0 or off + f.words > count:
                 continue
             encode_into(image, off, f, vals[f.quantity])
-        if function == "holding":
-            for i in range(count):
-                if address + i in self.written:
-                    image[i] = self.written[address + i]
+        held = self.written if function == "holding" else (
+            self.coils if function == "coil" else {})
+        for i in range(count):
+            if address + i in held:
+                image[i] = held[address + i]
         return image
 
 
@@ -303,6 +336,8 @@ class ModbusSlaveServer(LineServer):
             return None, fault
         if pdu and pdu[0] in mw.WRITE_CODES:
             return self._write(unit, pdu, fault)
+        if pdu and pdu[0] in mw.COIL_WRITE_CODES:
+            return self._write_coils(unit, pdu, fault)
         try:
             fc, address, count = mf.parse_request_pdu(pdu)
         except ValueError:
@@ -334,6 +369,22 @@ class ModbusSlaveServer(LineServer):
         if fault == "busy":
             return mf.exception_pdu(fc, 6), fault
         code = unit.write(address, words)
+        if code is not None:
+            return mf.exception_pdu(fc, code), None
+        return mw.expected_response(pdu), fault
+
+    def _write_coils(self, unit: Unit, pdu: bytes, fault: str | None
+                     ) -> tuple[bytes, str | None]:
+        """An FC 5 / FC 15 request → its echo, or an exception answer."""
+        try:
+            fc, address, bits = mw.parse_coil_write_pdu(pdu)
+        except ValueError:
+            return mf.exception_pdu(pdu[0], 3), None
+        if fault == "exception":
+            return mf.exception_pdu(fc, unit.faults.exception_code), fault
+        if fault == "busy":
+            return mf.exception_pdu(fc, 6), fault
+        code = unit.write_coils(address, bits)
         if code is not None:
             return mf.exception_pdu(fc, code), None
         return mw.expected_response(pdu), fault
@@ -391,7 +442,7 @@ class ModbusSlaveServer(LineServer):
                 answer = self._ascii_answer(frame)
                 if answer is not None:
                     out.append(answer)
-        # RTU: reads and FC 6 are 8 bytes, FC 16 says its length; after noise (a CRC that
+        # RTU: reads, FC 5 and FC 6 are 8 bytes, FC 15/16 say their length; after noise (a CRC that
         # does not check) resynchronise by dropping a byte
         while True:
             n = mw.rtu_request_length(bytes(buf))

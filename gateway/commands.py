@@ -11,7 +11,17 @@ and keeps the outcome in ``state_dir/commands.db``. A command (JSON, UTF-8)::
      "issued_at": 1764700000, "expires_at": 1764700060, "key_id": "ops-1",
      "signature": "…(64 hex)"}
 
-``value`` is a decimal *string*, so the signer and the gateway sign the same characters
+Its kinds (``action``), as in gateway/README.md "Command kinds":
+
+* ``write`` of a holding-register point: ``value`` a decimal in the point's unit; FC 6 /
+  FC 16, read back with FC 3;
+* ``write`` of a coil point: ``value`` ``0``/``1``/``off``/``on`` for one coil, a bit mask
+  (bit 0 = the first coil) for a point of several; FC 5 / FC 15, read back with FC 1;
+* ``time_sync`` of a DL/T 645 meter: ``target`` ``time_sync``, ``value`` ``now`` (the
+  gateway's own clock when it executes); the clock is read, the broadcast time sync
+  (C = 08H) sent on the meter's bus and the clock read again.
+
+``value`` is a *string*, so the signer and the gateway sign the same characters
 whatever their JSON libraries do to numbers. The signature is the lower-case hex
 HMAC-SHA256, under the gateway's command key ``key_id``, of twelve lines joined by
 ``\\n`` (no trailing newline)::
@@ -40,19 +50,27 @@ gateway is not this one), ``expired`` / ``not_yet_valid`` (beyond ``max_skew_s``
 ``lifetime_too_long`` (more than ``max_lifetime_s`` between issue and expiry),
 ``replayed`` (the id was seen; ids are kept on disk until their command has expired, so a
 restart does not reopen a replay), ``nonce_store_full``, ``unknown_device``,
-``not_writable`` (the target is not a writable point of the device's profile),
-``not_allowed`` (not in the device's ``writable:`` allow-list) and ``out_of_range``
-(outside min..max, not one of the listed choices, or not a whole register step). Only
-then is the value written — FC 6 or FC 16 through the bus's own lock, so it never
-collides with polling — and the register read back: ``ok`` when the device holds
-exactly the words written, else ``failed`` with ``device_exception``, ``timeout``,
-``bad_answer``, ``link_error`` or ``readback_mismatch``.
+``not_writable`` (the target is not a writable point of the device's profile, or the
+action is not one the device takes), ``not_allowed`` (not in the device's ``writable:``
+allow-list), ``out_of_range`` (outside min..max, not one of the listed choices, or not a
+whole register step; a coil value that is not 0/1/on/off or a mask of its coils) and
+``near_midnight`` (a time sync within 5 minutes of the meters' midnight). Only then is the
+device written — through the bus's own lock, so it never collides with polling — and
+read back: ``ok`` when the device holds exactly what was written (a synced clock within
+2 s), else ``failed`` with ``device_exception``, ``timeout``, ``bad_answer``,
+``link_error``, ``readback_…``, ``readback_mismatch`` or ``not_synced``.
+
+Every result carries the command's ``issued_at`` and ``key_id`` (who signed, when), its
+``action``, the gateway's answer time ``ts`` (epoch ms, strictly increasing on one
+gateway) and ``seq`` (the answer's number in ``commands.db``, increasing across restarts):
+the record of one gateway never holds two answers at the same millisecond.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import itertools
@@ -67,9 +85,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from enmon.errors import ConfigError
 from enmon.wire import ID_PATTERN, TOPIC_ROOT
+from gateway import dlt645
 from gateway import modbus_frames as mf
 from gateway import modbus_writes as mw
 from gateway.bus import Bus, BusDevice, Timing
@@ -81,11 +101,13 @@ log = logging.getLogger("enmon.gateway.commands")
 VERSION = 1
 ALGORITHM = "ENMON-CMD-HMAC-SHA256"
 MAX_PAYLOAD = 8192
-ACTIONS = frozenset({"write"})
+WRITE, TIME_SYNC = "write", "time_sync"
+ACTIONS = frozenset({WRITE, TIME_SYNC})
 _ID = re.compile(f"^{ID_PATTERN}$")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _TARGET = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_VALUE = re.compile(r"^-?[0-9]{1,18}(\.[0-9]{1,12})?$")
+#: a decimal, a coil's ``on``/``off``, or a time sync's ``now``
+_VALUE = re.compile(r"^(-?[0-9]{1,18}(\.[0-9]{1,12})?|on|off|now)$")
 _SIG = re.compile(r"^[0-9a-f]{64}$")
 MIN_KEY_BYTES = 16
 
@@ -147,9 +169,22 @@ def signature(secret: bytes, cmd: Mapping[str, Any]) -> str:
 
 
 def new_command(secret: bytes, *, key_id: str, site: str, gateway: str, device: str,
-                target: str, value: str, ttl_s: int = 60, now: float | None = None,
-                nonce: str | None = None, action: str = "write") -> dict[str, Any]:
-    """A signed command, ready to publish as JSON on :func:`command_topic`."""
+                target: str | None = None, value: str | None = None, ttl_s: int = 60,
+                now: float | None = None, nonce: str | None = None,
+                action: str = WRITE) -> dict[str, Any]:
+    """A signed command, ready to publish as JSON on :func:`command_topic`.
+
+    ``action`` ``write`` needs ``target`` (a writable point) and ``value``; ``time_sync``
+    has both fixed (``time_sync``, ``now``), so they may be left out.
+
+    Raises:
+        ValueError: a field of the wrong form (the message says which).
+    """
+    if action == TIME_SYNC:
+        target = TIME_SYNC if target is None else target
+        value = "now" if value is None else value
+    if target is None or value is None:
+        raise ValueError(f"action {action!r} needs a target and a value")
     issued = int(time.time() if now is None else now)
     cmd: dict[str, Any] = {
         "v": VERSION, "id": nonce or os.urandom(16).hex(), "site": site, "gateway": gateway,
@@ -175,6 +210,8 @@ def _shape(cmd: Mapping[str, Any]) -> str | None:
             return f"{name} missing or not of the form {pattern.pattern}"
     if cmd.get("action") not in ACTIONS:
         return f"action must be one of {sorted(ACTIONS)}"
+    if cmd["action"] == TIME_SYNC and (cmd["target"], cmd["value"]) != (TIME_SYNC, "now"):
+        return "a time_sync has target time_sync and value now"
     for name in ("issued_at", "expires_at"):
         v = cmd.get(name)
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**40:
@@ -271,12 +308,20 @@ class NonceStore:
                 raise Refused("nonce_store_full", f"{held} unexpired command ids held")
             self.db.execute("INSERT INTO nonce VALUES (?, ?)", (nonce, expires_at))
 
+    def last(self) -> tuple[int, int]:
+        """(the last answer's seq, the latest answer time in ms) — 0, 0 when none was kept —
+        so numbering and times go on increasing across a restart."""
+        n, ts = self.db.execute("SELECT max(n), max(ts) FROM outcome").fetchone()
+        return int(n or 0), int(ts or 0)
+
     def record(self, result: Mapping[str, Any]) -> None:
+        """Keep one answer; its ``seq`` (when it has one) is its row number."""
         with self.db:
-            self.db.execute("INSERT INTO outcome (ts, id, status, reason, result) "
-                            "VALUES (?, ?, ?, ?, ?)",
-                            (result["ts"], result.get("id"), result["status"],
-                             result.get("reason", ""), json.dumps(result, ensure_ascii=False)))
+            self.db.execute("INSERT INTO outcome (n, ts, id, status, reason, result) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (result.get("seq"), result["ts"], result.get("id"),
+                             result["status"], result.get("reason", ""),
+                             json.dumps(result, ensure_ascii=False)))
             self.db.execute("DELETE FROM outcome WHERE n <= "
                             "(SELECT max(n) FROM outcome) - ?", (self.AUDIT_ROWS,))
 
@@ -293,7 +338,7 @@ class NonceStore:
 
 @dataclass
 class Target:
-    """A device commands may write: where it sits and what it allows."""
+    """A Modbus device commands may write: where it sits and what it allows."""
 
     bus: Bus
     name: str
@@ -302,6 +347,29 @@ class Target:
     framing: mw.Framing
     timing: Timing
     allowed: frozenset[str]
+
+
+@dataclass
+class Dlt645Target:
+    """A DL/T 645 meter whose clock a ``time_sync`` command may set (``allowed`` holds
+    ``time_sync``): its bus, address, the line's ``baud`` (how long the broadcast holds the
+    line) and the meters' ``timezone`` (they keep local wall-clock time)."""
+
+    bus: Bus
+    name: str
+    profile: dlt645.Dlt645Profile
+    address: str
+    timing: Timing
+    allowed: frozenset[str]
+    baud: int = 2400
+    timezone: str = "Asia/Shanghai"
+
+
+AnyTarget = Target | Dlt645Target
+
+#: a clock read back within this many seconds of the gateway's counts as synced: the
+#: meter's clock has whole seconds and the sync frame carries whole seconds
+SYNC_TOLERANCE_S = 2.0
 
 
 def register_words(profile: ModbusProfile, target: str, value: str) -> list[int]:
@@ -317,8 +385,9 @@ def register_words(profile: ModbusProfile, target: str, value: str) -> list[int]
         v = Decimal(value)
     except InvalidOperation:
         raise Refused("out_of_range", f"{value!r} is not a number") from None
-    if not Decimal(repr(point.min)) <= v <= Decimal(repr(point.max)):
-        raise Refused("out_of_range", f"{value} outside {point.min:g}..{point.max:g} "
+    lo, hi = point.bounds()
+    if not Decimal(repr(lo)) <= v <= Decimal(repr(hi)):
+        raise Refused("out_of_range", f"{value} outside {lo:g}..{hi:g} "
                                       f"{point.unit}".rstrip())
     if point.choices is not None and v not in {Decimal(repr(c)) for c in point.choices}:
         raise Refused("out_of_range", f"{value} is not one of "
@@ -334,11 +403,41 @@ def register_words(profile: ModbusProfile, target: str, value: str) -> list[int]
         raise Refused("out_of_range", f"{value} does not fit {f.type}: {exc}") from None
 
 
-class _OneStep(Driver):
-    """A driver of one transaction, so a write runs through the bus like a poll."""
+def coil_bits(profile: ModbusProfile, target: str, value: str) -> list[int]:
+    """The coil states (0/1, the point's first coil first) that ``value`` asks for at the
+    writable coil point ``target``: ``on``/``off``/``1``/``0`` for one coil, a bit mask
+    (bit 0 = the first coil) for a point of several.
 
-    def __init__(self, name: str, step: Step) -> None:
-        self.name, self.profile_name, self.steps = name, "command", [step]
+    Raises:
+        Refused: ``out_of_range`` — not a whole number, outside the point's range or
+        mask, or not one of its listed choices (a reset coil that only takes ``on``).
+    """
+    point = profile.writable[target]
+    words = {"on": 1, "off": 0}
+    if value in words and point.coils != 1:
+        raise Refused("out_of_range", f"{value} sets one coil; {target} has {point.coils} "
+                                      "(give a bit mask)")
+    try:
+        v = Decimal(words[value]) if value in words else Decimal(value)
+    except InvalidOperation:
+        raise Refused("out_of_range", f"{value!r} is not 0, 1, on or off") from None
+    lo, hi = point.bounds()
+    if v != v.to_integral_value() or not Decimal(repr(lo)) <= v <= Decimal(repr(hi)):
+        what = "0, 1, on or off" if point.coils == 1 else f"a mask of {point.coils} coils"
+        raise Refused("out_of_range", f"{value} is not {what} within {lo:g}..{hi:g}")
+    if point.choices is not None and v not in {Decimal(repr(c)) for c in point.choices}:
+        raise Refused("out_of_range", f"{value} is not one of "
+                                      f"{', '.join(f'{c:g}' for c in point.choices)}")
+    mask = int(v)
+    return [(mask >> i) & 1 for i in range(point.coils)]
+
+
+class _Steps(Driver):
+    """A driver of a few transactions, so a command's exchange runs through the bus like a
+    poll (one turn, under the bus lock)."""
+
+    def __init__(self, name: str, *steps: Step) -> None:
+        self.name, self.profile_name, self.steps = name, "command", list(steps)
 
 
 @dataclass
@@ -350,8 +449,8 @@ class _Outcome:
 _tids = itertools.count(1)
 
 
-def _read_step(t: Target, address: int, count: int, out: _Outcome) -> Step:
-    req = mf.ReadRequest(t.unit, "holding", address, count)
+def _read_step(t: Target, function: str, address: int, count: int, out: _Outcome) -> Step:
+    req = mf.ReadRequest(t.unit, "coil" if function == "coil" else "holding", address, count)
     state = {"tid": 0}
 
     def request() -> bytes:
@@ -378,7 +477,8 @@ def _read_step(t: Target, address: int, count: int, out: _Outcome) -> Step:
 
     length = {"rtu": mf.rtu_response_length, "ascii": mf.ascii_frame_length,
               "tcp": mf.tcp_frame_length}[t.framing]
-    return Step(f"unit {t.unit} read back holding {address}+{count}", request, length, parse)
+    return Step(f"unit {t.unit} read back {req.function} {address}+{count}", request, length,
+                parse)
 
 
 def _write_step(t: Target, pdu: bytes, out: _Outcome) -> Step:
@@ -405,7 +505,7 @@ def _write_step(t: Target, pdu: bytes, out: _Outcome) -> Step:
 
 def _failure(dev: BusDevice, out: _Outcome) -> tuple[str, str]:
     st = dev.stats
-    if isinstance(out.error, mf.ModbusException):
+    if isinstance(out.error, mf.ModbusException | dlt645.Dlt645Error):
         return "device_exception", str(out.error)
     if st.timeouts:
         return "timeout", "no answer in time"
@@ -414,8 +514,33 @@ def _failure(dev: BusDevice, out: _Outcome) -> tuple[str, str]:
     return "bad_answer", str(out.error) if out.error else "no valid answer"
 
 
+async def _write_and_read_back(t: Target, pdu: bytes, function: str, address: int,
+                               count: int) -> list[int]:
+    """Send one write and read the point back (also when the write's answer was lost: it
+    may have been applied); the registers or bits read.
+
+    Raises:
+        Refused: ``status failed`` reasons — the device refused or did not answer.
+    """
+    wrote = _Outcome()
+    dev = BusDevice(_Steps(t.name, _write_step(t, pdu, wrote)), t.timing)
+    await t.bus.poll_device(dev)
+    failed = None if wrote.words is not None else _failure(dev, wrote)
+    back = _Outcome()
+    rdev = BusDevice(_Steps(t.name, _read_step(t, function, address, count, back)), t.timing)
+    await t.bus.poll_device(rdev)
+    if failed is not None:
+        got = f"; read back {back.words}" if back.words is not None else ""
+        raise Refused(failed[0], failed[1] + got)
+    if back.words is None:
+        reason, detail = _failure(rdev, back)
+        raise Refused("readback_" + reason if reason != "device_exception" else reason,
+                      "written, but the read back failed: " + detail)
+    return back.words
+
+
 async def execute(t: Target, target: str, words: list[int]) -> tuple[list[int], float]:
-    """Write ``words`` at writable point ``target`` and read them back.
+    """Write ``words`` at the writable register point ``target`` and read them back.
 
     Returns (registers read back, their value in the point's unit).
 
@@ -425,26 +550,174 @@ async def execute(t: Target, target: str, words: list[int]) -> tuple[list[int], 
     point = t.profile.writable[target]
     f = t.profile.writable_field(target)
     pdu = mw.write_pdu(f.address, words, point.write_function)
-    wrote = _Outcome()
-    dev = BusDevice(_OneStep(t.name, _write_step(t, pdu, wrote)), t.timing)
-    await t.bus.poll_device(dev)
-    failed = None if wrote.words is not None else _failure(dev, wrote)
-    # read back even when the write's answer was lost: the write may have been applied
-    back = _Outcome()
-    rdev = BusDevice(_OneStep(t.name, _read_step(t, f.address, len(words), back)), t.timing)
-    await t.bus.poll_device(rdev)
-    if failed is not None:
-        got = f"; read back {back.words}" if back.words is not None else ""
-        raise Refused(failed[0], failed[1] + got)
-    if back.words is None:
-        reason, detail = _failure(rdev, back)
-        raise Refused("readback_" + reason if reason != "device_exception" else reason,
-                      "written, but the read back failed: " + detail)
-    value = float(to_canonical(f, back.words))
-    if back.words != words:
-        raise Refused("readback_mismatch", f"wrote {words}, the device holds {back.words} "
+    back = await _write_and_read_back(t, pdu, "holding", f.address, len(words))
+    value = float(to_canonical(f, back))
+    if back != words:
+        raise Refused("readback_mismatch", f"wrote {words}, the device holds {back} "
                                            f"({value:g})")
-    return back.words, value
+    return back, value
+
+
+async def execute_coils(t: Target, target: str, bits: list[int]) -> tuple[list[int], int]:
+    """Write ``bits`` at the writable coil point ``target`` (FC 5 or FC 15) and read the
+    coils back with FC 1.
+
+    Returns (coils read back, their value: 0/1, or the mask of a point of several).
+
+    Raises:
+        Refused: ``status failed`` reasons — the device refused or did not answer, or
+        holds other states than those written (``readback_mismatch``).
+    """
+    point = t.profile.writable[target]
+    pdu = mw.coil_write_pdu(point.address, bits, point.coil_function())
+    back = await _write_and_read_back(t, pdu, "coil", point.address, len(bits))
+    value = sum(b << i for i, b in enumerate(back))
+    if back != bits:
+        raise Refused("readback_mismatch", f"wrote coils {bits}, the device holds {back}")
+    return back, value
+
+
+# --------------------------------------------------------------------------- DL/T 645 clock
+
+
+@dataclass
+class _Clock:
+    """What the two clock reads of one meter brought: the date's and the time's value
+    bytes, and when (gateway epoch seconds) the time's answer was complete."""
+
+    date: bytes | None = None
+    time: bytes | None = None
+    at: float = 0.0
+    error: Exception | None = None
+
+
+def _clock_steps(t: Dlt645Target, sink: _Clock, clock: Callable[[], float]) -> list[Step]:
+    version = t.profile.version
+    steps = []
+    for which, di in zip(("date", "time"), dlt645.CLOCK_DI[version], strict=True):
+        raw = dlt645.read_request(t.address, di, version)
+
+        def parse(frame: bytes, di: str = di, which: str = which) -> dict[str, float]:
+            try:
+                found, _ = dlt645.find_frame(frame)
+                if found is None:
+                    raise dlt645.Dlt645FrameError(f"meter {t.address}: no frame in "
+                                                  f"{frame.hex()}")
+                value = dlt645.parse_read_response(t.address, di, found, version)
+            except Exception as exc:
+                sink.error = exc
+                raise
+            setattr(sink, which, value)
+            if which == "time":
+                sink.at = clock()
+            return {}
+
+        steps.append(Step(f"meter {t.address} clock DI {di}", _constant(raw),
+                          dlt645.frame_length, parse))
+    return steps
+
+
+def _constant(frame: bytes) -> Callable[[], bytes]:
+    return lambda: frame
+
+
+def _broadcast_step(frame_of: Callable[[], bytes], wire_s: float) -> Step:
+    """The time-sync frame, which nobody answers, held on the line for its wire time so the
+    next transaction cannot talk over it."""
+    until = {"t": 0.0}
+
+    def request() -> bytes:
+        until["t"] = time.monotonic() + wire_s
+        return frame_of()
+
+    def length(_buf: bytes) -> int | None:
+        return 0 if time.monotonic() >= until["t"] else None
+
+    return Step("DL/T 645 broadcast time sync", request, length, lambda _b: {}, quiet=False)
+
+
+async def _read_clock(t: Dlt645Target, clock: Callable[[], float], answer_s: float
+                      ) -> tuple[dt.datetime, float]:
+    """The meter's local clock and its offset from the gateway's (seconds, meter ahead
+    positive), from one date and one time read.
+
+    The meter's clock has whole seconds (its true time is up to 1 s later than it says)
+    and its time answer took ``answer_s`` on the line, so the offset is taken between the
+    middle of that second and the moment the meter built the answer.
+
+    Raises:
+        Refused: the meter did not answer either read, or not with a valid clock.
+    """
+    sink = _Clock()
+    dev = BusDevice(_Steps(t.name, *_clock_steps(t, sink, clock)), t.timing)
+    await t.bus.poll_device(dev)
+    if sink.date is None or sink.time is None:
+        raise Refused(*_failure(dev, _Outcome(error=sink.error)))
+    try:
+        meter = dlt645.parse_clock(sink.date, sink.time)
+    except dlt645.Dlt645FrameError as exc:
+        raise Refused("bad_answer", str(exc)) from None
+    meter_ts = meter.replace(tzinfo=ZoneInfo(t.timezone)).timestamp() + 0.5
+    return meter, round(meter_ts - (sink.at - answer_s), 2)
+
+
+async def sync_clock(t: Dlt645Target, clock: Callable[[], float] = time.time
+                     ) -> dict[str, Any]:
+    """Read the meter's clock, broadcast the time sync on its bus, read the clock again.
+
+    The broadcast carries the gateway's local time (``t.timezone``) at the moment the frame
+    will have arrived, rounded to the second. Other DL/T 645 meters on the same line take
+    it too (the standard's only time setting without a meter password is this broadcast);
+    they get the right time, which is what they would get from the scheduled sync.
+
+    Returns the result's fields: ``clock_before``, ``clock`` (the meter's local time read,
+    ``YYYY-MM-DD hh:mm:ss``), ``offset_before_s``, ``offset_s`` (meter minus gateway).
+
+    Raises:
+        Refused: ``status failed`` — the meter did not answer (nothing was sent then), its
+        clock could not be read back, or it is still more than :data:`SYNC_TOLERANCE_S`
+        off (``not_synced``: a meter refuses a step of more than about 5 minutes).
+    """
+    tz = ZoneInfo(t.timezone)
+    char = mf.char_time(t.baud)
+    # a clock answer: FE×4, 68, address, 68, C, L, DI + 4 or 3 value bytes, CS, 16
+    answer_s = (4 + 12 + dlt645.DI_BYTES[t.profile.version] + 3) * char
+    before, offset_before = await _read_clock(t, clock, answer_s)
+    frame_len = len(dlt645.time_sync_request(dt.datetime(2000, 1, 1)))
+    wire_s = frame_len * char
+
+    def frame() -> bytes:
+        local = dt.datetime.fromtimestamp(clock(), tz).replace(tzinfo=None)
+        return dlt645.time_sync_request(dlt645.rounded_time_sync(local, wire_s))
+
+    timing = Timing(timeout_s=1.5 * wire_s + 0.01, retries=0,
+                    inter_frame_s=mf.silent_interval(t.baud))
+    bdev = BusDevice(_Steps(t.name, _broadcast_step(frame, wire_s)), timing)
+    await t.bus.poll_device(bdev)
+    if bdev.stats.link_errors:
+        raise Refused("link_error", "the time sync could not be sent")
+    log.info("event=time_sync_sent bus=%s device=%s by=command", t.bus.name, t.name)
+    try:
+        after, offset = await _read_clock(t, clock, answer_s)
+    except Refused as r:
+        raise Refused(r.reason if r.reason == "device_exception" else "readback_" + r.reason,
+                      "sent, but the clock read back failed: " + r.detail) from None
+    fields: dict[str, Any] = {
+        "clock_before": before.isoformat(sep=" "), "clock": after.isoformat(sep=" "),
+        "offset_before_s": offset_before, "offset_s": offset}
+    if abs(offset) > SYNC_TOLERANCE_S:
+        raise _NotSynced(fields, f"the meter's clock is {offset:+.1f} s off after the sync "
+                                 f"(was {offset_before:+.1f} s): a meter refuses a step "
+                                 "above about 5 minutes; set it on site")
+    return fields
+
+
+class _NotSynced(Refused):
+    """A time sync the meter did not take, with what was read (for the result)."""
+
+    def __init__(self, fields: dict[str, Any], detail: str) -> None:
+        super().__init__("not_synced", detail)
+        self.fields = fields
 
 
 # --------------------------------------------------------------------------- the service
@@ -454,14 +727,15 @@ async def execute(t: Target, target: str, words: list[int]) -> tuple[list[int], 
 class CommandService:
     """Receives commands from the uplink, checks them, writes, reads back and answers.
 
-    ``publish(topic, payload)`` sends a result (the uplink's client); ``clock`` is
-    ``time.time`` except in tests.
+    ``targets`` are the devices that allow some command: :class:`Target` (Modbus writes)
+    or :class:`Dlt645Target` (time sync). ``publish(topic, payload)`` sends a result (the
+    uplink's client); ``clock`` is ``time.time`` except in tests.
     """
 
     site: str
     gateway: str
     keys: dict[str, bytes]
-    targets: dict[str, Target]
+    targets: Mapping[str, AnyTarget]
     store: NonceStore
     publish: Callable[[str, bytes], None]
     max_skew_s: float = 30.0
@@ -471,6 +745,11 @@ class CommandService:
     done: int = 0
     refused: int = 0
     failed: int = 0
+    _seq: int = field(default=0, init=False, repr=False)
+    _last_ts: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._seq, self._last_ts = self.store.last()
 
     @property
     def topic(self) -> str:
@@ -493,7 +772,8 @@ class CommandService:
             # knows its commands are heard (the broker handles one client's packets in order)
             if not rc.is_failure:
                 c.subscribe(topic, qos=1)
-            chained(c, u, flags, rc, props)
+            if chained is not None:
+                chained(c, u, flags, rc, props)
 
         client.on_connect = on_connect
 
@@ -501,7 +781,7 @@ class CommandService:
         try:
             self.inbox.put_nowait(payload)
         except asyncio.QueueFull:
-            self._answer(None, "refused", "overloaded",
+            self._answer(_ident(payload), "refused", "overloaded",
                          f"{self.inbox.qsize()} commands already waiting")
 
     # -- on the event loop ---------------------------------------------------------
@@ -513,7 +793,8 @@ class CommandService:
                     await self.handle(payload)
                 except Exception:  # a bug must not stop the gateway; the command is answered
                     log.exception("event=command_error")
-                    self._answer(None, "failed", "internal_error", "see the gateway log")
+                    self._answer(_ident(payload), "failed", "internal_error",
+                                 "see the gateway log")
 
     async def handle(self, payload: bytes) -> dict[str, Any]:
         """Check and execute one command; returns the result that was published."""
@@ -528,36 +809,79 @@ class CommandService:
             t = self.targets.get(cmd["device"])
             if t is None:
                 raise Refused("unknown_device", f"no writable device {cmd['device']!r} here")
-            if cmd["target"] not in t.profile.writable:
-                raise Refused("not_writable", f"{cmd['target']!r} is not a writable point of "
-                                              f"{t.profile.model}")
-            if cmd["target"] not in t.allowed:
-                raise Refused("not_allowed", f"{cmd['target']!r} is not in device "
-                                             f"{t.name}'s writable list")
-            words = register_words(t.profile, cmd["target"], cmd["value"])
+            if cmd["action"] == TIME_SYNC:
+                return await self._time_sync(cmd, t)
+            return await self._write(cmd, t)
         except Refused as r:
             return self._answer(cmd if cmd is not None else _ident(payload), "refused",
                                 r.reason, r.detail)
+
+    async def _write(self, cmd: dict[str, Any], t: AnyTarget) -> dict[str, Any]:
+        """A ``write``: the point checked (raises Refused), then written and read back."""
+        if not isinstance(t, Target):
+            raise Refused("not_writable", f"{t.name} is a DL/T 645 meter: it takes only "
+                                          "time_sync")
+        name = cmd["target"]
+        if name not in t.profile.writable:
+            raise Refused("not_writable", f"{name!r} is not a writable point of "
+                                          f"{t.profile.model}")
+        if name not in t.allowed:
+            raise Refused("not_allowed", f"{name!r} is not in device {t.name}'s writable list")
+        if t.profile.writable[name].is_coil:
+            bits = coil_bits(t.profile, name, cmd["value"])
+            try:
+                coils, mask = await execute_coils(t, name, bits)
+            except Refused as r:
+                return self._answer(cmd, "failed", r.reason, r.detail)
+            return self._answer(cmd, "ok", "", "", readback=mask, coils=coils)
+        words = register_words(t.profile, name, cmd["value"])
         try:
-            back, value = await execute(t, cmd["target"], words)
+            back, value = await execute(t, name, words)
         except Refused as r:
             return self._answer(cmd, "failed", r.reason, r.detail)
         return self._answer(cmd, "ok", "", "", readback=value, registers=back)
 
+    async def _time_sync(self, cmd: dict[str, Any], t: AnyTarget) -> dict[str, Any]:
+        """A ``time_sync`` of one DL/T 645 meter (raises Refused before anything is sent)."""
+        if not isinstance(t, Dlt645Target):
+            raise Refused("not_writable", f"{t.name} is not a DL/T 645 meter: time_sync "
+                                          "sets a DL/T 645 meter's clock")
+        if TIME_SYNC not in t.allowed:
+            raise Refused("not_allowed", f"time_sync is not in device {t.name}'s writable "
+                                         "list")
+        local = dt.datetime.fromtimestamp(self.clock(), ZoneInfo(t.timezone))
+        if not dlt645.time_sync_allowed(local):
+            raise Refused("near_midnight", f"{local:%H:%M} in {t.timezone}: no time sync "
+                                           f"within {dlt645.MIDNIGHT_GUARD_MIN} minutes of "
+                                           "midnight (meters freeze the day's readings)")
+        try:
+            fields = await sync_clock(t, self.clock)
+        except _NotSynced as r:
+            return self._answer(cmd, "failed", r.reason, r.detail, **r.fields)
+        except Refused as r:
+            return self._answer(cmd, "failed", r.reason, r.detail)
+        return self._answer(cmd, "ok", "", "", **fields)
+
     def _answer(self, cmd: Mapping[str, Any] | None, status: str, reason: str, detail: str,
                 **extra: Any) -> dict[str, Any]:
         c = cmd or {}
+        # one gateway never answers twice in the same millisecond (see ingest's `command`
+        # points), and numbers its answers; both go on across a restart (commands.db)
+        self._last_ts = max(int(self.clock() * 1000), self._last_ts + 1)
+        self._seq += 1
         result: dict[str, Any] = {
             "v": VERSION, "id": c.get("id"), "site": self.site, "gateway": self.gateway,
-            "device": c.get("device"), "target": c.get("target"), "value": c.get("value"),
-            "status": status, "reason": reason, "detail": detail[:300],
-            "ts": int(self.clock() * 1000), **extra}
+            "device": c.get("device"), "action": c.get("action"), "target": c.get("target"),
+            "value": c.get("value"), "status": status, "reason": reason,
+            "detail": detail[:300], "ts": self._last_ts, "seq": self._seq,
+            "issued_at": c.get("issued_at"), "key_id": c.get("key_id"), **extra}
         ident = _safe(c.get("id"))
         if status == "ok":
             self.done += 1
-            log.info("event=command_done id=%s device=%s target=%s value=%s readback=%s",
-                     ident, c.get("device"), c.get("target"), c.get("value"),
-                     extra.get("readback"))
+            shown = {k: extra[k] for k in ("readback", "offset_s") if k in extra}
+            log.info("event=command_done id=%s device=%s action=%s target=%s value=%s %s",
+                     ident, c.get("device"), c.get("action"), c.get("target"), c.get("value"),
+                     " ".join(f"{k}={v}" for k, v in shown.items()))
         elif status == "refused":
             self.refused += 1
             log.warning("event=command_refused id=%s reason=%s detail=%r", ident, reason,
@@ -579,8 +903,9 @@ class CommandService:
 
 
 def _ident(payload: bytes) -> dict[str, Any] | None:
-    """The id/device/target of a refused payload, if it has them, so the result says
-    which command it answers (only their well-formed values are echoed)."""
+    """What a refused payload says it is — id, device, action, target, value, issued_at,
+    key_id — so the result says which command it answers and who it claims signed it
+    (only well-formed values are echoed; the reason says whether the claim held)."""
     try:
         obj = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -588,10 +913,16 @@ def _ident(payload: bytes) -> dict[str, Any] | None:
     if not isinstance(obj, dict):
         return None
     out: dict[str, Any] = {}
-    for k, pattern in (("id", _NONCE), ("device", _ID), ("target", _TARGET), ("value", _VALUE)):
+    for k, pattern in (("id", _NONCE), ("device", _ID), ("target", _TARGET), ("value", _VALUE),
+                       ("key_id", _ID)):
         v = obj.get(k)
         if isinstance(v, str) and pattern.fullmatch(v):
             out[k] = v
+    if obj.get("action") in ACTIONS:
+        out["action"] = obj["action"]
+    issued = obj.get("issued_at")
+    if isinstance(issued, int) and not isinstance(issued, bool) and 0 <= issued < 2**40:
+        out["issued_at"] = issued
     return out
 
 

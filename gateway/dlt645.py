@@ -225,6 +225,68 @@ def parse_time_sync(frame: Frame) -> dt.datetime:
         raise Dlt645FrameError(f"time sync {text}: {exc}") from None
 
 
+#: minutes around the meters' local midnight in which no time sync goes out: a step across
+#: it could make a meter skip or repeat its daily freeze
+MIDNIGHT_GUARD_MIN = 5
+
+
+def time_sync_allowed(local: dt.datetime) -> bool:
+    """May a time sync go out at the meters' local wall-clock time ``local``? Not within
+    :data:`MIDNIGHT_GUARD_MIN` minutes of midnight."""
+    minutes = local.hour * 60 + local.minute + local.second / 60
+    return MIDNIGHT_GUARD_MIN <= minutes <= 24 * 60 - MIDNIGHT_GUARD_MIN
+
+
+def rounded_time_sync(now_local: dt.datetime, wire_s: float) -> dt.datetime:
+    """The time to put in a sync frame sent at ``now_local`` that takes ``wire_s`` on the
+    line: the frame carries whole seconds and the meter sets its clock when the frame has
+    arrived, so the time at arrival, rounded — off by at most half a second (the scheduled
+    sync truncates, which leaves the meters up to a second behind)."""
+    at = now_local + dt.timedelta(seconds=wire_s)
+    return (at + dt.timedelta(microseconds=500_000)).replace(microsecond=0)
+
+
+# --------------------------------------------------------------------------- the meter's clock
+
+#: the data identifiers of a meter's date (YYMMDDWW, WW 0 = Sunday) and time (hhmmss):
+#: DL/T 645-2007 Appendix A 04000101 日期及星期 and 04000102 时间 (the pair a meter's
+#: firmware answers as 当前日期 / 当前时间); DL/T 645-1997 C010 日期及周次 and C011 时间, as
+#: recalled from copies of the 1997 tables (not checked against a published frame)
+CLOCK_DI: dict[str, tuple[str, str]] = {"2007": ("04000101", "04000102"),
+                                        "1997": ("C010", "C011")}
+
+
+def date_bytes(when: dt.date) -> bytes:
+    """The value bytes of the date identifier (wire order, LSB first: WW DD MM YY)."""
+    if not 2000 <= when.year <= 2099:
+        raise ValueError(f"year {when.year}: DL/T 645 carries two digits (2000..2099)")
+    week = (when.weekday() + 1) % 7  # DL/T 645: 0 = Sunday; Python: 0 = Monday
+    return bytes.fromhex(f"{when.year - 2000:02d}{when.month:02d}{when.day:02d}{week:02d}")[::-1]
+
+
+def time_bytes(when: dt.datetime | dt.time) -> bytes:
+    """The value bytes of the time identifier (wire order: ss mm hh)."""
+    return bytes.fromhex(f"{when.hour:02d}{when.minute:02d}{when.second:02d}")[::-1]
+
+
+def parse_clock(date_raw: bytes, time_raw: bytes) -> dt.datetime:
+    """A meter's local wall-clock time from the value bytes of its date and time answers.
+
+    Raises:
+        Dlt645FrameError: not 4 + 3 BCD bytes, or not a valid date and time (the weekday
+        is not checked: meters set by a broadcast keep whatever weekday they had).
+    """
+    d_text, t_text = date_raw[::-1].hex(), time_raw[::-1].hex()
+    if len(date_raw) != 4 or len(time_raw) != 3 or not (d_text + t_text).isdigit():
+        raise Dlt645FrameError(f"clock {date_raw.hex()} {time_raw.hex()} is not 4 + 3 BCD bytes")
+    yy, mo, day = int(d_text[0:2]), int(d_text[2:4]), int(d_text[4:6])
+    hh, mm, ss = int(t_text[0:2]), int(t_text[2:4]), int(t_text[4:6])
+    try:
+        return dt.datetime(2000 + yy, mo, day, hh, mm, ss)
+    except ValueError as exc:
+        raise Dlt645FrameError(f"clock 20{d_text[:6]} {t_text}: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     address: str
@@ -332,10 +394,22 @@ class Dlt645Vector(Vector):
     data: dict[str, str]
 
 
+#: what a signed command may do to any DL/T 645 meter (gateway.commands): set its clock by
+#: the broadcast time sync, which both editions define — nothing else is ever written
+DLT645_WRITABLE: dict[str, str] = {
+    "time_sync": "the meter's clock, by broadcast time sync (C = 08H), read back"}
+
+
 class Dlt645Profile(Profile[Dlt645Item, Dlt645Vector]):
     protocol: Literal["dlt645"]
     #: the edition the meter speaks: framing control codes, DI length and formats differ
     version: Version = "2007"
+
+    @property
+    def writable(self) -> dict[str, str]:
+        """The points a command may change (:data:`DLT645_WRITABLE`), by name: a device
+        allows one with ``writable: [time_sync]`` in its config."""
+        return DLT645_WRITABLE
 
     @model_validator(mode="after")
     def _di_fit_version(self) -> Self:

@@ -1,12 +1,16 @@
-"""Modbus register writes: FC 6 (write single register) and FC 16 (write multiple registers).
+"""Modbus writes: FC 5 / FC 15 (write single / multiple coils) and FC 6 / FC 16 (write
+single / multiple registers).
 
 Pure byte-level code with no I/O, shared by the gateway's command path
 (:mod:`gateway.commands`) and firmware_sim's slaves, on the three framings the reads
-use (RTU, ASCII, MBAP). Frames as in MODBUS Application Protocol V1.1b3 §6.6 and
-§6.12: the spec's own examples are the tests' vectors —
-FC 6 ``06 0001 0003`` answered by its echo, FC 16 ``10 0001 0002 04 000A 0102``
-answered ``10 0001 0002``. Kept apart from :mod:`gateway.modbus_frames` (reads) because
-a write is only ever sent by an authorised command, never by the poller.
+use (RTU, ASCII, MBAP). Frames as in MODBUS Application Protocol V1.1b3 §6.5, §6.6,
+§6.11 and §6.12: the spec's own examples are the tests' vectors —
+FC 5 ``05 00AC FF00`` (coil 173 on) answered by its echo, FC 6 ``06 0001 0003`` answered
+by its echo, FC 15 ``0F 0013 000A 02 CD01`` (coils 20..29) answered ``0F 0013 000A``,
+FC 16 ``10 0001 0002 04 000A 0102`` answered ``10 0001 0002``. An FC 5 value other than
+FF00h (on) or 0000h (off) is an illegal data value (exception 3, §6.5). Kept apart from
+:mod:`gateway.modbus_frames` (reads) because a write is only ever sent by an authorised
+command, never by the poller.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ WRITE_SINGLE = 6
 WRITE_MULTIPLE = 16
 WRITE_CODES = frozenset({WRITE_SINGLE, WRITE_MULTIPLE})
 MAX_WRITE = 123  # registers per FC 16 request (spec §6.12: 1..123)
+WRITE_COIL = 5
+WRITE_COILS = 15
+COIL_WRITE_CODES = frozenset({WRITE_COIL, WRITE_COILS})
+MAX_WRITE_COILS = 1968  # coils per FC 15 request (spec §6.11: 1..0x07B0)
+COIL_ON, COIL_OFF = 0xFF00, 0x0000  # the FC 5 values (spec §6.5)
 Framing = Literal["rtu", "tcp", "ascii"]
 
 
@@ -38,9 +47,52 @@ def write_pdu(address: int, words: list[int], function: int | None = None) -> by
     return struct.pack(f">BHHB{len(words)}H", fc, address, len(words), 2 * len(words), *words)
 
 
+def coil_write_pdu(address: int, bits: list[int], function: int | None = None) -> bytes:
+    """The request PDU writing ``bits`` (0/1) from coil ``address``: FC 5 for one coil
+    (unless ``function`` says 15), else FC 15 (bits packed LSB first, as FC 1 reads them)."""
+    fc = function or (WRITE_COIL if len(bits) == 1 else WRITE_COILS)
+    if not 0 <= address <= 0xFFFF or any(b not in (0, 1) for b in bits):
+        raise ValueError("a coil address is 16-bit and a coil is 0 or 1")
+    if fc == WRITE_COIL:
+        if len(bits) != 1:
+            raise ValueError("FC 5 writes exactly one coil")
+        return struct.pack(">BHH", fc, address, COIL_ON if bits[0] else COIL_OFF)
+    if fc != WRITE_COILS or not 1 <= len(bits) <= MAX_WRITE_COILS \
+            or address + len(bits) > 0x10000:
+        raise ValueError(f"FC 15 writes 1..{MAX_WRITE_COILS} coils within 0..65535")
+    data = mf.pack_bits(bits)
+    return struct.pack(">BHHB", fc, address, len(bits), len(data)) + data
+
+
+def parse_coil_write_pdu(pdu: bytes) -> tuple[int, int, list[int]]:
+    """(function code, address, bits) of an FC 5 / FC 15 request.
+
+    Raises:
+        ValueError: malformed, or an FC 5 value that is neither FF00h nor 0000h — the
+        slave answers exception 3 (illegal data value), as the spec says.
+    """
+    if not pdu or pdu[0] not in COIL_WRITE_CODES:
+        raise ValueError("not a coil write")
+    if pdu[0] == WRITE_COIL:
+        if len(pdu) != 5:
+            raise ValueError("an FC 5 request PDU is 5 bytes")
+        _, address, value = struct.unpack(">BHH", pdu)
+        if value not in (COIL_ON, COIL_OFF):
+            raise ValueError(f"FC 5 value {value:04X}h is neither FF00h nor 0000h")
+        return WRITE_COIL, address, [1 if value == COIL_ON else 0]
+    if len(pdu) < 6:
+        raise ValueError("FC 15 request too short")
+    _, address, count, nbytes = struct.unpack(">BHHB", pdu[:6])
+    if not 1 <= count <= MAX_WRITE_COILS or nbytes != mf.bit_bytes(count) \
+            or len(pdu) != 6 + nbytes:
+        raise ValueError(f"FC 15 request with count {count}, {nbytes} bytes, {len(pdu)} long")
+    return WRITE_COILS, address, mf.unpack_bits(pdu[6:], count)
+
+
 def expected_response(request: bytes) -> bytes:
-    """A write's normal answer: FC 6 echoes the request, FC 16 its first five bytes."""
-    return request if request[0] == WRITE_SINGLE else request[:5]
+    """A write's normal answer: FC 5 and FC 6 echo the request, FC 15 and FC 16 its first
+    five bytes (function, address, quantity)."""
+    return request if request[0] in (WRITE_COIL, WRITE_SINGLE) else request[:5]
 
 
 def check_write_response(unit: int, request: bytes, got_unit: int, pdu: bytes) -> None:
@@ -99,7 +151,8 @@ def response_length(framing: Framing) -> Callable[[bytes], int | None]:
 
 
 def rtu_write_response_length(head: bytes) -> int | None:
-    """An RTU write answer is 8 bytes (unit, fc, address, value/count, CRC); an exception 5."""
+    """An RTU write answer (FC 5, 6, 15 or 16) is 8 bytes (unit, fc, address,
+    value/quantity, CRC); an exception 5."""
     if len(head) < 2:
         return None
     return 5 if head[1] & 0x80 else 8
@@ -111,11 +164,12 @@ def rtu_write_response_length(head: bytes) -> int | None:
 def rtu_request_length(buf: bytes) -> int | None:
     """Length of the RTU request at the start of ``buf`` (None: not enough bytes yet).
 
-    Reads and FC 6 are 8 bytes; FC 15/16 carry a byte count after address and quantity.
+    Reads, FC 5 and FC 6 are 8 bytes; FC 15/16 carry a byte count after address and
+    quantity.
     """
     if len(buf) < 2:
         return None
-    if buf[1] in (15, WRITE_MULTIPLE):
+    if buf[1] in (WRITE_COILS, WRITE_MULTIPLE):
         return None if len(buf) < 7 else 9 + buf[6]
     return 8
 

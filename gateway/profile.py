@@ -200,37 +200,90 @@ class Profile(StrictModel, Generic[ItemT, VectorT]):
 #: register types a command may write (text and bits have no numeric range to check)
 WRITABLE_TYPES: frozenset[str] = frozenset(
     {"u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "bcd16", "bcd32"})
+#: consecutive coils one writable coil point may span (its value is then a bit mask)
+MAX_WRITABLE_COILS = 16
 
 
 class WritablePoint(StrictModel):
-    """A setting a command may change (a set-point, a demand period): the only registers
-    the gateway ever writes. The range is in the point's own unit (``unit``), as the manual
-    states it; the register holds ``(value - offset) / scale`` in ``type``."""
+    """A setting a command may change (a set-point, a demand period, a relay or a pump's run
+    coil): the only registers and coils the gateway ever writes.
+
+    A holding register (``function: holding``, the default) holds ``(value - offset) /
+    scale`` in ``type``; its range ``min``..``max`` is in the point's own unit (``unit``), as
+    the manual states it, and must be given — a register without a stated range is not
+    safe to write. A coil (``function: coil``) is 0 or 1; a point of ``coils`` consecutive
+    coils takes a bit mask (bit 0 = the first coil), so a bank of relays is one setting.
+    """
 
     address: Annotated[int, Field(ge=0, le=0xFFFF)]
-    function: Literal["holding"] = "holding"
-    type: RegType | None = None  # default: the profile's defaults.type
+    function: Literal["holding", "coil"] = "holding"
+    type: RegType | None = None  # default: the profile's defaults.type (a coil: bool)
     byte_order: Order | None = None
     word_order: Order | None = None
     scale: float = 1.0
     offset: float = 0.0
-    min: float
-    max: float
-    # the only values the device accepts, if the manual lists them (e.g. 0, 5, 10 … minutes)
+    min: float | None = None  # a register: required; a coil: 0 (default)
+    max: float | None = None  # a register: required; a coil: 2**coils - 1 (default)
+    # the only values the device accepts, if the manual lists them (e.g. 0, 5, 10 … minutes;
+    # [1] for a reset coil that only takes "on")
     choices: list[float] | None = None
     unit: str = ""
     description: str = ""
-    # 6 (write single register) or 16 (write multiple); default: 6 for one register, else 16
-    write_function: Literal[6, 16] | None = None
+    #: a coil point: how many consecutive coils it spans
+    coils: Annotated[int, Field(ge=1, le=MAX_WRITABLE_COILS)] = 1
+    # registers: 6 (write single register) or 16 (write multiple); default 6 for one
+    # register, else 16. Coils: 5 (write single coil) or 15 (write multiple coils); default
+    # 5 for one coil, else 15 (some devices take FC 15 only, even for one coil)
+    write_function: Literal[5, 6, 15, 16] | None = None
+
+    @property
+    def is_coil(self) -> bool:
+        return self.function == "coil"
+
+    def bounds(self) -> tuple[float, float]:
+        """The point's range: a register's min..max, a coil's 0..2**coils - 1."""
+        if self.is_coil:
+            top = float(2**self.coils - 1)
+            return (0.0 if self.min is None else self.min), (top if self.max is None
+                                                             else self.max)
+        assert self.min is not None and self.max is not None  # checked in _sane
+        return self.min, self.max
+
+    def coil_function(self) -> int:
+        """The write function of a coil point (5 or 15)."""
+        return self.write_function or (5 if self.coils == 1 else 15)
 
     @model_validator(mode="after")
     def _sane(self) -> Self:
-        if self.scale == 0:
-            raise ValueError("scale 0 cannot be written")
-        if self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.is_coil:
+            if self.type not in (None, "bool"):
+                raise ValueError(f"a coil is a bit: type {self.type} cannot be written to it")
+            if self.scale != 1.0 or self.offset != 0.0 or self.unit:
+                raise ValueError("a coil is 0 or 1: no scale, offset or unit")
+            if self.write_function not in (None, 5, 15):
+                raise ValueError(f"write_function {self.write_function} writes registers; "
+                                 "a coil takes 5 or 15")
+            if self.write_function == 5 and self.coils != 1:
+                raise ValueError("write_function 5 writes one coil; use 15 for several")
+            top = 2**self.coils - 1
+            for name, v in (("min", self.min), ("max", self.max)):
+                if v is not None and (v != int(v) or not 0 <= v <= top):
+                    raise ValueError(f"{name} {v} is not a whole value in 0..{top}")
+        else:
+            if self.min is None or self.max is None:
+                raise ValueError("a writable register needs min and max (the manual's range)")
+            if self.coils != 1:
+                raise ValueError("coils applies to a coil point (function: coil)")
+            if self.write_function in (5, 15):
+                raise ValueError(f"write_function {self.write_function} writes coils; "
+                                 "a register takes 6 or 16")
+            if self.scale == 0:
+                raise ValueError("scale 0 cannot be written")
+        lo, hi = self.bounds()
+        if lo > hi:
+            raise ValueError(f"min {lo} is above max {hi}")
         for c in self.choices or []:
-            if not self.min <= c <= self.max:
+            if not lo <= c <= hi:
                 raise ValueError(f"choice {c} is outside min..max")
         return self
 
@@ -248,6 +301,8 @@ class ModbusProfile(Profile[Register, TestVector]):
             _check_field(f)
         for name in self.writable:
             f = self.writable_field(name)
+            if self.writable[name].is_coil:
+                continue  # a bit: checked by WritablePoint itself
             if f.type not in WRITABLE_TYPES:
                 raise ValueError(f"writable {name!r}: type {f.type} cannot be written "
                                  f"(one of {sorted(WRITABLE_TYPES)})")
@@ -261,7 +316,8 @@ class ModbusProfile(Profile[Register, TestVector]):
         w = self.writable[name]
         d = self.defaults
         return Field_(quantity=name, address=w.address, function=w.function,
-                      type=w.type or d.type, byte_order=w.byte_order or d.byte_order,
+                      type=w.type or ("bool" if w.is_coil else d.type),
+                      byte_order=w.byte_order or d.byte_order,
                       word_order=w.word_order or d.word_order, scale=w.scale, offset=w.offset)
 
     def fields(self) -> list[Field_]:
