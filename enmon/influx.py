@@ -17,9 +17,11 @@ Errors become :class:`SinkError`; ``retryable`` says whether trying again can he
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 import aiohttp
+import orjson
 from pydantic import Field
 
 from enmon.config import StrictModel
@@ -180,11 +182,37 @@ def flat_rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Series as flat dicts, one per point, with the series' tags merged in."""
     out: list[dict[str, Any]] = []
     for s in series:
-        tags = s.get("tags", {})
-        for values in s["values"]:
-            row = dict(zip(s["columns"], values, strict=True))
-            row.update(tags)
-            out.append(row)
+        tags = s.get("tags")
+        cols = s["columns"]
+        if tags:
+            out += [{**dict(zip(cols, values, strict=True)), **tags} for values in s["values"]]
+        else:
+            out += [dict(zip(cols, values, strict=True)) for values in s["values"]]
+    return out
+
+
+def series_columns(series: list[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """The points of untagged series (one device's readings, the chunks of one range) as
+    columns: ``names`` → one list each, ``None`` where a point has no value (or the series
+    no such column), in the order of the series.
+
+    A year of 15-minute readings is 35,040 points: one dict per point costs more than the
+    database took to send them; the transpose here runs in C (``zip(*values)``).
+    """
+    out: dict[str, list[Any]] = {n: [] for n in names}
+    for s in series:
+        values = s.get("values") or []
+        if not values:
+            continue
+        cols = dict(zip(s["columns"], zip(*values, strict=True), strict=True))
+        nones = None
+        for n in names:
+            col = cols.get(n)
+            if col is None:
+                nones = nones or [None] * len(values)
+                out[n] += nones
+            else:
+                out[n] += col
     return out
 
 
@@ -198,11 +226,14 @@ class InfluxQL(_Http):
             params["rp"] = self.cfg.retention_policy
         try:
             async with self.session().post(f"{self.cfg.url}/query", data=params) as r:
-                body = await r.json(content_type=None)
+                # orjson straight from the bytes: no text copy, ~3x the stdlib's speed on a
+                # year of one meter's readings
+                raw = await r.read()
+                body = orjson.loads(raw) if raw.strip() else None
                 status = r.status
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise SinkError(f"influx query failed: {type(exc).__name__}: {exc}") from exc
-        if status != 200:
+        if status != 200 or not isinstance(body, dict):
             raise SinkError(
                 f"influx query HTTP {status}: {str(body)[:300]}", retryable=status >= 500
             )
