@@ -25,7 +25,7 @@ import csv
 import datetime as dt
 import itertools
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
@@ -163,30 +163,44 @@ def find_gaps(times: Sequence[int], start: int, end: int, *, interval_ms: int | 
 
 
 def raw_history(*, site: str, device: str, start: int, end: int, tz: str,
-                fields: Sequence[str], rows: Iterable[dict[str, Any]],
+                fields: Sequence[str], rows: Iterable[dict[str, Any]] = (),
+                columns: Mapping[str, Sequence[Any]] | None = None,
                 rejected: Iterable[dict[str, Any]] = (), gap_factor: float = GAP_TOLERANCE,
                 poll_interval_s: float | None = None,
                 meta: dict[str, Any] | None = None) -> History:
     """Raw readings with gaps and flags found.
 
+    The readings come as ``rows`` (one dict per point, ``{"time": ms, field: value,
+    "flag_<field>": text}``) or, from the store, as ``columns`` (``"time"`` and those keys
+    → one list each, by time), which a year of points is read as: the values are then
+    converted a column at a time and the flags looked for only in a flag column that has
+    one.
+
     ``poll_interval_s`` is the meter's configured poll interval (the site file's); without
     it the median spacing stands in and ``meta["interval_source"]`` says so.
     """
-    out_rows: list[dict[str, Any]] = []
-    flags: list[FlagEvent] = []
-    for r in rows:
-        ts = int(r["time"])
-        row: dict[str, Any] = {"time": ts}
-        for f in fields:
-            v = r.get(f)
-            row[f] = float(v) if v is not None else None
-            flag = r.get(f"flag_{f}")
-            if flag:
-                flags.append(FlagEvent(ts, f, str(flag), row[f]))
-        if r.get("flag_ts"):
-            flags.append(FlagEvent(ts, "ts", str(r["flag_ts"]), None))
-        out_rows.append(row)
-    times = [r["time"] for r in out_rows]
+    if columns is None:
+        listed = list(rows)
+        names = ["time", *fields, *(f"flag_{f}" for f in fields), "flag_ts"]
+        columns = {n: [r.get(n) for r in listed] for n in names}
+    times = [int(t) for t in columns["time"]]
+    n = len(times)
+    none_col: list[Any] = [None] * n
+    values = [_floats(columns.get(f) or none_col) for f in fields]
+    found: list[tuple[int, int, FlagEvent]] = []  # (point, field's place, event): row order
+    for j, f in enumerate(fields):
+        fc = columns.get(f"flag_{f}")
+        if fc and any(fc):
+            vals = values[j]
+            found += [(i, j, FlagEvent(times[i], f, str(x), vals[i]))
+                      for i, x in enumerate(fc) if x]
+    tc = columns.get("flag_ts")
+    if tc and any(tc):
+        found += [(i, len(fields), FlagEvent(times[i], "ts", str(x), None))
+                  for i, x in enumerate(tc) if x]
+    found.sort(key=lambda e: (e[0], e[1]))
+    keys = ["time", *fields]
+    out_rows = [dict(zip(keys, r, strict=True)) for r in zip(times, *values, strict=True)]
     if poll_interval_s is not None:
         interval: int | None = int(poll_interval_s * 1000)
         source = "site file poll_interval_s"
@@ -197,8 +211,13 @@ def raw_history(*, site: str, device: str, start: int, end: int, tz: str,
     return History(site=site, device=device, start=start, end=end, tz=tz, mode="raw",
                    columns=list(fields), rows=out_rows,
                    gaps=find_gaps(times, start, end, interval_ms=interval, gap_factor=gap_factor),
-                   flags=flags, rejected=relevant_rejected(rejected, device), interval_ms=interval,
-                   readings=len(out_rows), meta=info)
+                   flags=[e for _, _, e in found], rejected=relevant_rejected(rejected, device),
+                   interval_ms=interval, readings=n, meta=info)
+
+
+def _floats(col: Sequence[Any]) -> list[float | None]:
+    """A column of values as floats (the JSON of a float field holds ``1000`` for 1000.0)."""
+    return [None if v is None else float(v) for v in col]
 
 
 def rolled_history(*, raw: History, gauges: Sequence[str], bucket_rows: Iterable[dict[str, Any]],

@@ -13,13 +13,14 @@ ever pasted into a statement.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from enmon import quantities
-from enmon.influx import ident, quote
+from enmon.influx import ident, quote, series_columns
 from inspector.manual import MEASUREMENT, row_entry
 
 DAY_MS = 86_400_000
@@ -159,6 +160,25 @@ class Store:
         progress: Callable[[float], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Raw points of one device: the quantities, their ``flag_*`` and ``seq``, by time."""
+        cols = await self.reading_columns(site, device, fields, start, end, chunk_ms=chunk_ms,
+                                          progress=progress)
+        names = list(cols)
+        return [dict(zip(names, r, strict=True)) for r in zip(*cols.values(), strict=True)]
+
+    async def reading_columns(
+        self,
+        site: str,
+        device: str,
+        fields: Sequence[str],
+        start: int,
+        end: int,
+        *,
+        chunk_ms: int = 7 * DAY_MS,
+        progress: Callable[[float], None] | None = None,
+    ) -> dict[str, list[Any]]:
+        """:meth:`readings` as columns (``time``, the quantities, their ``flag_*``, ``seq``;
+        ``None`` where a point has no value), by time: what a history of 35,040 points is
+        built from without a dict per point."""
         cols = [*fields, *(f"flag_{f}" for f in fields), "seq"]
         sel = ", ".join(ident(c) for c in cols)
         spans = [(t, min(end, t + chunk_ms)) for t in range(start, end, chunk_ms)]
@@ -167,17 +187,21 @@ class Store:
 
         async def chunk(t: int, t2: int) -> list[dict[str, Any]]:
             async with gate:
-                rows = await self.rows(
+                series: list[dict[str, Any]] = await self.q.query(
                     f'SELECT {sel} FROM "meter" WHERE site = {quote(site)} AND '
                     f"device = {quote(device)} AND time >= {t}ms AND time < {t2}ms")
             done[0] += t2 - t
             if progress is not None:
                 progress(done[0] / max(1, end - start))
-            return rows
+            return series
 
         parts = await asyncio.gather(*(chunk(t, t2) for t, t2 in spans))
-        out = [r for part in parts for r in part]  # chunks in time order, each sorted
-        out.sort(key=lambda r: int(r["time"]))
+        # chunks in time order, each sorted by the database: concatenated, they are sorted
+        out = series_columns([s for part in parts for s in part], ["time", *cols])
+        times = out["time"]
+        if any(b < a for a, b in itertools.pairwise(times)):  # a reader that does not sort
+            order = sorted(range(len(times)), key=times.__getitem__)
+            out = {k: [v[i] for i in order] for k, v in out.items()}
         return out
 
     async def buckets(self, site: str, device: str, fields: Sequence[str], start: int, end: int,
@@ -277,6 +301,11 @@ class Store:
 
 # --------------------------------------------------------------------------- history
 
+
+async def _nothing() -> list[str]:
+    return []
+
+
 # What an inspector looks at first for each energy type: the counter and its rate.
 DEFAULT_VIEW: dict[str, tuple[str, ...]] = {
     "electricity": ("active_energy_import_kwh", "active_power_kw"),
@@ -312,26 +341,51 @@ async def fetch_history(store: Store, *, site: str, device: str, start: int, end
     end = min(end, now)
     if end <= start:
         raise ValueError("the range starts in the future: nothing was read yet")
-    meter, reported = await asyncio.gather(store.meter(site, device),
-                                           store.quantities_of(site, device, start, end))
-    configured = (figures.find_meter(site_model, device, meter.gateway if meter else None)
-                  if site_model is not None else None)
-    if fields is None:
-        view = DEFAULT_VIEW.get(meter.energy_type if meter else "", ())
-        chosen = [q for q in view if q in reported] or reported
-    elif list(fields) == ["all"]:
-        chosen = reported
-    else:
+    everything = fields is not None and list(fields) == ["all"]
+    if fields is not None and not everything:
         unknown = [f for f in fields if f not in quantities.QUANTITIES]
         if unknown:
             raise ValueError(f"unknown quantity {unknown[0]!r}")
-        chosen = list(fields)
-    raw_rows, rejected, entries = await asyncio.gather(
-        store.readings(site, device, chosen, start, end, progress=progress),
-        store.rejected(site, start, end, gateway=meter.gateway if meter else None),
-        store.entries(site, start, end, device=device))
+
+    async def read(chosen: list[str], gateway: str | None) -> Any:
+        return await asyncio.gather(
+            store.reading_columns(site, device, chosen, start, end, progress=progress),
+            store.rejected(site, start, end, gateway=gateway),
+            store.entries(site, start, end, device=device))
+
+    # The site file names the meter's gateway and energy type, so the readings of its view
+    # can be read together with its stored tags (one round of queries, not two); the tags
+    # then confirm the guess, and which of the view's quantities it reported is seen in the
+    # readings themselves (what ``quantities_of`` would count). Anything else: two rounds.
+    guess = figures.find_meter(site_model, device) if site_model is not None else None
+    spec = (list(DEFAULT_VIEW.get(guess.energy_type, ())) if fields is None
+            else [] if everything else list(fields)) if guess is not None else []
+    got: Any = None
+    if spec and guess is not None:
+        meter, got = await asyncio.gather(store.meter(site, device), read(spec, guess.gateway))
+        chosen = spec
+        if fields is None:
+            chosen = [q for q in spec if any(v is not None for v in got[0][q])]
+        if (meter is None or meter.gateway != guess.gateway or not chosen
+                or (fields is None
+                    and tuple(spec) != DEFAULT_VIEW.get(meter.energy_type, ()))):
+            got = None  # the guess was wrong: read as if no site file had been given
+    if got is None:
+        meter, reported = await asyncio.gather(
+            store.meter(site, device),
+            store.quantities_of(site, device, start, end) if fields is None or everything
+            else _nothing())
+        if fields is None:
+            view = DEFAULT_VIEW.get(meter.energy_type if meter else "", ())
+            chosen = [q for q in view if q in reported] or reported
+        else:
+            chosen = reported if everything else list(fields)
+        got = await read(chosen, meter.gateway if meter else None)
+    configured = (figures.find_meter(site_model, device, meter.gateway if meter else None)
+                  if site_model is not None else None)
+    columns, rejected, entries = got
     raw = hist.raw_history(site=site, device=device, start=start, end=end, tz=tz, fields=chosen,
-                           rows=raw_rows, rejected=rejected,
+                           columns=columns, rejected=rejected,
                            gap_factor=hist.GAP_TOLERANCE if gap_factor is None else gap_factor,
                            poll_interval_s=configured.poll_interval_s if configured else None,
                            meta=meter.as_dict() if meter else {})
