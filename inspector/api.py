@@ -27,13 +27,13 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 
 from enmon.errors import SinkError
 from inspector import alerts as al
 from inspector.auth import Principal, TokenBook
 from inspector.config import InspectorConfig
-from inspector.i18n import LANGS, Lang, from_accept_language, normalize
+from inspector.i18n import LANGS, N_, Lang, from_accept_language, normalize
 from inspector.store import Store
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -55,6 +55,8 @@ class WhoAmI(BaseModel):
     may_acknowledge: bool
     may_enter: bool = Field(default=False, description="may enter manual readings and "
                             "corrections (POST …/entries)")
+    may_control: bool = Field(default=False, description="may send device commands "
+                              "(POST …/gateways/{gateway}/commands): operators only")
 
 
 class SiteOut(BaseModel):
@@ -233,6 +235,71 @@ class EnergyViewOut(BaseModel):
     totals: EnergyTotalsOut
 
 
+class CommandIn(BaseModel):
+    device: str = Field(max_length=64, description="the device's name in the gateway's config")
+    kind: str = Field(default="write", max_length=32, description="what to do: write (a "
+                      "writable point of the device's profile); the gateway knows its kinds")
+    target: str = Field(max_length=64, description="the writable point, e.g. "
+                        "demand_period_min")
+    value: StrictStr | StrictInt | StrictFloat = Field(description="the new value in the point's unit: a number or "
+                               "a decimal string (\"21.5\")")
+    lifetime_s: int | None = Field(default=None, description="seconds until the command "
+                                   "expires (default: commands.lifetime_s of the config)")
+
+
+class CommandOut(BaseModel):
+    id: str = Field(description="the command id (the nonce the gateway's answer carries)")
+    site: str
+    gateway: str
+    device: str
+    kind: str
+    target: str
+    value: str
+    issued_at: int = Field(description="Unix seconds")
+    expires_at: int = Field(description="Unix seconds: the gateway refuses it after this")
+    requested_by: str
+    requested_at: int = Field(description="epoch ms: the time of its command_request point")
+    state: Literal["sent"] = "sent"
+
+
+class CommandAnswerOut(BaseModel):
+    outcome: str | None
+    reason: str
+    at: int | None
+
+
+class CommandRecordOut(BaseModel):
+    id: str | None
+    requested_at: int | None
+    requested_by: str | None
+    role: str | None
+    device: str | None
+    kind: str | None
+    target: str | None
+    value: str | None
+    issued_at: int | None
+    expires_at: int | None
+    key_id: str | None
+    state: str = Field(description="sending, sent, not_sent (the broker refused it) or "
+                       "unconfirmed (no PUBACK: it may have reached the gateway)")
+    error: str
+    outcome: str = Field(description="the gateway's first answer (ok, refused, failed), else "
+                         "pending, no_answer (expired unanswered) or not_sent")
+    outcome_text: str = Field(description="the outcome in the reader's language")
+    reason: str
+    detail: str
+    readback: float | None
+    registers: str | None
+    answered_at: int | None
+    answers: list[CommandAnswerOut]
+
+
+class CommandsOut(BaseModel):
+    site: str
+    gateway: str
+    commands: list[CommandRecordOut]
+
+
 class Health(BaseModel):
     ok: bool
     influx: bool
@@ -268,11 +335,17 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         rules = al.RulesClient(cfg.rules_url, cfg.rules_token())
     tokens = TokenBook((t.name, t.role, t.sha256) for t in cfg.tokens)
     holder: dict[str, Any] = {}
+    from inspector import commands as cm
+
+    # read at start: a missing or exposed key stops the API, not the first command
+    signer = cm.load_signer(cfg.commands) if cfg.commands is not None else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         holder["store"] = Store(InfluxQL(cfg.influx))
-        holder["writer"] = make_writer(cfg.influx)  # manual readings and corrections only
+        holder["writer"] = make_writer(cfg.influx)  # manual readings, corrections, commands
+        if cfg.mqtt is not None:
+            holder["sender"] = cm.Sender(cfg.mqtt, holder["writer"])
         log.info("event=api_started sites=%d tokens=%d rules=%s", len(sites), len(cfg.tokens),
                  "yes" if rules else "no")
         yield
@@ -395,7 +468,7 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
     @app.get("/api/v1/whoami", response_model=WhoAmI, tags=["meta"])
     async def whoami(who: Annotated[Principal, Depends(reader)]) -> WhoAmI:
         return WhoAmI(name=who.name, role=who.role, may_acknowledge=who.may("ack"),
-                      may_enter=who.may("enter"))
+                      may_enter=who.may("enter"), may_control=who.may("control"))
 
     @app.get("/api/v1/sites", response_model=list[SiteOut], tags=["inventory"])
     async def list_sites(_: Annotated[Principal, Depends(reader)],
@@ -653,6 +726,92 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         return EntryOut(kind=e.kind, gateway=e.gateway, device=e.device, quantity=e.quantity,
                         reading_ts=e.ts, value=e.value, original=e.original, author=e.author,
                         reason=e.reason, entered_at=e.entered_at)
+
+    def controller(who: Annotated[Principal, Depends(principal)],
+                   lang: Annotated[Lang, Depends(language)]) -> Principal:
+        if not who.may("control"):
+            raise HTTPException(403, cm.CommandError(
+                403, N_("role %(role)s may not send device commands; an operator may"),
+                role=who.role).text(lang))
+        return who
+
+    GatewayId = Annotated[str, PathParam(pattern=ID, description="gateway id")]
+
+    @app.post("/api/v1/sites/{site}/gateways/{gateway}/commands", response_model=CommandOut,
+              status_code=202, tags=["commands"],
+              responses={403: {"description": "the role may not control devices"},
+                         404: {"description": "no such gateway"},
+                         409: {"description": "commands are not configured on this API"},
+                         422: {"description": "a field to change: {detail, field}"},
+                         503: {"description": "broker or database unavailable: nothing sent"}})
+    async def send_command(site: SiteId, gateway: GatewayId, body: CommandIn,
+                           who: Annotated[Principal, Depends(controller)],
+                           st: Annotated[Store, Depends(store)],
+                           lang: Annotated[Lang, Depends(language)]) -> Any:
+        """Send one device command (operators): signed, expiring, published to the gateway.
+
+        The gateway checks it against the device's profile (writable points, range) and its
+        allow-list, writes, reads back and answers; the answer is listed by the GET beside
+        who asked. Answered 202 with the command id once the broker has it (QoS 1); 503 when
+        the broker or the database is unavailable (then nothing was sent)."""
+        try:
+            if signer is None or "sender" not in holder:
+                raise cm.CommandError(409, N_("device commands are not set up on this API: "
+                                              "add commands: and mqtt: to its config"))
+            assert cfg.commands is not None
+            life = cfg.commands.lifetime_s if body.lifetime_s is None else body.lifetime_s
+            if not 1 <= life <= cfg.commands.max_lifetime_s:
+                raise cm.CommandError(422, N_("lifetime_s %(lifetime)s: between 1 and "
+                                              "%(max)s seconds"), "lifetime_s",
+                                      lifetime=life, max=cfg.commands.max_lifetime_s)
+            cmd = cm.build(signer, site=site, gateway=gateway, device=body.device,
+                           kind=body.kind, target=body.target,
+                           value=cm.decimal_text(body.value), lifetime_s=life,
+                           now=time.time())
+            known = await cm.known_devices(st, site, gateway, sites.get(site))
+            if not known:
+                raise cm.CommandError(404, N_("no gateway %(gateway)s in site %(site)s: no "
+                                              "site file names it and it has sent no "
+                                              "readings"), gateway=gateway, site=site)
+            if body.device not in known:
+                raise cm.CommandError(422, N_("gateway %(gateway)s has no device "
+                                              "%(device)s: use one of %(devices)s"),
+                                      "device", gateway=gateway, device=body.device,
+                                      devices=", ".join(sorted(known)[:20]))
+            ts = await holder["sender"].send(cmd, requested_by=who.name, role=who.role)
+        except cm.CommandError as exc:
+            content: dict[str, Any] = {"detail": exc.text(lang)}
+            if exc.field:
+                content["field"] = exc.field
+            return JSONResponse(content, exc.status)
+        return CommandOut(id=cmd["id"], site=site, gateway=gateway, device=cmd["device"],
+                          kind=cmd["action"], target=cmd["target"], value=cmd["value"],
+                          issued_at=cmd["issued_at"], expires_at=cmd["expires_at"],
+                          requested_by=who.name, requested_at=ts)
+
+    @app.get("/api/v1/sites/{site}/gateways/{gateway}/commands", response_model=CommandsOut,
+             tags=["commands"])
+    async def list_commands(site: SiteId, gateway: GatewayId,
+                            _: Annotated[Principal, Depends(reader)],
+                            st: Annotated[Store, Depends(store)],
+                            lang: Annotated[Lang, Depends(language)], start: Start = None,
+                            end: End = None,
+                            device: Annotated[str | None, Query(pattern=ID)] = None
+                            ) -> CommandsOut:
+        """Device commands asked of a gateway (newest first, default the last 30 days), who
+        asked, and the gateway's answer: outcome, reason, the value read back."""
+        tz = tz_of(site)
+        now = int(time.time() * 1000)
+        e = parse_time(end, tz=tz, default=now)
+        s = parse_time(start, tz=tz, default=e - 30 * DAY_MS)
+        if e <= s:
+            raise HTTPException(422, "end must be after start")
+        if e - s > cfg.max_range_days * DAY_MS:
+            raise HTTPException(422, f"at most {cfg.max_range_days} days per request")
+        rows = await cm.listing(st, site=site, gateway=gateway, start=s, end=e, device=device,
+                                lang=lang, now_ms=now)
+        return CommandsOut(site=site, gateway=gateway,
+                           commands=[CommandRecordOut(**r) for r in rows])
 
     # ------------------------------------------------------------------ energy view
 
