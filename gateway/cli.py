@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -81,21 +80,9 @@ def run(config: Path = ConfigOpt) -> None:
 
     SIGTERM / Ctrl-C stops cleanly (queued batches stay on disk for the next start).
     """
-    from gateway.agent import Gateway
-    from gateway.config import load_config
+    from gateway.service import run as run_gateway
 
-    cfg = load_config(config)
-    gw = Gateway(cfg, config_file=str(config))
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await gw.run(stop)
-
-    asyncio.run(main())
-    logging.getLogger("enmon.gateway").info("event=stopped")
+    run_gateway(config)
 
 
 @app.command()

@@ -36,7 +36,6 @@ is passed to paho and never logged), reconnect with exponential backoff
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 
@@ -86,6 +85,8 @@ class Uplink:
         if cfg.username:
             c.username_pw_set(cfg.username, cfg.password())
         if cfg.tls is not None:
+            import ssl  # only with TLS: without it the gateway process never loads OpenSSL
+
             c.tls_set(
                 ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
                 certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,

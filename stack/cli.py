@@ -1,113 +1,20 @@
-"""The one ``enmon`` command: the table of parts, above them all.
+"""The one ``enmon`` command (the console script's ``main``), above every part.
 
-Each deployable part owns a typer app in its ``cli.py``; they are mounted here.
-Those modules import only typer at module level (heavy imports happen inside
-the commands), so ``enmon gateway …`` on a Raspberry Pi never imports server
-libraries, and a part whose extra is not installed simply says so when used.
+The table of parts is the typer app in :mod:`stack.app`. ``enmon gateway run -c FILE``
+— what a Pi's systemd unit starts and keeps running for months — goes straight to
+:func:`gateway.service.run` instead: no typer, click or other part's CLI stays resident
+in a process that never shows help (about 2.3 MB of the gateway's RSS). Any other form
+of the command line, ``--help`` included, goes through typer as before.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
+import os
 import sys
-
-import typer
+from pathlib import Path
 
 from enmon.errors import EnmonError
-
-app = typer.Typer(
-    help="enmon — energy monitoring: meters → gateway → MQTT → ingest → InfluxDB → rules.\n\n"
-    "Start with `enmon demo` to see every part run on this machine.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-
-# (sub-command, module with `app`, one-line help)
-_PARTS = [
-    ("gateway", "gateway.cli", "Edge gateway: probe, check and run."),
-    ("sim", "firmware_sim.cli", "Simulated meters on real protocols."),
-    ("ingest", "ingest.cli", "MQTT → InfluxDB ingest worker."),
-    ("influx", "ingest.cli:influx_app", "InfluxDB setup: database/bucket and retention."),
-    ("rules", "rules.cli", "Rule engine: alerts and notifications."),
-    ("deploy", "deploy.cli", "Deploy: broker credentials, TLS, health checks."),
-    ("history", "inspector.cli:history_app", "A meter's history: gaps, flags, CSV/XLSX."),
-    ("report", "inspector.cli:report_app", "Monthly/annual energy report (HTML/PDF)."),
-    ("api", "inspector.cli:api_app", "Inspector HTTP API, web console and tokens."),
-    ("manual", "inspector.manual_cli:app",
-     "Manual readings (手工录入), Excel import, corrections with an audit trail."),
-    ("ledger", "inspector.ledger_cli:app",
-     "Energy ledger (台账) and annual disclosure (能效公示), PDF/XLSX."),
-    ("upload", "upload.cli:app",
-     "Key energy-using unit statistics: build, queue and upload to a platform."),
-]
-
-
-def _mount() -> None:
-    for name, module, help_text in _PARTS:
-        try:
-            mod, _, attr = module.partition(":")
-            sub = getattr(importlib.import_module(mod), attr or "app")
-        except ImportError as exc:  # the part's extra is not installed
-            missing = typer.Typer(help=f"{help_text} (unavailable: {exc.name} not installed)")
-
-            @missing.callback(invoke_without_command=True)
-            def _unavailable(exc: ImportError = exc, name: str = name) -> None:
-                typer.echo(
-                    f"enmon {name}: needs {exc.name}; "
-                    "pip install 'enmon[server]' or 'enmon[gateway]'",
-                    err=True,
-                )
-                raise typer.Exit(2)
-
-            app.add_typer(missing, name=name)
-            continue
-        app.add_typer(sub, name=name, help=help_text)
-    _wire_demo_month()
-
-
-async def _load_month(**kwargs: object) -> object:
-    from stack.month import load_month
-
-    return await load_month(**kwargs)  # type: ignore[arg-type]
-
-
-def _wire_demo_month() -> None:
-    """``enmon report --demo``: the inspector reports on a month this package simulates."""
-    mod = sys.modules.get("inspector.cli")
-    if mod is not None:
-        mod.demo_month = _load_month  # type: ignore[attr-defined]
-
-
-@app.callback()
-def _root(
-    log_level: str = typer.Option(
-        "INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR", envvar="ENMON_LOG_LEVEL"
-    ),
-) -> None:
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
-@app.command()
-def demo(
-    duration: float = typer.Option(
-        0, "--duration", help="stop after this many seconds (0: until Ctrl-C)"
-    ),
-    install: bool = typer.Option(
-        True,
-        "--install/--no-install",
-        help="apt-get install mosquitto/influxdb if missing (needs root)",
-    ),
-) -> None:
-    """Run every part on this machine: servers, a simulated meter, gateway, ingest, rules."""
-    from stack.demo import run_demo
-
-    raise typer.Exit(run_demo(duration=duration, may_install=install))
-
 
 # Which extra brings a third-party module, so a missing one can be named with its fix.
 _EXTRA_OF = {
@@ -129,13 +36,71 @@ def missing_extra_hint(exc: ModuleNotFoundError) -> str:
             f"pip install 'enmon[{extra}]'")
 
 
-def main() -> None:
-    _mount()
+def configure_logging(log_level: str) -> None:
+    """``--log-level`` / ``ENMON_LOG_LEVEL``: one ``key=value`` line per event on stderr."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def gateway_run_args(argv: list[str]) -> tuple[str | None, str] | None:
+    """``(log level or None, config file)`` when ``argv`` is exactly
+    ``[--log-level L] gateway run -c FILE`` (``--config FILE``, ``--config=FILE``,
+    ``-cFILE`` and ``--log-level=L`` too); ``None`` for anything else."""
+    rest = list(argv)
+    level: str | None = None
+    if rest and rest[0].startswith("--log-level="):
+        level = rest.pop(0).partition("=")[2]
+    elif len(rest) >= 2 and rest[0] == "--log-level":
+        level = rest[1]
+        del rest[:2]
+    if rest[:2] != ["gateway", "run"]:
+        return None
+    opts = rest[2:]
+    if len(opts) == 2 and opts[0] in ("-c", "--config"):
+        config = opts[1]
+    elif len(opts) == 1 and opts[0].startswith("--config="):
+        config = opts[0].partition("=")[2]
+    elif len(opts) == 1 and opts[0].startswith("-c") and len(opts[0]) > 2:
+        config = opts[0][2:]
+    else:
+        return None
+    if not config or config.startswith("-") or (level is not None and level.startswith("-")):
+        return None  # typer says what is wrong
+    return level, config
+
+
+def _fail(message: str) -> None:
+    import typer  # only on the way out
+
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    sys.exit(2)
+
+
+def _run_gateway(level: str | None, config: str) -> None:
+    from gateway.service import run
+
+    configure_logging(level or os.environ.get("ENMON_LOG_LEVEL") or "INFO")
     try:
+        run(Path(config), lean=True)
+    except KeyboardInterrupt:  # before the signal handlers are in place, as click says it
+        print("\nAborted!", file=sys.stderr)
+        sys.exit(1)
+
+
+def main() -> None:
+    fast = gateway_run_args(sys.argv[1:])
+    try:
+        if fast is not None:
+            _run_gateway(*fast)
+            return
+        from stack.app import _mount, app
+
+        _mount()
         app()
     except EnmonError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        _fail(str(exc))
     except ModuleNotFoundError as exc:
-        typer.secho(f"error: {missing_extra_hint(exc)}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        _fail(missing_extra_hint(exc))
