@@ -2,9 +2,13 @@
 
 Starts a real mosquitto (free loopback port, temp dir), 32 simulated Eastron SDM630
 meters on one pty RS-485 bus with 9600-baud line timing, and the gateway as its own
-process (``python -m enmon gateway run``). Samples the gateway's VmRSS every second and
+process started as a Pi starts it: the ``ExecStart=`` and ``Environment=`` of
+``deploy/pi/systemd/enmon-gateway@.service`` (the ``enmon`` console script of this venv,
+``gateway run -c FILE``). Samples the gateway's VmRSS every second and
 its CPU time (utime + stime from /proc) over the run; prints peak RSS, mean RSS after
-the first cycle and CPU as a percentage of one core. For the baseline, the same figures
+the first cycle and CPU as a percentage of one core, and what the resident memory is at
+the end (``/proc/PID/smaps``: Python's heap — objects and code — and each shared
+library). For the baseline, the same figures
 for a bare ``python -c 'import time; time.sleep(…)'`` started the same way.
 
     python bench/gateway_rss.py [--seconds 60] [--meters 32] [--interval 10]
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +35,36 @@ from gateway import library
 from gateway.profile import ModbusProfile
 
 TICK = os.sysconf("SC_CLK_TCK")
+UNIT = Path(__file__).resolve().parents[1] / "deploy/pi/systemd/enmon-gateway@.service"
+
+
+def deployed_command(config: Path) -> tuple[list[str], dict[str, str]]:
+    """The unit's ExecStart (with this venv's ``enmon`` and ``config``) and Environment."""
+    text = UNIT.read_text()
+    (start,) = re.findall(r"^ExecStart=(.+)$", text, re.M)
+    argv = shlex.split(start)
+    argv[0] = str(Path(sys.executable).with_name(Path(argv[0]).name))
+    argv = [str(config) if a.startswith("/etc/enmon/") else a for a in argv]
+    env: dict[str, str] = {}
+    for line in re.findall(r"^Environment=(.+)$", text, re.M):
+        env.update(kv.split("=", 1) for kv in shlex.split(line))
+    return argv, env
+
+
+def contributors(pid: int, top: int = 5) -> str:
+    """Where the resident memory is: anonymous memory (Python's objects and code, malloc)
+    and the largest shared libraries, from /proc/PID/smaps."""
+    by: dict[str, int] = {}
+    name = "anon"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            path = head[5] if len(head) > 5 else ""
+            name = Path(path).name.split(".cpython")[0] if path.startswith("/") else "anon"
+        elif head[0] == "Rss:":
+            by[name] = by.get(name, 0) + int(head[1])
+    parts = sorted(by.items(), key=lambda kv: -kv[1])[:top]
+    return ", ".join(f"{n} {kb / 1024:.1f}" for n, kb in parts)
 
 
 def rss_kb(pid: int) -> tuple[int, int]:
@@ -91,13 +127,14 @@ def main() -> None:
         }
         (tmp / "gw.yaml").write_text(yaml.safe_dump(cfg))
         log = (tmp / "gw.log").open("wb")
-        env = dict(os.environ, ENMON_LOG_LEVEL="WARNING")
-        gw = subprocess.Popen([sys.executable, "-m", "enmon", "gateway", "run", "-c",
-                               str(tmp / "gw.yaml")], stdout=log, stderr=subprocess.STDOUT,
-                              env=env)
-        base = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds + 5})"])
+        argv, unit_env = deployed_command(tmp / "gw.yaml")
+        env = dict(os.environ, **unit_env, ENMON_LOG_LEVEL="WARNING")
+        gw = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        base = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds + 5})"],
+                                env=env)
         try:
             peak, mean, cpu = watch(gw, seconds)
+            where = contributors(gw.pid)
             b_peak, b_mean = rss_kb(base.pid)[1] / 1024, rss_kb(base.pid)[0] / 1024
         finally:
             gw.terminate()
@@ -110,13 +147,16 @@ def main() -> None:
         batches = int(con.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
         con.close()
         errors = (tmp / "gw.log").read_text(errors="replace").count("event=timeout")
+    print(f"{' '.join(Path(a).name if a == argv[0] else a for a in argv)} "
+          f"({' '.join(f'{k}={v}' for k, v in unit_env.items())})")
     print(f"enmon gateway run: {args.meters} RTU meters (9600 baud, pty), poll every "
           f"{args.interval:g} s, {seconds:g} s run, {batches} batches committed and sent, "
           f"{errors} timeouts")
-    print(f"  RSS peak {peak:.1f} MB, mean after 10 s {mean:.1f} MB (target < 60 MB); "
+    print(f"  RSS peak {peak:.1f} MB, mean after 10 s {mean:.1f} MB (target <= 40 MB); "
           f"CPU {cpu:.2f} % of one core")
     print(f"  baseline: bare python interpreter RSS {b_mean:.1f} MB (peak {b_peak:.1f} MB) "
           f"-> gateway adds {mean - b_mean:.1f} MB")
+    print(f"  resident at the end, MB: {where}")
 
 
 if __name__ == "__main__":
