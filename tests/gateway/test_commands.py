@@ -13,6 +13,7 @@ only the API identity publish commands and a gateway read only its own.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -305,6 +306,8 @@ def test_a_signed_write_round_trip_and_every_refusal_recorded(
         results.send(sp)
         r = results.wait(sp["id"], "the set-point written")
         assert (r["status"], r["readback"], ahu.written[10]) == ("ok", 21.5, 215)
+        # the record says who signed it, when
+        assert (r["action"], r["issued_at"], r["key_id"]) == ("write", sp["issued_at"], "ops-1")
 
         # 3. every refusal: a result with its reason, a log line, nothing written
         snapshot = (dict(meter.written), dict(ahu.written), meter.writes, ahu.writes)
@@ -360,10 +363,14 @@ def test_a_signed_write_round_trip_and_every_refusal_recorded(
         results.close()
         sim.stop()
     store = cmds.NonceStore(tmp_path / "state" / "commands.db", max_entries=10)
-    kept = [(o["status"], o["reason"]) for o in store.outcomes()]
+    outcomes = store.outcomes()
     store.close()
+    kept = [(o["status"], o["reason"]) for o in outcomes]
     assert kept.count(("ok", "")) == 2 and ("refused", "replayed") in kept
     assert len(kept) == 2 + len(cases) + 3  # every command's outcome is on disk
+    # numbered and timed in order across the restart: never two answers in one millisecond
+    assert [o["seq"] for o in outcomes] == list(range(1, len(outcomes) + 1))
+    assert all(a["ts"] < b["ts"] for a, b in itertools.pairwise(outcomes))
 
 
 # --------------------------------------------------------------------------- broker ACL
