@@ -25,6 +25,7 @@ has one reader, and any number of ingest workers may write.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections import defaultdict
@@ -36,11 +37,12 @@ from energy import accounting, figures, tariff
 from energy.site import Building, Meter, Site
 from enmon import touched as tch
 from enmon.influx import ident, quote
-from enmon.lineproto import line
+from enmon.lineproto import escape_tag, line
 from rules.passbase import PassBase, PassStats
 
 log = logging.getLogger("enmon.rules.scheduled")
 GROUP_MIN = 8  # meters sharing a span that are read with one site-wide statement
+FILTER_MAX = 64  # up to this many rewritten meters, days and months are re-summed by name
 TAGS = ("building", "meter", "energy_type", "category", "total")
 
 
@@ -91,18 +93,9 @@ class Rollups(PassBase):
         tariffs = figures.site_tariffs(site)  # looked up once per pass
         t = time.perf_counter()
 
-        # 1. the readings just outside each touched span: p before first, n after last
+        # 1. every reading of the hours the touched spans affect, and one on each side of them
         spans = {m.id: touched[(m.gateway, m.device)] for _, m in meters}
-        p, n = await self._edges(site, meters, spans, st)
-        hours: dict[str, tuple[int, int]] = {}  # meter id → [h0, h1)
-        for _, m in meters:
-            first, last = spans[m.id]
-            h0 = accounting.bucket_start(min(p.get(m.id, first), first), "hour", tz)
-            h1 = accounting.next_bucket(
-                accounting.bucket_start(max(n.get(m.id, last), last), "hour", tz), "hour", tz)
-            hours[m.id] = (h0, h1)
-        # 2. every reading of those hours, and one on each side of them
-        got = await self._readings(site, meters, hours, st)
+        got, hours = await self._touched_readings(site, meters, spans, tz, st)
         st.per_step["rollup.read"] = time.perf_counter() - t
         t = time.perf_counter()
         lines: list[str] = []
@@ -124,7 +117,7 @@ class Rollups(PassBase):
         st.per_step["rollup.compute"] = time.perf_counter() - t
         t = time.perf_counter()
         await self._write(lines, st)
-        await self._virtual(site, hours, tariffs, st)
+        virtual = await self._virtual(site, hours, tariffs, st)
         st.per_step["rollup.write_hourly"] = time.perf_counter() - t
         # 3. the site-days and months those hours fall in, re-summed from what is stored
         t = time.perf_counter()
@@ -135,23 +128,29 @@ class Rollups(PassBase):
                 days.add(d)
                 d = accounting.next_bucket(d, "day", tz)
         sums = _sums(tariffs)
-        runs = await self._many([
-            f"SELECT {sums} FROM energy_hourly "
-            f"WHERE site = {quote(site.site)} AND time >= {d0}ms AND time < {d1}ms "
-            f"GROUP BY time(1d), building, meter, energy_type, category, total "
-            f"tz({quote(site.timezone)})" for d0, d1 in _runs(sorted(days), tz)], st)
-        await self._write([ln for rows in runs for ln in rollup_lines("energy_daily", site.site,
-                                                                      rows)], st)
+        # only the meters whose hours were rewritten: a late reading of one meter re-sums that
+        # meter's day and month, not those of every meter of the site
+        ids = [m.id for _, m in meters] + virtual
+        only = (" AND (" + " OR ".join(f"meter = {quote(i)}" for i in ids) + ")"
+                if len(ids) <= FILTER_MAX else "")
+        where = f"WHERE site = {quote(site.site)}{only}"
+        runs = await self._series([
+            f"SELECT {sums} FROM energy_hourly {where} AND time >= {d0}ms AND time < {d1}ms "
+            f"GROUP BY time(1d), {', '.join(TAGS)} tz({quote(site.timezone)})"
+            for d0, d1 in _runs(sorted(days), tz)], st)
+        await self._write([ln for series in runs for ln in series_lines("energy_daily",
+                                                                        site.site, series, st)],
+                          st)
         st.per_step["rollup.daily"] = time.perf_counter() - t
         t = time.perf_counter()
         months = sorted({accounting.bucket_start(d, "month", tz) for d in days})
-        per_month = await self._many([
-            f"SELECT {sums} FROM energy_daily "
-            f"WHERE site = {quote(site.site)} AND time >= {m}ms "
-            f"AND time < {accounting.next_bucket(m, 'month', tz)}ms "
-            "GROUP BY building, meter, energy_type, category, total" for m in months], st)
-        await self._write([ln for m, rows in zip(months, per_month, strict=True)
-                           for ln in rollup_lines("energy_monthly", site.site, rows, ts=m)], st)
+        per_month = await self._series([
+            f"SELECT {sums} FROM energy_daily {where} AND time >= {m}ms "
+            f"AND time < {accounting.next_bucket(m, 'month', tz)}ms GROUP BY {', '.join(TAGS)}"
+            for m in months], st)
+        await self._write([ln for m, series in zip(months, per_month, strict=True)
+                           for ln in series_lines("energy_monthly", site.site, series, st, ts=m)],
+                          st)
         st.per_step["rollup.monthly"] = time.perf_counter() - t
 
     async def _grouped(self, site: Site, meters: list[tuple[Building, Meter]],
@@ -198,39 +197,81 @@ class Rollups(PassBase):
                 out[mid][i].extend(pts)
         return out
 
-    async def _edges(self, site: Site, meters: list[tuple[Building, Meter]],
-                     spans: dict[str, tuple[int, int]], st: PassStats
-                     ) -> tuple[dict[str, int], dict[str, int]]:
-        """The time of the last reading before and of the first after each meter's span."""
+    async def _touched_readings(self, site: Site, meters: list[tuple[Building, Meter]],
+                                spans: dict[str, tuple[int, int]], tz: ZoneInfo,
+                                st: PassStats
+                                ) -> tuple[dict[str, list[tuple[int, float]]],
+                                           dict[str, tuple[int, int]]]:
+        """Each touched meter's hours [h0, h1) and the readings they are recomputed from.
+
+        The hours run from that of the reading before the span's first (p) to that of the
+        reading after its last (n); the readings are all of those hours plus one on each
+        side. p and n are not known before reading, so one request reads a window around the
+        span wide enough for a meter polled as configured (two poll intervals on each side,
+        out to whole hours) plus the last reading before and the first after it — one read
+        of the site's data, not one to find p and n and another for the readings. A meter
+        whose p or n lies outside its window (it was silent for longer) is read again for
+        exactly its hours, as before. Either way: the same readings as an exact read."""
+        wins: dict[str, tuple[int, int]] = {}
+        for _, m in meters:
+            first, last = spans[m.id]
+            margin = max(2 * int(m.poll_interval_s * 1000), 15 * 60_000)
+            wins[m.id] = (accounting.bucket_start(first - margin, "hour", tz),
+                          accounting.next_bucket(accounting.bucket_start(last + margin, "hour",
+                                                                         tz), "hour", tz))
+        got = await self._read_hours(site, meters, wins, st)
+        readings: dict[str, list[tuple[int, float]]] = {}
+        hours: dict[str, tuple[int, int]] = {}
+        again: list[tuple[Building, Meter]] = []
+        for b, m in meters:
+            pts = got.get(m.id, [])
+            times = [t for t, _ in pts]
+            first, last = spans[m.id]
+            i = bisect.bisect_left(times, first)
+            j = bisect.bisect_right(times, last)
+            p = times[i - 1] if i else first
+            n = times[j] if j < len(times) else last
+            h0 = accounting.bucket_start(min(p, first), "hour", tz)
+            h1 = accounting.next_bucket(accounting.bucket_start(max(n, last), "hour", tz),
+                                        "hour", tz)
+            hours[m.id] = (h0, h1)
+            w0, w1 = wins[m.id]
+            if h0 < w0 or h1 > w1:
+                again.append((b, m))
+                continue
+            # the window holds every reading in [w0, w1) and the nearest on each side of it,
+            # so the last before h0 and the first at or after h1 are among them
+            lo = max(bisect.bisect_left(times, h0) - 1, 0)
+            hi = bisect.bisect_left(times, h1) + 1
+            readings[m.id] = pts[lo:hi]
+        if again:
+            exact = await self._read_hours(site, again, hours, st)
+            for _, m in again:
+                readings[m.id] = exact.get(m.id, [])
+        return readings, hours
+
+    async def _read_hours(self, site: Site, meters: list[tuple[Building, Meter]],
+                          spans: dict[str, tuple[int, int]], st: PassStats
+                          ) -> dict[str, list[tuple[int, float]]]:
+        """Each meter's readings in its [t0, t1), the last before t0 and the first at or after
+        t1, in time order."""
         def make(f: str, where: str, span: tuple[int, int]) -> list[str]:
-            return [f"SELECT last({f}) AS v {where} AND time < {span[0]}ms "
+            t0, t1 = span
+            return [f"SELECT last({f}) AS v {where} AND time < {t0}ms GROUP BY gateway, device",
+                    f"SELECT {f} AS v {where} AND time >= {t0}ms AND time < {t1}ms "
                     "GROUP BY gateway, device",
-                    f"SELECT first({f}) AS v {where} AND time > {span[1]}ms "
-                    "GROUP BY gateway, device"]
+                    f"SELECT first({f}) AS v {where} AND time >= {t1}ms GROUP BY gateway, device"]
 
-        pts = await self._grouped(site, meters, lambda m: spans[m.id], make, st)
-        before = {mid: v[0][0][0] for mid, v in pts.items() if v[0]}
-        after = {mid: v[1][0][0] for mid, v in pts.items() if v[1]}
-        return before, after
-
-    async def _readings(self, site: Site, meters: list[tuple[Building, Meter]],
-                        hours: dict[str, tuple[int, int]], st: PassStats
-                        ) -> dict[str, list[tuple[int, float]]]:
-        def make(f: str, where: str, span: tuple[int, int]) -> list[str]:
-            h0, h1 = span
-            return [f"SELECT last({f}) AS v {where} AND time < {h0}ms GROUP BY gateway, device",
-                    f"SELECT {f} AS v {where} AND time >= {h0}ms AND time < {h1}ms "
-                    "GROUP BY gateway, device",
-                    f"SELECT first({f}) AS v {where} AND time >= {h1}ms GROUP BY gateway, device"]
-
-        got = await self._grouped(site, meters, lambda m: hours[m.id], make, st)
+        got = await self._grouped(site, meters, lambda m: spans[m.id], make, st)
         return {mid: [pt for part in parts for pt in part] for mid, parts in got.items()}
 
     async def _virtual(self, site: Site, hours: dict[str, tuple[int, int]],
-                       tariffs: Tariffs, st: PassStats) -> None:
+                       tariffs: Tariffs, st: PassStats) -> list[str]:
         """Virtual meters (plus/minus of others) over the hours any of their parts changed,
-        from the parts' stored hours (a part untouched by this pass is read, not assumed 0)."""
+        from the parts' stored hours (a part untouched by this pass is read, not assumed 0).
+        Returns the ids of the virtual meters rewritten."""
         lines: list[str] = []
+        done: list[str] = []
         for b in site.buildings:
             for v in b.virtual_meters:
                 parts = [*v.plus, *v.minus]
@@ -259,7 +300,9 @@ class Rollups(PassBase):
                         costs.setdefault(ts, {})[f] = val
                 lines += energy_lines("energy_hourly", site, b, v.id, v.energy_type,
                                       v.category, v.building_total, buckets, costs)
+                done.append(v.id)
         await self._write(lines, st)
+        return done
 
 
 def _runs(days: list[int], tz: ZoneInfo) -> list[tuple[int, int]]:
@@ -334,20 +377,28 @@ def energy_lines(meas: str, site: Site, b: Building, meter: str, energy_type: st
     return out
 
 
-def rollup_lines(measurement: str, site: str, rows: list[dict[str, Any]],
+def series_lines(measurement: str, site: str, series: list[dict[str, Any]], st: PassStats,
                  ts: int | None = None) -> list[str]:
-    """Summed rows → one line per meter and period; the daily and monthly roll-ups differ
-    only in where they write and whether the period start comes from the row."""
-    out = []
-    for r in rows:
-        if r.get("amount") is None:  # a period without data writes nothing, not 0
-            continue
-        fields: dict[str, float | int | str | bool] = {"amount": float(r["amount"])}
-        for k, v in r.items():  # kgce and the cost fields the hours carry
-            if k not in ("time", "amount", *TAGS) and isinstance(v, int | float) and \
-                    not isinstance(v, bool):
-                fields[k] = float(v)
-        tags = {k: r.get(k, "") for k in TAGS}
-        out.append(line(measurement, {"site": site, **tags}, fields,
-                        int(r["time"]) if ts is None else ts))
+    """Summed series → one line per meter and period (the daily and monthly roll-ups differ
+    only in where they write and whether the period start comes from the row). No dict per
+    row: each series (one meter) escapes its tags once, its rows are formatted from their
+    columns; kgce and the cost fields the hours carry follow the amount."""
+    out: list[str] = []
+    for sr in series:
+        tags = {k: sr.get("tags", {}).get(k, "") for k in TAGS}
+        key = line(measurement, {"site": site, **tags}, {"amount": 0.0}, 0).rsplit(" ", 2)[0]
+        cols = sr["columns"]
+        ti = cols.index("time")
+        ai = cols.index("amount")
+        rest = [(i, escape_tag(c)) for i, c in enumerate(cols)
+                if c not in ("time", "amount", *TAGS)]
+        st.points_read += len(sr["values"])
+        for row in sr["values"]:
+            amount = row[ai]
+            if amount is None:  # a period without data writes nothing, not 0
+                continue
+            extra = "".join(f",{c}={float(row[i])!r}" for i, c in rest
+                            if isinstance(row[i], int | float) and not isinstance(row[i], bool))
+            out.append(f"{key} amount={float(amount)!r}{extra} "
+                       f"{int(row[ti]) if ts is None else ts}")
     return out
