@@ -238,11 +238,14 @@ class EnergyViewOut(BaseModel):
 class CommandIn(BaseModel):
     device: str = Field(max_length=64, description="the device's name in the gateway's config")
     kind: str = Field(default="write", max_length=32, description="what to do: write (a "
-                      "writable point of the device's profile); the gateway knows its kinds")
-    target: str = Field(max_length=64, description="the writable point, e.g. "
-                        "demand_period_min")
-    value: StrictStr | StrictInt | StrictFloat = Field(description="the new value in the point's unit: a number or "
-                               "a decimal string (\"21.5\")")
+                      "writable register or coil point of the device's profile), time_sync "
+                      "(a DL/T 645 meter's clock); the gateway's kinds, passed through")
+    target: str | None = Field(default=None, max_length=64, description="the writable "
+                               "point, e.g. demand_period_min (a time_sync: left out)")
+    value: StrictStr | StrictInt | StrictFloat | None = Field(
+        default=None, description="the new value in the point's unit: a number or a decimal "
+        "string (\"21.5\"); a coil: \"on\"/\"off\"; a time_sync: left out (\"now\"); "
+        "not a boolean")
     lifetime_s: int | None = Field(default=None, description="seconds until the command "
                                    "expires (default: commands.lifetime_s of the config)")
 

@@ -118,12 +118,15 @@ def load_signer(cfg: CommandSigning) -> Signer:
 # --------------------------------------------------------------------------- requests
 
 
-def decimal_text(value: object) -> str:
-    """A request's value as the decimal string a command carries (``21.5``, ``15``).
+def decimal_text(value: object) -> str | None:
+    """A request's value as the decimal string a command carries (``21.5``, ``15``); a
+    string as given (``on``, ``now``: the kind decides); None left out.
 
     Raises:
         CommandError: not a number or a decimal string (422, field ``value``).
     """
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise CommandError(422, N_("value: give the new value as a number or a decimal "
                                    "string, e.g. 15 or \"21.5\""), "value")
@@ -137,7 +140,8 @@ def decimal_text(value: object) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-# which body field holds what the command's own check found wrong
+# which body field holds what the command's own check found wrong (its messages begin
+# "{field} missing or not of the form …" or "action must be one of …")
 _FIELD = {"device": "device", "target": "target", "value": "value", "action": "kind"}
 _FIX = {
     "device": N_("device %(device)s: a device name from the gateway's config (letters, "
@@ -145,32 +149,46 @@ _FIX = {
     "target": N_("target %(target)s: the name of a writable point of the device's profile, "
                  "e.g. demand_period_min (lower case, digits and _)"),
     "value": N_("value %(value)s: a decimal number such as 15, -3 or 21.5 (at most 18 digits "
-                "before and 12 after the point, no exponent)"),
+                "before and 12 after the point, no exponent), or what the kind takes (a "
+                "coil: on/off; a time sync: now)"),
     "kind": N_("kind %(kind)s: use one of %(kinds)s"),
 }
 
 
-def build(signer: Signer, *, site: str, gateway: str, device: str, kind: str, target: str,
-          value: str, lifetime_s: int, now: float) -> dict[str, Any]:
+def build(signer: Signer, *, site: str, gateway: str, device: str, kind: str,
+          target: str | None, value: str | None, lifetime_s: int, now: float
+          ) -> dict[str, Any]:
     """The signed command, by the gateway's own rules (:func:`gateway.commands.new_command`).
+
+    The kinds and their fields are the gateway's (gateway/README.md "Command kinds"): the
+    API passes them through, so a kind added there needs nothing here. ``target`` and
+    ``value`` may be left out where the kind fixes them (``time_sync``).
 
     Raises:
         CommandError: a field the gateway would refuse as malformed (422, naming it).
     """
+    args: dict[str, Any] = dict(key_id=signer.key_id, site=site, gateway=gateway,
+                                device=device, target=target, value=value, ttl_s=lifetime_s,
+                                now=now, action=kind)
     try:
-        return gc.new_command(signer.secret, key_id=signer.key_id, site=site,
-                              gateway=gateway, device=device, target=target, value=value,
-                              ttl_s=lifetime_s, now=now, action=kind)
+        return gc.new_command(signer.secret, **args)
     except ValueError as exc:
-        name = str(exc).split(" ", 1)[0]
+        problem = str(exc)
+        if "needs a target and a value" in problem:
+            missing = "target" if target is None else "value"
+            raise CommandError(422, N_("%(name)s: a command of kind %(kind)s needs it"),
+                               missing, name=missing, kind=kind[:32]) from None
+        name = problem.split(" ", 1)[0]
         body_field = _FIELD.get(name)
-        if body_field is None:  # a field the API itself chose: its config or a bug
-            log.error("event=command_unsignable problem=%r", str(exc))
-            raise CommandError(500, N_("the API could not sign this command; see its log")
-                               ) from None
+        if body_field is None or not (" missing or not of the form " in problem
+                                      or problem.startswith("action must be one of")):
+            # any other rule of the kind's (a time sync's fixed target): the gateway's words
+            raise CommandError(422, N_("the command breaks a rule of its kind %(kind)s: "
+                                       "%(problem)s (see the gateway's command kinds)"),
+                               "kind", kind=kind[:32], problem=problem[:200]) from None
         shown = {"device": device, "target": target, "value": value, "kind": kind}
         raise CommandError(422, _FIX[body_field], body_field,
-                           **{body_field: shown[body_field][:64],
+                           **{body_field: str(shown[body_field])[:64],
                               "kinds": ", ".join(sorted(gc.ACTIONS))}) from None
 
 

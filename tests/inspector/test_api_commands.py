@@ -294,6 +294,16 @@ def test_the_gateway_judges_the_range_and_the_allow_list_and_the_list_says_why(
         r = rig.post(body)
         assert r.status_code == 202, r.text  # the API passes it on: the gateway decides
         ids[reason] = r.json()["id"]
+    # a kind the gateway knows is passed through as it is: the gateway decides (a clock
+    # sync is for a DL/T 645 meter, not this Modbus one)
+    sync = rig.post({"device": "main", "kind": "time_sync"})
+    if "time_sync" in gc.ACTIONS:
+        assert sync.status_code == 202, sync.text
+        assert (sync.json()["target"], sync.json()["value"]) == ("time_sync", "now")
+        synced = rig.answered(sync.json()["id"])
+        assert synced["outcome"] == "refused" and synced["kind"] == "time_sync", synced
+    else:
+        assert (sync.status_code, sync.json()["field"]) == (422, "kind"), sync.text
     for reason, ident in ids.items():
         c = rig.answered(ident)
         assert (c["outcome"], c["reason"], c["outcome_text"]) == ("refused", reason,
@@ -322,6 +332,8 @@ def test_refused_requests_publish_and_record_nothing(rig: Rig) -> None:
             "target": {**ok_body, "target": "Demand-Period"},
             "lifetime_s": {**ok_body, "lifetime_s": 3600},
         }
+        r = rig.post({"device": "main", "value": "30"})  # a write names its point
+        assert (r.status_code, r.json()["field"]) == (422, "target"), r.text
         for name, body in fields.items():
             r = rig.post(body)
             assert r.status_code == 422, (name, r.text)
@@ -329,7 +341,8 @@ def test_refused_requests_publish_and_record_nothing(rig: Rig) -> None:
         r = rig.post({**ok_body, "value": "1e5"}, lang="en")
         assert r.json() == {"field": "value", "detail": (
             "value 1e5: a decimal number such as 15, -3 or 21.5 (at most 18 digits before and "
-            "12 after the point, no exponent)")}
+            "12 after the point, no exponent), or what the kind takes (a coil: on/off; a time "
+            "sync: now)")}
         r = rig.post({**ok_body, "device": "boiler"})
         assert r.json()["detail"] == "网关 gw-01 没有设备 boiler：请使用以下之一：ahu, main"
         r = rig.post({**ok_body, "value": True})
