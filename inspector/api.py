@@ -771,7 +771,12 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                            kind=body.kind, target=body.target,
                            value=cm.decimal_text(body.value), lifetime_s=life,
                            now=time.time())
-            known = await cm.known_devices(st, site, gateway, sites.get(site))
+            try:
+                known = await cm.known_devices(st, site, gateway, sites.get(site))
+            except SinkError as exc:
+                log.warning("event=command_not_sent reason=database detail=%r by=%s",
+                            str(exc)[:300], who.name)
+                raise cm.CommandError(503, cm.DATABASE_DOWN) from None
             if not known:
                 raise cm.CommandError(404, N_("no gateway %(gateway)s in site %(site)s: no "
                                               "site file names it and it has sent no "

@@ -61,6 +61,8 @@ RESULTS = "command"  # where ingest stores the gateways' answers (ingest/command
 ANSWER_WINDOW_MS = 86_400_000 + 3_600_000
 LIST_LIMIT = 1000
 STATES = ("sending", "sent", "not_sent", "unconfirmed")
+DATABASE_DOWN = N_("the database is unavailable, so the request cannot be recorded; nothing "
+                   "was sent, try again")
 OUTCOME_TEXT = {
     "ok": N_("done and read back"),
     "refused": N_("refused by the gateway"),
@@ -373,9 +375,7 @@ class Sender:
                 except SinkError as exc:
                     log.warning("event=command_not_sent id=%s reason=database detail=%r by=%s",
                                 cmd["id"], str(exc)[:300], requested_by)
-                    raise CommandError(503, N_("the database is unavailable, so the request "
-                                               "cannot be recorded; nothing was sent, try "
-                                               "again")) from None
+                    raise CommandError(503, DATABASE_DOWN) from None
                 try:
                     await asyncio.to_thread(conn.publish, topic, payload)
                 except BrokerDown as exc:

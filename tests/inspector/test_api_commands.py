@@ -356,7 +356,7 @@ def test_refused_requests_publish_and_record_nothing(rig: Rig) -> None:
     assert rig.answered(good.json()["id"])["outcome"] == "ok"
 
 
-def test_broker_down_or_login_refused_is_503_with_nothing_sent_or_recorded(
+def test_broker_or_database_down_or_login_refused_is_503_with_nothing_sent_or_recorded(
         rig: Rig, tmp_path: Path) -> None:
     body = {"device": "main", "target": "demand_period_min", "value": "20"}
     recorded = len(rig.requests())
@@ -376,6 +376,12 @@ def test_broker_down_or_login_refused_is_503_with_nothing_sent_or_recorded(
             assert r.status_code == 503, r.text
             assert "nothing was sent" in r.json()["detail"]
             assert "not-the-api-password" not in r.text
+        # a database that cannot be read or written: nothing can be recorded, nothing sent
+        with serve(api_config(f"http://127.0.0.1:{free_port()}", rig.secrets, rig.key_file,
+                              rig.broker.port)) as url:
+            r = rig.post(body, url=url)
+            assert r.status_code == 503, r.text
+            assert r.json()["detail"] == "数据库不可用，无法记录该请求；命令未发出，请稍后重试"
         # the round trip through the same subscriber: the broker has delivered all it had
         good = rig.post(body)
         assert good.status_code == 202
