@@ -31,6 +31,7 @@ class Stats:
     processing_errors: int = 0  # payloads that raised inside processing (quarantined)
     e2e_acks: int = 0  # batches confirmed stored to their gateway (end-to-end acks)
     acked: int = 0
+    last_ack_at: float = 0.0  # unix time of the latest acknowledgement (0: none yet)
     stale_acks: int = 0
     batch_latency_sum_s: float = 0.0
     lag_s: float = 0.0  # now - sent_at of the newest acked batch
@@ -83,6 +84,9 @@ def render_prometheus(s: Stats, *, worker: str) -> str:
            [("", s.processing_errors)])
     metric("enmon_ingest_acked_total", "counter", "messages acknowledged to the broker",
            [("", s.acked)])
+    metric("enmon_ingest_last_ack_timestamp_seconds", "gauge",
+           "unix time of the latest acknowledgement (alert when it stops moving under load)",
+           [("", s.last_ack_at)])
     metric("enmon_ingest_batch_latency_seconds_sum", "counter", "time spent in writes",
            [("", s.batch_latency_sum_s)])
     metric("enmon_ingest_lag_seconds", "gauge", "now minus sent_at of the newest stored batch",

@@ -461,6 +461,7 @@ class Pipeline:
             # every PUBACK of the batch in one socket write, only now that it is stored
             acked, stale = self.sub.ack_many(pending.deliveries)
             st.acked += acked
+            st.last_ack_at = time.time()
             st.stale_acks += stale
             self._confirm(pending)
             self._held -= len(pending.deliveries)

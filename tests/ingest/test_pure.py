@@ -87,6 +87,10 @@ def test_metrics_text_and_stats_line() -> None:
     assert 'enmon_ingest_messages_total{worker="w1"} 3' in text
     assert 'enmon_ingest_rejected_total{worker="w1",reason="bad_json"} 2' in text
     assert 'enmon_ingest_completeness_ratio{worker="w1",site="site-a",gateway="gw-01"} 0.5' in text
+    assert 'enmon_ingest_last_ack_timestamp_seconds{worker="w1"} 0.0' in text  # none yet
+    st.last_ack_at = 1_763_726_400.25
+    text = render_prometheus(st, worker="w1")
+    assert 'enmon_ingest_last_ack_timestamp_seconds{worker="w1"} 1763726400.25' in text
     ln = stats_line(st, worker="w1", ts_ms=NOW)
     assert ln.startswith("ingest_stats,worker=w1 ") and "rejected=2i" in ln
 
