@@ -17,12 +17,14 @@ import threading
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from enmon.localrun import Mosquitto
 from firmware_sim.rtu import ModbusSlaveServer, Unit
 from gateway import library
+from stack.cli import gateway_run_args
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,3 +90,37 @@ def test_gateway_run_loads_no_cli_and_no_openssl(tmp_path: Path, mosquitto: Mosq
     loaded = set(json.loads(modules.read_text()))
     assert "gateway.agent" in loaded
     assert [m for m in NOT_IN_A_PLAIN_GATEWAY if m in loaded] == []
+
+
+@pytest.mark.parametrize(("argv", "expect"), [
+    (["gateway", "run", "-c", "gw.yaml"], (None, "gw.yaml")),
+    (["gateway", "run", "--config", "gw.yaml"], (None, "gw.yaml")),
+    (["gateway", "run", "--config=gw.yaml"], (None, "gw.yaml")),
+    (["gateway", "run", "-cgw.yaml"], (None, "gw.yaml")),
+    (["--log-level", "DEBUG", "gateway", "run", "-c", "gw.yaml"], ("DEBUG", "gw.yaml")),
+    (["--log-level=warning", "gateway", "run", "-c", "gw.yaml"], ("warning", "gw.yaml")),
+    (["gateway", "run", "--help"], None),
+    (["gateway", "run", "-c"], None),
+    (["gateway", "run", "-c", "gw.yaml", "--help"], None),
+    (["gateway", "run", "-c", "--help"], None),
+    (["gateway", "check", "-c", "gw.yaml"], None),
+    (["--log-level", "gateway", "run", "-c", "gw.yaml"], None),
+    ([], None),
+])
+def test_only_a_plain_gateway_run_skips_typer(argv: list[str],
+                                              expect: tuple[str | None, str] | None) -> None:
+    """Anything but ``[--log-level L] gateway run -c FILE`` (help, a typo, another
+    command) goes through typer, which answers it as before."""
+    assert gateway_run_args(argv) == expect
+
+
+def test_gateway_run_help_and_errors_still_come_from_typer(tmp_path: Path) -> None:
+    def enmon(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", "from stack.cli import main; main()",
+                               *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    r = enmon("gateway", "run", "--help")
+    assert r.returncode == 0 and "--config" in r.stdout, r.stderr
+    r = enmon("gateway", "run", "-c", str(tmp_path / "missing.yaml"))
+    assert r.returncode == 2 and r.stderr.startswith("error: "), r.stderr
+    assert "missing.yaml" in r.stderr and "fix:" in r.stderr
