@@ -11,7 +11,10 @@ the end (``/proc/PID/smaps``: Python's heap — objects and code — and each sh
 library). For the baseline, the same figures
 for a bare ``python -c 'import time; time.sleep(…)'`` started the same way.
 
-    python bench/gateway_rss.py [--seconds 60] [--meters 32] [--interval 10]
+    python bench/gateway_rss.py [--seconds 60] [--meters 32] [--interval 10] [--tls]
+
+``--tls``: the broker demands TLS (a throw-away CA made with the ``openssl`` command) and
+the gateway's config names its CA in ``mqtt.tls``, so the gateway loads OpenSSL.
 """
 
 from __future__ import annotations
@@ -100,11 +103,30 @@ def watch(proc: subprocess.Popen[bytes], seconds: float) -> tuple[float, float, 
     return peak / 1024, sum(late) / len(late) / 1024, cpu
 
 
+def make_certs(d: Path) -> tuple[str, Path]:
+    """(mosquitto TLS lines, the CA file) for a broker on 127.0.0.1."""
+    d.mkdir(parents=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench-ca")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    return (f"cafile {d / 'ca.pem'}\ncertfile {d / 'server.pem'}\nkeyfile {d / 'server.key'}\n",
+            d / "ca.pem")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--meters", type=int, default=32)
     ap.add_argument("--interval", type=float, default=10)
+    ap.add_argument("--tls", action="store_true", help="MQTT over TLS (mqtt.tls in the config)")
     args = ap.parse_args()
     seconds = min(args.seconds, 600)  # bounded
     p = library.load("eastron-sdm630")
@@ -113,13 +135,15 @@ def main() -> None:
                                                "voltage_l2_v": 230.0, "voltage_l3_v": 230.0}
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        mq = Mosquitto(workdir=tmp / "mosquitto")
+        tls_conf, ca = make_certs(tmp / "certs") if args.tls else ("", None)
+        mq = Mosquitto(workdir=tmp / "mosquitto", extra_conf=tls_conf)
         mq.start()
         sim = ModbusSlaveServer({u: Unit(p, values) for u in range(1, args.meters + 1)},
                                 link="pty", baud=9600).start()
         cfg = {
             "site": "bench", "gateway": "gw-rss", "state_dir": str(tmp / "state"),
-            "mqtt": {"host": mq.host, "port": mq.port},
+            "mqtt": {"host": mq.host, "port": mq.port,
+                     **({"tls": {"ca_file": str(ca)}} if ca else {})},
             "poll": {"interval_s": args.interval, "health_interval_s": 60},
             "devices": [{"name": f"m{u}", "profile": "eastron-sdm630", "unit_id": u,
                          "transport": {"type": "serial", "port": sim.device}}
@@ -147,9 +171,10 @@ def main() -> None:
         batches = int(con.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
         con.close()
         errors = (tmp / "gw.log").read_text(errors="replace").count("event=timeout")
-    print(f"{' '.join(Path(a).name if a == argv[0] else a for a in argv)} "
+    print(f"{' '.join(Path(a).name if a in (argv[0], argv[-1]) else a for a in argv)} "
           f"({' '.join(f'{k}={v}' for k, v in unit_env.items())})")
-    print(f"enmon gateway run: {args.meters} RTU meters (9600 baud, pty), poll every "
+    print(f"enmon gateway run: {args.meters} RTU meters (9600 baud, pty), "
+          f"MQTT {'over TLS' if args.tls else 'without TLS'}, poll every "
           f"{args.interval:g} s, {seconds:g} s run, {batches} batches committed and sent, "
           f"{errors} timeouts")
     print(f"  RSS peak {peak:.1f} MB, mean after 10 s {mean:.1f} MB (target <= 40 MB); "
