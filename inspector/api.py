@@ -263,6 +263,9 @@ class CommandOut(BaseModel):
     requested_by: str
     requested_at: int = Field(description="epoch ms: the time of its command_request point")
     state: Literal["sent"] = "sent"
+    gateway_listening: bool = Field(default=True, description="false: the broker said no "
+                                    "one is subscribed (the gateway is offline); the command "
+                                    "expires unheard unless it comes back in time")
 
 
 class CommandAnswerOut(BaseModel):
@@ -786,7 +789,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
                                               "%(device)s: use one of %(devices)s"),
                                       "device", gateway=gateway, device=body.device,
                                       devices=", ".join(sorted(known)[:20]))
-            ts = await holder["sender"].send(cmd, requested_by=who.name, role=who.role)
+            ts, listening = await holder["sender"].send(cmd, requested_by=who.name,
+                                                        role=who.role)
         except cm.CommandError as exc:
             content: dict[str, Any] = {"detail": exc.text(lang)}
             if exc.field:
@@ -795,7 +799,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         return CommandOut(id=cmd["id"], site=site, gateway=gateway, device=cmd["device"],
                           kind=cmd["action"], target=cmd["target"], value=cmd["value"],
                           issued_at=cmd["issued_at"], expires_at=cmd["expires_at"],
-                          requested_by=who.name, requested_at=ts)
+                          requested_by=who.name, requested_at=ts,
+                          gateway_listening=listening)
 
     @app.get("/api/v1/sites/{site}/gateways/{gateway}/commands", response_model=CommandsOut,
              tags=["commands"])

@@ -60,6 +60,7 @@ RESULTS = "command"  # where ingest stores the gateways' answers (ingest/command
 # beyond its own range (clock skew between the gateway and the API included)
 ANSWER_WINDOW_MS = 86_400_000 + 3_600_000
 LIST_LIMIT = 1000
+NO_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason 0x10 "No matching subscribers"
 STATES = ("sending", "sent", "not_sent", "unconfirmed")
 DATABASE_DOWN = N_("the database is unavailable, so the request cannot be recorded; nothing "
                    "was sent, try again")
@@ -258,8 +259,7 @@ class Connection:
         self._connack: threading.Event = threading.Event()
         self._puback: threading.Event = threading.Event()
         self._rc: Any = None
-        self._pub_rc: Any = None
-        self._mid: int | None = None
+        self._acks: dict[int, Any] = {}  # mid → the PUBACK's reason code
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5,
                                   client_id=m.client_id or f"enmon-api-{os.urandom(4).hex()}")
         if m.username:
@@ -283,9 +283,9 @@ class Connection:
         self._puback.set()
 
     def _on_publish(self, _c: Any, _u: object, mid: int, rc: Any, _p: object) -> None:
-        if mid == self._mid:
-            self._pub_rc = rc
-            self._puback.set()
+        # may run before publish() has returned the mid: kept by mid, looked up after
+        self._acks[mid] = rc
+        self._puback.set()
 
     def open(self) -> None:
         """Connect and wait for the broker's CONNACK.
@@ -305,26 +305,33 @@ class Connection:
                 not self.client.is_connected():
             raise BrokerDown("login_refused", f"{m.host}:{m.port}: {self._rc}")
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes) -> bool:
         """Publish with QoS 1 and wait for the broker's PUBACK.
 
+        Returns whether someone is subscribed: MQTT 5's PUBACK says "no matching
+        subscribers" (16) when no gateway listens (offline, and no session kept for it),
+        so the command will expire unheard.
+
         Raises:
-            BrokerDown: ``publish_refused`` (the broker said no, or the connection was
-            already gone: nothing left) or ``unconfirmed`` (sent, no PUBACK in time).
+            BrokerDown: ``publish_refused`` (the broker said no — e.g. "Not authorized" for
+            an identity the ACL does not let publish commands — or the connection was
+            already gone) or ``unconfirmed`` (sent, no PUBACK in time).
         """
         info = self.client.publish(topic, payload, qos=1)
-        self._mid = info.mid
         if info.rc != 0:
             raise BrokerDown("publish_refused", f"the client could not send it (rc {info.rc})")
-        if info.is_published():
-            self._puback.set()
-        if not self._puback.wait(self.m.timeout_s):
-            raise BrokerDown("unconfirmed", f"no PUBACK in {self.m.timeout_s} s")
-        rc = self._pub_rc
-        if rc is None and not info.is_published():
-            raise BrokerDown("unconfirmed", "the connection closed before the PUBACK")
-        if rc is not None and getattr(rc, "is_failure", False):
+        deadline = time.monotonic() + self.m.timeout_s
+        while info.mid not in self._acks:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.client.is_connected():
+                raise BrokerDown("unconfirmed", f"no PUBACK in {self.m.timeout_s} s")
+            self._puback.clear()
+            if info.mid not in self._acks:
+                self._puback.wait(min(left, 0.2))
+        rc = self._acks[info.mid]
+        if getattr(rc, "is_failure", False):
             raise BrokerDown("publish_refused", f"PUBACK {rc}")
+        return getattr(rc, "value", 0) != NO_SUBSCRIBERS
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -346,8 +353,10 @@ class Sender:
         self.last_ts = max(int(time.time() * 1000), self.last_ts + 1)
         return self.last_ts
 
-    async def send(self, cmd: dict[str, Any], *, requested_by: str, role: str) -> int:
-        """Publish ``cmd`` and record it; returns the request's time (ms).
+    async def send(self, cmd: dict[str, Any], *, requested_by: str, role: str
+                   ) -> tuple[int, bool]:
+        """Publish ``cmd`` and record it; returns the request's time (ms) and whether a
+        subscriber (the gateway) was there to take it.
 
         Raises:
             CommandError: 503 — the broker or the database is unavailable (nothing was
@@ -377,7 +386,7 @@ class Sender:
                                 cmd["id"], str(exc)[:300], requested_by)
                     raise CommandError(503, DATABASE_DOWN) from None
                 try:
-                    await asyncio.to_thread(conn.publish, topic, payload)
+                    listening = await asyncio.to_thread(conn.publish, topic, payload)
                 except BrokerDown as exc:
                     state = "unconfirmed" if exc.kind == "unconfirmed" else "not_sent"
                     log.warning("event=command_%s id=%s detail=%r by=%s", state, cmd["id"],
@@ -400,7 +409,9 @@ class Sender:
             finally:
                 await asyncio.to_thread(conn.close)
         try:
-            await self.writer.write([request_line(cmd, ts_ms=ts, state="sent", **who)])
+            await self.writer.write([request_line(
+                cmd, ts_ms=ts, state="sent", error="" if listening else "no_subscribers",
+                **who)])
         except SinkError as exc:  # sent and recorded as sending: the list still shows it
             log.error("event=command_record_failed id=%s state=sent detail=%r", cmd["id"],
                       str(exc)[:300])
@@ -408,7 +419,10 @@ class Sender:
                  "value=%s expires_at=%d by=%s", cmd["id"], cmd["site"], cmd["gateway"],
                  cmd["device"], cmd["action"], cmd["target"], cmd["value"], cmd["expires_at"],
                  requested_by)
-        return ts
+        if not listening:
+            log.warning("event=command_unheard id=%s gateway=%s reason=no_subscribers",
+                        cmd["id"], cmd["gateway"])
+        return ts, listening
 
 
 # --------------------------------------------------------------------------- the record

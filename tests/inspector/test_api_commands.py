@@ -92,7 +92,7 @@ def serve(cfg: Any) -> Iterator[str]:
 
 
 def api_config(influx_url: str, secrets: Path, key_file: Path, broker_port: int, *,
-               mqtt_password_file: Path | None = None) -> Any:
+               mqtt_password_file: Path | None = None, mqtt_user: str = "api") -> Any:
     from inspector.auth import token_hash
     from inspector.config import InspectorConfig
 
@@ -101,9 +101,9 @@ def api_config(influx_url: str, secrets: Path, key_file: Path, broker_port: int,
         "tokens": [{"name": NAMES[r], "role": r, "sha256": token_hash(t)}
                    for r, t in TOKENS.items()],
         "commands": {"key": {"id": "ops-1", "file": str(key_file)}, "lifetime_s": 60},
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "username": "api",
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "username": mqtt_user,
                  "password_file": str(mqtt_password_file or
-                                      secrets / "clients" / "api" / "password"),
+                                      secrets / "clients" / mqtt_user / "password"),
                  "timeout_s": 3},
     })
 
@@ -234,8 +234,8 @@ def test_an_operators_command_round_trip_with_who_asked_and_the_read_back(rig: R
         r = rig.post({"device": "main", "target": "demand_period_min", "value": "15"})
         assert r.status_code == 202, r.text
         sent = r.json()
-        assert (sent["requested_by"], sent["kind"], sent["value"], sent["state"]) == (
-            "chen.operator", "write", "15", "sent")
+        assert (sent["requested_by"], sent["kind"], sent["value"], sent["state"],
+                sent["gateway_listening"]) == ("chen.operator", "write", "15", "sent", True)
         assert sent["expires_at"] - sent["issued_at"] == 60
         # FC 6 on the other unit: a number in the JSON, a scaled u16 on the wire
         r2 = rig.post({"device": "ahu", "target": "setpoint_c", "value": 21.5,
@@ -376,6 +376,18 @@ def test_broker_or_database_down_or_login_refused_is_503_with_nothing_sent_or_re
             assert r.status_code == 503, r.text
             assert "nothing was sent" in r.json()["detail"]
             assert "not-the-api-password" not in r.text
+        # an identity the broker's ACL does not let publish commands: the broker says "Not
+        # authorized" in its PUBACK; the record says not_sent, the answer 503
+        with serve(api_config(rig.influx.url, rig.secrets, rig.key_file, rig.broker.port,
+                              mqtt_user="ingest")) as url:
+            r = rig.post(body, url=url, lang="en")
+            assert r.status_code == 503, r.text
+            assert "refused the command" in r.json()["detail"], r.text
+            refused_id = next(q["command_id"] for q in rig.requests()
+                              if q["state"] == "not_sent")
+        listed = next(c for c in rig.listing() if c["id"] == refused_id)
+        assert (listed["outcome"], listed["error"], listed["outcome_text"]) == (
+            "not_sent", "publish_refused", "未发出")
         # a database that cannot be read or written: nothing can be recorded, nothing sent
         with serve(api_config(f"http://127.0.0.1:{free_port()}", rig.secrets, rig.key_file,
                               rig.broker.port)) as url:
@@ -387,7 +399,7 @@ def test_broker_or_database_down_or_login_refused_is_503_with_nothing_sent_or_re
         assert good.status_code == 202
         wait_until(lambda: commands_seen(probe), 10, "the accepted command seen")
         assert [c["id"] for c in commands_seen(probe)] == [good.json()["id"]]
-    assert len(rig.requests()) == recorded + 1
+    assert len(rig.requests()) == recorded + 2  # the accepted one and the one not sent
 
 
 def test_the_key_must_be_private_and_is_never_shown(rig: Rig, tmp_path: Path) -> None:
@@ -409,3 +421,34 @@ def test_the_key_must_be_private_and_is_never_shown(rig: Rig, tmp_path: Path) ->
 
     with pytest.raises(Exception, match="needs mqtt"):
         InspectorConfig.model_validate({"commands": {"key": {"id": "ops-1", "env": "X"}}})
+
+
+def test_a_command_for_a_gateway_that_is_offline_says_so(rig: Rig) -> None:
+    """Last in this module: it stops the gateway. MQTT 5's PUBACK says nobody is subscribed;
+    the API says the gateway is not listening, and the list that no answer came."""
+    assert rig.gateway.stop() == 0
+    body = {"device": "main", "target": "demand_period_min", "value": "45", "lifetime_s": 1}
+    r = wait_until(lambda: (x := rig.post(body)).status_code == 202
+                   and not x.json()["gateway_listening"] and x, 15,
+                   "the broker seeing the gateway gone")
+    ident = r.json()["id"]
+    c = next(c for c in rig.listing() if c["id"] == ident)
+    assert (c["state"], c["error"], c["outcome"]) == ("sent", "no_subscribers", "pending")
+
+    # once it has expired (and the gateways' clock skew has passed) it had no answer
+    from enmon.influx import InfluxConfig, InfluxQL
+    from inspector import commands as cm
+    from inspector.store import Store
+
+    async def later() -> list[dict[str, Any]]:
+        st = Store(InfluxQL(InfluxConfig(url=rig.influx.url, database=INFLUX_DB)))
+        try:
+            now = int(time.time() * 1000)
+            return await cm.listing(st, site=SITE, gateway=GW, start=now - 3_600_000,
+                                    end=now + 1, device="main", lang="zh-CN",
+                                    now_ms=now + 120_000)
+        finally:
+            await st.close()
+
+    c = next(c for c in asyncio.run(later()) if c["id"] == ident)
+    assert (c["outcome"], c["outcome_text"]) == ("no_answer", "已过期，网关未应答")
