@@ -265,3 +265,19 @@ async def test_a_signed_time_sync_sets_one_meters_clock_and_reads_it_back(
     kept = [(o["device"], o["status"], o["reason"]) for o in store.outcomes()]
     store.close()
     assert kept[:3] == [("m3", "ok", ""), ("m1", "ok", ""), ("m2", "failed", "not_synced")]
+
+
+def test_a_dlt645_device_may_allow_time_sync_and_nothing_else() -> None:
+    from enmon.errors import ConfigError
+    from gateway.config import check_profiles
+
+    def cfg(writable: list[str]) -> GatewayConfig:
+        return parse_model(GatewayConfig, {
+            "site": "s", "gateway": "g", "state_dir": "/tmp/x", "devices": [
+                {"name": "m1", "profile": "chint-dtsu666-dlt645", "address": "000000000001",
+                 "writable": writable,
+                 "transport": {"type": "serial", "port": "/dev/ttyUSB0", "baud": 2400}}]})
+
+    assert len(check_profiles(cfg(["time_sync"]), "gw.yaml")) == 1
+    with pytest.raises(ConfigError, match="time_sync"):  # the fix names what is writable
+        check_profiles(cfg(["voltage_l1_v"]), "gw.yaml")
