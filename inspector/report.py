@@ -301,15 +301,19 @@ def build_report(
             if not pts:
                 notes.append(Note(N_("%(building)s/%(meter)s: no readings in the period"),
                                   {"building": b.id, "meter": m.id}))
+            days: dict[int, float] | None = None  # the meter's days, rolled up once
             if m.energy_type == "electricity":
+                days = accounting.rollup(ivs, "day", tz)
                 by_meter_day[m.id] = {
-                    day: v for day, v in accounting.rollup(ivs, "day", tz).items()
+                    day: v for day, v in days.items()
                     if period.start <= day and accounting.next_bucket(day, "day", tz)
                     <= period.end}  # completed days only, as the rule engine judges
             if m.building_total:
                 per_type[m.energy_type] = per_type.get(m.energy_type, 0.0) + amount
-                for day, v in accounting.rollup(ivs, "day" if period.kind == "month" else "month",
-                                                tz).items():
+                size: accounting.BucketSize = "day" if period.kind == "month" else "month"
+                buckets = (days if days is not None and size == "day"
+                           else accounting.rollup(ivs, size, tz))
+                for day, v in buckets.items():
                     if period.start <= day < period.end:
                         slot = daily.setdefault(day, {})
                         slot[m.energy_type] = slot.get(m.energy_type, 0.0) + v

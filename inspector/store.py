@@ -235,16 +235,34 @@ class Store:
         for gw, dev, counter in keys:
             by_counter.setdefault(counter, set()).add((gw, dev))
         out: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        if not by_counter:
+            return out
+        where = f"WHERE site = {quote(site)} AND time >= {start}ms AND time < {end}ms"
+        if every:
+            # one statement for every counter: each bucket's first value per field, stamped
+            # with the bucket's start, as the one-counter statements were
+            sel = ", ".join(f"{aggregate}({ident(c)}) AS {ident(c)}" for c in by_counter)
+            answers = [await self.q.query(
+                f'SELECT {sel} FROM "meter" {where} '
+                f"GROUP BY time({every}), gateway, device fill(none)")]
+        else:
+            # two selectors in one statement stamp their rows 1970: one statement a counter
+            answers = list(await asyncio.gather(*(self.q.query(
+                f'SELECT {aggregate}({ident(c)}) AS {ident(c)} FROM "meter" {where} '
+                "GROUP BY gateway, device") for c in by_counter)))
         for counter, wanted in by_counter.items():
-            by_time = f"time({every}), " if every else ""
-            rows = await self.rows(
-                f'SELECT {aggregate}({ident(counter)}) AS v FROM "meter" '
-                f"WHERE site = {quote(site)} AND time >= {start}ms AND time < {end}ms "
-                f"GROUP BY {by_time}gateway, device{' fill(none)' if every else ''}")
-            for r in rows:
-                key = (str(r.get("gateway", "")), str(r.get("device", "")))
-                if key in wanted and r.get("v") is not None:
-                    out.setdefault(key, []).append((int(r["time"]), float(r["v"])))
+            for series in answers:
+                for sr in series:
+                    tags = sr.get("tags") or {}
+                    key = (str(tags.get("gateway", "")), str(tags.get("device", "")))
+                    if key not in wanted or counter not in sr["columns"] or not sr.get("values"):
+                        continue
+                    cols = list(zip(*sr["values"], strict=True))
+                    got = [(int(t), float(v)) for t, v in
+                           zip(cols[0], cols[sr["columns"].index(counter)], strict=True)
+                           if v is not None]
+                    if got:
+                        out.setdefault(key, []).extend(got)
         return out
 
     # ------------------------------------------------------------------ what went wrong
@@ -288,14 +306,21 @@ class Store:
 
     async def reading_counts(self, site: str, counter_keys: Sequence[tuple[str, str, str]],
                              start: int, end: int) -> dict[tuple[str, str], int]:
-        """How many readings each meter's counter has in [start, end) (meter completeness)."""
+        """How many readings each meter's counter has in [start, end) (meter completeness):
+        one statement counting every counter per device."""
         out: dict[tuple[str, str], int] = {}
-        for counter in sorted({c for _, _, c in counter_keys}):
-            rows = await self.rows(
-                f'SELECT count({ident(counter)}) AS n FROM "meter" WHERE site = {quote(site)} '
-                f"AND time >= {start}ms AND time < {end}ms GROUP BY gateway, device")
-            for r in rows:
-                out[(str(r.get("gateway", "")), str(r.get("device", "")))] = int(r.get("n") or 0)
+        counters = sorted({c for _, _, c in counter_keys})
+        if not counters:
+            return out
+        sel = ", ".join(f"count({ident(c)}) AS {ident(c)}" for c in counters)
+        rows = await self.rows(
+            f'SELECT {sel} FROM "meter" WHERE site = {quote(site)} '
+            f"AND time >= {start}ms AND time < {end}ms GROUP BY gateway, device")
+        for r in rows:
+            for c in counters:  # a device with two counters: the last one counted, as ever
+                n = r.get(c)
+                if n:
+                    out[(str(r.get("gateway", "")), str(r.get("device", "")))] = int(n)
         return out
 
 
@@ -448,13 +473,18 @@ async def counters_of(store: Store, site: str, meters: Sequence[Any], start: int
     figures reach now. The report, the energy view and the year's band costs all read here.
     """
     keys = [(m.gateway, m.device, m.counter) for m in meters]
-    out = await store.counter_points(site, keys, start, end, every=f"{step_ms // 60_000}m")
+
+    async def last() -> dict[tuple[str, str], list[tuple[int, float]]]:
+        if last_from is None:
+            return {}
+        return await store.counter_points(site, keys, last_from, end, every="",
+                                          aggregate="last")
+
+    out, latest = await asyncio.gather(
+        store.counter_points(site, keys, start, end, every=f"{step_ms // 60_000}m"), last())
     await exact_at_swaps(store, site, meters, out, step_ms)
-    if last_from is not None:
-        latest = await store.counter_points(site, keys, last_from, end, every="",
-                                            aggregate="last")
-        for k, pts in latest.items():
-            out.setdefault(k, []).extend(pts)
+    for k, pts in latest.items():
+        out.setdefault(k, []).extend(pts)
     return out
 
 
@@ -493,24 +523,34 @@ async def fetch_report(store: Store, *, site: Any, period: str, building: str | 
     from energy import figures
 
     step = figures.counter_step_min(site) * 60_000 if p.kind == "month" else DAY_MS
-    counters = await counters_of(store, site.site, ms, p.start - DAY_MS,
-                                 p.end if p.partial else p.end + step, step,
-                                 last_from=p.start if p.partial else None)
-    ytd = None
     year0 = rp.period_of(str(p.year), site.timezone).start
-    if p.kind == "month" and p.start > year0:
-        before = await counters_of(store, site.site, ms, year0 - DAY_MS, p.start, DAY_MS)
-        ytd = {k: [*before.get(k, []), *counters.get(k, [])]
-               for k in set(before) | set(counters)}
-    counts, comp, rows = await asyncio.gather(
+
+    async def year_to_date() -> dict[tuple[str, str], list[tuple[int, float]]] | None:
+        if p.kind == "month" and p.start > year0:
+            return await counters_of(store, site.site, ms, year0 - DAY_MS, p.start, DAY_MS)
+        return None
+
+    async def fine_costs() -> dict[tuple[str, str], list[tuple[int, float]]] | None:
+        return await _cost_counters(store, site, p, meters) if p.kind == "year" else None
+
+    # every read is independent of the others: one round of queries
+    counters, before, counts, comp, rows, fine = await asyncio.gather(
+        counters_of(store, site.site, ms, p.start - DAY_MS,
+                    p.end if p.partial else p.end + step, step,
+                    last_from=p.start if p.partial else None),
+        year_to_date(),
         store.reading_counts(site.site, keys, p.start, p.end),
         store.completeness(site.site, p.start, p.end),
-        store.alert_rows(site.site, p.start - 31 * DAY_MS, p.end))
+        store.alert_rows(site.site, p.start - 31 * DAY_MS, p.end),
+        fine_costs())
+    ytd = None
+    if before is not None:
+        ytd = {k: [*before.get(k, []), *counters.get(k, [])]
+               for k in set(before) | set(counters)}
     eps = [e for e in al.episodes(rows)
            if e["since"] < p.end and (e["resolved_at"] is None or e["resolved_at"] >= p.start)]
     if inputs is not None:
         inputs["counters"] = counters
-    fine = await _cost_counters(store, site, p, meters) if p.kind == "year" else None
     rep = rp.build_report(site=site, period=p, counters=counters, ytd_counters=ytd,
                           reading_counts=counts, completeness_rows=comp, alerts=eps,
                           building=building, generated_at=now, cost_counters=fine)
