@@ -183,7 +183,7 @@ def raw_history(*, site: str, device: str, start: int, end: int, tz: str,
         listed = list(rows)
         names = ["time", *fields, *(f"flag_{f}" for f in fields), "flag_ts"]
         columns = {n: [r.get(n) for r in listed] for n in names}
-    times = [int(t) for t in columns["time"]]
+    times = [t if type(t) is int else int(t) for t in columns["time"]]
     n = len(times)
     none_col: list[Any] = [None] * n
     values = [_floats(columns.get(f) or none_col) for f in fields]
@@ -199,8 +199,7 @@ def raw_history(*, site: str, device: str, start: int, end: int, tz: str,
         found += [(i, len(fields), FlagEvent(times[i], "ts", str(x), None))
                   for i, x in enumerate(tc) if x]
     found.sort(key=lambda e: (e[0], e[1]))
-    keys = ["time", *fields]
-    out_rows = [dict(zip(keys, r, strict=True)) for r in zip(times, *values, strict=True)]
+    out_rows = _rows(times, list(fields), values)
     if poll_interval_s is not None:
         interval: int | None = int(poll_interval_s * 1000)
         source = "site file poll_interval_s"
@@ -213,6 +212,25 @@ def raw_history(*, site: str, device: str, start: int, end: int, tz: str,
                    gaps=find_gaps(times, start, end, interval_ms=interval, gap_factor=gap_factor),
                    flags=[e for _, _, e in found], rejected=relevant_rejected(rejected, device),
                    interval_ms=interval, readings=n, meta=info)
+
+
+def _rows(times: list[int], fields: list[str], values: list[list[float | None]]
+          ) -> list[dict[str, Any]]:
+    """``{"time": ms, field: value, …}`` per point. A dict display of one to three fields
+    (a history's usual one or two) builds a 35,040-point year in a third of the time
+    ``dict(zip(keys, row))`` takes."""
+    if len(fields) == 1:
+        (f0,), (v0,) = fields, values
+        return [{"time": t, f0: a} for t, a in zip(times, v0, strict=True)]
+    if len(fields) == 2:
+        (f0, f1), (v0, v1) = fields, values
+        return [{"time": t, f0: a, f1: b} for t, a, b in zip(times, v0, v1, strict=True)]
+    if len(fields) == 3:
+        (f0, f1, f2), (v0, v1, v2) = fields, values
+        return [{"time": t, f0: a, f1: b, f2: c}
+                for t, a, b, c in zip(times, v0, v1, v2, strict=True)]
+    keys = ["time", *fields]
+    return [dict(zip(keys, r, strict=True)) for r in zip(times, *values, strict=True)]
 
 
 def _floats(col: Sequence[Any]) -> list[float | None]:
