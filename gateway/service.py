@@ -34,8 +34,10 @@ from typing import Any
 
 #: C modules that map and initialise OpenSSL (libcrypto, libssl), and the one that needs them
 OPENSSL = ("_hashlib", "_ssl", "ssl")
-#: the built-in hashes that stand in for OpenSSL's (Debian's Python has them all)
-BUILTIN_HASHES = ("_sha256", "_sha1", "_md5")
+#: the built-in modules that give hashlib every algorithm it always offers without OpenSSL
+#: (Debian's Python has them all); each entry: alternatives (3.12 merged the sha2 modules)
+BUILTIN_HASHES = (("_md5",), ("_sha1",), ("_sha2", "_sha256"), ("_sha2", "_sha512"),
+                  ("_blake2",), ("_sha3",))
 #: pydantic's plugin loader module, replaced by one that finds no plugins
 PYDANTIC_LOADER = "pydantic.plugin._loader"
 
@@ -76,17 +78,22 @@ def disable_pydantic_plugins() -> None:
         sys.modules[PYDANTIC_LOADER] = loader
 
 
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
 def hold_back_openssl() -> list[str]:
     """Make OpenSSL's modules unimportable for now; returns what to give back.
 
     Nothing is held back if one is already loaded or a built-in hash is missing."""
     if any(m in sys.modules for m in OPENSSL):
         return []
-    for m in BUILTIN_HASHES:
-        try:
-            importlib.import_module(m)
-        except ImportError:
-            return []
+    if not all(any(_importable(m) for m in alternatives) for alternatives in BUILTIN_HASHES):
+        return []  # hashlib would miss an algorithm (and log an error for it): keep OpenSSL
     for m in OPENSSL:
         sys.modules[m] = None  # type: ignore[assignment]
     return list(OPENSSL)
