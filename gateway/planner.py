@@ -220,8 +220,10 @@ class PollSchedule(Generic[K]):
     Earliest deadline first: the key most overdue goes next, so a fast one cannot starve a
     slow one (the slow one's deadline stays put while the fast one's advances, so it soon
     is the earliest) and a slow one's long read delays a fast one by at most that read.
-    Equal deadlines go in the order the keys were given (the config's order). A key's
-    next deadline advances by whole intervals from its previous deadline (no drift); ticks
+    Equal deadlines go in the order the keys were given (the config's order). Every key
+    is due at ``start``, and keys of one interval stay aligned, so the devices due together
+    go into one batch (one disk commit, one message — not one per device); each next
+    deadline advances by whole intervals from the previous one (no drift); ticks
     missed while the line was busy are skipped, never burst, and an overrun key waits
     behind those already waiting (round robin when the line is overloaded).
 
@@ -257,14 +259,16 @@ class PollSchedule(Generic[K]):
         ``wire_s``: the wire minimum of that poll, if it was complete and the line's speed
         is known."""
         iv = self.intervals[name]
+        first = self.polls[name] == 0
         self.polls[name] += 1
         took = max(0.0, finished - started)
         self.busy_s[name] += took
         self.last_s[name] = took
-        lag = max(0.0, started - self.next_due[name])
-        self.lag_max_s[name] = max(self.lag_max_s[name], lag)
-        if lag > LATE_SHARE * iv:
-            self.late[name] += 1
+        if not first:  # the start-up round, everyone due at once, is not "late"
+            lag = max(0.0, started - self.next_due[name])
+            self.lag_max_s[name] = max(self.lag_max_s[name], lag)
+            if lag > LATE_SHARE * iv:
+                self.late[name] += 1
         if wire_s is not None:
             known = self.wire_s[name]
             self.wire_s[name] = wire_s if known is None else min(known, wire_s)

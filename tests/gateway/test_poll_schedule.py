@@ -78,7 +78,7 @@ async def test_the_gateway_keeps_each_devices_interval_on_one_bus(
              "poll_interval_s": 1.0, "transport": port}]})
     gw = Gateway(cfg)
     seen: dict[str, int] = {"fast": 0, "slow": 0}
-    end = time.monotonic() + 2.05
+    end = time.monotonic() + 2.15
     try:
         while time.monotonic() < end:
             for smp in await gw.poll_due(time.monotonic()):
@@ -89,6 +89,7 @@ async def test_the_gateway_keeps_each_devices_interval_on_one_bus(
         for b in gw.buses:
             await b.close()
         gw.queue.close()
-    assert 10 <= seen["fast"] <= 11 and seen["slow"] == 3  # t = 0, 1, 2 s
+    # the slow one's phase is where its first poll got the line (just after the fast one)
+    assert 10 <= seen["fast"] <= 11 and seen["slow"] == 3  # t ≈ 0, 1, 2 s
     assert figures["devices"]["fast"]["0.2"]["skipped"] == 0
     assert 0 < figures["line_budget"] < figures["line_load"] < 1
