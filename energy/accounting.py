@@ -79,8 +79,10 @@ def intervals(
     """
     pts: dict[int, float] = {}
     for r in readings:
-        ts, v = (r.ts, r.value) if isinstance(r, Reading) else r
-        pts[int(ts)] = float(v)
+        if isinstance(r, Reading):
+            pts[int(r.ts)] = float(r.value)
+        else:
+            pts[int(r[0])] = float(r[1])
     series = sorted(pts.items())
     swaps = sorted(replacements, key=lambda s: s.ts)
     swap_ts = [s.ts for s in swaps]
@@ -89,8 +91,8 @@ def intervals(
         return out
     ref_ts, ref_v = series[0]
     for ts, v in series[1:]:
-        i = bisect.bisect_right(swap_ts, ref_ts)
-        if i < len(swaps) and swaps[i].ts <= ts:
+        i = bisect.bisect_right(swap_ts, ref_ts) if swaps else 0
+        if swaps and i < len(swaps) and swaps[i].ts <= ts:
             s = swaps[i]
             amount = max(0.0, s.old_final - ref_v) + max(0.0, v - s.new_initial)
             out.append(Interval(ref_ts, ts, amount, "replacement"))
@@ -179,6 +181,9 @@ def rollup(ivs: Iterable[Interval], size: BucketSize, tz: str | ZoneInfo = "Asia
             # no offset change in the whole range: plain arithmetic (the hot path)
             span = iv.end - iv.start
             b = iv.start - (iv.start + off) % _HOUR
+            if iv.end <= b + _HOUR:  # inside one hour (most readings): the same sum, no loop
+                out[b] = out.get(b, 0.0) + iv.amount * span / span
+                continue
             while b < iv.end:
                 lo, hi = max(iv.start, b), min(iv.end, b + _HOUR)
                 out[b] = out.get(b, 0.0) + iv.amount * (hi - lo) / span

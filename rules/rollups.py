@@ -26,6 +26,7 @@ has one reader, and any number of ingest workers may write.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -191,8 +192,11 @@ class Rollups(PassBase):
                     continue
                 cols = sr["columns"]
                 ti, vi = cols.index("time"), cols.index("v")
-                pts = [(int(row[ti]), float(row[vi])) for row in sr["values"]
-                       if row[vi] is not None]
+                rows = sr["values"]
+                # [time, v] rows as they come (energy.accounting.intervals takes any pair and
+                # converts): no tuple per reading on this hot path
+                pts = ([r for r in rows if r[1] is not None] if (ti, vi) == (0, 1) else
+                       [(row[ti], row[vi]) for row in rows if row[vi] is not None])
                 st.points_read += len(sr["values"])
                 out[mid][i].extend(pts)
         return out
@@ -212,13 +216,20 @@ class Rollups(PassBase):
         of the site's data, not one to find p and n and another for the readings. A meter
         whose p or n lies outside its window (it was silent for longer) is read again for
         exactly its hours, as before. Either way: the same readings as an exact read."""
+        # many meters share a span (a gateway's batch, a site's outage): each hour edge once
+        @functools.cache
+        def hour(ts: int) -> int:
+            return accounting.bucket_start(ts, "hour", tz)
+
+        @functools.cache
+        def after(ts: int) -> int:
+            return accounting.next_bucket(hour(ts), "hour", tz)
+
         wins: dict[str, tuple[int, int]] = {}
         for _, m in meters:
             first, last = spans[m.id]
             margin = max(2 * int(m.poll_interval_s * 1000), 15 * 60_000)
-            wins[m.id] = (accounting.bucket_start(first - margin, "hour", tz),
-                          accounting.next_bucket(accounting.bucket_start(last + margin, "hour",
-                                                                         tz), "hour", tz))
+            wins[m.id] = (hour(first - margin), after(last + margin))
         got = await self._read_hours(site, meters, wins, st)
         readings: dict[str, list[tuple[int, float]]] = {}
         hours: dict[str, tuple[int, int]] = {}
@@ -231,9 +242,7 @@ class Rollups(PassBase):
             j = bisect.bisect_right(times, last)
             p = times[i - 1] if i else first
             n = times[j] if j < len(times) else last
-            h0 = accounting.bucket_start(min(p, first), "hour", tz)
-            h1 = accounting.next_bucket(accounting.bucket_start(max(n, last), "hour", tz),
-                                        "hour", tz)
+            h0, h1 = hour(min(p, first)), after(max(n, last))
             hours[m.id] = (h0, h1)
             w0, w1 = wins[m.id]
             if h0 < w0 or h1 > w1:
@@ -356,25 +365,47 @@ def _sums(tariffs: Tariffs) -> str:
     return ", ".join(f"sum({ident(n)}) AS {ident(n)}" for n in names)
 
 
+def kgce_per_unit(site: Site, b: Building, energy_type: str) -> float | None:
+    """kgce of one unit, converted as the report converts (the site's electricity factor,
+    its measured gas NCV): kgce is linear in the amount, so one unit is converted once per
+    building and energy type (the site file does not change while the process runs)."""
+    key = (id(site), b.id, energy_type)
+    if key not in _PER_UNIT:
+        one, _ = figures.to_kgce(site, b, energy_type, 1.0)
+        _PER_UNIT[key] = (site, one.value if one is not None else None)
+    return _PER_UNIT[key][1]
+
+
+_PER_UNIT: dict[tuple[int, str, str], tuple[Site, float | None]] = {}  # holds the site: id stays
+
+
 def energy_lines(meas: str, site: Site, b: Building, meter: str, energy_type: str,
                  category: str, total: bool, buckets: dict[int, float],
                  costs: Mapping[int, Mapping[str, float]] | None = None) -> list[str]:
     """Roll-up points of one meter; kgce beside the amount where the energy type has a factor,
     and the hour's cost fields (:func:`cost_fields`) where its building has a tariff."""
     out = []
-    # the same conversion as the report's (the site's electricity factor, its measured gas
-    # NCV): kgce is linear in the amount, so convert one unit once per meter
-    one, _ = figures.to_kgce(site, b, energy_type, 1.0)
-    per_unit = one.value if one is not None else None
+    per_unit = kgce_per_unit(site, b, energy_type)
     tags = {"site": site.site, "building": b.id, "meter": meter, "energy_type": energy_type,
             "category": category, "total": "1" if total else "0"}
     # the series key is the same for every bucket: escape it once (the hot path)
-    key = line(meas, tags, {"amount": 0.0}, 0).rsplit(" ", 2)[0]
+    key = series_key(meas, tags)
     for ts, amount in buckets.items():
         kgce = f",kgce={float(amount * per_unit)!r}" if per_unit is not None else ""
         extra = "".join(f",{k}={float(v)!r}" for k, v in (costs or {}).get(ts, {}).items())
         out.append(f"{key} amount={float(amount)!r}{kgce}{extra} {ts}")
     return out
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _tag_part(pairs: tuple[tuple[str, str], ...]) -> str:
+    return "".join(f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(pairs) if v)
+
+
+def series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """A roll-up point's measurement and tags as :func:`enmon.lineproto.line` writes them,
+    escaped once per meter for all the passes of a process (a meter's tags do not change)."""
+    return measurement + _tag_part(tuple(tags.items()))
 
 
 def series_lines(measurement: str, site: str, series: list[dict[str, Any]], st: PassStats,
@@ -386,7 +417,7 @@ def series_lines(measurement: str, site: str, series: list[dict[str, Any]], st: 
     out: list[str] = []
     for sr in series:
         tags = {k: sr.get("tags", {}).get(k, "") for k in TAGS}
-        key = line(measurement, {"site": site, **tags}, {"amount": 0.0}, 0).rsplit(" ", 2)[0]
+        key = series_key(measurement, {"site": site, **tags})
         cols = sr["columns"]
         ti = cols.index("time")
         ai = cols.index("amount")

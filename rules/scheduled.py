@@ -107,15 +107,17 @@ class Scheduler(Rollups, BoilerChecks, BalanceChecks):
         d = datetime.fromtimestamp((now - 1) / 1000, tz)
         year0 = int(datetime(d.year, 1, 1, tzinfo=tz).timestamp() * 1000)
         month0 = int(datetime(d.year, d.month, 1, tzinfo=tz).timestamp() * 1000)
-        sums: dict[str, dict[tuple[str, str], dict[str, float]]] = {}
+        sums: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
         for label, start in (("year", year0), ("month", month0)):
             rows = await self._rows(
                 "SELECT sum(amount) AS amount, sum(kgce) AS kgce FROM energy_daily "
                 f"WHERE site = {quote(site.site)} AND total = '1' AND time >= {start}ms "
                 f"AND time <= {now}ms GROUP BY building, energy_type", st)
-            sums[label] = {(r["building"], r["energy_type"]): {
-                "amount": float(r.get("amount") or 0.0), "kgce": float(r.get("kgce") or 0.0)}
-                for r in rows}
+            by_building: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+            for r in rows:
+                by_building[r["building"]][r["energy_type"]] = {
+                    "amount": float(r.get("amount") or 0.0), "kgce": float(r.get("kgce") or 0.0)}
+            sums[label] = by_building
         for b in site.buildings:
             if b.quota is not None:
                 q = b.quota
@@ -162,13 +164,12 @@ class Scheduler(Rollups, BoilerChecks, BalanceChecks):
         return out
 
 
-def _used(sums: dict[tuple[str, str], dict[str, float]], building: str, measure: str,
+def _used(sums: dict[str, dict[str, dict[str, float]]], building: str, measure: str,
           energy_type: str | None) -> float:
-    """kWh of electricity, or kgce of everything (or one energy type's amount)."""
+    """kWh of electricity, or kgce of everything (or one energy type's amount); ``sums`` is
+    building → energy type → summed fields."""
     total = 0.0
-    for (b, et), v in sums.items():
-        if b != building:
-            continue
+    for et, v in sums.get(building, {}).items():
         if measure == "kWh":
             if et == "electricity":
                 total += v["amount"]
