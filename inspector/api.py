@@ -345,6 +345,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
 
     # read at start: a missing or exposed key stops the API, not the first command
     signer = cm.load_signer(cfg.commands) if cfg.commands is not None else None
+    if cfg.mqtt is not None:
+        cfg.mqtt.password()  # an unreadable password file, an unset variable: stop now
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -366,7 +366,14 @@ class Sender:
         payload = json.dumps(cmd, separators=(",", ":")).encode()
         who = {"requested_by": requested_by, "role": role}
         async with self.lock:
-            conn = Connection(self.broker)
+            try:
+                conn = Connection(self.broker)
+            except ConfigError as exc:  # the password file went away since the start
+                log.error("event=command_not_sent id=%s reason=broker_config detail=%r",
+                          cmd["id"], str(exc))
+                raise CommandError(503, N_("the MQTT broker cannot be reached or refused "
+                                           "the API's login (%(detail)s); nothing was "
+                                           "sent, try again"), detail=exc.key) from None
             try:
                 try:
                     await asyncio.to_thread(conn.open)

@@ -417,6 +417,9 @@ def test_the_key_must_be_private_and_is_never_shown(rig: Rig, tmp_path: Path) ->
     with pytest.raises(ConfigError, match="shorter than 16 bytes"):
         create_app(api_config(rig.influx.url, rig.secrets, exposed, rig.broker.port), sites={})
     assert KEY.decode() not in rig.gateway.log_tail(10**6)
+    with pytest.raises(ConfigError, match=r"mqtt\.password_file"):  # at start, not at a command
+        create_app(api_config(rig.influx.url, rig.secrets, rig.key_file, rig.broker.port,
+                              mqtt_password_file=tmp_path / "missing"), sites={})
     from inspector.config import InspectorConfig
 
     with pytest.raises(Exception, match="needs mqtt"):
