@@ -122,10 +122,14 @@ def test_roles_and_acknowledgement_through_the_rules_lifecycle(stack: Stack) -> 
     assert r.status_code == 200, r.text
     assert r.json() == {"acknowledged": fp, "by": "li.facilities"}
     assert stack.service.book.alerts[fp].acked_by == "li.facilities"
-    rows = wait_until(lambda: influx_rows(
+    # the first acknowledgement of a fresh database also creates the `acked_by` field key:
+    # under load influxd 1.6 has answered SELECT * with the point before the key (a row
+    # with acked_by null) — wait for the row as written, then check it is the only one
+    rows = wait_until(lambda: [r for r in influx_rows(
         stack.loaded.url, DB, f"SELECT * FROM alert WHERE fingerprint = '{fp}' AND "
-                              "state = 'acknowledged'"), timeout=30, what="ack in alert history")
-    assert rows[0]["acked_by"] == "li.facilities"
+                              "state = 'acknowledged'") if r.get("acked_by")],
+        timeout=30, what="ack in alert history")
+    assert [r["acked_by"] for r in rows] == ["li.facilities"]
     after = _get(stack, "/api/v1/alerts", days=400).json()["alerts"]
     assert next(a for a in after if a["fingerprint"] == fp)["acked_by"] == "li.facilities"
     # the stored history is merged in: the simulated days' alerts are listed too
