@@ -21,8 +21,10 @@ import pytest
 
 from enmon import wire
 from enmon.errors import ConfigError
+from firmware_sim.dlt645_meter import Dlt645Server
+from firmware_sim.dlt645_meter import Meter as DlMeter
 from firmware_sim.rtu import LineServer, ModbusSlaveServer, Unit
-from gateway import library
+from gateway import dlt645, library
 from gateway.agent import Gateway
 from gateway.config import GatewayConfig
 from gateway.planner import PollSchedule, interval_groups
@@ -255,3 +257,49 @@ async def test_a_no_value_sentinel_is_no_value_with_a_logged_reason(
     assert again[0].values["voltage_l1_v"] == pytest.approx(230.0)
     assert "voltage_l1_v" not in again[0].flags
     assert health["flags"][NO_VALUE] == 3
+
+
+class _NoDataYet(Dlt645Server):
+    """firmware_sim's DL/T 645 meter, answering FF value bytes for one DI (it has no knob
+    for raw bytes; every other answer is the simulator's own)."""
+
+    def __init__(self, meters: dict[str, DlMeter], di: str) -> None:
+        super().__init__(meters, baud=2400)
+        self.di = di
+
+    def _answer_as(self, addr: str, frame: dlt645.Frame) -> bytes | None:
+        answer = super()._answer_as(addr, frame)
+        if answer is not None and frame.data[::-1].hex().upper() == self.di:
+            _, ok, _ = dlt645.CONTROL["2007"]
+            return dlt645.build_frame(addr, ok, frame.data + b"\xff" * 4)
+        return answer
+
+
+async def test_a_dlt645_no_data_answer_is_no_value_not_a_bad_frame(
+        servers: list[LineServer], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """FF FF FF FF for an energy (not BCD) on a 2400-baud pty: with the sentinel in the
+    profile it is no value with reason no_value — not a corrupt frame retried and counted."""
+    profile_file = HERE / "test-no-value-dlt645.yaml"
+    p = library.load(str(profile_file))
+    assert isinstance(p, dlt645.Dlt645Profile)
+    addr = "000000000042"
+    srv = _NoDataYet({addr: DlMeter(p, {"active_energy_import_kwh": 1.0,
+                                        "voltage_l1_v": 229.5})}, "00010000")
+    servers.append(srv.start())
+    cfg = GatewayConfig.model_validate({
+        "site": "s", "gateway": "g", "state_dir": str(tmp_path),
+        "devices": [{"name": "d", "profile": str(profile_file), "address": addr,
+                     "transport": {"type": "serial", "port": srv.device, "baud": 2400,
+                                   "timeout_s": 0.5}}]})
+    gw = Gateway(cfg)
+    caplog.set_level(logging.WARNING, logger="enmon.gateway.bus")
+    try:
+        (s,) = await gw.poll_once()
+        health = gw.health()
+    finally:
+        await _close(gw)
+    assert s.values == {"voltage_l1_v": pytest.approx(229.5)}
+    assert s.flags == {"active_energy_import_kwh": NO_VALUE}
+    assert any("quantity=active_energy_import_kwh raw=0xFFFFFFFF reason=no_value"
+               in r.getMessage() for r in caplog.records)
+    assert health["devices"]["d"]["frame_errors"] == 0
