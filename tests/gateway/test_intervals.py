@@ -24,9 +24,10 @@ from enmon.errors import ConfigError
 from firmware_sim.dlt645_meter import Dlt645Server
 from firmware_sim.dlt645_meter import Meter as DlMeter
 from firmware_sim.rtu import LineServer, ModbusSlaveServer, Unit
-from gateway import dlt645, library
+from gateway import cjt188, dlt645, library
 from gateway.agent import Gateway
 from gateway.config import GatewayConfig
+from gateway.drivers import Cjt188Driver, Values
 from gateway.planner import PollSchedule, interval_groups
 from gateway.profile import ModbusProfile
 from gateway.validation import NO_VALUE, ROLLOVER
@@ -303,3 +304,23 @@ async def test_a_dlt645_no_data_answer_is_no_value_not_a_bad_frame(
     assert any("quantity=active_energy_import_kwh raw=0xFFFFFFFF reason=no_value"
                in r.getMessage() for r in caplog.records)
     assert health["devices"]["d"]["frame_errors"] == 0
+
+
+def test_a_cjt188_no_data_index_is_no_value() -> None:
+    """A CJ/T 188 water meter answering FF FF FF FF for its index (not BCD): with the
+    sentinel listed it is no value (the status bits of the same answer still count)."""
+    water = library.load("generic-cjt188-water")
+    assert isinstance(water, cjt188.Cjt188Profile)
+    p = water.model_copy(update={"no_value": {"water_volume_m3": [0xFFFFFFFF]}})
+    addr = "00000000000001"
+    step = Cjt188Driver("w", p, addr).steps[0]
+    request = step.request()
+    assert request is not None
+    ser = request[-3]  # … DI(2) SER CS 16
+    body = bytearray(cjt188.encode_values(p, {"water_volume_m3": 1.0, "alarm_active": 1.0}))
+    body[0:4] = b"\xff" * 4
+    answer = cjt188.build_frame(p.type_byte, addr, cjt188.C_READ_OK,
+                                cjt188.di_bytes(p.di, p.version) + bytes([ser]) + body)
+    got = step.parse(answer)
+    assert isinstance(got, Values) and dict(got) == {"alarm_active": 1}
+    assert got.no_value == {"water_volume_m3": "0xFFFFFFFF"}
