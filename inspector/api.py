@@ -295,7 +295,15 @@ class CommandRecordOut(BaseModel):
     reason: str
     detail: str
     readback: float | None
-    registers: str | None
+    registers: str | None = Field(description="a register write: the words read back")
+    coils: str | None = Field(default=None, description="a coil write: the coils read back "
+                              "(\"1,0,1\")")
+    clock_before: str | None = Field(default=None, description="a time sync: the meter's "
+                                     "clock before (local, YYYY-MM-DD hh:mm:ss)")
+    clock: str | None = Field(default=None, description="a time sync: the clock after")
+    offset_before_s: float | None = Field(default=None, description="a time sync: meter "
+                                          "minus gateway before, seconds")
+    offset_s: float | None = Field(default=None, description="a time sync: after")
     answered_at: int | None
     answers: list[CommandAnswerOut]
 

@@ -258,6 +258,7 @@ def test_an_operators_command_round_trip_with_who_asked_and_the_read_back(rig: R
                                                                    "sent")
     assert (done["device"], done["target"], done["value"]) == ("main", "demand_period_min", "15")
     assert done["registers"] == "16752,0" and done["answered_at"] >= done["requested_at"] >= t0
+    assert (done["coils"], done["clock"], done["offset_s"]) == (None, None, None)
     assert done["outcome_text"] == "已执行并读回"  # zh-CN by default
     assert (rig.meter.written[2], rig.meter.written[3]) == (0x4170, 0x0000)  # the meter has it
     sp_done = rig.answered(sp["id"])
