@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import signal
 from pathlib import Path
 
@@ -51,6 +52,12 @@ def run(
 
         await run_service(cfg, stop, client_id=client_id, on_ready=ready)
 
+    # A worker's garbage is freed by reference counting; the cyclic collector, at its
+    # default threshold, ran every ~10 messages (the batch being built keeps thousands
+    # of young objects alive) and took ~9 % of the worker's CPU (perf). The start-up heap
+    # (imports, config) never becomes garbage: frozen out of every scan.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     asyncio.run(main())
 
 
