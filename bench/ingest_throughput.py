@@ -7,10 +7,11 @@ line-protocol write rate of the same influxd measured in the same run; peak RSS.
 ``--profile`` also runs one worker under cProfile (a ``sitecustomize`` on its
 PYTHONPATH starts the profiler and writes the stats at exit) and prints where the
 worker's CPU went during the drain; that run's rate is not a figure (the profiler
-slows it). ``--rounds K`` repeats the three phases K times and prints the median and
-range of every figure (the box is shared: single runs scatter). ``--gzip`` also posts
-the raw lines gzip-compressed. Each phase prints the CPU seconds influxd, mosquitto
-and the workers spent per million readings: on a small box they share the cores,
+slows it). ``--rounds K`` repeats the phases K times and prints the median and
+range of every figure (the box is shared: single runs scatter). Each worker phase is
+compared with the mean of the raw rate measured just before it and just after it.
+``--gzip`` also posts the raw lines gzip-compressed. Each phase prints the CPU seconds
+influxd, mosquitto and the workers spent per million readings: on a small box they share the cores,
 which bounds what any worker can reach.
 
 Method. A backlog of telemetry batches (4 KB-ish, like a gateway's) is published
@@ -335,13 +336,21 @@ def main() -> None:
                 for workers in (1, 2):
                     db = f"bench_w{workers}r{rnd}"
                     msgs, rps, rss = worker_rate(tmp, mq, influx, payloads, workers, db, n)
+                    # the baseline of this phase: the raw rate measured just before it and
+                    # again just after (the box is shared: its load drifts between phases)
+                    after, _, acpu = raw_rate(influx, payloads, f"bench_raw{rnd}_{workers}")
+                    figures["raw"].append(after)
+                    base = (raw + after) / 2
                     print(f"ingest, {workers} worker{'s' if workers > 1 else ''}: {rps:,.0f} "
-                          f"readings/s ({msgs:,.0f} msg/s), ratio to raw {rps / raw:.2f}, "
+                          f"readings/s ({msgs:,.0f} msg/s), ratio to raw {rps / base:.2f} "
+                          f"(raw before {raw:,.0f}, after {after:,.0f}), "
                           f"peak RSS {', '.join(f'{r:.0f} MB' for r in rss)}")
-                    print(f"  CPU per 1 M readings: {cpus[db].per_million(n)}")
+                    print(f"  CPU per 1 M readings: {cpus[db].per_million(n)}; raw after: "
+                          f"{acpu.per_million(n)}")
                     figures[f"w{workers}"].append(rps)
-                    figures[f"r{workers}"].append(rps / raw)
+                    figures[f"r{workers}"].append(rps / base)
                     figures["rss"].extend(rss)
+                    raw = after
             if a.rounds > 1:
                 print(f"-- {a.rounds} rounds, median (min–max); every reading verified stored")
                 for key, label, fmt in (("raw", "raw readings/s", ",.0f"),
