@@ -350,9 +350,14 @@ def scan(
 def command(
     gateway: str = typer.Argument(..., help="SITE/GATEWAY the command is for, e.g. hosp-a/gw-01"),
     device: str = typer.Argument(..., help="the device's name in that gateway's config"),
-    target: str = typer.Argument(..., help="a writable point of the device's profile, e.g. "
-                                 "demand_period_min (the profile's writable: section)"),
-    value: str = typer.Argument(..., help="the new value in the point's unit, as a decimal"),
+    target: str = typer.Argument(None, help="a writable point of the device's profile, e.g. "
+                                 "demand_period_min or pump_run (the profile's writable: "
+                                 "section); not with --action time_sync"),
+    value: str = typer.Argument(None, help="the new value in the point's unit, as a decimal; "
+                                "a coil takes on/off or 0/1"),
+    action: str = typer.Option("write", help="write (a register or coil) or time_sync (a "
+                               "DL/T 645 meter's clock set by broadcast on its bus, read "
+                               "back before and after)"),
     key_id: str = typer.Option(..., help="which of the gateway's command keys signs it "
                                "(commands.keys[].id in its config)"),
     key_file: Path = typer.Option(None, help="file holding that key's secret"),
@@ -369,7 +374,8 @@ def command(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the signed command, send "
                                  "nothing"),
 ) -> None:
-    """Sign one device write, publish it to the gateway and print its result.
+    """Sign one device write (or a DL/T 645 time sync), publish it to the gateway and
+    print its result.
 
     The gateway writes only a point its device's profile declares writable and its config
     allows (devices[].writable), within the point's range, and reads it back. The command
@@ -393,10 +399,17 @@ def command(
         raise typer.BadParameter(f"{gateway!r}: write SITE/GATEWAY, e.g. hosp-a/gw-01")
     if (key_file is None) == (key_env is None):
         raise typer.BadParameter("give the key's secret with --key-file or --key-env (one)")
+    if action not in cmds.ACTIONS:
+        raise typer.BadParameter(f"--action {action!r}: one of {', '.join(sorted(cmds.ACTIONS))}")
+    if action == cmds.WRITE and (target is None or value is None):
+        raise typer.BadParameter("a write needs TARGET and VALUE, e.g. demand_period_min 15")
+    if action == cmds.TIME_SYNC and (target is not None or value is not None):
+        raise typer.BadParameter("--action time_sync takes no TARGET or VALUE (the gateway "
+                                 "sends its own clock)")
     secret = cmds.read_secret(key_file, key_env, what="--key-file/--key-env")
     try:
         msg = cmds.new_command(secret, key_id=key_id, site=site, gateway=gw, device=device,
-                               target=target, value=value, ttl_s=ttl)
+                               target=target, value=value, ttl_s=ttl, action=action)
         topic, results = cmds.command_topic(site, gw), cmds.result_topic(site, gw)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -187,3 +187,26 @@ def test_probe_raw_prints_frames_and_registers() -> None:
     regs = [line for line in r.output.splitlines() if line.strip().startswith("registers ")]
     assert tx and len(rx) == len(tx) and regs
     assert all(len(w) == 4 for w in regs[0].split()[1:])  # 16-bit words in hex
+
+
+def test_command_signs_a_time_sync_and_refuses_misfits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from gateway import commands as cmds
+
+    monkeypatch.setenv("ENMON_TEST_CMD_KEY", "k" * 32)
+    base = ["command", "hosp-a/gw-01", "old-meter", "--key-id", "ops-1",
+            "--key-env", "ENMON_TEST_CMD_KEY", "--dry-run"]
+    r = runner.invoke(app, [*base, "--action", "time_sync"])
+    assert r.exit_code == 0, r.output
+    topic, _, body = r.output.strip().partition(" ")
+    msg = json.loads(body)
+    assert topic == cmds.command_topic("hosp-a", "gw-01")
+    assert (msg["action"], msg["target"], msg["value"]) == ("time_sync", "time_sync", "now")
+    assert msg["signature"] == cmds.signature(b"k" * 32, msg)
+    assert "k" * 32 not in r.output
+    for args, says in (([*base, "--action", "time_sync", "clock", "1"], "takes no TARGET"),
+                       ([*base, "demand_period_min"], "needs TARGET and VALUE"),
+                       ([*base, "--action", "reboot"], "one of time_sync, write")):
+        bad = runner.invoke(app, args)
+        assert bad.exit_code == 2 and says in bad.output, bad.output
