@@ -396,7 +396,9 @@ def api_run(
 def api_token(
     name: str = typer.Option(..., "--name", help="who gets it, e.g. wang.inspector"),
     role: str = typer.Option("inspector", "--role",
-                             help="inspector, facility_manager or data_clerk"),
+                             help="inspector (reads), facility_manager (+ acknowledges), "
+                                  "data_clerk (+ enters readings) or operator (+ sends "
+                                  "device commands)"),
 ) -> None:
     """Make an access token. Prints the token once (give it to the person) and the line for
     the config's tokens: list (only its SHA-256 is stored)."""

@@ -63,7 +63,7 @@ def test_nobody_anonymous(stack: Stack) -> None:
 def test_inspector_reads_the_tree_and_history(stack: Stack) -> None:
     me = _get(stack, "/api/v1/whoami").json()
     assert me == {"name": "wang.inspector", "role": "inspector", "may_acknowledge": False,
-                  "may_enter": False}
+                  "may_enter": False, "may_control": False}
     sites = _get(stack, "/api/v1/sites").json()
     assert [s["site"] for s in sites] == [SITE] and sites[0]["has_site_file"]
     tree = {b["id"]: b for b in _get(stack, f"/api/v1/sites/{SITE}/buildings").json()}
