@@ -53,9 +53,13 @@ class Rollups(PassBase):
     settle_ms: int
     clock: Callable[[], float]  # seconds since the epoch, when markers are stored
     through: dict[str, int]  # site → markers processed through this time
+    # site → (gateway, device) → [w0, w1) and the times of every reading this pass read in it
+    # (with the nearest on each side): later steps of the same pass count from them
+    seen: dict[str, dict[tch.Key, tuple[int, int, list[int]]]]
 
     async def rollup(self, site: Site, now: int, st: PassStats) -> None:
         """Recompute every bucket touched by readings stored since the last pass."""
+        self.seen.pop(site.site, None)  # never a previous pass's readings
         upto = int(self.clock() * 1000) - self.settle_ms
         since = await self._through(site, st)
         if upto <= since:
@@ -234,9 +238,12 @@ class Rollups(PassBase):
         readings: dict[str, list[tuple[int, float]]] = {}
         hours: dict[str, tuple[int, int]] = {}
         again: list[tuple[Building, Meter]] = []
+        seen = self.seen[site.site] = {}
         for b, m in meters:
             pts = got.get(m.id, [])
+            pts.sort()  # in order already, unless a device's points are in two series
             times = [t for t, _ in pts]
+            seen[(m.gateway, m.device)] = (*wins[m.id], times)
             first, last = spans[m.id]
             i = bisect.bisect_left(times, first)
             j = bisect.bisect_right(times, last)

@@ -101,3 +101,37 @@ async def test_a_meter_silent_for_hours_recomputes_every_hour_since_its_last_rea
     for h, v in expect.items():
         assert abs(got[h] - v) < 1e-9, (h, got[h], v)
     assert abs(amounts(influxdb, "energy_daily", "main")[ms(DAY)] - 240.0) < 1e-9
+
+
+async def test_completeness_counts_the_readings_the_pass_read_as_the_database_counts_them(
+        influxdb: InfluxDB1) -> None:
+    """Both meters touched: completeness is counted from the roll-up's own read of the last
+    hour. hvac sent one reading of the four it owes: incomplete; main all four: complete."""
+    from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
+    from rules.config import RulesConfig
+    from rules.engine import Engine
+    from rules.lifecycle import AlertBook
+    from rules.scheduled import Scheduler
+
+    now = DAY + timedelta(hours=4)
+    write(influxdb, {"main": series(DAY, 17, 10.0),
+                     "hvac": [*series(DAY, 13, 5.0), (now, 1100.0)]})  # silent 03:00 … 04:00
+    cfg = RulesConfig.model_validate({"influx": {"url": influxdb.url, "database": INFLUX_DB}})
+    engine = Engine(cfg, [SITE], AlertBook(), started_ms=ms(now))
+    icfg = InfluxConfig(url=influxdb.url, database=INFLUX_DB)
+    q, w = InfluxQL(icfg), InfluxV1Writer(icfg)
+    try:
+        sched = Scheduler(engine, q, w, settle_s=0)
+        out, _ = await sched.run_pass(ms(now))
+        assert sched.seen["site-w"]  # the pass counted from its own read
+    finally:
+        await q.close()
+        await w.close()
+    fired = {n.labels.get("device"): n for n in out.notifications
+             if n.kind == "firing" and n.rule == "completeness"}
+    assert set(fired) == {"hvac"}
+    # the same count the database gives for (now − 1 h, now]
+    n = influx_rows(influxdb.url, INFLUX_DB, "SELECT count(active_energy_import_kwh) AS n "
+                    f"FROM meter WHERE device = 'hvac' AND time > {ms(now) - 3_600_000}ms "
+                    f"AND time <= {ms(now)}ms")[0]["n"]
+    assert n == 1 and fired["hvac"].value is not None
