@@ -360,16 +360,19 @@ class Gateway:
         return self._samples(results)
 
     async def _poll_bus_due(self, bus: Bus, now: float) -> list[Reading]:
-        """One pass over the bus's due parts, most overdue first; a device's parts that
-        are due together are read in one turn (one reading, one timestamp)."""
+        """One pass over the bus's parts due at ``now``, earliest deadline first; a
+        device's parts that are due together are read in one turn (one reading, one
+        timestamp). The pass is one batch; it ends early when a part released meanwhile
+        has an earlier deadline than those left (a 1 s part behind eight slow meters), and
+        the next pass starts with that one."""
         sched = self.schedules[bus.name]
         parts = self.parts[bus.name]
         by_name = {dev.driver.name: dev for dev in bus.devices}
-        turns: dict[str, list[PartKey]] = {}
-        for key in sched.due(now):
-            turns.setdefault(key[0], []).append(key)
+        left = sched.due(now)
         out: list[Reading] = []
-        for name, keys in turns.items():
+        while left:
+            name = left[0][0]
+            keys = [k for k in left if k[0] == name]
             dev = by_name[name]
             results: Sequence[PartResult] = ()
             started = time.monotonic()
@@ -395,6 +398,10 @@ class Gateway:
                 for key in keys:
                     sched.next_due[key] += sched.intervals[key] * (st.backoff - 1)
                 st.backoff = min(st.backoff * 2, dev.timing.backoff_max_cycles)
+            left = [k for k in left if k[0] != name]
+            fresh = sched.due(time.monotonic()) if left else []
+            if fresh and fresh[0] not in left:
+                break  # a more urgent part came due: it goes first, in the next pass
         return out
 
     async def poll_due(self, now: float) -> list[wire.Sample]:

@@ -217,10 +217,14 @@ class PollSchedule(Generic[K]):
 
     A key is one device (or one interval group of a device's quantities). Pure
     bookkeeping (the caller supplies the clock), so it is tested with compressed time.
-    Earliest deadline first: the key most overdue goes next, so a fast one cannot starve a
-    slow one (the slow one's deadline stays put while the fast one's advances, so it soon
-    is the earliest) and a slow one's long read delays a fast one by at most that read.
-    Equal deadlines go in the order the keys were given (the config's order). Every key
+    Earliest deadline first: a tick released at ``next_due`` must be read before the next
+    one, ``next_due + interval``, and of the keys due, the one whose deadline comes first
+    goes next. So a fast key released while slow ones wait goes before them (a block of
+    slow meters due together does not make the fast one skip its ticks), and a fast one
+    cannot starve a slow one either (the slow one's deadline stays put while the fast
+    one's advances, so it soon is the earliest); a slow key's long read delays a fast one
+    by at most that read. Equal deadlines go by release, then in the order the keys were
+    given (the config's order). Every key
     is due at ``start``, and keys of one interval stay aligned, so the devices due together
     go into one batch (one disk commit, one message — not one per device); each next
     deadline advances by whole intervals from the previous one (no drift); ticks
@@ -248,10 +252,14 @@ class PollSchedule(Generic[K]):
         #: wire minimum of one poll (s), the least seen over complete polls; None: unknown
         self.wire_s: dict[K, float | None] = dict.fromkeys(intervals, None)
 
+    def deadline(self, name: K) -> float:
+        """When ``name``'s current tick must have been read (its next tick's release)."""
+        return self.next_due[name] + self.intervals[name]
+
     def due(self, now: float) -> list[K]:
-        """Keys due at ``now``, most overdue first."""
+        """Keys due at ``now``, earliest deadline first."""
         ready = [n for n, t in self.next_due.items() if t <= now]
-        return sorted(ready, key=lambda n: (self.next_due[n], self.order[n]))
+        return sorted(ready, key=lambda n: (self.deadline(n), self.next_due[n], self.order[n]))
 
     def done(self, name: K, started: float, finished: float, *,
              wire_s: float | None = None) -> None:

@@ -175,6 +175,37 @@ async def test_a_slow_part_is_not_starved_by_an_overloaded_fast_one(
     assert len(slow) == 4  # t = 0, 1, 2, 3 s
 
 
+async def test_a_block_of_slow_meters_due_together_does_not_make_a_fast_part_skip(
+        servers: list[LineServer], tmp_path: Path) -> None:
+    """Four meters at 3 s (a whole SDM630 each, ~145 ms of line time) are due together,
+    a block of ~0.6 s; a power reading at 0.2 s beside them keeps every tick: once
+    released it has the earliest deadline and goes between two slow meters."""
+    sdm = library.load("eastron-sdm630")
+    assert isinstance(sdm, ModbusProfile)
+    vals = dict.fromkeys(sdm.quantities, 1.0)
+    srv = ModbusSlaveServer({u: Unit(sdm, vals) for u in range(1, 6)}, link="pty", baud=9600)
+    servers.append(srv.start())
+    port = {"type": "serial", "port": srv.device, "baud": 9600, "timeout_s": 0.5}
+    cfg = GatewayConfig.model_validate({
+        "site": "s", "gateway": "g", "state_dir": str(tmp_path),
+        "devices": [{"name": "demand", "profile": "eastron-sdm630", "unit_id": 1,
+                     "quantities": ["active_power_kw"], "poll_interval_s": 0.2,
+                     "transport": port}]
+        + [{"name": f"m{u}", "profile": "eastron-sdm630", "unit_id": u, "gap": 19,
+            "poll_interval_s": 3.0, "transport": port} for u in range(2, 6)]})
+    gw = Gateway(cfg)
+    try:
+        batches = await _run_for(gw, 6.8)
+        health = gw.health()
+    finally:
+        await _close(gw)
+    per = health["schedule"][gw.buses[0].name]["intervals"]
+    assert per["0.2"]["skipped"] == 0 and per["0.2"]["polls"] >= 33
+    assert per["0.2"]["lag_max_ms"] < 200  # at most one slow meter's read
+    assert per["3"]["polls"] == 12 and per["3"]["skipped"] == 0  # t = 0, 3, 6 s
+    assert sum(1 for b in batches for s in b if s.device == "demand") == per["0.2"]["polls"]
+
+
 async def test_ct_pt_ratios_give_primary_values_before_the_counter_checks(
         servers: list[LineServer], tmp_path: Path) -> None:
     """An Acrel ADL400 behind 200/5 A CTs and 10 kV/100 V PTs reports secondary values

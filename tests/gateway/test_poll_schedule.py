@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
@@ -53,7 +54,11 @@ def test_fast_and_slow_devices_both_keep_their_intervals() -> None:
 def test_overloaded_line_skips_ticks_without_starving_anyone() -> None:
     s, starts = run({"a": 1.0, "b": 1.0, "c": 60.0}, {"a": 0.8, "b": 0.8, "c": 0.8}, 300.0)
     assert s.line_load() > 1  # the health shows it cannot keep up
-    assert len(starts["c"]) == 5  # the slow device still gets its turns
+    # the slow device still gets a turn every interval (earliest deadline first: under
+    # overload just before its deadline, the next tick's release)
+    c = starts["c"]
+    assert len(c) >= 4 and c[0] <= 60.0
+    assert all(b - a < 2 * 60.0 for a, b in itertools.pairwise(c))
     assert abs(len(starts["a"]) - len(starts["b"])) <= 1  # fair between equals
     assert s.skipped["a"] > 0 and s.figures()["a"]["mean_poll_ms"] == 800.0
 
