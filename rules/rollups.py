@@ -381,6 +381,8 @@ def kgce_per_unit(site: Site, b: Building, energy_type: str) -> float | None:
     building and energy type (the site file does not change while the process runs)."""
     key = (id(site), b.id, energy_type)
     if key not in _PER_UNIT:
+        if len(_PER_UNIT) > 1 << 16:  # site files reloaded many times: start over
+            _PER_UNIT.clear()
         one, _ = figures.to_kgce(site, b, energy_type, 1.0)
         _PER_UNIT[key] = (site, one.value if one is not None else None)
     return _PER_UNIT[key][1]
