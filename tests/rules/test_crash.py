@@ -61,6 +61,11 @@ async def test_kill_9_mid_firing_neither_renotifies_nor_forgets(
         await until(lambda: "event=rules_started" in part.log_tail(10_000), "rules started", 30)
         await send(batch(1, t0, 60.0))
         await until(lambda: kinds() == ["firing"], "firing webhook", 30)
+        # the outbox records the delivery once the receiver has answered; a kill -9 before
+        # that record is at-least-once territory (the next start sends it again, same
+        # fingerprint and ts): kill after it, where nothing may be repeated
+        await until(lambda: "event=notified channel=hook" in part.log_tail(100_000),
+                    "the delivery recorded", 30)
         part.kill()  # SIGKILL: no goodbye, no flush
 
         part.start()
