@@ -42,7 +42,14 @@ from gateway import dlt645
 from gateway import modbus_frames as mf
 from gateway.bus import Bus, BusDevice, PartResult, Reading, Timing
 from gateway.cjt188 import Cjt188Profile
-from gateway.commands import CommandService, NonceStore, Target, read_secret
+from gateway.commands import (
+    AnyTarget,
+    CommandService,
+    Dlt645Target,
+    NonceStore,
+    Target,
+    read_secret,
+)
 from gateway.config import (
     Device,
     GatewayConfig,
@@ -293,14 +300,21 @@ class Gateway:
         keys = {k.id: read_secret(k.file, k.env, what=f"commands.keys {k.id}")
                 for k in c.keys}
         bus_of = {dev.driver.name: b for b in self.buses for dev in b.devices}
-        targets: dict[str, Target] = {}
+        targets: dict[str, AnyTarget] = {}
         for d, p in zip(self.cfg.devices, profiles, strict=True):
-            if not d.writable or not isinstance(p, ModbusProfile):
+            if not d.writable:
                 continue
-            framing: Framing = ("tcp" if isinstance(d.transport, TcpTransport)
-                                else d.transport.framing)
-            targets[d.name] = Target(bus_of[d.name], d.name, p, d.unit_id, framing,
-                                     make_timing(d.transport), frozenset(d.writable))
+            if isinstance(p, ModbusProfile):
+                framing: Framing = ("tcp" if isinstance(d.transport, TcpTransport)
+                                    else d.transport.framing)
+                targets[d.name] = Target(bus_of[d.name], d.name, p, d.unit_id, framing,
+                                         make_timing(d.transport), frozenset(d.writable))
+            elif isinstance(p, Dlt645Profile) and d.address is not None:
+                # a time_sync command: the broadcast on this meter's bus, its clock read back
+                targets[d.name] = Dlt645Target(
+                    bus_of[d.name], d.name, p, d.address, make_timing(d.transport),
+                    frozenset(d.writable), baud=bus_baud(d.transport) or DLT645_SERVER_BAUD,
+                    timezone=self.cfg.time_sync.timezone)
         uplink = self.uplink
 
         def publish(topic: str, payload: bytes) -> None:

@@ -281,3 +281,48 @@ def test_a_dlt645_device_may_allow_time_sync_and_nothing_else() -> None:
     assert len(check_profiles(cfg(["time_sync"]), "gw.yaml")) == 1
     with pytest.raises(ConfigError, match="time_sync"):  # the fix names what is writable
         check_profiles(cfg(["voltage_l1_v"]), "gw.yaml")
+
+
+async def test_the_configured_gateway_takes_a_signed_time_sync(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The gateway built from its config (devices[].writable: [time_sync]) answers a signed
+    time_sync from the broker while it polls: the meter's clock set and read back."""
+    from gateway import commands as cmds
+    from tests.gateway.test_commands import GW, KEY, SITE, Results
+
+    tz = _zone_at_noon()
+    dlt = library.load("chint-dtsu666-dlt645")
+    assert isinstance(dlt, d.Dlt645Profile)
+    behind = Meter(dlt, {"voltage_l1_v": 230.1}, clock_offset_s=-90, tz=tz)
+    sim = Dlt645Server({"000000000001": behind}, baud=2400).start()
+    key_file = tmp_path / "cmd.key"
+    key_file.write_bytes(KEY + b"\n")
+    key_file.chmod(0o600)
+    line = {"type": "serial", "port": sim.device, "baud": 2400, "timeout_s": 0.5}
+    cfg = parse_model(GatewayConfig, {
+        "site": SITE, "gateway": GW, "state_dir": str(tmp_path / "state"),
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "end_to_end": False},
+        "poll": {"interval_s": 0.5, "health_interval_s": 60},
+        "time_sync": {"timezone": tz},  # the schedule off: only the command syncs
+        "commands": {"enabled": True, "keys": [{"id": "ops-1", "file": str(key_file)}]},
+        "devices": [{"name": "m1", "profile": "chint-dtsu666-dlt645",
+                     "address": "000000000001", "quantities": ["voltage_l1_v"],
+                     "writable": ["time_sync"], "transport": line}]})
+    results = Results(mosquitto)
+    gw = Gateway(cfg)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    try:
+        await asyncio.to_thread(wait_until, lambda: results.births >= 1, 15, "gateway online")
+        cmd = cmds.new_command(KEY, key_id="ops-1", site=SITE, gateway=GW, device="m1",
+                               action="time_sync")
+        await asyncio.to_thread(results.send, cmd)
+        r = await asyncio.to_thread(results.wait, cmd["id"], "the time sync answered")
+        assert r["status"] == "ok", r
+        assert abs(r["offset_before_s"] + 90) < 2 and abs(r["offset_s"]) < 1.5, r
+        assert abs(behind.clock_offset_s) < 1.5 and behind.time_syncs == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        results.close()
+        sim.stop()
