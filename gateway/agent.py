@@ -33,23 +33,13 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from enmon import wire
 from enmon.systemd import Watchdog, sd_notify
-from gateway import dlt645
 from gateway import modbus_frames as mf
 from gateway.bus import Bus, BusDevice, PartResult, Reading, Timing
-from gateway.cjt188 import Cjt188Profile
-from gateway.commands import (
-    AnyTarget,
-    CommandService,
-    Dlt645Target,
-    NonceStore,
-    Target,
-    read_secret,
-)
 from gateway.config import (
     Device,
     GatewayConfig,
@@ -60,7 +50,6 @@ from gateway.config import (
     check_profiles,
 )
 from gateway.diskqueue import DiskQueue
-from gateway.dlt645 import Dlt645Profile
 from gateway.drivers import (
     Cjt188Driver,
     Dlt645Driver,
@@ -71,14 +60,17 @@ from gateway.drivers import (
     ModbusDriver,
     Step,
 )
-from gateway.library import AnyProfile
-from gateway.mbus import MbusProfile
 from gateway.mqtt import Uplink
 from gateway.planner import PollSchedule, breakeven_gap, interval_groups
 from gateway.profile import ModbusProfile
-from gateway.serial_line import SerialLineProfile
 from gateway.transport import Link, SerialLink, TcpLink
 from gateway.validation import NO_VALUE, CounterLimits, EdgeValidator
+
+if TYPE_CHECKING:
+    # loaded when used: the signed commands when enabled, each protocol's codec with its
+    # devices (a gateway with Modbus meters only holds neither; gateway/service.py)
+    from gateway.commands import AnyTarget, CommandService
+    from gateway.library import AnyProfile
 
 log = logging.getLogger("enmon.gateway")
 
@@ -113,15 +105,15 @@ def make_driver(d: Device, profile: AnyProfile, quantities: list[str] | None = N
         gap = default_gap(d.transport) if d.gap is None else d.gap
         return ModbusDriver(d.name, profile, d.unit_id, framing=framing, gap=gap,
                             quantities=qs)
-    if isinstance(profile, Dlt645Profile):
+    if profile.protocol == "dlt645":
         assert d.address is not None  # check_profiles guarantees it
         return Dlt645Driver(d.name, profile, d.address, quantities=qs)
-    if isinstance(profile, Cjt188Profile):
+    if profile.protocol == "cjt188":
         assert d.address is not None  # the config requires a CJ/T 188 meter's address
         return Cjt188Driver(d.name, profile, d.address, quantities=qs)
-    if isinstance(profile, MbusProfile):
+    if profile.protocol == "mbus":
         return MbusDriver(d.name, profile, d.unit_id, d.address, quantities=qs)
-    assert isinstance(profile, SerialLineProfile)
+    assert profile.protocol == "serial_line"
     return LineDriver(d.name, profile, quantities=qs)
 
 
@@ -296,6 +288,8 @@ class Gateway:
 
     def _command_service(self, profiles: list[AnyProfile]) -> CommandService:
         """Signed device writes (gateway.commands), for the devices that allow some."""
+        from gateway.commands import CommandService, Dlt645Target, NonceStore, Target, read_secret
+
         c = self.cfg.commands
         keys = {k.id: read_secret(k.file, k.env, what=f"commands.keys {k.id}")
                 for k in c.keys}
@@ -309,7 +303,7 @@ class Gateway:
                                     else d.transport.framing)
                 targets[d.name] = Target(bus_of[d.name], d.name, p, d.unit_id, framing,
                                          make_timing(d.transport), frozenset(d.writable))
-            elif isinstance(p, Dlt645Profile) and d.address is not None:
+            elif p.protocol == "dlt645" and d.address is not None:
                 # a time_sync command: the broadcast on this meter's bus, its clock read back
                 targets[d.name] = Dlt645Target(
                     bus_of[d.name], d.name, p, d.address, make_timing(d.transport),
@@ -331,11 +325,13 @@ class Gateway:
     async def sync_time(self, when: dt.datetime | None = None) -> int:
         """Broadcast a DL/T 645 time sync on every bus with a DL/T 645 meter; returns how
         many buses it went to. ``when``: the meters' local time (default: now)."""
+        from gateway.dlt645 import time_sync_request
+
         tz = ZoneInfo(self.cfg.time_sync.timezone)
         sent = 0
         for bus, baud in self.dlt645_buses:
             local = when or dt.datetime.now(tz).replace(tzinfo=None)
-            frame = dlt645.time_sync_request(local)
+            frame = time_sync_request(local)
             wire_s = (len(frame) + 3.5) * mf.char_time(baud)
             # the frame's own line time, then the silence; nobody answers a broadcast
             timing = Timing(timeout_s=1.5 * wire_s + 0.01, retries=0,

@@ -31,19 +31,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from enmon.errors import DriverError
-from gateway.cjt188 import Cjt188Error
-from gateway.dlt645 import Dlt645Error
 from gateway.drivers import Driver, Step
 from gateway.modbus_frames import BUSY_CODES, ModbusException
 from gateway.transport import Link, LinkError, LinkTimeout
 
 log = logging.getLogger("enmon.gateway.bus")
+
+#: (module, class): a meter's refusal in DL/T 645 and CJ/T 188 (an error answer, not a bad
+#: frame); only those codecs raise them, so only loaded codecs' classes are caught
+_REFUSALS = (("gateway.dlt645", "Dlt645Error"), ("gateway.cjt188", "Cjt188Error"))
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """The refusal classes of the protocol codecs this process has loaded (a gateway with
+    Modbus meters only imports neither codec)."""
+    return tuple(getattr(sys.modules[m], c) for m, c in _REFUSALS
+                 if getattr(sys.modules.get(m), c, None) is not None)
 
 #: how one step ended: a value, no value (corrupt answers past the retry budget), refused
 #: (an exception answer: the device is alive), or the link (timeout / link error)
@@ -217,7 +227,7 @@ class Bus:
                                 self.name, name, step.label, str(exc))
                 await asyncio.sleep(t.inter_frame_s)
                 return "refused"
-            except (Dlt645Error, Cjt188Error) as exc:
+            except _refusals() as exc:
                 st.exceptions += 1
                 log.warning("event=exception bus=%s device=%s step=%r detail=%r",
                             self.name, name, step.label, str(exc))

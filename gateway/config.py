@@ -318,12 +318,8 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
 
     Returns the profiles in device order; raises ConfigError naming file, key and fix.
     """
+    # the protocol attribute, not isinstance: a codec's module loads only with its profiles
     from gateway import library
-    from gateway.cjt188 import Cjt188Profile
-    from gateway.dlt645 import Dlt645Profile
-    from gateway.mbus import MbusProfile
-    from gateway.profile import ModbusProfile
-    from gateway.serial_line import SerialLineProfile
 
     out: list[AnyProfile] = []
     for i, d in enumerate(cfg.devices):
@@ -334,31 +330,31 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
         except ConfigError as exc:
             raise ConfigError(file, f"{key}.profile", f"profile {d.profile!r}: {exc}",
                               "run `enmon gateway profiles` for the shipped models") from None
-        if isinstance(p, Dlt645Profile) and d.address is None:
+        if p.protocol == "dlt645" and d.address is None:
             raise ConfigError(file, f"{key}.address", "missing for a DL/T 645 profile",
                               'the 12-digit meter address from the nameplate, e.g. "000012345678"')
-        if isinstance(p, Dlt645Profile) and d.address is not None and len(d.address) != 12:
+        if p.protocol == "dlt645" and d.address is not None and len(d.address) != 12:
             raise ConfigError(file, f"{key}.address", "a DL/T 645 address has 12 digits",
                               'the 12-digit meter address from the nameplate, e.g. "000012345678"')
-        if isinstance(p, Cjt188Profile) and (d.address is None or len(d.address) != 14):
+        if p.protocol == "cjt188" and (d.address is None or len(d.address) != 14):
             raise ConfigError(file, f"{key}.address",
                               "a CJ/T 188 profile needs the 14-digit meter address",
                               'A6..A0 as on the nameplate, quoted, e.g. "00000012345678"')
-        if isinstance(p, MbusProfile) and d.address is not None and len(d.address) != 8:
+        if p.protocol == "mbus" and d.address is not None and len(d.address) != 8:
             raise ConfigError(file, f"{key}.address",
                               "an M-Bus secondary address has 8 digits",
                               'the meter id from the nameplate, quoted, e.g. "12345678"; or '
                               "leave it out and give the primary address as unit_id")
-        if (not isinstance(p, Dlt645Profile | Cjt188Profile | MbusProfile)
+        if (p.protocol not in ("dlt645", "cjt188", "mbus")
                 and d.address is not None):
             raise ConfigError(file, f"{key}.address", f"{p.protocol} profiles have no address",
                               "remove it (Modbus devices use unit_id)")
-        if isinstance(d.transport, TcpTransport) and not isinstance(p, ModbusProfile):
+        if isinstance(d.transport, TcpTransport) and p.protocol != "modbus":
             raise ConfigError(file, f"{key}.transport.type",
                               f"'tcp' is Modbus TCP but {d.profile} speaks {p.protocol}",
                               "use type: serial or type: rtu_over_tcp")
         framing = getattr(t, "framing", "rtu")
-        if framing == "ascii" and not isinstance(p, ModbusProfile):
+        if framing == "ascii" and p.protocol != "modbus":
             raise ConfigError(file, f"{key}.transport.framing",
                               f"ascii is Modbus ASCII but {d.profile} speaks {p.protocol}",
                               "remove framing (it applies to Modbus devices only)")
@@ -366,7 +362,7 @@ def check_profiles(cfg: GatewayConfig, file: str) -> list[AnyProfile]:
             raise ConfigError(file, f"{key}.transport.bytesize",
                               "7 data bits cannot carry RTU, DL/T 645 or CJ/T 188 frames",
                               "use bytesize 8, or framing: ascii for a Modbus ASCII line")
-        if isinstance(p, SerialLineProfile):
+        if p.protocol == "serial_line":
             shared = [o.name for o in cfg.devices
                       if o is not d and bus_key(o.transport) == bus_key(d.transport)]
             if shared:

@@ -14,15 +14,19 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from gateway import cjt188 as cj
-from gateway import dlt645 as d
-from gateway import mbus as mb
 from gateway import modbus_frames as mf
 from gateway.planner import Read, plan
 from gateway.profile import Field_, ModbusProfile, decode, to_canonical
-from gateway.serial_line import SerialLineProfile, parse_line
+
+if TYPE_CHECKING:
+    # each protocol's codec is imported by its driver when one is built: a gateway that
+    # reads only Modbus meters never holds the others' code (gateway/service.py)
+    from gateway import cjt188 as cj
+    from gateway import dlt645 as d
+    from gateway import mbus as mb
+    from gateway.serial_line import SerialLineProfile
 
 #: rtu and ascii on serial lines (or a serial server), tcp = Modbus TCP (MBAP)
 Framing = Literal["rtu", "tcp", "ascii"]
@@ -173,6 +177,8 @@ class Dlt645Driver(Driver):
 
     def __init__(self, name: str, profile: d.Dlt645Profile, address: str, *,
                  quantities: list[str] | None = None) -> None:
+        from gateway import dlt645 as d
+
         d.address_bytes(address)  # validate early
         self.name, self.profile_name, self.address = name, profile.model, address
         self.version: d.Version = profile.version
@@ -181,6 +187,8 @@ class Dlt645Driver(Driver):
                       if quantities is None or q in quantities]
 
     def _step(self, quantity: str, item: d.Dlt645Item) -> Step:
+        from gateway import dlt645 as d
+
         raw = d.read_request(self.address, item.di, self.version)
         sentinels = self.no_value.get(quantity)
 
@@ -215,6 +223,8 @@ class Cjt188Driver(Driver):
 
     def __init__(self, name: str, profile: cj.Cjt188Profile, address: str, *,
                  quantities: list[str] | None = None) -> None:
+        from gateway import cjt188 as cj
+
         cj.address_bytes(address)  # validate early
         self.name, self.profile_name, self.address = name, profile.model, address
         self.profile = profile
@@ -258,6 +268,8 @@ class MbusDriver(Driver):
 
     def __init__(self, name: str, profile: mb.MbusProfile, primary: int,
                  secondary: str | None = None, *, quantities: list[str] | None = None) -> None:
+        from gateway import mbus as mb
+
         self.name, self.profile_name, self.profile = name, profile.model, profile
         wanted = [q for q in profile.quantities if quantities is None or q in quantities]
         target = mb.ADDR_SELECTED if secondary else primary
@@ -309,6 +321,8 @@ class LineDriver(Driver):
 
     def __init__(self, name: str, profile: SerialLineProfile, *,
                  quantities: list[str] | None = None) -> None:
+        from gateway.serial_line import parse_line
+
         self.name, self.profile_name, self.profile = name, profile.model, profile
         term = profile.terminator_bytes()
         req = profile.request_bytes()
