@@ -35,6 +35,8 @@ from enmon import quantities
 Kind = Literal["reading", "correction"]
 Source = Literal["cli", "api", "xlsx", "import"]
 FLAG = {"reading": "manual", "correction": "corrected"}
+#: the audit trail of entries (never rewritten: what stands is the latest per reading)
+MEASUREMENT = "manual_entry"
 
 MAX_REASON = 500
 MAX_AUTHOR = 64

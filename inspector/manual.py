@@ -14,10 +14,9 @@ One entry is one write of three points, in one request:
   engine's next pass recomputes the hours, days and months the entry changes — the
   roll-ups, the quota state and Grafana follow the correction as they follow late data.
 
-A correction is meant for readings that have been stored for good: a gateway resends only
-batches ingest has not acknowledged, within its ack timeout, and such a resend would write
-the measured value again (the audit record keeps the correction, and entering it again
-restores it).
+A gateway resends a batch ingest has not acknowledged, and that resend writes the measured
+value onto the point again; the rule engine's next pass writes the correction back
+(:mod:`rules.corrections`, from the audit record, which says what stands).
 """
 
 from __future__ import annotations
@@ -27,12 +26,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from energy.manual import Checked, Entry, ManualError, Neighbours, check, fields_of
+from energy.manual import MEASUREMENT, Checked, Entry, ManualError, Neighbours, check, fields_of
 from enmon import touched as tch
 from enmon.influx import ident, quote
 from enmon.lineproto import line
 
-MEASUREMENT = "manual_entry"
 WORKER = "manual"
 _stamp = tch.Stamper()
 

@@ -18,6 +18,7 @@ class PassStats:
     points_read: int = 0
     points_written: int = 0
     seconds: float = 0.0
+    restored: int = 0  # corrections written back over a gateway's resend (rules.corrections)
     per_step: dict[str, float] = field(default_factory=dict)
 
 

@@ -32,6 +32,7 @@ from enmon.influx import InfluxQL, Writer, ident, quote
 from rules import quality
 from rules.balance import BalanceChecks
 from rules.boilers import BoilerChecks
+from rules.corrections import CorrectionChecks
 from rules.engine import Engine
 from rules.lifecycle import Outcome
 from rules.passbase import PassStats
@@ -41,7 +42,7 @@ log = logging.getLogger("enmon.rules.scheduled")
 SITES_AT_ONCE = 2  # site passes in flight: one computing while another's statements run
 
 
-class Scheduler(Rollups, BoilerChecks, BalanceChecks):
+class Scheduler(CorrectionChecks, Rollups, BoilerChecks, BalanceChecks):
     """Runs passes for the sites of an :class:`Engine` against one InfluxDB."""
 
     def __init__(self, engine: Engine, query: InfluxQL, writer: Writer, *,
@@ -83,7 +84,8 @@ class Scheduler(Rollups, BoilerChecks, BalanceChecks):
         st = PassStats(site.site)
         t0 = time.perf_counter()
         out = Outcome()
-        steps = (("rollup", self.rollup(site, now, st)),
+        steps = (("corrections", self.corrections(site, now, st)),
+                 ("rollup", self.rollup(site, now, st)),
                  ("quota", self.quotas(site, now, st)),
                  ("boilers", self.boilers(site, now, st)),
                  ("balance", self.balance(site, now, st)),

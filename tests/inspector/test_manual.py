@@ -189,6 +189,31 @@ def test_a_correction_changes_the_month_total_and_history_keeps_who_why_and_the_
                     f"WHERE device = 'main' AND time = {ms(end)}ms")
     assert n[0]["n"] == 1
 
+    # the gateway resends the batch it never saw confirmed: the measured value lands on the
+    # point again (as ingest writes it) and the report would disagree with the audit trail
+    async def resend(_: Store, w: Any) -> None:
+        await w.write([meter_line("main", end, main_counter(end) + GLITCH, 96),
+                       tch.marker_line(SITE_ID, "ingest", {("gw-01", "main"): (ms(end), ms(end))},
+                                       int(time.time() * 1000))])
+    run(influx, resend)
+    assert month_total(influx, "main") == pytest.approx(960.0 + GLITCH)
+    # the rule engine's next pass writes the correction back from the audit record, and
+    # the roll-ups follow it the pass after
+    asyncio.run(one_pass(influx, END_OF_MONTH + 2000))
+    back = influx_rows(influx.url, DB, "SELECT active_energy_import_kwh AS v, "
+                       "flag_active_energy_import_kwh AS f FROM meter "
+                       f"WHERE device = 'main' AND time = {ms(end)}ms")
+    assert (back[0]["v"], back[0]["f"]) == (pytest.approx(main_counter(end)), "corrected")
+    assert month_total(influx, "main") == pytest.approx(960.0)
+    asyncio.run(one_pass(influx, END_OF_MONTH + 3000))
+    assert monthly_rollup(influx, "main") == pytest.approx(960.0)
+    # a reading that holds its correction is left alone: nothing written the next time
+    before = influx_rows(influx.url, DB, "SELECT count(ranges) AS n FROM energy_touched "
+                         "WHERE worker = 'corrections'")[0]["n"]
+    asyncio.run(one_pass(influx, END_OF_MONTH + 4000))
+    assert influx_rows(influx.url, DB, "SELECT count(ranges) AS n FROM energy_touched "
+                       "WHERE worker = 'corrections'")[0]["n"] == before == 1
+
 
 def test_a_meter_replaced_mid_month_with_its_final_index_read_by_hand(
         influx: InfluxDB1) -> None:
