@@ -8,7 +8,6 @@ Every config error names the file, the dotted key and a fix, e.g.::
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any, TypeVar, get_origin
@@ -118,10 +117,14 @@ def _one(model: type[BaseModel], e: Any, lines: dict[tuple[Any, ...], int] | Non
         if name in _SECRET_FIX:
             fix = _SECRET_FIX[name]
         else:
+            import difflib  # only on the way to an error message (a gateway keeps ~0.2 MB)
+
             near = difflib.get_close_matches(name, _fields_at(model, loc[:-1]), n=1, cutoff=0.6)
             if near:
                 fix = f"did you mean {near[0]!r}?"
     if e["type"] == "literal_error" and isinstance(got, str):
+        import difflib
+
         allowed = re.findall(r"'([^']*)'", e["msg"])
         near = difflib.get_close_matches(got, allowed, n=1, cutoff=0.6)
         if near:
