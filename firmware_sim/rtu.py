@@ -334,10 +334,8 @@ class ModbusSlaveServer(LineServer):
         fault = unit.faults.pick()
         if fault == "timeout":
             return None, fault
-        if pdu and pdu[0] in mw.WRITE_CODES:
+        if pdu and (pdu[0] in mw.WRITE_CODES or pdu[0] in mw.COIL_WRITE_CODES):
             return self._write(unit, pdu, fault)
-        if pdu and pdu[0] in mw.COIL_WRITE_CODES:
-            return self._write_coils(unit, pdu, fault)
         try:
             fc, address, count = mf.parse_request_pdu(pdu)
         except ValueError:
@@ -359,32 +357,18 @@ class ModbusSlaveServer(LineServer):
         return mf.response_pdu(fc, regs), fault
 
     def _write(self, unit: Unit, pdu: bytes, fault: str | None) -> tuple[bytes, str | None]:
-        """An FC 6 / FC 16 request → its echo, or an exception answer."""
+        """An FC 5 / 6 / 15 / 16 request → its echo, or an exception answer."""
+        coils = pdu[0] in mw.COIL_WRITE_CODES
         try:
-            fc, address, words = mw.parse_write_pdu(pdu)
+            fc, address, values = (mw.parse_coil_write_pdu(pdu) if coils
+                                   else mw.parse_write_pdu(pdu))
         except ValueError:
             return mf.exception_pdu(pdu[0], 3), None
         if fault == "exception":
             return mf.exception_pdu(fc, unit.faults.exception_code), fault
         if fault == "busy":
             return mf.exception_pdu(fc, 6), fault
-        code = unit.write(address, words)
-        if code is not None:
-            return mf.exception_pdu(fc, code), None
-        return mw.expected_response(pdu), fault
-
-    def _write_coils(self, unit: Unit, pdu: bytes, fault: str | None
-                     ) -> tuple[bytes, str | None]:
-        """An FC 5 / FC 15 request → its echo, or an exception answer."""
-        try:
-            fc, address, bits = mw.parse_coil_write_pdu(pdu)
-        except ValueError:
-            return mf.exception_pdu(pdu[0], 3), None
-        if fault == "exception":
-            return mf.exception_pdu(fc, unit.faults.exception_code), fault
-        if fault == "busy":
-            return mf.exception_pdu(fc, 6), fault
-        code = unit.write_coils(address, bits)
+        code = unit.write_coils(address, values) if coils else unit.write(address, values)
         if code is not None:
             return mf.exception_pdu(fc, code), None
         return mw.expected_response(pdu), fault
