@@ -6,11 +6,14 @@ Shared ground: ingest and rules read the same ``mqtt:`` block, so it is validate
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
 from enmon.config import StrictModel
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class BrokerConfig(StrictModel):
@@ -30,3 +33,15 @@ class BrokerConfig(StrictModel):
         import os
 
         return os.environ.get(self.password_env) if self.password_env else None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """TLS to the broker when a CA or a client certificate is configured."""
+        if self.ca_file is None and self.cert_file is None:
+            return None
+        import ssl as _ssl
+
+        ctx = _ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file is not None:
+            ctx.load_cert_chain(str(self.cert_file),
+                                str(self.key_file) if self.key_file else None)
+        return ctx

@@ -235,16 +235,6 @@ class BrokerDown(Exception):
         self.kind, self.detail = kind, detail
 
 
-def _tls(m: CommandBroker) -> ssl.SSLContext | None:
-    """TLS to the broker when a CA or a client certificate is configured (as ingest/rules)."""
-    if m.ca_file is None and m.cert_file is None:
-        return None
-    ctx = ssl.create_default_context(cafile=str(m.ca_file) if m.ca_file else None)
-    if m.cert_file is not None:
-        ctx.load_cert_chain(str(m.cert_file), str(m.key_file) if m.key_file else None)
-    return ctx
-
-
 class Connection:
     """One MQTT 5 connection for one command (paho, its network thread), blocking calls.
 
@@ -264,7 +254,7 @@ class Connection:
                                   client_id=m.client_id or f"enmon-api-{os.urandom(4).hex()}")
         if m.username:
             self.client.username_pw_set(m.username, m.password())
-        ctx = _tls(m)
+        ctx = m.tls_context()
         if ctx is not None:
             self.client.tls_set_context(ctx)
         self.client.connect_timeout = m.timeout_s

@@ -16,7 +16,6 @@ import contextlib
 import hmac
 import json
 import logging
-import ssl
 import time
 import uuid
 from dataclasses import asdict
@@ -30,7 +29,6 @@ from paho.mqtt.properties import Properties
 
 from energy.site import load_site
 from enmon import wire
-from enmon.broker import BrokerConfig
 from enmon.errors import EnmonError, SinkError, WireError
 from enmon.influx import InfluxQL, Writer, make_writer
 from enmon.lineproto import line
@@ -97,14 +95,6 @@ def subscriptions(sites: list[str]) -> list[str]:
         f"{wire.TOPIC_ROOT}/{site}/+/telemetry", f"{wire.TOPIC_ROOT}/{site}/+/status")]
 
 
-def tls_context(m: BrokerConfig) -> ssl.SSLContext | None:
-    """TLS to the broker when a CA or a client certificate is configured."""
-    if m.ca_file is None and m.cert_file is None:
-        return None
-    ctx = ssl.create_default_context(cafile=str(m.ca_file) if m.ca_file else None)
-    if m.cert_file is not None:
-        ctx.load_cert_chain(str(m.cert_file), str(m.key_file) if m.key_file else None)
-    return ctx
 
 class AlertDbSender:
     name = ALERT_DB
@@ -472,7 +462,7 @@ class RulesService:
         props.SessionExpiryInterval = m.session_expiry_s
         client = aiomqtt.Client(m.host, m.port, identifier=m.client_id or "enmon-rules",
                                 username=m.username, password=m.password(),
-                                protocol=aiomqtt.ProtocolVersion.V5, tls_context=tls_context(m),
+                                protocol=aiomqtt.ProtocolVersion.V5, tls_context=m.tls_context(),
                                 clean_start=False, properties=props)
         runner: web.AppRunner | None = None
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
