@@ -37,9 +37,9 @@ from zoneinfo import ZoneInfo
 from energy import accounting, figures, tariff
 from energy.site import Building, Meter, Site
 from enmon import touched as tch
-from enmon.influx import ident, quote
+from enmon.influx import bulk, ident, quote
 from enmon.lineproto import escape_tag, line
-from rules.passbase import PassBase, PassStats
+from rules.passbase import HOUR, PassBase, PassStats
 
 log = logging.getLogger("enmon.rules.scheduled")
 GROUP_MIN = 8  # meters sharing a span that are read with one site-wide statement
@@ -104,62 +104,153 @@ class Rollups(PassBase):
         st.per_step["rollup.read"] = time.perf_counter() - t
         t = time.perf_counter()
         lines: list[str] = []
-        for b, m in meters:
-            pts = got.get(m.id, [])
-            reps = [accounting.Replacement(x.at, x.old_final, x.new_initial)
-                    for x in m.replacements]
-            ivs = accounting.intervals(pts, rollover_at=m.rollover_at, replacements=reps,
-                                       jitter=m.jitter)
-            h0, h1 = hours[m.id]
-            buckets = {k: v for k, v in accounting.rollup(ivs, "hour", tz).items()
-                       if h0 <= k < h1}
-            # the hour's energy charge from the same intervals (energy.figures.hourly_cost)
-            t_ = tariffs.get((b.id, m.energy_type))
-            costs = cost_fields(t_, figures.hourly_cost_on(t_, site, ivs, h0, h1)
-                                if t_ is not None else {})
-            lines += energy_lines("energy_hourly", site, b, m.id, m.energy_type, m.category,
-                                  m.building_total, buckets, costs)
+        tags = meter_tags(site)
+        # 2. the hours, kept in hand: the days and months are summed from them and from the
+        # stored hours around them, not from a read of what was just written
+        hand: dict[str, dict[int, dict[str, float]]] = {}
+
+        @functools.cache
+        def hour_of(ts: int) -> int:
+            return accounting.bucket_start(ts, "hour", tz)
+
+        def hour_after(ts: int) -> int:
+            return accounting.next_bucket(hour_of(ts), "hour", tz)
+
+        # meters with a reading before / after their hours: only those can have stored hours
+        # before h0 / after h1 in the same months (an hour is stored from two readings)
+        earlier: set[str] = set()
+        later: set[str] = set()
+        exact: set[str] = set()  # meters whose hours in hand are every hour stored for them
+        with bulk():  # no awaits: thousands of fresh objects, no collector passes
+            for b, m in meters:
+                pts = got.get(m.id, [])
+                reps = [accounting.Replacement(x.at, x.old_final, x.new_initial)
+                        for x in m.replacements]
+                ivs = accounting.intervals(pts, rollover_at=m.rollover_at, replacements=reps,
+                                           jitter=m.jitter)
+                h0, h1 = hours[m.id]
+                buckets = {k: v for k, v in accounting.rollup(ivs, "hour", tz).items()
+                           if h0 <= k < h1}
+                # the hour's energy charge from the same intervals (energy.figures.hourly_cost)
+                t_ = tariffs.get((b.id, m.energy_type))
+                costs = cost_fields(t_, figures.hourly_cost_on(t_, site, ivs, h0, h1)
+                                    if t_ is not None else {})
+                hand[m.id] = hour_fields(site, b, m.energy_type, buckets, costs)
+                lines += field_lines(series_key("energy_hourly", {"site": site.site, **tags[m.id]}),
+                                     hand[m.id])
+                if pts and int(pts[0][0]) < h0:
+                    earlier.add(m.id)
+                if pts and int(pts[-1][0]) >= h1:
+                    later.add(m.id)
+                if pts and _covers(hand[m.id], max(h0, hour_of(int(pts[0][0]))),
+                                   min(h1, hour_after(int(pts[-1][0]) - 1))):
+                    exact.add(m.id)
         st.per_step["rollup.compute"] = time.perf_counter() - t
         t = time.perf_counter()
         await self._write(lines, st)
         virtual = await self._virtual(site, hours, tariffs, st)
+        for vid, (span, fields, parts) in virtual.items():
+            hours[vid], hand[vid] = span, fields
+            # its hours in hand are its parts' stored hours over [h0, h1), combined; a part
+            # this pass did not rewrite may have stored hours before and after them
+            exact.add(vid)
+            unsure = [p for p in parts if p not in hand or p not in exact]
+            if unsure or any(p in earlier for p in parts):
+                earlier.add(vid)
+            if unsure or any(p in later for p in parts):
+                later.add(vid)
         st.per_step["rollup.write_hourly"] = time.perf_counter() - t
-        # 3. the site-days and months those hours fall in, re-summed from what is stored
+        # 3. the site-days and months those hours fall in
         t = time.perf_counter()
-        days: set[int] = set()
-        for h0, h1 in hours.values():
-            d = accounting.bucket_start(h0, "day", tz)
-            while d < h1:
-                days.add(d)
-                d = accounting.next_bucket(d, "day", tz)
-        sums = _sums(tariffs)
-        # only the meters whose hours were rewritten: a late reading of one meter re-sums that
-        # meter's day and month, not those of every meter of the site
-        ids = [m.id for _, m in meters] + virtual
-        only = (" AND (" + " OR ".join(f"meter = {quote(i)}" for i in ids) + ")"
-                if len(ids) <= FILTER_MAX else "")
-        where = f"WHERE site = {quote(site.site)}{only}"
-        # grouped by meter alone (half the work of InfluxDB's grouping by all five tags): the
-        # site file says each rewritten meter's building, energy type, category and total
-        tags = {i: t for i, t in meter_tags(site).items() if i in set(ids)}
-        runs = await self._series([
-            f"SELECT {sums} FROM energy_hourly {where} AND time >= {d0}ms AND time < {d1}ms "
-            f"GROUP BY time(1d), meter tz({quote(site.timezone)})"
-            for d0, d1 in _runs(sorted(days), tz)], st)
-        await self._write([ln for series in runs for ln in series_lines("energy_daily",
-                                                                        site.site, series,
-                                                                        tags, st)], st)
-        st.per_step["rollup.daily"] = time.perf_counter() - t
-        t = time.perf_counter()
-        months = sorted({accounting.bucket_start(d, "month", tz) for d in days})
-        per_month = await self._series([
-            f"SELECT {sums} FROM energy_daily {where} AND time >= {m}ms "
-            f"AND time < {accounting.next_bucket(m, 'month', tz)}ms GROUP BY meter"
-            for m in months], st)
-        await self._write([ln for m, series in zip(months, per_month, strict=True)
-                           for ln in series_lines("energy_monthly", site.site, series, tags, st,
-                                                  ts=m)], st)
-        st.per_step["rollup.monthly"] = time.perf_counter() - t
+        days, months = await self._periods(site, hand, hours, exact, earlier, later, tz, st)
+        out = [ln for mid, by_day in days.items()
+               for ln in field_lines(series_key("energy_daily", {"site": site.site, **tags[mid]}),
+                                     by_day)]
+        out += [ln for mid, by_month in months.items()
+                for ln in field_lines(series_key("energy_monthly",
+                                                 {"site": site.site, **tags[mid]}), by_month)]
+        await self._write(out, st)
+        st.per_step["rollup.periods"] = time.perf_counter() - t
+
+    async def _periods(self, site: Site, hand: dict[str, dict[int, dict[str, float]]],
+                       hours: dict[str, tuple[int, int]], exact: set[str],
+                       earlier: set[str], later: set[str], tz: ZoneInfo, st: PassStats
+                       ) -> tuple[dict[str, dict[int, dict[str, float]]],
+                               dict[str, dict[int, dict[str, float]]]]:
+        """Each rewritten meter's site-days and months over its hours [h0, h1): the hours in
+        hand plus the stored hours of the same months outside them, read per day with one
+        statement (``GROUP BY time(1d)``) for the month before h0 where the meter has a
+        reading before h0, and one for the rest of the month after h1 where it has one after
+        h1 (without such a reading no hour there can be stored: an hour's energy is the
+        difference of two readings around it). A meter not in ``exact`` (its readings are
+        gone, so its hours in hand may miss a stored one) is summed from what is stored over
+        its whole months, as InfluxDB holds it. Returns (days, months), each meter →
+        period start → summed fields (``amount`` first); a period without data is absent."""
+        @functools.cache
+        def day(ts: int) -> int:
+            return accounting.bucket_start(ts, "day", tz)
+
+        @functools.cache
+        def month(ts: int) -> int:
+            return accounting.bucket_start(ts, "month", tz)
+
+        @functools.cache
+        def month_end(ts: int) -> int:
+            return accounting.next_bucket(month(ts), "month", tz)
+
+        ranges: dict[tuple[int, int], list[str]] = defaultdict(list)
+        whole: set[str] = set()
+        for mid, (h0, h1) in hours.items():
+            m0, m1 = month(h0), month_end(h1 - 1)
+            if mid not in exact:
+                whole.add(mid)
+                ranges[(m0, m1)].append(mid)
+                continue
+            if mid in earlier and m0 < h0:
+                ranges[(m0, h0)].append(mid)
+            if mid in later and h1 < m1:
+                ranges[(h1, m1)].append(mid)
+        sums = _sums(figures.site_tariffs(site))
+        keys = list(ranges)
+        stmts = []
+        for a, b in keys:
+            ids = ranges[(a, b)]
+            only = (" AND (" + " OR ".join(f"meter = {quote(i)}" for i in ids) + ")"
+                    if len(ids) <= FILTER_MAX else "")
+            stmts.append(f"SELECT {sums} FROM energy_hourly WHERE site = {quote(site.site)}"
+                         f"{only} AND time >= {a}ms AND time < {b}ms "
+                         f"GROUP BY time(1d), meter fill(none) tz({quote(site.timezone)})")
+        stored: dict[str, list[tuple[int, list[tuple[int, dict[str, float]]]]]] = defaultdict(
+            list)  # meter → (range start, its days' summed fields)
+        for (a, _b), series in zip(keys, await self._series(stmts, st), strict=True):
+            want = set(ranges[(a, _b)])
+            for sr in series:
+                mid = sr.get("tags", {}).get("meter", "")
+                if mid not in want:
+                    continue
+                st.points_read += len(sr["values"])
+                stored[mid].append((a, _rows_fields(sr)))
+        with bulk():
+            days: dict[str, dict[int, dict[str, float]]] = {}
+            months: dict[str, dict[int, dict[str, float]]] = {}
+            for mid, (h0, h1) in hours.items():
+                parts = sorted(stored.get(mid, []), key=lambda p: p[0])
+                if mid not in whole:  # the hours in hand between the stored ones, in time order
+                    mine = hand.get(mid, {})
+                    parts.insert(sum(1 for a, _ in parts if a < h0),
+                                 (h0, [(day(ts), f) for ts, f in mine.items()]))
+                by_day: dict[int, dict[str, float]] = {}
+                for _a, rows in parts:
+                    for d, fields in rows:
+                        _add(by_day.setdefault(d, {}), fields)
+                d0, d1 = day(h0), h1
+                days[mid] = {d: f for d, f in by_day.items() if d0 <= d < d1 and "amount" in f}
+                by_month: dict[int, dict[str, float]] = {}
+                for d in sorted(by_day):
+                    if "amount" in by_day[d]:
+                        _add(by_month.setdefault(month(d), {}), by_day[d])
+                months[mid] = {mo: f for mo, f in by_month.items() if month(h0) <= mo < h1}
+        return days, months
 
     async def _grouped(self, site: Site, meters: list[tuple[Building, Meter]],
                        key: Callable[[Meter], tuple[int, int]],
@@ -192,19 +283,19 @@ class Rollups(PassBase):
             lambda: [[] for _ in range(width)])
         for (ms, i), series in zip(owners, await self._series(stmts, st), strict=True):
             by_dev = {(m.gateway, m.device): m.id for m in ms}
-            for sr in series:  # one series per device: no dict per row on this hot path
-                tags = sr.get("tags", {})
-                mid = by_dev.get((tags.get("gateway", ""), tags.get("device", "")))
-                if mid is None:
-                    continue
+            for sr in series:
                 cols = sr["columns"]
                 ti, vi = cols.index("time"), cols.index("v")
                 rows = sr["values"]
+                st.points_read += len(rows)
+                tags = sr.get("tags") or {}
+                mid = by_dev.get((tags.get("gateway", ""), tags.get("device", "")))
+                if mid is None:
+                    continue
                 # [time, v] rows as they come (energy.accounting.intervals takes any pair and
                 # converts): no tuple per reading on this hot path
                 pts = ([r for r in rows if r[1] is not None] if (ti, vi) == (0, 1) else
                        [(row[ti], row[vi]) for row in rows if row[vi] is not None])
-                st.points_read += len(sr["values"])
                 out[mid][i].extend(pts)
         return out
 
@@ -242,27 +333,28 @@ class Rollups(PassBase):
         hours: dict[str, tuple[int, int]] = {}
         again: list[tuple[Building, Meter]] = []
         seen = self.seen[site.site] = {}
-        for b, m in meters:
-            pts = got.get(m.id, [])
-            pts.sort()  # in order already, unless a device's points are in two series
-            times = [t for t, _ in pts]
-            seen[(m.gateway, m.device)] = (*wins[m.id], times)
-            first, last = spans[m.id]
-            i = bisect.bisect_left(times, first)
-            j = bisect.bisect_right(times, last)
-            p = times[i - 1] if i else first
-            n = times[j] if j < len(times) else last
-            h0, h1 = hour(min(p, first)), after(max(n, last))
-            hours[m.id] = (h0, h1)
-            w0, w1 = wins[m.id]
-            if h0 < w0 or h1 > w1:
-                again.append((b, m))
-                continue
-            # the window holds every reading in [w0, w1) and the nearest on each side of it,
-            # so the last before h0 and the first at or after h1 are among them
-            lo = max(bisect.bisect_left(times, h0) - 1, 0)
-            hi = bisect.bisect_left(times, h1) + 1
-            readings[m.id] = pts[lo:hi]
+        with bulk():
+            for b, m in meters:
+                pts = got.get(m.id, [])
+                pts.sort()  # in order already, unless a device's points are in two series
+                times = [t for t, _ in pts]
+                seen[(m.gateway, m.device)] = (*wins[m.id], times)
+                first, last = spans[m.id]
+                i = bisect.bisect_left(times, first)
+                j = bisect.bisect_right(times, last)
+                p = times[i - 1] if i else first
+                n = times[j] if j < len(times) else last
+                h0, h1 = hour(min(p, first)), after(max(n, last))
+                hours[m.id] = (h0, h1)
+                w0, w1 = wins[m.id]
+                if h0 < w0 or h1 > w1:
+                    again.append((b, m))
+                    continue
+                # the window holds every reading in [w0, w1) and the nearest on each side of it,
+                # so the last before h0 and the first at or after h1 are among them
+                lo = max(bisect.bisect_left(times, h0) - 1, 0)
+                hi = bisect.bisect_left(times, h1) + 1
+                readings[m.id] = pts[lo:hi]
         if again:
             exact = await self._read_hours(site, again, hours, st)
             for _, m in again:
@@ -273,24 +365,35 @@ class Rollups(PassBase):
                           spans: dict[str, tuple[int, int]], st: PassStats
                           ) -> dict[str, list[tuple[int, float]]]:
         """Each meter's readings in its [t0, t1), the last before t0 and the first at or after
-        t1, in time order."""
+        t1 (for a window at the live edge: all of its readings from t0 on), in time order."""
+        live = int(self.clock() * 1000) - HOUR  # a window ending after this is at the edge
+
         def make(f: str, where: str, span: tuple[int, int]) -> list[str]:
             t0, t1 = span
-            return [f"SELECT last({f}) AS v {where} AND time < {t0}ms GROUP BY gateway, device",
-                    f"SELECT {f} AS v {where} AND time >= {t0}ms AND time < {t1}ms "
-                    "GROUP BY gateway, device",
+            last = f"SELECT last({f}) AS v {where} AND time < {t0}ms GROUP BY gateway, device"
+            if t1 >= live:
+                # at the live edge, everything from t0 on: the readings after the window are
+                # few (none, or a clock ahead) and the first of them comes with them, so no
+                # statement of its own is needed for it
+                return [last, f"SELECT {f} AS v {where} AND time >= {t0}ms "
+                              "GROUP BY gateway, device"]
+            return [last, f"SELECT {f} AS v {where} AND time >= {t0}ms AND time < {t1}ms "
+                          "GROUP BY gateway, device",
                     f"SELECT first({f}) AS v {where} AND time >= {t1}ms GROUP BY gateway, device"]
 
         got = await self._grouped(site, meters, lambda m: spans[m.id], make, st)
         return {mid: [pt for part in parts for pt in part] for mid, parts in got.items()}
 
     async def _virtual(self, site: Site, hours: dict[str, tuple[int, int]],
-                       tariffs: Tariffs, st: PassStats) -> list[str]:
+                       tariffs: Tariffs, st: PassStats
+                       ) -> dict[str, tuple[tuple[int, int], dict[int, dict[str, float]],
+                                            list[str]]]:
         """Virtual meters (plus/minus of others) over the hours any of their parts changed,
         from the parts' stored hours (a part untouched by this pass is read, not assumed 0).
-        Returns the ids of the virtual meters rewritten."""
+        Returns each virtual meter rewritten: its hours [h0, h1), their fields, its parts."""
         lines: list[str] = []
-        done: list[str] = []
+        done: dict[str, tuple[tuple[int, int], dict[int, dict[str, float]], list[str]]] = {}
+        tags = meter_tags(site)
         for b in site.buildings:
             for v in b.virtual_meters:
                 parts = [*v.plus, *v.minus]
@@ -317,23 +420,12 @@ class Rollups(PassBase):
                 for f in names[1:]:
                     for ts, val in accounting.combine(stored[f], v.plus, v.minus).items():
                         costs.setdefault(ts, {})[f] = val
-                lines += energy_lines("energy_hourly", site, b, v.id, v.energy_type,
-                                      v.category, v.building_total, buckets, costs)
-                done.append(v.id)
+                fields = hour_fields(site, b, v.energy_type, buckets, costs)
+                lines += field_lines(series_key("energy_hourly", {"site": site.site,
+                                                                  **tags[v.id]}), fields)
+                done[v.id] = ((h0, h1), fields, parts)
         await self._write(lines, st)
         return done
-
-
-def _runs(days: list[int], tz: ZoneInfo) -> list[tuple[int, int]]:
-    """Sorted day starts → [start, end) of each run of consecutive days."""
-    out: list[tuple[int, int]] = []
-    for d in days:
-        nxt = accounting.next_bucket(d, "day", tz)
-        if out and out[-1][1] == d:
-            out[-1] = (out[-1][0], nxt)
-        else:
-            out.append((d, nxt))
-    return out
 
 
 Tariffs = dict[tuple[str, str], tariff.Tariff | None]
@@ -391,22 +483,51 @@ def kgce_per_unit(site: Site, b: Building, energy_type: str) -> float | None:
 _PER_UNIT: dict[tuple[int, str, str], tuple[Site, float | None]] = {}  # holds the site: id stays
 
 
-def energy_lines(meas: str, site: Site, b: Building, meter: str, energy_type: str,
-                 category: str, total: bool, buckets: dict[int, float],
-                 costs: Mapping[int, Mapping[str, float]] | None = None) -> list[str]:
-    """Roll-up points of one meter; kgce beside the amount where the energy type has a factor,
-    and the hour's cost fields (:func:`cost_fields`) where its building has a tariff."""
-    out = []
+def hour_fields(site: Site, b: Building, energy_type: str, buckets: Mapping[int, float],
+                costs: Mapping[int, Mapping[str, float]] | None = None
+                ) -> dict[int, dict[str, float]]:
+    """Each hour's roll-up fields: the amount, kgce beside it where the energy type has a
+    factor, and the hour's cost fields (:func:`cost_fields`) where its building has a
+    tariff — what is written, and what the day and month are summed from."""
     per_unit = kgce_per_unit(site, b, energy_type)
-    tags = {"site": site.site, "building": b.id, "meter": meter, "energy_type": energy_type,
-            "category": category, "total": "1" if total else "0"}
-    # the series key is the same for every bucket: escape it once (the hot path)
-    key = series_key(meas, tags)
+    out: dict[int, dict[str, float]] = {}
     for ts, amount in buckets.items():
-        kgce = f",kgce={float(amount * per_unit)!r}" if per_unit is not None else ""
-        extra = "".join(f",{k}={float(v)!r}" for k, v in (costs or {}).get(ts, {}).items())
-        out.append(f"{key} amount={float(amount)!r}{kgce}{extra} {ts}")
+        f = {"amount": float(amount)}
+        if per_unit is not None:
+            f["kgce"] = float(amount * per_unit)
+        for k, v in (costs or {}).get(ts, {}).items():
+            f[k] = float(v)
+        out[ts] = f
     return out
+
+
+def field_lines(key: str, by_ts: Mapping[int, Mapping[str, float]]) -> list[str]:
+    """Points of one series (``key``: measurement and escaped tags, :func:`series_key`)."""
+    return [f"{key} " + ",".join(f"{k}={v!r}" for k, v in f.items()) + f" {ts}"
+            for ts, f in by_ts.items()]
+
+
+def _covers(by_hour: Mapping[int, object], h0: int, h1: int) -> bool:
+    """Whether every hour of [h0, h1) has a value (hours are whole UTC hours here): those
+    between a meter's first and last reading always have one, unless readings are gone."""
+    return sum(1 for ts in by_hour if h0 <= ts < h1) == (h1 - h0) // 3_600_000
+
+
+def _add(into: dict[str, float], fields: Mapping[str, float]) -> None:
+    for k, v in fields.items():
+        into[k] = into.get(k, 0.0) + v
+
+
+def _rows_fields(sr: Mapping[str, Any]) -> list[tuple[int, dict[str, float]]]:
+    """A summed series' rows as (time, fields): nulls (a field no hour had) left out and
+    ``amount`` first, as the points are written."""
+    cols = sr["columns"]
+    ti = cols.index("time")
+    names = [(i, c) for i, c in enumerate(cols) if c == "amount"]
+    names += [(i, c) for i, c in enumerate(cols) if c not in ("time", "amount", *TAGS)]
+    return [(int(row[ti]), {c: float(row[i]) for i, c in names
+                            if isinstance(row[i], int | float) and not isinstance(row[i], bool)})
+            for row in sr["values"]]
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -429,35 +550,4 @@ def meter_tags(site: Site) -> dict[str, dict[str, str]]:
         for mid, et, cat, total in rows:
             out[mid] = {"building": b.id, "meter": mid, "energy_type": et, "category": cat,
                         "total": "1" if total else "0"}
-    return out
-
-
-def series_lines(measurement: str, site: str, series: list[dict[str, Any]],
-                 tags_of: Mapping[str, Mapping[str, str]], st: PassStats,
-                 ts: int | None = None) -> list[str]:
-    """Summed series → one line per meter and period (the daily and monthly roll-ups differ
-    only in where they write and whether the period start comes from the row). No dict per
-    row: each series (one meter) escapes its tags once, its rows are formatted from their
-    columns; kgce and the cost fields the hours carry follow the amount. Series are grouped
-    by meter; ``tags_of`` gives the meters to write and their tags (others are skipped)."""
-    out: list[str] = []
-    for sr in series:
-        tags = tags_of.get(sr.get("tags", {}).get("meter", ""))
-        if tags is None:
-            continue
-        key = series_key(measurement, {"site": site, **tags})
-        cols = sr["columns"]
-        ti = cols.index("time")
-        ai = cols.index("amount")
-        rest = [(i, escape_tag(c)) for i, c in enumerate(cols)
-                if c not in ("time", "amount", *TAGS)]
-        st.points_read += len(sr["values"])
-        for row in sr["values"]:
-            amount = row[ai]
-            if amount is None:  # a period without data writes nothing, not 0
-                continue
-            extra = "".join(f",{c}={float(row[i])!r}" for i, c in rest
-                            if isinstance(row[i], int | float) and not isinstance(row[i], bool))
-            out.append(f"{key} amount={float(amount)!r}{extra} "
-                       f"{int(row[ti]) if ts is None else ts}")
     return out
