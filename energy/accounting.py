@@ -22,7 +22,7 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from energy import refdata
@@ -47,8 +47,10 @@ class Replacement:
     new_initial: float
 
 
-@dataclass(frozen=True, slots=True)
-class Interval:
+class Interval(NamedTuple):
+    """Consumption between two readings (a tuple: a meter's year is 35,000 of them, made
+    on every recomputation, and a tuple costs half a frozen dataclass to build)."""
+
     start: int
     end: int
     amount: float
@@ -77,37 +79,45 @@ def intervals(
     replacement is a *reset*: the meter counted from zero since, so the interval gets
     the new index (a lower bound; what was used before the reset is unknowable).
     """
-    pts: dict[int, float] = {}
-    for r in readings:
-        if isinstance(r, Reading):
-            pts[int(r.ts)] = float(r.value)
-        else:
-            pts[int(r[0])] = float(r[1])
+    rs = readings if isinstance(readings, list) else list(readings)
+    try:  # (ts, value) pairs, the usual input: one C-level pass
+        pts = {int(t): float(v) for t, v in rs}  # type: ignore[misc]
+    except TypeError:  # Reading objects (or a mix)
+        pts = {}
+        for r in rs:
+            if isinstance(r, Reading):
+                pts[int(r.ts)] = float(r.value)
+            else:
+                pts[int(r[0])] = float(r[1])
     series = sorted(pts.items())
-    swaps = sorted(replacements, key=lambda s: s.ts)
-    swap_ts = [s.ts for s in swaps]
     out: list[Interval] = []
     if not series:
         return out
+    append = out.append
+    swaps = sorted(replacements, key=lambda s: s.ts)
+    swap_ts = [s.ts for s in swaps]
     ref_ts, ref_v = series[0]
-    for ts, v in series[1:]:
-        i = bisect.bisect_right(swap_ts, ref_ts) if swaps else 0
-        if swaps and i < len(swaps) and swaps[i].ts <= ts:
-            s = swaps[i]
-            amount = max(0.0, s.old_final - ref_v) + max(0.0, v - s.new_initial)
-            out.append(Interval(ref_ts, ts, amount, "replacement"))
+    for k in range(1, len(series)):
+        ts, v = series[k]
+        if swaps:
+            i = bisect.bisect_right(swap_ts, ref_ts)
+            if i < len(swaps) and swaps[i].ts <= ts:
+                s = swaps[i]
+                amount = max(0.0, s.old_final - ref_v) + max(0.0, v - s.new_initial)
+                append(Interval(ref_ts, ts, amount, "replacement"))
+                ref_ts, ref_v = ts, v
+                continue
+        d = v - ref_v
+        if d >= 0:
+            append(Interval(ref_ts, ts, d, "normal"))
+        elif -d <= jitter:
+            append(Interval(ref_ts, ts, 0.0, "jitter"))
+            ref_ts = ts
+            continue  # keep the higher index as the reference
+        elif rollover_at is not None and (rollover_at - ref_v + v) < rollover_at / 2:
+            append(Interval(ref_ts, ts, rollover_at - ref_v + v, "rollover"))
         else:
-            d = v - ref_v
-            if d >= 0:
-                out.append(Interval(ref_ts, ts, d, "normal"))
-            elif -d <= jitter:
-                out.append(Interval(ref_ts, ts, 0.0, "jitter"))
-                ref_ts = ts
-                continue  # keep the higher index as the reference
-            elif rollover_at is not None and (rollover_at - ref_v + v) < rollover_at / 2:
-                out.append(Interval(ref_ts, ts, rollover_at - ref_v + v, "rollover"))
-            else:
-                out.append(Interval(ref_ts, ts, max(0.0, v), "reset"))
+            append(Interval(ref_ts, ts, max(0.0, v), "reset"))
         ref_ts, ref_v = ts, v
     return out
 
