@@ -263,13 +263,6 @@ class InfluxQL(_Http):
         for res in results:
             if "error" in res:
                 raise SinkError(f"influx query error: {res['error']}", retryable=False)
-            if res.get("partial"):
-                # the server's [http] max-row-limit cut a grouped answer: a figure from it
-                # would be silently short, so it is an error that says what to change. (A
-                # series' own "partial" is no such sign: 1.6 sets it on every long series.)
-                raise SinkError("influx query answer truncated (partial): the server's "
-                                "[http] max-row-limit is lower than the rows asked for; set "
-                                "max-row-limit = 0 (the default)", retryable=False)
         return results
 
     async def query(self, q: str, *, epoch: str = "ms") -> list[dict[str, Any]]:
