@@ -19,6 +19,7 @@ an inspector can see *why* a number is what it is.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -166,7 +167,14 @@ _HOUR = 3_600_000
 
 
 def _fixed_offset_ms(start: int, end: int, tz: ZoneInfo) -> int | None:
-    """The zone's UTC offset in ms if it is constant over [start, end] (checked every 12 h)."""
+    """The zone's UTC offset in ms if it is constant over [start, end] (checked every 12 h
+    over the whole hours around it: constant there is constant within; many meters share
+    those hours, so each is looked up once)."""
+    return _offset_over(start // _HOUR * _HOUR, -(-end // _HOUR) * _HOUR, tz)
+
+
+@functools.lru_cache(maxsize=4096)
+def _offset_over(start: int, end: int, tz: ZoneInfo) -> int | None:
     offsets = {datetime.fromtimestamp(t / 1000, tz).utcoffset()
                for t in [*range(start, end, 12 * _HOUR), end]}
     if len(offsets) != 1:

@@ -58,6 +58,9 @@ class Engine:
         self.last_counter: dict[tuple[str, str, str, str], tuple[int, float]] = {}
         self.flat: dict[tuple[str, str, str, str], _Flat] = {}
         self.gateways: dict[tuple[str, str], tuple[str, int]] = {}
+        # (check, device, building) → the alert's fingerprint: a meter found fine on every
+        # pass costs a dict lookup, not a hash of its labels
+        self._quiet_fp: dict[tuple[str, DeviceKey, str | None], str] = {}
         # devices with a meter_offline alert in the book: the per-second scan skips the rest
         self._offline: set[DeviceKey] = {
             (a.labels.get("site", ""), a.labels.get("gateway", ""), a.labels.get("device", ""))
@@ -394,6 +397,15 @@ class Engine:
 
     def on_finding(self, key: DeviceKey, check: str, finding: Finding | None, now: int) -> Outcome:
         out = Outcome()
+        if finding is None:  # the common case, every meter every pass: nothing to resolve?
+            memo = (check, key, self.building_of.get(key))
+            fp = self._quiet_fp.get(memo)
+            if fp is None:
+                if len(self._quiet_fp) > 1 << 18:
+                    self._quiet_fp.clear()
+                fp = self._quiet_fp[memo] = fingerprint(check, self._labels(key))
+            if fp not in self.book.alerts:
+                return out
         self._observe(out, check, self._labels(key), finding is not None, now,
                       severity=self.cfg.quality.severity,
                       value=finding.value if finding else None,

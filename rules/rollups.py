@@ -481,6 +481,7 @@ def kgce_per_unit(site: Site, b: Building, energy_type: str) -> float | None:
 
 
 _PER_UNIT: dict[tuple[int, str, str], tuple[Site, float | None]] = {}  # holds the site: id stays
+_TAGS: dict[int, tuple[Site, dict[str, dict[str, str]]]] = {}
 
 
 def hour_fields(site: Site, b: Building, energy_type: str, buckets: Mapping[int, float],
@@ -542,8 +543,15 @@ def series_key(measurement: str, tags: Mapping[str, str]) -> str:
 
 
 def meter_tags(site: Site) -> dict[str, dict[str, str]]:
-    """Meter id (real and virtual) → the roll-up tags the site file gives it."""
+    """Meter id (real and virtual) → the roll-up tags the site file gives it (the
+    site file does not change while the process runs: built once per site object)."""
+    hit = _TAGS.get(id(site))
+    if hit is not None and hit[0] is site:
+        return hit[1]
+    if len(_TAGS) > 1 << 12:
+        _TAGS.clear()
     out: dict[str, dict[str, str]] = {}
+    _TAGS[id(site)] = (site, out)
     for b in site.buildings:
         rows = [(m.id, m.energy_type, m.category, m.building_total) for m in b.meters]
         rows += [(v.id, v.energy_type, v.category, v.building_total) for v in b.virtual_meters]
