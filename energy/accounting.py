@@ -193,20 +193,27 @@ def rollup(ivs: Iterable[Interval], size: BucketSize, tz: str | ZoneInfo = "Asia
     ivs = list(ivs)
     off = None
     if size == "hour" and ivs:
-        off = _fixed_offset_ms(min(i.start for i in ivs), max(i.end for i in ivs), zone)
-    for iv in ivs:
-        if iv.end > iv.start and off is not None:
-            # no offset change in the whole range: plain arithmetic (the hot path)
-            span = iv.end - iv.start
-            b = iv.start - (iv.start + off) % _HOUR
-            if iv.end <= b + _HOUR:  # inside one hour (most readings): the same sum, no loop
-                out[b] = out.get(b, 0.0) + iv.amount * span / span
+        off = _fixed_offset_ms(min(i[0] for i in ivs), max(i[1] for i in ivs), zone)
+    if off is not None:
+        # no offset change in the whole range: plain arithmetic (the hot path; intervals
+        # are tuples, unpacked rather than looked up by name)
+        get = out.get
+        for start, end, amount, _kind in ivs:
+            if end <= start:
+                b = bucket_start(end, size, zone)
+                out[b] = get(b, 0.0) + amount
                 continue
-            while b < iv.end:
-                lo, hi = max(iv.start, b), min(iv.end, b + _HOUR)
-                out[b] = out.get(b, 0.0) + iv.amount * (hi - lo) / span
+            span = end - start
+            b = start - (start + off) % _HOUR
+            if end <= b + _HOUR:  # inside one hour (most readings): the same sum, no loop
+                out[b] = get(b, 0.0) + amount * span / span
+                continue
+            while b < end:
+                lo, hi = max(start, b), min(end, b + _HOUR)
+                out[b] = get(b, 0.0) + amount * (hi - lo) / span
                 b += _HOUR
-            continue
+        return dict(sorted(out.items()))
+    for iv in ivs:
         if iv.end <= iv.start:
             b = bucket_start(iv.end, size, zone)
             out[b] = out.get(b, 0.0) + iv.amount
