@@ -366,7 +366,12 @@ class Rollups(PassBase):
                           ) -> dict[str, list[tuple[int, float]]]:
         """Each meter's readings in its [t0, t1), the last before t0 and the first at or after
         t1 (for a window at the live edge: all of its readings from t0 on), in time order."""
-        live = int(self.clock() * 1000) - HOUR  # a window ending after this is at the edge
+        clock = int(self.clock() * 1000)
+        live = clock - HOUR  # a window ending after this is at the edge
+        # the end of "everything from t0 on": a year ahead of the clock (ingest refuses a
+        # reading more than ``future_reject_s``, a day by default, ahead of its own); a
+        # bound costs InfluxDB less than none
+        ahead = clock + 366 * 24 * HOUR
 
         def make(f: str, where: str, span: tuple[int, int]) -> list[str]:
             t0, t1 = span
@@ -376,7 +381,7 @@ class Rollups(PassBase):
                 # few (none, or a clock ahead) and the first of them comes with them, so no
                 # statement of its own is needed for it
                 return [last, f"SELECT {f} AS v {where} AND time >= {t0}ms "
-                              "GROUP BY gateway, device"]
+                              f"AND time < {max(ahead, t1)}ms GROUP BY gateway, device"]
             return [last, f"SELECT {f} AS v {where} AND time >= {t0}ms AND time < {t1}ms "
                           "GROUP BY gateway, device",
                     f"SELECT first({f}) AS v {where} AND time >= {t1}ms GROUP BY gateway, device"]
