@@ -242,13 +242,21 @@ class Rollups(PassBase):
                 by_day: dict[int, dict[str, float]] = {}
                 for _a, rows in parts:
                     for d, fields in rows:
-                        _add(by_day.setdefault(d, {}), fields)
+                        acc = by_day.get(d)
+                        if acc is None:  # 0.0 + v is v: a copy is the same sum
+                            by_day[d] = dict(fields)
+                        else:
+                            _add(acc, fields)
                 d0, d1 = day(h0), h1
                 days[mid] = {d: f for d, f in by_day.items() if d0 <= d < d1 and "amount" in f}
                 by_month: dict[int, dict[str, float]] = {}
                 for d in sorted(by_day):
                     if "amount" in by_day[d]:
-                        _add(by_month.setdefault(month(d), {}), by_day[d])
+                        acc = by_month.get(month(d))
+                        if acc is None:
+                            by_month[month(d)] = dict(by_day[d])
+                        else:
+                            _add(acc, by_day[d])
                 months[mid] = {mo: f for mo, f in by_month.items() if month(h0) <= mo < h1}
         return days, months
 
