@@ -47,6 +47,31 @@ FILTER_MAX = 64  # up to this many rewritten meters, days and months are re-summ
 TAGS = ("building", "meter", "energy_type", "category", "total")
 
 
+class Edges:
+    """A zone's bucket starts and ends, each computed once per pass: many meters share a
+    span (a gateway's batch, a site's outage), so they share its hour, day and month edges."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._start: dict[tuple[int, accounting.BucketSize], int] = {}
+        self._end: dict[tuple[int, accounting.BucketSize], int] = {}
+
+    def start(self, ts: int, size: accounting.BucketSize) -> int:
+        """The start of the bucket holding ``ts``."""
+        hit = self._start.get((ts, size))
+        if hit is None:
+            hit = self._start[(ts, size)] = accounting.bucket_start(ts, size, self.tz)
+        return hit
+
+    def end(self, ts: int, size: accounting.BucketSize) -> int:
+        """The end of the bucket holding ``ts`` (the next one's start)."""
+        hit = self._end.get((ts, size))
+        if hit is None:
+            hit = self._end[(ts, size)] = accounting.next_bucket(self.start(ts, size), size,
+                                                                 self.tz)
+        return hit
+
+
 class Rollups(PassBase):
     """The roll-up step of a scheduled pass."""
 
@@ -100,7 +125,8 @@ class Rollups(PassBase):
 
         # 1. every reading of the hours the touched spans affect, and one on each side of them
         spans = {m.id: touched[(m.gateway, m.device)] for _, m in meters}
-        got, hours = await self._touched_readings(site, meters, spans, tz, st)
+        edges = Edges(tz)
+        got, hours = await self._touched_readings(site, meters, spans, edges, st)
         st.per_step["rollup.read"] = time.perf_counter() - t
         t = time.perf_counter()
         lines: list[str] = []
@@ -108,19 +134,13 @@ class Rollups(PassBase):
         # 2. the hours, kept in hand: the days and months are summed from them and from the
         # stored hours around them, not from a read of what was just written
         hand: dict[str, dict[int, dict[str, float]]] = {}
-
-        @functools.cache
-        def hour_of(ts: int) -> int:
-            return accounting.bucket_start(ts, "hour", tz)
-
-        def hour_after(ts: int) -> int:
-            return accounting.next_bucket(hour_of(ts), "hour", tz)
-
         # meters with a reading before / after their hours: only those can have stored hours
         # before h0 / after h1 in the same months (an hour is stored from two readings)
         earlier: set[str] = set()
         later: set[str] = set()
-        exact: set[str] = set()  # meters whose hours in hand are every hour stored for them
+        # meters whose hours in hand are every hour stored for them: those with readings (the
+        # intervals between consecutive readings leave no hour of their span without a value)
+        exact: set[str] = set()
         with bulk():  # no awaits: thousands of fresh objects, no collector passes
             for b, m in meters:
                 pts = got.get(m.id, [])
@@ -138,13 +158,12 @@ class Rollups(PassBase):
                 hand[m.id] = hour_fields(site, b, m.energy_type, buckets, costs)
                 lines += field_lines(series_key("energy_hourly", {"site": site.site, **tags[m.id]}),
                                      hand[m.id])
-                if pts and int(pts[0][0]) < h0:
-                    earlier.add(m.id)
-                if pts and int(pts[-1][0]) >= h1:
-                    later.add(m.id)
-                if pts and _covers(hand[m.id], max(h0, hour_of(int(pts[0][0]))),
-                                   min(h1, hour_after(int(pts[-1][0]) - 1))):
+                if pts:
                     exact.add(m.id)
+                    if int(pts[0][0]) < h0:
+                        earlier.add(m.id)
+                    if int(pts[-1][0]) >= h1:
+                        later.add(m.id)
         st.per_step["rollup.compute"] = time.perf_counter() - t
         t = time.perf_counter()
         await self._write(lines, st)
@@ -162,7 +181,8 @@ class Rollups(PassBase):
         st.per_step["rollup.write_hourly"] = time.perf_counter() - t
         # 3. the site-days and months those hours fall in
         t = time.perf_counter()
-        days, months = await self._periods(site, hand, hours, exact, earlier, later, tz, st)
+        days, months = await self._periods(site, hand, hours, exact, earlier, later, edges,
+                                           st)
         out = [ln for mid, by_day in days.items()
                for ln in field_lines(series_key("energy_daily", {"site": site.site, **tags[mid]}),
                                      by_day)]
@@ -174,7 +194,7 @@ class Rollups(PassBase):
 
     async def _periods(self, site: Site, hand: dict[str, dict[int, dict[str, float]]],
                        hours: dict[str, tuple[int, int]], exact: set[str],
-                       earlier: set[str], later: set[str], tz: ZoneInfo, st: PassStats
+                       earlier: set[str], later: set[str], edges: Edges, st: PassStats
                        ) -> tuple[dict[str, dict[int, dict[str, float]]],
                                dict[str, dict[int, dict[str, float]]]]:
         """Each rewritten meter's site-days and months over its hours [h0, h1): the hours in
@@ -186,22 +206,16 @@ class Rollups(PassBase):
         gone, so its hours in hand may miss a stored one) is summed from what is stored over
         its whole months, as InfluxDB holds it. Returns (days, months), each meter →
         period start → summed fields (``amount`` first); a period without data is absent."""
-        @functools.cache
         def day(ts: int) -> int:
-            return accounting.bucket_start(ts, "day", tz)
+            return edges.start(ts, "day")
 
-        @functools.cache
         def month(ts: int) -> int:
-            return accounting.bucket_start(ts, "month", tz)
-
-        @functools.cache
-        def month_end(ts: int) -> int:
-            return accounting.next_bucket(month(ts), "month", tz)
+            return edges.start(ts, "month")
 
         ranges: dict[tuple[int, int], list[str]] = defaultdict(list)
         whole: set[str] = set()
         for mid, (h0, h1) in hours.items():
-            m0, m1 = month(h0), month_end(h1 - 1)
+            m0, m1 = month(h0), edges.end(h1 - 1, "month")
             if mid not in exact:
                 whole.add(mid)
                 ranges[(m0, m1)].append(mid)
@@ -242,21 +256,13 @@ class Rollups(PassBase):
                 by_day: dict[int, dict[str, float]] = {}
                 for _a, rows in parts:
                     for d, fields in rows:
-                        acc = by_day.get(d)
-                        if acc is None:  # 0.0 + v is v: a copy is the same sum
-                            by_day[d] = dict(fields)
-                        else:
-                            _add(acc, fields)
+                        _add(by_day, d, fields)
                 d0, d1 = day(h0), h1
                 days[mid] = {d: f for d, f in by_day.items() if d0 <= d < d1 and "amount" in f}
                 by_month: dict[int, dict[str, float]] = {}
                 for d in sorted(by_day):
                     if "amount" in by_day[d]:
-                        acc = by_month.get(month(d))
-                        if acc is None:
-                            by_month[month(d)] = dict(by_day[d])
-                        else:
-                            _add(acc, by_day[d])
+                        _add(by_month, month(d), by_day[d])
                 months[mid] = {mo: f for mo, f in by_month.items() if month(h0) <= mo < h1}
         return days, months
 
@@ -291,24 +297,24 @@ class Rollups(PassBase):
             lambda: [[] for _ in range(width)])
         for (ms, i), series in zip(owners, await self._series(stmts, st), strict=True):
             by_dev = {(m.gateway, m.device): m.id for m in ms}
-            for sr in series:
-                cols = sr["columns"]
-                ti, vi = cols.index("time"), cols.index("v")
-                rows = sr["values"]
-                st.points_read += len(rows)
-                tags = sr.get("tags") or {}
+            for sr in series:  # one series per device: no dict per row on this hot path
+                tags = sr.get("tags", {})
                 mid = by_dev.get((tags.get("gateway", ""), tags.get("device", "")))
                 if mid is None:
                     continue
+                cols = sr["columns"]
+                ti, vi = cols.index("time"), cols.index("v")
+                rows = sr["values"]
                 # [time, v] rows as they come (energy.accounting.intervals takes any pair and
                 # converts): no tuple per reading on this hot path
                 pts = ([r for r in rows if r[1] is not None] if (ti, vi) == (0, 1) else
                        [(row[ti], row[vi]) for row in rows if row[vi] is not None])
+                st.points_read += len(sr["values"])
                 out[mid][i].extend(pts)
         return out
 
     async def _touched_readings(self, site: Site, meters: list[tuple[Building, Meter]],
-                                spans: dict[str, tuple[int, int]], tz: ZoneInfo,
+                                spans: dict[str, tuple[int, int]], edges: Edges,
                                 st: PassStats
                                 ) -> tuple[dict[str, list[tuple[int, float]]],
                                            dict[str, tuple[int, int]]]:
@@ -322,14 +328,11 @@ class Rollups(PassBase):
         of the site's data, not one to find p and n and another for the readings. A meter
         whose p or n lies outside its window (it was silent for longer) is read again for
         exactly its hours, as before. Either way: the same readings as an exact read."""
-        # many meters share a span (a gateway's batch, a site's outage): each hour edge once
-        @functools.cache
         def hour(ts: int) -> int:
-            return accounting.bucket_start(ts, "hour", tz)
+            return edges.start(ts, "hour")
 
-        @functools.cache
         def after(ts: int) -> int:
-            return accounting.next_bucket(hour(ts), "hour", tz)
+            return edges.end(ts, "hour")
 
         wins: dict[str, tuple[int, int]] = {}
         for _, m in meters:
@@ -521,15 +524,15 @@ def field_lines(key: str, by_ts: Mapping[int, Mapping[str, float]]) -> list[str]
             for ts, f in by_ts.items()]
 
 
-def _covers(by_hour: Mapping[int, object], h0: int, h1: int) -> bool:
-    """Whether every hour of [h0, h1) has a value (hours are whole UTC hours here): those
-    between a meter's first and last reading always have one, unless readings are gone."""
-    return sum(1 for ts in by_hour if h0 <= ts < h1) == (h1 - h0) // 3_600_000
-
-
-def _add(into: dict[str, float], fields: Mapping[str, float]) -> None:
+def _add(into: dict[int, dict[str, float]], key: int, fields: Mapping[str, float]) -> None:
+    """Add ``fields`` to the period ``key`` of ``into`` (the first contribution is a copy:
+    0.0 + v is v)."""
+    acc = into.get(key)
+    if acc is None:
+        into[key] = dict(fields)
+        return
     for k, v in fields.items():
-        into[k] = into.get(k, 0.0) + v
+        acc[k] = acc.get(k, 0.0) + v
 
 
 def _rows_fields(sr: Mapping[str, Any]) -> list[tuple[int, dict[str, float]]]:
