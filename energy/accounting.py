@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import bisect
 import functools
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -56,6 +58,9 @@ class Interval(NamedTuple):
     end: int
     amount: float
     kind: IntervalKind = "normal"
+
+
+_new = tuple.__new__  # an Interval from a tuple without the named tuple's Python-level __new__
 
 
 def intervals(
@@ -94,6 +99,14 @@ def intervals(
     out: list[Interval] = []
     if not series:
         return out
+    if not replacements and len(series) > 1:
+        # the usual counter: no swap, never decreasing. Every interval is then the plain
+        # difference of consecutive readings (as the loop below makes it), built at C level
+        times, values = zip(*series, strict=True)
+        ds = list(map(operator.sub, values[1:], values))
+        if all(map((0.0).__le__, ds)):  # NaN is not >= 0: the loop below judges it
+            return list(map(_new, repeat(Interval),
+                            zip(times, times[1:], ds, repeat("normal"))))
     append = out.append
     swaps = sorted(replacements, key=lambda s: s.ts)
     swap_ts = [s.ts for s in swaps]
@@ -164,6 +177,7 @@ def next_bucket(start: int, size: BucketSize, tz: ZoneInfo) -> int:
 
 
 _HOUR = 3_600_000
+_first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def _fixed_offset_ms(start: int, end: int, tz: ZoneInfo) -> int | None:
@@ -193,7 +207,7 @@ def rollup(ivs: Iterable[Interval], size: BucketSize, tz: str | ZoneInfo = "Asia
     ivs = list(ivs)
     off = None
     if size == "hour" and ivs:
-        off = _fixed_offset_ms(min(i[0] for i in ivs), max(i[1] for i in ivs), zone)
+        off = _fixed_offset_ms(min(map(_first, ivs)), max(map(_second, ivs)), zone)
     if off is not None:
         # no offset change in the whole range: plain arithmetic (the hot path; intervals
         # are tuples, unpacked rather than looked up by name)

@@ -28,9 +28,10 @@ from __future__ import annotations
 import bisect
 import functools
 import logging
+import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,13 +39,14 @@ from energy import accounting, figures, tariff
 from energy.site import Building, Meter, Site
 from enmon import touched as tch
 from enmon.influx import bulk, ident, quote
-from enmon.lineproto import escape_tag, line
+from enmon.lineproto import escape_tag, float_fields, fmt_field, line
 from rules.passbase import HOUR, PassBase, PassStats
 
 log = logging.getLogger("enmon.rules.scheduled")
 GROUP_MIN = 8  # meters sharing a span that are read with one site-wide statement
 FILTER_MAX = 64  # up to this many rewritten meters, days and months are re-summed by name
 TAGS = ("building", "meter", "energy_type", "category", "total")
+_WORD = re.compile(r"[a-z0-9_]+")  # a field name lineproto.float_fields can take
 
 
 class Edges:
@@ -129,8 +131,8 @@ class Rollups(PassBase):
         got, hours = await self._touched_readings(site, meters, spans, edges, st)
         st.per_step["rollup.read"] = time.perf_counter() - t
         t = time.perf_counter()
-        lines: list[str] = []
-        tags = meter_tags(site)
+        series: list[tuple[str, dict[int, dict[str, float]]]] = []
+        keys = series_keys(site, "energy_hourly")
         # 2. the hours, kept in hand: the days and months are summed from them and from the
         # stored hours around them, not from a read of what was just written
         hand: dict[str, dict[int, dict[str, float]]] = {}
@@ -156,14 +158,14 @@ class Rollups(PassBase):
                 costs = cost_fields(t_, figures.hourly_cost_on(t_, site, ivs, h0, h1)
                                     if t_ is not None else {})
                 hand[m.id] = hour_fields(site, b, m.energy_type, buckets, costs)
-                lines += field_lines(series_key("energy_hourly", {"site": site.site, **tags[m.id]}),
-                                     hand[m.id])
+                series.append((keys[m.id], hand[m.id]))
                 if pts:
                     exact.add(m.id)
                     if int(pts[0][0]) < h0:
                         earlier.add(m.id)
                     if int(pts[-1][0]) >= h1:
                         later.add(m.id)
+            lines = points(series)
         st.per_step["rollup.compute"] = time.perf_counter() - t
         t = time.perf_counter()
         await self._write(lines, st)
@@ -183,12 +185,10 @@ class Rollups(PassBase):
         t = time.perf_counter()
         days, months = await self._periods(site, hand, hours, exact, earlier, later, edges,
                                            st)
-        out = [ln for mid, by_day in days.items()
-               for ln in field_lines(series_key("energy_daily", {"site": site.site, **tags[mid]}),
-                                     by_day)]
-        out += [ln for mid, by_month in months.items()
-                for ln in field_lines(series_key("energy_monthly",
-                                                 {"site": site.site, **tags[mid]}), by_month)]
+        daily, monthly = series_keys(site, "energy_daily"), series_keys(site, "energy_monthly")
+        with bulk():
+            out = points([*((daily[mid], by_day) for mid, by_day in days.items()),
+                          *((monthly[mid], by_month) for mid, by_month in months.items())])
         await self._write(out, st)
         st.per_step["rollup.periods"] = time.perf_counter() - t
 
@@ -407,9 +407,9 @@ class Rollups(PassBase):
         """Virtual meters (plus/minus of others) over the hours any of their parts changed,
         from the parts' stored hours (a part untouched by this pass is read, not assumed 0).
         Returns each virtual meter rewritten: its hours [h0, h1), their fields, its parts."""
-        lines: list[str] = []
+        series: list[tuple[str, dict[int, dict[str, float]]]] = []
         done: dict[str, tuple[tuple[int, int], dict[int, dict[str, float]], list[str]]] = {}
-        tags = meter_tags(site)
+        keys = series_keys(site, "energy_hourly")
         for b in site.buildings:
             for v in b.virtual_meters:
                 parts = [*v.plus, *v.minus]
@@ -437,10 +437,9 @@ class Rollups(PassBase):
                     for ts, val in accounting.combine(stored[f], v.plus, v.minus).items():
                         costs.setdefault(ts, {})[f] = val
                 fields = hour_fields(site, b, v.energy_type, buckets, costs)
-                lines += field_lines(series_key("energy_hourly", {"site": site.site,
-                                                                  **tags[v.id]}), fields)
+                series.append((keys[v.id], fields))
                 done[v.id] = ((h0, h1), fields, parts)
-        await self._write(lines, st)
+        await self._write(points(series), st)
         return done
 
 
@@ -498,6 +497,7 @@ def kgce_per_unit(site: Site, b: Building, energy_type: str) -> float | None:
 
 _PER_UNIT: dict[tuple[int, str, str], tuple[Site, float | None]] = {}  # holds the site: id stays
 _TAGS: dict[int, tuple[Site, dict[str, dict[str, str]]]] = {}
+_KEYS: dict[tuple[int, str], tuple[Site, dict[str, str]]] = {}
 
 
 def hour_fields(site: Site, b: Building, energy_type: str, buckets: Mapping[int, float],
@@ -518,10 +518,32 @@ def hour_fields(site: Site, b: Building, energy_type: str, buckets: Mapping[int,
     return out
 
 
-def field_lines(key: str, by_ts: Mapping[int, Mapping[str, float]]) -> list[str]:
-    """Points of one series (``key``: measurement and escaped tags, :func:`series_key`)."""
-    return [f"{key} " + ",".join(f"{k}={v!r}" for k, v in f.items()) + f" {ts}"
-            for ts, f in by_ts.items()]
+def points(series: Iterable[tuple[str, Mapping[int, Mapping[str, float]]]]) -> list[str]:
+    """The points of many series, each ``(key, {time: fields})`` (``key``: measurement and
+    escaped tags, :func:`series_key`), in order; a point without fields is left out.
+
+    A pass writes tens of thousands of points: their values are formatted together by
+    :func:`enmon.lineproto.float_fields` where every field name is a plain word (always,
+    unless a tariff names a band otherwise), else one at a time."""
+    keys: list[str] = []
+    stamps: list[int] = []
+    rows: list[Mapping[str, float]] = []
+    plain = True
+    for key, by_ts in series:
+        for ts, f in by_ts.items():
+            if f:
+                keys.append(key)
+                stamps.append(ts)
+                rows.append(f)
+                plain = plain and _plain(tuple(f))
+    texts = (float_fields(rows) if plain else
+             [",".join(f"{escape_tag(k)}={fmt_field(v)}" for k, v in f.items()) for f in rows])
+    return [f"{k} {text} {ts}" for k, text, ts in zip(keys, texts, stamps, strict=True)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain(names: tuple[str, ...]) -> bool:
+    return all(_WORD.fullmatch(n) for n in names)
 
 
 def _add(into: dict[int, dict[str, float]], key: int, fields: Mapping[str, float]) -> None:
@@ -556,6 +578,20 @@ def series_key(measurement: str, tags: Mapping[str, str]) -> str:
     """A roll-up point's measurement and tags as :func:`enmon.lineproto.line` writes them,
     escaped once per meter for all the passes of a process (a meter's tags do not change)."""
     return measurement + _tag_part(tuple(tags.items()))
+
+
+def series_keys(site: Site, measurement: str) -> dict[str, str]:
+    """Meter id (real and virtual) → its series key in ``measurement`` (:func:`series_key`
+    of the site and the meter's roll-up tags), built once per site object."""
+    hit = _KEYS.get((id(site), measurement))
+    if hit is not None and hit[0] is site:
+        return hit[1]
+    if len(_KEYS) > 1 << 12:
+        _KEYS.clear()
+    out = {mid: series_key(measurement, {"site": site.site, **t})
+           for mid, t in meter_tags(site).items()}
+    _KEYS[(id(site), measurement)] = (site, out)
+    return out
 
 
 def meter_tags(site: Site) -> dict[str, dict[str, str]]:

@@ -148,3 +148,25 @@ def test_hourly_rollup_across_a_dst_change_has_no_lost_or_double_hour() -> None:
     got = rollup([Interval(s, e, 3.0)], "hour", be)
     assert len(got) == 3 and all(v == pytest.approx(1.0) for v in got.values())
     assert sum(got.values()) == pytest.approx(3.0)
+
+
+def test_the_plain_counter_path_makes_the_same_intervals_as_the_general_one() -> None:
+    """A counter without swaps takes a shorter path; a swap outside the readings (which
+    changes nothing) forces the general one: both must give the very same intervals."""
+    import random
+
+    rnd = random.Random(7)
+    never = [Replacement(ts=10**15, old_final=0.0, new_initial=0.0)]
+    for _ in range(300):
+        n = rnd.randint(0, 30)
+        ts = sorted(rnd.sample(range(0, 10**8, 1000), n))
+        v, pts = rnd.uniform(0, 1e6), []
+        for t in ts:  # mostly rising; now and then a dip (jitter, reset) or a repeat
+            v = max(0.0, v + rnd.choice([rnd.uniform(0, 50), 0.0, -0.01, -v]))
+            pts.append((t, v))
+        rnd.shuffle(pts)
+        for jitter in (0.0, 0.05):
+            got = intervals(pts, jitter=jitter, rollover_at=1e6)
+            assert got == intervals(pts, jitter=jitter, rollover_at=1e6,
+                                        replacements=never)
+            assert all(type(iv) is Interval for iv in got)
