@@ -40,10 +40,11 @@ import datetime as dt
 import io
 import json
 import math
+import multiprocessing
 import pstats
+import socket
 import statistics
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -110,37 +111,49 @@ async def write_year(w: Any, site: Any, start_ms: int) -> int:
     return n
 
 
+def _serve(influx: dict[str, Any], site: dict[str, Any], port: int) -> None:
+    """The API process: the inspector app as ``enmon inspector serve`` runs it."""
+    import uvicorn
+
+    from energy.site import Site
+    from inspector.api import create_app
+    from inspector.auth import token_hash
+    from inspector.config import InspectorConfig, TokenEntry
+
+    cfg = InspectorConfig(influx=InfluxConfig(**influx), tokens=[
+        TokenEntry(name="bench", role="inspector", sha256=token_hash(TOKEN))])
+    model = Site.model_validate(site)
+    uvicorn.run(create_app(cfg, sites={model.site: model}), host="127.0.0.1", port=port,
+                log_level="warning", lifespan="on")
+
+
 class Api:
-    """The real inspector app on a loopback port, in a thread with its own event loop."""
+    """The real inspector app on a loopback port, in a process of its own as it is deployed
+    (in a thread of this process it would share one interpreter lock with the client that
+    decodes its answers, and the bare queries' client shares it with nobody)."""
 
     def __init__(self, influx: InfluxConfig, site: Any) -> None:
-        import uvicorn
-
-        from inspector.api import create_app
-        from inspector.auth import token_hash
-        from inspector.config import InspectorConfig, TokenEntry
-
-        cfg = InspectorConfig(influx=influx, tokens=[
-            TokenEntry(name="bench", role="inspector", sha256=token_hash(TOKEN))])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(cfg, sites={site.site: site}),
-                                                    host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, name="bench-api", daemon=True)
+        self.proc = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(influx.model_dump(), site.model_dump(mode="json"), self.port),
+            name="bench-api", daemon=True)
 
     def __enter__(self) -> Api:
-        self.thread.start()
+        self.proc.start()
         deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the inspector API did not start")
-            time.sleep(0.02)
-        return self
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                if not self.proc.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("the inspector API did not start") from None
+                time.sleep(0.05)
 
     def __exit__(self, *_: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
+        self.proc.terminate()
+        self.proc.join(30)
 
 
 def report_statements(site: Any, period: str, now_ms: int) -> list[str]:
