@@ -34,8 +34,7 @@ class BalanceChecks(PassBase):
     async def balance(self, site: Site, now: int, st: PassStats) -> Outcome:
         out = Outcome()
         q = self.engine.cfg.quality
-        topos = {b.id: balance.topology(b.meters) for b in site.buildings if b.submeter_balance}
-        topos = {bid: t for bid, t in topos.items() if t.mains and t.parts}
+        topos = _topologies(site)
         if q.balance_days == 0 or not topos:
             return out
         tz = ZoneInfo(site.timezone)
@@ -68,3 +67,20 @@ class BalanceChecks(PassBase):
             log.warning("event=balance_points_not_written site=%s points=%d error=%s",
                         site.site, len(points), exc)
         return out
+
+
+_TOPOS: dict[int, tuple[Site, dict[str, balance.Topology]]] = {}
+
+
+def _topologies(site: Site) -> dict[str, balance.Topology]:
+    """Building → its mains and sub-items, for the buildings checked (both present); built
+    once per site object (the site file does not change while the process runs)."""
+    hit = _TOPOS.get(id(site))
+    if hit is not None and hit[0] is site:
+        return hit[1]
+    if len(_TOPOS) > 1 << 12:
+        _TOPOS.clear()
+    topos = {b.id: balance.topology(b.meters) for b in site.buildings if b.submeter_balance}
+    out = {bid: t for bid, t in topos.items() if t.mains and t.parts}
+    _TOPOS[id(site)] = (site, out)
+    return out

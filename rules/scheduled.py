@@ -125,6 +125,7 @@ class Scheduler(CorrectionChecks, Rollups, BoilerChecks, BalanceChecks):
                                                            {"amount": 0.0, "kgce": 0.0})
                 v["amount"] += float(r.get("amount") or 0.0)
                 v["kgce"] += float(r.get("kgce") or 0.0)
+        fracs: dict[tuple[float, ...] | None, float] = {}
         for b in site.buildings:
             if b.quota is not None:
                 q = b.quota
@@ -132,7 +133,10 @@ class Scheduler(CorrectionChecks, Rollups, BoilerChecks, BalanceChecks):
                 allowance = quota.annual_allowance(quota.building_intensity(b), basis=q.basis,
                                                    floor_area_m2=b.floor_area_m2,
                                                    occupants=b.occupants)
-                frac = quota.year_fraction(now - 1, tz, q.seasonal_weights)
+                weights = tuple(q.seasonal_weights) if q.seasonal_weights is not None else None
+                frac = fracs.get(weights)
+                if frac is None:  # the same for every building with the same weights
+                    frac = fracs[weights] = quota.year_fraction(now - 1, tz, weights)
                 status = quota.evaluate_quota(ytd=used, allowance=allowance, fraction=frac,
                                               min_fraction=q.min_fraction,
                                               warn_ratio=q.warn_ratio)
@@ -166,11 +170,17 @@ class Scheduler(CorrectionChecks, Rollups, BoilerChecks, BalanceChecks):
                     f"AND time <= {now}ms GROUP BY gateway, device", st)
                 got = {(r.get("gateway", ""), r.get("device", "")): int(r.get("n") or 0)
                        for r in rows}
+            fine: set[tuple[int, int]] = set()  # (count, poll interval) found complete
             for m in ms:
                 n = got.get((m.gateway, m.device), 0)
-                f = quality.completeness(n, window_ms=window,
-                                         interval_ms=int(m.poll_interval_s * 1000),
-                                         target=q.completeness_target)
+                every = int(m.poll_interval_s * 1000)
+                if (n, every) in fine:  # most meters of a site: the same count, the same poll
+                    f = None
+                else:
+                    f = quality.completeness(n, window_ms=window, interval_ms=every,
+                                             target=q.completeness_target)
+                    if f is None:
+                        fine.add((n, every))
                 out.extend(self.engine.on_finding((site.site, m.gateway, m.device), "completeness",
                                                   f, now))
         return out
