@@ -168,7 +168,10 @@ class Rollups(PassBase):
             lines = points(series)
         st.per_step["rollup.compute"] = time.perf_counter() - t
         t = time.perf_counter()
-        await self._write(lines, st)
+        if any(b.virtual_meters for b in site.buildings):
+            # virtual meters are summed from their parts' stored hours: those first
+            await self._write(lines, st)
+            lines = []
         virtual = await self._virtual(site, hours, tariffs, st)
         for vid, (span, fields, parts) in virtual.items():
             hours[vid], hand[vid] = span, fields
@@ -189,7 +192,9 @@ class Rollups(PassBase):
         with bulk():
             out = points([*((daily[mid], by_day) for mid, by_day in days.items()),
                           *((monthly[mid], by_month) for mid, by_month in months.items())])
-        await self._write(out, st)
+        # the hours go with their days and months where nothing read them back in between
+        # (one request less); the progress point is written after all of them either way
+        await self._write(lines + out, st)
         st.per_step["rollup.periods"] = time.perf_counter() - t
 
     async def _periods(self, site: Site, hand: dict[str, dict[int, dict[str, float]]],
@@ -507,12 +512,17 @@ def hour_fields(site: Site, b: Building, energy_type: str, buckets: Mapping[int,
     factor, and the hour's cost fields (:func:`cost_fields`) where its building has a
     tariff — what is written, and what the day and month are summed from."""
     per_unit = kgce_per_unit(site, b, energy_type)
+    if not costs:  # no tariff (the common case): the same fields, without a loop per hour
+        if per_unit is None:
+            return {ts: {"amount": float(a)} for ts, a in buckets.items()}
+        return {ts: {"amount": float(a), "kgce": float(a * per_unit)}
+                for ts, a in buckets.items()}
     out: dict[int, dict[str, float]] = {}
     for ts, amount in buckets.items():
         f = {"amount": float(amount)}
         if per_unit is not None:
             f["kgce"] = float(amount * per_unit)
-        for k, v in (costs or {}).get(ts, {}).items():
+        for k, v in costs.get(ts, {}).items():
             f[k] = float(v)
         out[ts] = f
     return out
