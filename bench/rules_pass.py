@@ -7,8 +7,11 @@ Starts its own influxd (Debian 1.6) on a free loopback port in a temp dir, write
 ``meters × (hours × 4 + 1)`` counter readings (15-min polling) into ``meter``,
 then times one scheduled pass (rollups → energy_hourly/energy_daily, quotas,
 budgets, completeness) per site and in total. Baseline in the same run: the
-time to merely read the same raw readings back with one InfluxQL query per site,
-so the ratio says what the rules add on top of fetching the data. Also times the
+time to merely read the same raw readings back with one InfluxQL query per site, as many
+sites at a time as the pass runs (``--concurrency``), so the ratio says what the rules add
+on top of fetching the data with the same use of the box's cores. The read of one site
+after another is printed too (this bench's baseline before 2026-12-04: on 2 cores it takes
+about twice as long, which flattered the ratio about twofold). Also times the
 streaming engine (thresholds + data-quality checks) over one sample per meter.
 Besides wall time, each figure gives the CPU seconds it cost this process and influxd
 (from /proc), which a busy shared box disturbs less than the wall clock. ``--large``
@@ -120,19 +123,29 @@ def write_readings(url: str, sites: list[Site], now: int, hours: int) -> tuple[i
     return n, time.perf_counter() - t0
 
 
-async def raw_read(url: str, sites: list[Site], now: int, hours: int) -> tuple[int, float]:
-    q = InfluxQL(InfluxConfig(url=url, database=DB))
+async def raw_read(url: str, sites: list[Site], now: int, hours: int, concurrency: int = 1
+                   ) -> tuple[int, float]:
+    """The floor: the same readings as the pass reads, one InfluxQL query per site, with as
+    many sites in flight as the pass has (each on its own connection), so both may use every
+    core the box has; ``concurrency=1`` reads one site after another."""
     t0 = time.perf_counter()
     rows = 0
-    try:
-        for site in sites:
-            for s in await q.query(
-                    f"SELECT active_energy_import_kwh FROM meter WHERE site = '{site.site}' "
-                    f"AND time >= {now - (hours + 1) * 3_600_000}ms AND time <= {now}ms "
-                    f"GROUP BY gateway, device"):
-                rows += len(s["values"])
-    finally:
-        await q.close()
+
+    async def share(part: list[Site]) -> None:
+        nonlocal rows
+        q = InfluxQL(InfluxConfig(url=url, database=DB))
+        try:
+            for site in part:
+                for s in await q.query(
+                        f"SELECT active_energy_import_kwh FROM meter WHERE site = '{site.site}' "
+                        f"AND time >= {now - (hours + 1) * 3_600_000}ms AND time <= {now}ms "
+                        f"GROUP BY gateway, device"):
+                    rows += len(s["values"])
+        finally:
+            await q.close()
+
+    n = max(1, concurrency)
+    await asyncio.gather(*(share(sites[i::n]) for i in range(n)))
     return rows, time.perf_counter() - t0
 
 
@@ -251,14 +264,20 @@ def main() -> None:
             raws: list[float] = []
             cpus: list[Cpu] = []
             raw_cpus: list[Cpu] = []
+            seqs: list[float] = []
             stats: list[PassStats] = []
             for _ in range(max(1, min(a.repeat, 5))):
                 # each round: the raw read, then the pass, back to back, so a busy moment of a
                 # shared box weighs on both; the ratio is taken per round
+                # the floor at the pass's concurrency (the ratio), and one site after another
+                # (as this bench measured it before 2026-12-04, for comparison)
                 with Cpu(server.pid) as raw_cpu:
-                    raw_rows, raw_sec = asyncio.run(raw_read(server.url, sites, now, a.hours))
+                    raw_rows, raw_sec = asyncio.run(raw_read(server.url, sites, now, a.hours,
+                                                             a.concurrency))
                 raws.append(raw_sec)
                 raw_cpus.append(raw_cpu)
+                _, seq_sec = asyncio.run(raw_read(server.url, sites, now, a.hours, 1))
+                seqs.append(seq_sec)
                 # each timed pass is the first after these readings were stored: forget the
                 # roll-ups' progress, so the pass recomputes every bucket they touch
                 forget_progress(server.url, len(sites))
@@ -268,8 +287,10 @@ def main() -> None:
                 times.append(sec)
                 cpus.append(cpu)
                 written = sum(s.points_written for s in stats)
-                print(f"  round {len(times)}: raw read {raw_sec:.2f} s, pass {sec:.2f} s "
-                      f"(ratio {sec / raw_sec:.2f}), {written} points written", flush=True)
+                print(f"  round {len(times)}: raw read {raw_sec:.2f} s ({a.concurrency} at a "
+                      f"time; one after another {seq_sec:.2f} s), pass {sec:.2f} s (ratio "
+                      f"{sec / raw_sec:.2f}; {sec / seq_sec:.2f} against one after another), "
+                      f"{written} points written", flush=True)
             med = statistics.median(times)
             q = sum(s.queries for s in stats)
             r = sum(s.points_read for s in stats)
@@ -281,9 +302,11 @@ def main() -> None:
             ratios = sorted(t / r for t, r in zip(times, raws, strict=True))
             raw_med = statistics.median(raws)
             raw_cpu = raw_cpus[raws.index(raw_med)] if raw_med in raws else raw_cpus[-1]
-            print(f"baseline: raw read of the pass's readings, {raw_rows} rows, median "
-                  f"{raw_med:.2f} s of {len(raws)} ({', '.join(f'{r:.2f}' for r in raws)}) "
-                  f"({raw_cpu.text()})")
+            print(f"baseline: raw read of the pass's readings, {raw_rows} rows, "
+                  f"{a.concurrency} site(s) at a time as the pass, median {raw_med:.2f} s of "
+                  f"{len(raws)} ({', '.join(f'{r:.2f}' for r in raws)}) ({raw_cpu.text()}); "
+                  f"one site after another: median {statistics.median(seqs):.2f} s")
+            seq_ratios = sorted(t / r for t, r in zip(times, seqs, strict=True))
             each = ", ".join(f"{t:.2f}" for t in times)
             mid = cpus[times.index(med)] if med in times else cpus[-1]
             print(f"pass: median {med:.2f} s of {len(times)} ({each}), {a.concurrency} site(s) "
@@ -293,7 +316,10 @@ def main() -> None:
                   f"{med / n_buildings * 1e3:.2f} ms; ratio pass / raw read: median "
                   f"{statistics.median(ratios):.2f} of the rounds ({ratios[0]:.2f}–"
                   f"{ratios[-1]:.2f}) (CPU, this process + influxd: "
-                  f"{(mid.own + mid.srv) / max(1e-9, raw_cpu.own + raw_cpu.srv):.2f})")
+                  f"{(mid.own + mid.srv) / max(1e-9, raw_cpu.own + raw_cpu.srv):.2f}); "
+                  f"against the raw read one site after another: median "
+                  f"{statistics.median(seq_ratios):.2f} ({seq_ratios[0]:.2f}–"
+                  f"{seq_ratios[-1]:.2f})")
         finally:
             server.stop()
     rate = stream(sites, now, rounds=3)
