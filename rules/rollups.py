@@ -512,17 +512,12 @@ def hour_fields(site: Site, b: Building, energy_type: str, buckets: Mapping[int,
     factor, and the hour's cost fields (:func:`cost_fields`) where its building has a
     tariff — what is written, and what the day and month are summed from."""
     per_unit = kgce_per_unit(site, b, energy_type)
-    if not costs:  # no tariff (the common case): the same fields, without a loop per hour
-        if per_unit is None:
-            return {ts: {"amount": float(a)} for ts, a in buckets.items()}
-        return {ts: {"amount": float(a), "kgce": float(a * per_unit)}
-                for ts, a in buckets.items()}
     out: dict[int, dict[str, float]] = {}
     for ts, amount in buckets.items():
         f = {"amount": float(amount)}
         if per_unit is not None:
             f["kgce"] = float(amount * per_unit)
-        for k, v in costs.get(ts, {}).items():
+        for k, v in (costs or {}).get(ts, {}).items():
             f[k] = float(v)
         out[ts] = f
     return out
