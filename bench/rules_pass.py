@@ -11,7 +11,10 @@ time to merely read the same raw readings back with one InfluxQL query per site,
 sites at a time as the pass runs (``--concurrency``), so the ratio says what the rules add
 on top of fetching the data with the same use of the box's cores. The read of one site
 after another is printed too (this bench's baseline before 2026-12-04: on 2 cores it takes
-about twice as long, which flattered the ratio about twofold). Also times the
+about twice as long, which flattered the ratio about twofold). A second floor: the
+pass's own requests (every statement and write it made, recorded per site) replayed at
+the same concurrency with no computation between them — what the pass costs InfluxDB
+alone; the pass minus it is what the rule engine's compute adds. Also times the
 streaming engine (thresholds + data-quality checks) over one sample per meter.
 Besides wall time, each figure gives the CPU seconds it cost this process and influxd
 (from /proc), which a busy shared box disturbs less than the wall clock. ``--large``
@@ -36,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 from energy.site import Building, Meter, Site
 from enmon import touched as tch
-from enmon.influx import InfluxConfig, InfluxQL, InfluxV1Writer
+from enmon.influx import PER_REQUEST, InfluxConfig, InfluxQL, InfluxV1Writer
 from enmon.localrun import InfluxDB1
 from enmon.wire import Batch, DeviceMeta, Sample
 from rules.config import RulesConfig
@@ -149,30 +152,106 @@ async def raw_read(url: str, sites: list[Site], now: int, hours: int, concurrenc
     return rows, time.perf_counter() - t0
 
 
-async def one_pass(url: str, sites: list[Site], now: int, hours: int, concurrency: int
-                   ) -> tuple[float, list[PassStats]]:
+Request = tuple[str, str, list[str]]  # ("query" | "many" | "write", its site, its payload)
+
+
+class Recorder:
+    """The requests a pass makes, each with the site whose step made it: the pass's own
+    requests, replayed with no computation between them (:func:`replay`), are the floor the
+    rule engine's compute adds to. The site is known from the task running: each site's
+    pass is one task (``Scheduler.run_pass``)."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.site_of: dict[asyncio.Task[object], str] = {}
+
+    def add(self, kind: str, payload: list[str]) -> None:
+        task = asyncio.current_task()
+        self.requests.append((kind, self.site_of.get(task, "") if task else "", payload))
+
+
+class RecordedQL(InfluxQL):
+    def __init__(self, cfg: InfluxConfig, rec: Recorder) -> None:
+        super().__init__(cfg)
+        self.rec = rec
+
+    async def query(self, q: str, *, epoch: str = "ms") -> list[dict[str, object]]:
+        self.rec.add("query", [q])
+        return await super().query(q, epoch=epoch)
+
+    async def query_many(self, statements: list[str], *, epoch: str = "ms",
+                         per_request: int = PER_REQUEST) -> list[list[dict[str, object]]]:
+        self.rec.add("many", list(statements))
+        return await super().query_many(statements, epoch=epoch, per_request=per_request)
+
+
+class RecordedWriter(InfluxV1Writer):
+    def __init__(self, cfg: InfluxConfig, rec: Recorder) -> None:
+        super().__init__(cfg)
+        self.rec = rec
+
+    async def write(self, lines: list[str]) -> None:
+        self.rec.add("write", list(lines))
+        await super().write(lines)
+
+
+async def replay(url: str, rec: Recorder, sites: list[Site], concurrency: int) -> float:
+    """The recorded requests again, each site's in its order, as many sites at a time as the
+    pass ran (each share on its own connections): the pass's I/O with none of its compute."""
+    by_site: dict[str, list[Request]] = {}
+    for r in rec.requests:
+        by_site.setdefault(r[1], []).append(r)
+    names = [s.site for s in sites if s.site in by_site]
+
+    async def share(part: list[str]) -> None:
+        icfg = InfluxConfig(url=url, database=DB, timeout_s=300)
+        q, w = InfluxQL(icfg), InfluxV1Writer(icfg)
+        try:
+            for name in part:
+                for kind, _, payload in by_site[name]:
+                    if kind == "query":
+                        await q.query(payload[0])
+                    elif kind == "many":
+                        await q.query_many(payload)
+                    else:
+                        await w.write(payload)
+        finally:
+            await q.close()
+            await w.close()
+
+    t0 = time.perf_counter()
+    n = max(1, concurrency)
+    await asyncio.gather(*(share(names[i::n]) for i in range(n)))
+    return time.perf_counter() - t0
+
+
+async def one_pass(url: str, sites: list[Site], now: int, hours: int, concurrency: int,
+                   rec: Recorder | None = None) -> tuple[float, list[PassStats]]:
     cfg = RulesConfig.model_validate({"influx": {"url": url, "database": DB}})
     engine = Engine(cfg, sites, AlertBook(), started_ms=now)
     icfg = InfluxConfig(url=url, database=DB, timeout_s=300)
-    q, w = InfluxQL(icfg), InfluxV1Writer(icfg)
+    rec = rec or Recorder()
+    q, w = RecordedQL(icfg, rec), RecordedWriter(icfg, rec)
     # the pass runs a minute after the last reading was stored, as the rule engine's
     # schedule runs it: its clock says so (the readings' calendar stays fixed)
     sched = Scheduler(engine, q, w, settle_s=0, concurrency=concurrency,
                       clock=lambda: now / 1000 + 60)
-    if len(sites) > 20:  # a long pass says how far it got
-        site_pass = sched.site_pass
-        done = [0]
-        t_start = time.perf_counter()
+    site_pass = sched.site_pass
+    done = [0]
+    t_start = time.perf_counter()
 
-        async def counted(site: Site, at: int) -> tuple[Outcome, PassStats]:
-            res = await site_pass(site, at)
-            done[0] += 1
-            if done[0] % 10 == 0:
-                print(f"  pass: {done[0]}/{len(sites)} sites "
-                      f"({time.perf_counter() - t_start:.0f} s)", flush=True)
-            return res
+    async def counted(site: Site, at: int) -> tuple[Outcome, PassStats]:
+        task = asyncio.current_task()
+        if task is not None:
+            rec.site_of[task] = site.site
+        res = await site_pass(site, at)
+        done[0] += 1
+        if len(sites) > 20 and done[0] % 10 == 0:  # a long pass says how far it got
+            print(f"  pass: {done[0]}/{len(sites)} sites "
+                  f"({time.perf_counter() - t_start:.0f} s)", flush=True)
+        return res
 
-        sched.site_pass = counted  # type: ignore[method-assign]
+    sched.site_pass = counted  # type: ignore[method-assign,assignment]
     t0 = time.perf_counter()
     try:
         _, stats = await sched.run_pass(now)
@@ -265,6 +344,8 @@ def main() -> None:
             cpus: list[Cpu] = []
             raw_cpus: list[Cpu] = []
             seqs: list[float] = []
+            ios: list[float] = []
+            io_cpus: list[Cpu] = []
             stats: list[PassStats] = []
             for _ in range(max(1, min(a.repeat, 5))):
                 # each round: the raw read, then the pass, back to back, so a busy moment of a
@@ -282,14 +363,24 @@ def main() -> None:
                 # roll-ups' progress, so the pass recomputes every bucket they touch
                 forget_progress(server.url, len(sites))
                 with Cpu(server.pid) as cpu:
+                    rec = Recorder()
                     sec, stats = asyncio.run(one_pass(server.url, sites, now, a.hours,
-                                                      a.concurrency))
+                                                      a.concurrency, rec))
                 times.append(sec)
                 cpus.append(cpu)
+                unowned = sum(1 for r in rec.requests if not r[1])
+                if unowned:
+                    raise SystemExit(f"{unowned} requests of the pass not traced to a site")
+                with Cpu(server.pid) as io_cpu:
+                    io_sec = asyncio.run(replay(server.url, rec, sites, a.concurrency))
+                ios.append(io_sec)
+                io_cpus.append(io_cpu)
                 written = sum(s.points_written for s in stats)
                 print(f"  round {len(times)}: raw read {raw_sec:.2f} s ({a.concurrency} at a "
                       f"time; one after another {seq_sec:.2f} s), pass {sec:.2f} s (ratio "
                       f"{sec / raw_sec:.2f}; {sec / seq_sec:.2f} against one after another), "
+                      f"the pass's {len(rec.requests)} requests replayed without its compute "
+                      f"{io_sec:.2f} s (ratio {io_sec / raw_sec:.2f}), "
                       f"{written} points written", flush=True)
             med = statistics.median(times)
             q = sum(s.queries for s in stats)
@@ -311,6 +402,15 @@ def main() -> None:
             mid = cpus[times.index(med)] if med in times else cpus[-1]
             print(f"pass: median {med:.2f} s of {len(times)} ({each}), {a.concurrency} site(s) "
                   f"at a time; {q} queries, {r} points read, {w} points written ({mid.text()})")
+            io_med = statistics.median(ios)
+            io_cpu = io_cpus[ios.index(io_med)] if io_med in ios else io_cpus[-1]
+            io_ratios = sorted(t / r for t, r in zip(ios, raws, strict=True))
+            print(f"the pass's requests alone (replayed at its concurrency, no compute): median "
+                  f"{io_med:.2f} s of {len(ios)} ({', '.join(f'{t:.2f}' for t in ios)}) "
+                  f"({io_cpu.text()}); ratio to the raw read: median "
+                  f"{statistics.median(io_ratios):.2f} ({io_ratios[0]:.2f}–{io_ratios[-1]:.2f}): "
+                  f"what reading, writing and the small statements cost InfluxDB before the "
+                  f"rule engine computes anything")
             print("pass steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
             print(f"per meter: {med / n_meters * 1e6:.0f} µs; per building: "
                   f"{med / n_buildings * 1e3:.2f} ms; ratio pass / raw read: median "
