@@ -116,3 +116,38 @@ def batch_lines(batch: Batch) -> list[str]:
 
 def payload_hash(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
+
+
+def parse_series_key(key: str) -> dict[str, str]:
+    """Tags of a line-protocol series key (``meter,building=a,device=b\\,c``), unescaped, as
+    ``SHOW SERIES`` gives them: the tags from the series index, no data read."""
+    if "\\" not in key:  # nothing escaped (almost every key): split at C speed
+        return {k: v for k, _, v in (p.partition("=") for p in key.split(",")[1:])}
+    parts: list[str] = []
+    cur: list[str] = []
+    i = 0
+    while i < len(key):
+        ch = key[i]
+        if ch == "\\" and i + 1 < len(key):
+            cur.append(key[i:i + 2])
+            i += 2
+            continue
+        if ch == ",":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    tags: dict[str, str] = {}
+    for p in parts[1:]:
+        j = 0
+        while j < len(p) and not (p[j] == "=" and (j == 0 or p[j - 1] != "\\")):
+            j += 1
+        k, v = p[:j], p[j + 1:]
+        tags[_unescape(k)] = _unescape(v)
+    return tags
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)

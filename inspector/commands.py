@@ -46,11 +46,10 @@ from typing import Any
 
 from enmon.errors import ConfigError, SinkError
 from enmon.influx import quote
-from enmon.lineproto import line
+from enmon.lineproto import line, parse_series_key
 from gateway import commands as gc
 from inspector.config import CommandBroker, CommandSigning
 from inspector.i18n import N_, Lang, gettext_for
-from inspector.store import parse_series_key
 
 log = logging.getLogger("inspector.commands")
 

@@ -14,48 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from enmon import quantities
 from enmon.influx import bulk, ident, quote, series_columns
+from enmon.lineproto import parse_series_key
 from inspector.manual import MEASUREMENT, row_entry
 
 DAY_MS = 86_400_000
 
 
-def parse_series_key(key: str) -> dict[str, str]:
-    """Tags of a line-protocol series key (``meter,building=a,device=b\\,c``), unescaped."""
-    parts: list[str] = []
-    cur: list[str] = []
-    i = 0
-    while i < len(key):
-        ch = key[i]
-        if ch == "\\" and i + 1 < len(key):
-            cur.append(key[i:i + 2])
-            i += 2
-            continue
-        if ch == ",":
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    tags: dict[str, str] = {}
-    for p in parts[1:]:
-        j = 0
-        while j < len(p) and not (p[j] == "=" and (j == 0 or p[j - 1] != "\\")):
-            j += 1
-        k, v = p[:j], p[j + 1:]
-        tags[_unescape(k)] = _unescape(v)
-    return tags
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text)
 
 
 @dataclass(frozen=True, slots=True)

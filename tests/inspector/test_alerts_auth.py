@@ -61,7 +61,7 @@ def test_tokens_are_checked_by_hash_and_roles_limit_actions() -> None:
 
 
 def test_series_keys_are_parsed_with_escapes() -> None:
-    from inspector.store import parse_series_key
+    from enmon.lineproto import parse_series_key
 
     key = r"meter,building=main\ hall,category=01A00,device=m\,1,gateway=gw\=a,site=s"
     assert parse_series_key(key) == {"building": "main hall", "category": "01A00",
