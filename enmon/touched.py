@@ -26,6 +26,8 @@ from enmon.lineproto import line
 
 MEASUREMENT = "energy_touched"
 STATE = "rollup_state"  # the rule engine's "recomputed through" per site
+# every (gateway, device, counter) a meter's roll-ups were ever read from: one point each
+SOURCES = "rollup_sources"
 
 Key = tuple[str, str]  # (gateway, device)
 Span = tuple[int, int]  # first and last reading time written, epoch ms

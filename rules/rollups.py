@@ -17,7 +17,11 @@ of those hours plus one on each side, the same arithmetic as a full recomputatio
 The site's progress ("recomputed everything stored through T") is itself a point
 (``rollup_state``), written after the pass's roll-ups are: a rule engine restarted at any
 moment resumes where the last complete pass ended and recomputes at most that pass again
-(writes are idempotent). Markers are read only up to ``settle_s`` before now, which covers
+(writes are idempotent). Beside it, one ``rollup_sources`` point per device and counter a
+meter was ever rolled up from: a meter the site file re-points to a new device has no
+reading of that device before its first, yet hours of its old one may be stored in the
+same month, so such a meter's days and months are always summed with its stored hours
+around the new ones. Markers are read only up to ``settle_s`` before now, which covers
 a write still in flight (a marker is stamped when its write request starts) and clock skew
 between ingest hosts and the rule engine; with one rule engine per site partition each site
 has one reader, and any number of ingest workers may write.
@@ -38,8 +42,8 @@ from zoneinfo import ZoneInfo
 from energy import accounting, figures, tariff
 from energy.site import Building, Meter, Site
 from enmon import touched as tch
-from enmon.influx import bulk, ident, quote
-from enmon.lineproto import escape_tag, float_fields, fmt_field, line
+from enmon.influx import bulk, flat_rows, ident, quote
+from enmon.lineproto import escape_tag, float_fields, fmt_field, line, parse_series_key
 from rules.passbase import HOUR, PassBase, PassStats
 
 log = logging.getLogger("enmon.rules.scheduled")
@@ -80,6 +84,8 @@ class Rollups(PassBase):
     settle_ms: int
     clock: Callable[[], float]  # seconds since the epoch, when markers are stored
     through: dict[str, int]  # site → markers processed through this time
+    # site → meter → every (gateway, device, counter) stored as read for its roll-ups
+    sources: dict[str, dict[str, set[tuple[str, str, str]]]]
     # site → (gateway, device) → [w0, w1) and the times of every reading this pass read in it
     # (with the nearest on each side): later steps of the same pass count from them
     seen: dict[str, dict[tch.Key, tuple[int, int, list[int]]]]
@@ -102,17 +108,42 @@ class Rollups(PassBase):
         st.per_step["rollup.markers"] = time.perf_counter() - t
         if touched:
             await self.recompute(site, touched, st)
-        await self._write([line(tch.STATE, {"site": site.site}, {"through": upto}, upto)], st)
+        # a source read for the first time is stored with the progress it was rolled up in
+        # (in one request: neither without the other), so a restarted engine knows it too
+        ever = self.sources[site.site]
+        fresh = [(m.id, src) for _, m in site.meters()
+                 if (src := (m.gateway, m.device, m.counter)) not in ever.get(m.id, ())]
+        await self._write([
+            *(line(tch.SOURCES, {"site": site.site, "meter": mid, "gateway": g, "device": d,
+                                 "counter": c}, {"seen": 1}, upto)
+              for mid, (g, d, c) in fresh),
+            line(tch.STATE, {"site": site.site}, {"through": upto}, upto)], st)
+        for mid, src in fresh:
+            ever.setdefault(mid, set()).add(src)
         self.through[site.site] = upto
         log.info("event=rollup site=%s markers=%d devices=%d through=%d", site.site, len(rows),
                  len(touched), upto)
 
     async def _through(self, site: Site, st: PassStats) -> int:
+        """The site's progress and the sources its meters were rolled up from, read once
+        per process (then kept in hand: this process is the site's one writer of both)."""
         if site.site not in self.through:
-            rows = await self._rows(
+            # the sources from the series index (a point's tags are all it says): a third
+            # of what reading the points costs InfluxDB, a quarter of their last()
+            state, known = await self._series([
                 f"SELECT last(through) AS through FROM {tch.STATE} "
-                f"WHERE site = {quote(site.site)}", st)
+                f"WHERE site = {quote(site.site)}",
+                f"SHOW SERIES FROM {tch.SOURCES} WHERE site = {quote(site.site)}"], st)
+            rows = flat_rows(state)
             self.through[site.site] = int(rows[0]["through"]) if rows else 0
+            ever: dict[str, set[tuple[str, str, str]]] = {}
+            for sr in known:
+                for row in sr.get("values") or []:
+                    tags = parse_series_key(str(row[0]))
+                    ever.setdefault(tags.get("meter", ""), set()).add(
+                        (tags.get("gateway", ""), tags.get("device", ""),
+                         tags.get("counter", "")))
+            self.sources[site.site] = ever
         return self.through[site.site]
 
     async def recompute(self, site: Site, touched: dict[tch.Key, tch.Span],
@@ -143,6 +174,12 @@ class Rollups(PassBase):
         # meters whose hours in hand are every hour stored for them: those with readings (the
         # intervals between consecutive readings leave no hour of their span without a value)
         exact: set[str] = set()
+        # a meter the site file re-pointed (a new meter on a new address, another counter)
+        # may have hours stored from its old source around those of its new one, which no
+        # reading of the new one says: it is never taken to have none
+        ever = self.sources.get(site.site, {})
+        moved = {m.id for _, m in meters
+                 if len(ever.get(m.id, set()) | {(m.gateway, m.device, m.counter)}) > 1}
         with bulk():  # no awaits: thousands of fresh objects, no collector passes
             for b, m in meters:
                 pts = got.get(m.id, [])
@@ -161,9 +198,9 @@ class Rollups(PassBase):
                 series.append((keys[m.id], hand[m.id]))
                 if pts:
                     exact.add(m.id)
-                    if int(pts[0][0]) < h0:
+                    if int(pts[0][0]) < h0 or m.id in moved:
                         earlier.add(m.id)
-                    if int(pts[-1][0]) >= h1:
+                    if int(pts[-1][0]) >= h1 or m.id in moved:
                         later.add(m.id)
             lines = points(series)
         st.per_step["rollup.compute"] = time.perf_counter() - t

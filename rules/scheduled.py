@@ -53,6 +53,7 @@ class Scheduler(CorrectionChecks, Rollups, BoilerChecks, BalanceChecks):
         self.settle_ms = int(settle_s * 1000)
         self.clock = clock
         self.through: dict[str, int] = {}
+        self.sources: dict[str, dict[str, set[tuple[str, str, str]]]] = {}
         self.seen: dict[str, dict[tuple[str, str], tuple[int, int, list[int]]]] = {}
 
     async def run_pass(self, now: int) -> tuple[Outcome, list[PassStats]]:

@@ -11,7 +11,10 @@ full recomputation from the raw counters gives:
   and months as the stored hours say, not as if the meter had used nothing;
 - at the live edge the pass reads everything after its window (no statement for the first
   reading after it): a reading stamped hours ahead (a clock ahead) is still the end of
-  the interval a late reading splits.
+  the interval a late reading splits;
+- a meter re-pointed in the site file to another device (a new meter on a new address):
+  the new device has no reading before its first, yet the meter's month keeps the hours
+  its old device gave it.
 """
 
 from __future__ import annotations
@@ -58,12 +61,13 @@ def post(influx: InfluxDB1, body: str) -> None:
         assert r.status == 204
 
 
-def write(influx: InfluxDB1, pts: list[tuple[datetime, float]], stamp: int) -> None:
-    """Readings of ``main`` and the marker ingest adds to the same write."""
-    lines = [f"meter,site=site-p,gateway=gw-01,device=main,building=b1,energy_type=electricity "
-             f"active_energy_import_kwh={v!r} {ms(t)}" for t, v in pts]
+def write(influx: InfluxDB1, pts: list[tuple[datetime, float]], stamp: int,
+          device: str = "main") -> None:
+    """Readings of ``device`` and the marker ingest adds to the same write."""
+    lines = [f"meter,site=site-p,gateway=gw-01,device={device},building=b1,"
+             f"energy_type=electricity active_energy_import_kwh={v!r} {ms(t)}" for t, v in pts]
     lines.append(tch.marker_line("site-p", "test", {
-        ("gw-01", "main"): (ms(min(t for t, _ in pts)), ms(max(t for t, _ in pts)))}, stamp))
+        ("gw-01", device): (ms(min(t for t, _ in pts)), ms(max(t for t, _ in pts)))}, stamp))
     post(influx, "\n".join(lines))
 
 
@@ -162,6 +166,34 @@ async def test_at_the_live_edge_a_reading_stamped_ahead_ends_the_split_interval(
     assert close(stored(influxdb, "energy_hourly"), want["hour"])
     assert close(stored(influxdb, "energy_daily"), want["day"])
     assert close(stored(influxdb, "energy_monthly"), want["month"])
+
+
+async def test_a_meter_re_pointed_to_a_new_device_keeps_its_old_hours_in_its_month(
+        influxdb: InfluxDB1) -> None:
+    now = ms(DAY + timedelta(days=4))
+    old = hourly(DAY, 24, 10.0, 1000.0)  # day 1 on the old device: 240 kWh
+    write(influxdb, old, stamp())
+    await rules_pass(influxdb.url, INFLUX_DB, [SITE], now)
+    # the installer puts a new meter on a new address: the site file points "main" at it
+    spec = SITE.model_dump(exclude_defaults=True)
+    spec["buildings"][0]["meters"][0]["device"] = "main2"
+    moved = Site.model_validate(spec)
+    # the engine restarts with it before the new meter sends anything (a pass with nothing
+    # to roll up), then its readings come
+    await rules_pass(influxdb.url, INFLUX_DB, [moved], now)
+    new = hourly(DAY + timedelta(days=2), 24, 20.0, 5.0)  # day 3 on the new one: 480 kWh
+    write(influxdb, new, stamp(), device="main2")
+    await rules_pass(influxdb.url, INFLUX_DB, [moved], now)
+    hours = stored(influxdb, "energy_hourly")
+    want = {**expected(old)["hour"], **expected(new)["hour"]}
+    assert close(hours, want), _debug(hours, want)
+    days = stored(influxdb, "energy_daily")
+    assert close(days, {**expected(old)["day"], **expected(new)["day"]}), days
+    month = stored(influxdb, "energy_monthly")
+    assert list(month) == [ms(DAY.replace(day=1))]
+    # the month is its hours: 240 kWh on the old device and 480 on the new
+    assert abs(month[ms(DAY.replace(day=1))] - sum(hours.values())) < 1e-9, month
+    assert abs(sum(hours.values()) - 720.0) < 1e-9
 
 
 def _debug(a: dict[int, float], b: dict[int, float]) -> list[Any]:
