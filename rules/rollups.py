@@ -220,7 +220,7 @@ class Rollups(PassBase):
                 earlier.add(vid)
             if unsure or any(p in later for p in parts):
                 later.add(vid)
-        st.per_step["rollup.write_hourly"] = time.perf_counter() - t
+        st.per_step["rollup.virtual"] = time.perf_counter() - t
         # 3. the site-days and months those hours fall in
         t = time.perf_counter()
         days, months = await self._periods(site, hand, hours, exact, earlier, later, edges,
