@@ -319,7 +319,15 @@ class Health(BaseModel):
     influx: bool
 
 
-def parse_time(text: str | None, *, tz: str, default: int) -> int:
+def refuse(status: int, lang: Lang, message: str, **params: Any) -> HTTPException:
+    """A refusal in the reader's language (``message`` marked with ``N_`` and in the
+    catalogs' ``api.po``), its placeholders filled."""
+    from inspector.i18n import gettext_for
+
+    return HTTPException(status, gettext_for(lang)(message, **params))
+
+
+def parse_time(text: str | None, *, tz: str, default: int, lang: Lang = "zh-CN") -> int:
     """An ISO date or datetime (site-local if no offset) or epoch milliseconds."""
     if text is None or text == "":
         return default
@@ -328,12 +336,12 @@ def parse_time(text: str | None, *, tz: str, default: int) -> int:
     try:
         d = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise HTTPException(422, f"time {text[:40]!r}: use 2026-10-01, 2026-10-01T08:00 "
-                                 "or epoch milliseconds") from None
+        raise refuse(422, lang, N_("time %(time)s: use 2026-10-01, 2026-10-01T08:00 or epoch "
+                                   "milliseconds"), time=repr(text[:40])) from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=ZoneInfo(tz))
     if not 2000 <= d.year <= 2100:
-        raise HTTPException(422, "time must be between 2000 and 2100")
+        raise refuse(422, lang, N_("time must be between 2000 and 2100"))
     return int(d.timestamp() * 1000)
 
 
@@ -442,19 +450,21 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         s = sites.get(site)
         return str(s.timezone) if s is not None else cfg.timezone
 
-    def time_range(site: str, start: str | None, end: str | None) -> tuple[int, int]:
+    def time_range(site: str, start: str | None, end: str | None, lang: Lang
+                   ) -> tuple[int, int]:
         """The requested range, ending now at the latest (the default end is now)."""
         tz = tz_of(site)
         now = int(time.time() * 1000)
-        e = parse_time(end, tz=tz, default=now)
-        s = parse_time(start, tz=tz, default=min(e, now) - DAY_MS)
+        e = parse_time(end, tz=tz, default=now, lang=lang)
+        s = parse_time(start, tz=tz, default=min(e, now) - DAY_MS, lang=lang)
         if e <= s:
-            raise HTTPException(422, "end must be after start")
+            raise refuse(422, lang, N_("end must be after start"))
         if s >= now:
-            raise HTTPException(422, "start is in the future: nothing was read yet")
+            raise refuse(422, lang, N_("start is in the future: nothing was read yet"))
         e = min(e, now)
         if e - s > cfg.max_range_days * DAY_MS:
-            raise HTTPException(422, f"at most {cfg.max_range_days} days per request")
+            raise refuse(422, lang, N_("at most %(days)s days per request"),
+                         days=cfg.max_range_days)
         return s, e
 
     # ------------------------------------------------------------------ open
@@ -547,19 +557,20 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         return int(min(400, max(93, 100_000 * m.poll_interval_s / 86_400)))
 
     async def _history(st: Store, site: str, device: str, start: str | None, end: str | None,
-                       mode: str, quantity: list[str] | None) -> Any:
+                       mode: str, quantity: list[str] | None, lang: Lang) -> Any:
         import asyncio
 
         from enmon import quantities
         from inspector.store import fetch_history
 
-        s, e = time_range(site, start, end)
+        s, e = time_range(site, start, end, lang)
         if mode == "raw" and e - s > raw_days(site, device) * DAY_MS:
-            raise HTTPException(422, f"raw readings: at most {raw_days(site, device)} days; "
-                                "use mode=hour or day")
+            raise refuse(422, lang, N_("raw readings: at most %(days)s days; use mode=hour or "
+                                       "day"), days=raw_days(site, device))
         for q in quantity or []:
             if q != "all" and q not in quantities.QUANTITIES:
-                raise HTTPException(422, f"unknown quantity {q[:64]!r}")
+                raise refuse(422, lang, N_("unknown quantity %(quantity)s"),
+                             quantity=repr(q[:64]))
         # the meter's tags are looked up beside the history (one round of queries, not
         # two); an unknown meter is a 404 whatever the history's own answer
         both: tuple[Any, Any] = await asyncio.gather(
@@ -571,7 +582,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         if isinstance(found, BaseException):
             raise found
         if found is None:
-            raise HTTPException(404, f"no meter {device!r} in site {site!r}")
+            raise refuse(404, lang, N_("no meter %(device)s in site %(site)s"),
+                         device=repr(device), site=repr(site))
         if isinstance(h, BaseException):
             raise h
         return h
@@ -587,13 +599,14 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
              tags=["history"])
     async def history(site: SiteId, device: DeviceId,
                       _: Annotated[Principal, Depends(reader)],
-                      st: Annotated[Store, Depends(store)], start: Start = None,
+                      st: Annotated[Store, Depends(store)],
+                      lang: Annotated[Lang, Depends(language)], start: Start = None,
                       end: End = None, mode: Mode = "raw", quantity: Quantity = None
                       ) -> Response:
         """One meter's readings with gaps, flagged values and refused data."""
         import orjson
 
-        h = await _history(st, site, device, start, end, mode, quantity)
+        h = await _history(st, site, device, start, end, mode, quantity, lang)
         # encoded by orjson, not validated again field by field: the body is HistoryOut
         # (the spec above) built by History.as_dict, and a year of a 15-minute meter is
         # 35,040 rows, whose validation took longer than reading them
@@ -603,13 +616,14 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
              responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-"
                                           "officedocument.spreadsheetml.sheet": {}}}})
     async def export(site: SiteId, device: DeviceId, _: Annotated[Principal, Depends(reader)],
-                     st: Annotated[Store, Depends(store)], start: Start = None,
+                     st: Annotated[Store, Depends(store)],
+                     lang: Annotated[Lang, Depends(language)], start: Start = None,
                      end: End = None, mode: Mode = "raw", quantity: Quantity = None,
                      format: Annotated[Literal["csv", "xlsx"], Query()] = "csv") -> Response:
         """The same history as a CSV or XLSX file to file with the record."""
         from inspector import history as hist
 
-        h = await _history(st, site, device, start, end, mode, quantity)
+        h = await _history(st, site, device, start, end, mode, quantity, lang)
         name = f"{site}_{device}_{h.mode}"
         if format == "csv":
             buf = io.StringIO()
@@ -690,12 +704,13 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
 
     @app.get("/api/v1/sites/{site}/entries", response_model=EntriesOut, tags=["manual"])
     async def list_entries(site: SiteId, _: Annotated[Principal, Depends(reader)],
-                           st: Annotated[Store, Depends(store)], start: Start = None,
+                           st: Annotated[Store, Depends(store)],
+                           lang: Annotated[Lang, Depends(language)], start: Start = None,
                            end: End = None,
                            device: Annotated[str | None, Query(pattern=ID)] = None
                            ) -> EntriesOut:
         """Manual readings and corrections of readings in a range, with author and reason."""
-        s, e = time_range(site, start, end)
+        s, e = time_range(site, start, end, lang)
         return EntriesOut(entries=await st.entries(site, s, e, device=device))
 
     @app.post("/api/v1/sites/{site}/entries", response_model=EntryOut, tags=["manual"],
@@ -723,13 +738,14 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         gw = body.gateway or (m.gateway if m is not None else None)
         q = body.quantity or (m.counter if m is not None else None)
         if gw is None or q is None:
-            raise HTTPException(422, f"meter {body.device!r} is not in the site file: give "
-                                     "gateway and quantity")
+            raise refuse(422, lang, N_("meter %(device)s is not in the site file: give gateway "
+                                       "and quantity"), device=repr(body.device))
         # no default: an empty time must not become epoch 0 (a reading stored in 1970)
-        ts = parse_time(body.time, tz=tz_of(site), default=-1)
+        ts = parse_time(body.time, tz=tz_of(site), default=-1, lang=lang)
         if not ENTRY_TS[0] <= ts < ENTRY_TS[1]:
-            raise HTTPException(422, f"time {body.time[:40]!r}: the reading's time, e.g. "
-                                     "2026-10-01T08:00 (site time), between 2000 and 2100")
+            raise refuse(422, lang, N_("time %(time)s: the reading's time, e.g. 2026-10-01T08:00 "
+                                       "(site time), between 2000 and 2100"),
+                         time=repr(body.time[:40]))
         entry = Entry(body.kind, site, gw, body.device, q, ts, body.value, who.name,
                       body.reason, source="api")
         try:
@@ -825,12 +841,13 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         asked, and the gateway's answer: outcome, reason, the value read back."""
         tz = tz_of(site)
         now = int(time.time() * 1000)
-        e = parse_time(end, tz=tz, default=now)
-        s = parse_time(start, tz=tz, default=e - 30 * DAY_MS)
+        e = parse_time(end, tz=tz, default=now, lang=lang)
+        s = parse_time(start, tz=tz, default=e - 30 * DAY_MS, lang=lang)
         if e <= s:
-            raise HTTPException(422, "end must be after start")
+            raise refuse(422, lang, N_("end must be after start"))
         if e - s > cfg.max_range_days * DAY_MS:
-            raise HTTPException(422, f"at most {cfg.max_range_days} days per request")
+            raise refuse(422, lang, N_("at most %(days)s days per request"),
+                         days=cfg.max_range_days)
         rows = await cm.listing(st, site=site, gateway=gateway, start=s, end=e, device=device,
                                 lang=lang, now_ms=now)
         return CommandsOut(site=site, gateway=gateway,
@@ -864,8 +881,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         if not any(b.id == building for b in s.buildings):
             raise HTTPException(404, f"no building {building!r} in site {site!r}")
         tz = tz_of(site)
-        s_ms = parse_time(start, tz=tz, default=-1)
-        e_ms = parse_time(end, tz=tz, default=-1)
+        s_ms = parse_time(start, tz=tz, default=-1, lang=lang)
+        e_ms = parse_time(end, tz=tz, default=-1, lang=lang)
         try:
             v = await ev.fetch_view(st, site=s, building=building, energy_type=energy_type,
                                     every=every, start=None if s_ms == -1 else s_ms,

@@ -385,6 +385,17 @@ def test_the_api_enters_under_the_tokens_name_and_fails_closed(influx: InfluxDB1
         bad = c.post(url, json={**body, "time": "2026-11-20T05:10", "value": 1.0},
                      headers={"Authorization": f"Bearer {clerk}"})
         assert bad.status_code == 422 and "倒走" in bad.json()["detail"]
+        # a time it cannot read and a meter the site file lacks: refused in Chinese too
+        when = c.post(url, json={**body, "time": "20.11.2026 05:10"},
+                      headers={"Authorization": f"Bearer {clerk}"})
+        assert when.status_code == 422 and "2026-10-01T08:00" in when.json()["detail"]
+        assert "时间" in when.json()["detail"], when.json()
+        who = c.post(url, json={**body, "device": "nowhere"},
+                     headers={"Authorization": f"Bearer {clerk}"})
+        assert who.status_code == 422 and "站点文件" in who.json()["detail"], who.json()
+        en = c.post(url, json={**body, "device": "nowhere"},
+                    headers={"Authorization": f"Bearer {clerk}", "Accept-Language": "en"})
+        assert "not in the site file" in en.json()["detail"]
         listed = c.get(url, params={"start": "2026-11-20", "end": "2026-11-21"},
                        headers={"Authorization": f"Bearer {insp}"}).json()["entries"]
         assert any(e["author"] == "zhao.clerk" and e["source"] == "api" for e in listed)
