@@ -92,7 +92,8 @@ def _root(
 @app.command()
 def demo(
     duration: float = typer.Option(
-        0, "--duration", help="stop after this many seconds (0: until Ctrl-C)"
+        0, "--duration", help="run live this many seconds once the year-to-date history is "
+                              "stored, then stop (0: until Ctrl-C)"
     ),
     install: bool = typer.Option(
         True,
