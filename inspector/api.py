@@ -33,6 +33,7 @@ from enmon.errors import SinkError
 from inspector import alerts as al
 from inspector.auth import Principal, TokenBook
 from inspector.config import InspectorConfig
+from inspector.energyview import viewable_types
 from inspector.i18n import LANGS, N_, Lang, from_accept_language, normalize
 from inspector.store import Store
 
@@ -83,6 +84,9 @@ class BuildingOut(BaseModel):
     type: str
     floor_area_m2: float | None
     meters: list[MeterOut]
+    # the energy types the site file gives the building a total meter of: what its energy
+    # view (/buildings/{id}/energy) can show, electricity first; none without a site file
+    energy_types: list[str] = []
 
 
 class AlertOut(BaseModel):
@@ -519,7 +523,8 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         if s is not None:
             for b in s.buildings:
                 out[b.id] = BuildingOut(id=b.id, name=b.name or b.id, type=b.type,
-                                        floor_area_m2=b.floor_area_m2, meters=[])
+                                        floor_area_m2=b.floor_area_m2, meters=[],
+                                        energy_types=viewable_types(b))
         for m in meters:
             b2 = out.setdefault(m.building or "-", BuildingOut(
                 id=m.building or "-", name=m.building or "(no building)", type="",

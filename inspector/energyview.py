@@ -298,6 +298,13 @@ def build_view(*, site: Site, building: str, energy_type: str, span: Buckets,
 # --------------------------------------------------------------------------- reading
 
 
+def viewable_types(b: Building) -> list[str]:
+    """The energy types the view can show for building ``b``: those it has a total meter of
+    (electricity first), what the console offers and the view accepts."""
+    return sorted({m.energy_type for m in b.meters if m.building_total},
+                  key=lambda t: (t != "electricity", t))
+
+
 async def fetch_view(store: Any, *, site: Site, building: str, energy_type: str, every: str,
                      start: int | None = None, end: int | None = None,
                      now_ms: int | None = None) -> View:
@@ -317,8 +324,8 @@ async def fetch_view(store: Any, *, site: Site, building: str, energy_type: str,
     b = next((x for x in site.buildings if x.id == building), None)
     if b is None:
         raise KeyError(f"no building {building!r} in site {site.site!r}")
-    if not any(m.building_total and m.energy_type == energy_type for m in b.meters):
-        have = sorted({m.energy_type for m in b.meters if m.building_total})
+    if energy_type not in viewable_types(b):
+        have = sorted(viewable_types(b))
         raise ViewError(N_("building %(building)s has no total meter of %(energy)s; it meters "
                            "%(types)s"), building=building, energy=energy_type[:20],
                         types=tuple(have))

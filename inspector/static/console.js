@@ -587,9 +587,9 @@ function openBuilding(site, building) {
   $("#meter").hidden = true;
   $("#bview").hidden = false;
   $("#bview-title").textContent = _("%(building)s · energy analysis", { building: b.name });
-  // the energy types a building's consumption is counted in (weather stations, flue sensors: not)
-  const types = [...new Set(b.meters.map((m) => m.energy_type))].filter((t) => COUNTED.includes(t));
-  types.sort((x, y) => (x === "electricity" ? -1 : y === "electricity" ? 1 : x.localeCompare(y)));
+  // the energy types the building has a total meter of (the API says, from the site file):
+  // a sub-meter's type alone has no building figure to show
+  const types = (b.energy_types || []).filter((t) => COUNTED.includes(t));
   $("#bview-energy").replaceChildren(...types.map((t) => el("option", { value: t }, label("energy_types", t))));
   $("#bview-from").value = ""; $("#bview-to").value = "";
   return loadBuildingEnergy();

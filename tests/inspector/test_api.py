@@ -69,6 +69,13 @@ def test_inspector_reads_the_tree_and_history(stack: Stack) -> None:
     tree = {b["id"]: b for b in _get(stack, f"/api/v1/sites/{SITE}/buildings").json()}
     assert {m["device"] for m in tree["admin"]["meters"]} >= {"admin-main", "admin-light"}
     assert tree["admin"]["floor_area_m2"] == 12000
+    # the energy types each building's energy view can show: those it has a total meter of,
+    # not a sub-meter's type alone (its view would only refuse), electricity first
+    for b in stack.loaded.data.site.buildings:
+        totals = {m.energy_type for m in b.meters if m.building_total}
+        assert set(tree[b.id]["energy_types"]) == totals, b.id
+        assert tree[b.id]["energy_types"][:1] == (["electricity"] if "electricity" in totals
+                                                  else tree[b.id]["energy_types"][:1])
     gap_device, g0, g1 = stack.loaded.data.gap
     h = _get(stack, f"/api/v1/sites/{SITE}/meters/{gap_device}/history", start="2026-10-01",
              end="2026-10-04").json()
