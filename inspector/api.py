@@ -400,31 +400,50 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         return resp
 
+    def language(request: Request,
+                 lang: Annotated[str | None, Query(
+                     max_length=20, description="zh-CN (default) or en; else Accept-Language, "
+                                                "else the configured language")] = None
+                 ) -> Lang:
+        """The reader's language: ``?lang=``, else ``Accept-Language``, else ``language:``."""
+        if lang is not None:
+            chosen = normalize(lang)
+            if chosen is None:
+                # the language asked for is unknown: refused in the configured one
+                raise refuse(422, cfg.language, N_("lang %(asked)s: use one of %(langs)s"),
+                             asked=repr(lang[:20]), langs=", ".join(LANGS))
+            return chosen
+        return from_accept_language(request.headers.get("accept-language")) or cfg.language
+
     bearer = HTTPBearer(auto_error=False, description="a token from `enmon api token`")
 
-    def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-                  ) -> Principal:
+    def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                  lang: Annotated[Lang, Depends(language)]) -> Principal:
         who = tokens.who(creds.credentials if creds else None)
         if who is None:
-            raise HTTPException(401, "a valid bearer token is required",
-                                headers={"WWW-Authenticate": "Bearer"})
+            exc = refuse(401, lang, N_("a valid bearer token is required"))
+            exc.headers = {"WWW-Authenticate": "Bearer"}
+            raise exc
         return who
 
-    def reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    def reader(who: Annotated[Principal, Depends(principal)],
+               lang: Annotated[Lang, Depends(language)]) -> Principal:
         if not who.may("read"):
-            raise HTTPException(403, f"role {who.role} may not read")
+            raise refuse(403, lang, N_("role %(role)s may not read"), role=who.role)
         return who
 
-    def acker(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    def acker(who: Annotated[Principal, Depends(principal)],
+              lang: Annotated[Lang, Depends(language)]) -> Principal:
         if not who.may("ack"):
-            raise HTTPException(403, f"role {who.role} may not acknowledge alerts; "
-                                     "a facility manager may")
+            raise refuse(403, lang, N_("role %(role)s may not acknowledge alerts; a facility "
+                                       "manager may"), role=who.role)
         return who
 
-    def enterer(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    def enterer(who: Annotated[Principal, Depends(principal)],
+                lang: Annotated[Lang, Depends(language)]) -> Principal:
         if not who.may("enter"):
-            raise HTTPException(403, f"role {who.role} may not enter readings; a data clerk "
-                                     "or a facility manager may")
+            raise refuse(403, lang, N_("role %(role)s may not enter readings; a data clerk or "
+                                       "a facility manager may"), role=who.role)
         return who
 
     def store() -> Store:
@@ -436,19 +455,6 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         if exc.retryable:
             return JSONResponse({"detail": "the database is unavailable; try again"}, 503)
         return JSONResponse({"detail": "the database refused the query"}, 500)
-
-    def language(request: Request,
-                 lang: Annotated[str | None, Query(
-                     max_length=20, description="zh-CN (default) or en; else Accept-Language, "
-                                                "else the configured language")] = None
-                 ) -> Lang:
-        """The reader's language: ``?lang=``, else ``Accept-Language``, else ``language:``."""
-        if lang is not None:
-            chosen = normalize(lang)
-            if chosen is None:
-                raise HTTPException(422, f"lang {lang!r}: use one of {', '.join(LANGS)}")
-            return chosen
-        return from_accept_language(request.headers.get("accept-language")) or cfg.language
 
     def tz_of(site: str) -> str:
         s = sites.get(site)

@@ -376,9 +376,11 @@ def test_the_api_enters_under_the_tokens_name_and_fails_closed(influx: InfluxDB1
             "value": main_counter(DAY + timedelta(hours=5, minutes=5))}
     url = f"/api/v1/sites/{SITE_ID}/entries"
     with TestClient(create_app(cfg, sites={SITE_ID: SITE})) as c:
-        assert c.post(url, json=body).status_code == 401
-        assert c.post(url, json=body, headers={"Authorization": f"Bearer {insp}"}
-                      ).status_code == 403
+        nobody = c.post(url, json=body)
+        assert nobody.status_code == 401 and "令牌" in nobody.json()["detail"]
+        assert nobody.headers["www-authenticate"] == "Bearer"
+        denied = c.post(url, json=body, headers={"Authorization": f"Bearer {insp}"})
+        assert denied.status_code == 403 and "无权录入" in denied.json()["detail"], denied.text
         ok = c.post(url, json=body, headers={"Authorization": f"Bearer {clerk}"})
         assert ok.status_code == 201, ok.text
         assert ok.json()["author"] == "zhao.clerk"
