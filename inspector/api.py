@@ -34,7 +34,7 @@ from inspector import alerts as al
 from inspector.auth import Principal, TokenBook
 from inspector.config import InspectorConfig
 from inspector.energyview import viewable_types
-from inspector.i18n import LANGS, N_, Lang, from_accept_language, normalize
+from inspector.i18n import LANGS, N_, Lang, from_accept_language, gettext_for, normalize
 from inspector.store import Store
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -324,10 +324,8 @@ class Health(BaseModel):
 
 
 def refuse(status: int, lang: Lang, message: str, **params: Any) -> HTTPException:
-    """A refusal in the reader's language (``message`` marked with ``N_`` and in the
-    catalogs' ``api.po``), its placeholders filled."""
-    from inspector.i18n import gettext_for
-
+    """A refusal in the reader's language (``message`` marked with ``N_`` and in a
+    catalog, the API's own in ``api.po``), its placeholders filled."""
     return HTTPException(status, gettext_for(lang)(message, **params))
 
 
@@ -738,7 +736,6 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         chart follows it; the value a correction replaces stays in the audit trail."""
         from energy.manual import Entry, ManualError
         from inspector import manual
-        from inspector.i18n import gettext_for
 
         if site not in sites:
             raise HTTPException(404, f"no site file for site {site!r}")
@@ -762,7 +759,7 @@ def create_app(cfg: InspectorConfig, *, sites: dict[str, Any] | None = None,
         try:
             checked = await manual.enter(st, holder["writer"], entry, site_model=model)
         except ManualError as exc:
-            raise HTTPException(422, gettext_for(lang)(exc.message, **exc.params)) from None
+            raise refuse(422, lang, exc.message, **exc.params) from None
         e = checked.entry
         log.info("event=manual_entry kind=%s site=%s device=%s quantity=%s ts=%d by=%s",
                  e.kind, site, e.device, e.quantity, e.ts, who.name)

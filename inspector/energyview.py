@@ -324,11 +324,11 @@ async def fetch_view(store: Any, *, site: Site, building: str, energy_type: str,
     b = next((x for x in site.buildings if x.id == building), None)
     if b is None:
         raise KeyError(f"no building {building!r} in site {site.site!r}")
-    if energy_type not in viewable_types(b):
-        have = sorted(viewable_types(b))
+    have = viewable_types(b)
+    if energy_type not in have:
         raise ViewError(N_("building %(building)s has no total meter of %(energy)s; it meters "
                            "%(types)s"), building=building, energy=energy_type[:20],
-                        types=tuple(have))
+                        types=tuple(sorted(have)))
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     span = buckets(every, start, end, now, site.timezone)
     meters = meters_of(b, energy_type)

@@ -26,8 +26,6 @@ from inspector.manual import MEASUREMENT, row_entry
 DAY_MS = 86_400_000
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class MeterInfo:
     """One device as stored: its tags and when it was last heard from."""

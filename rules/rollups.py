@@ -128,8 +128,9 @@ class Rollups(PassBase):
         """The site's progress and the sources its meters were rolled up from, read once
         per process (then kept in hand: this process is the site's one writer of both)."""
         if site.site not in self.through:
-            # the sources from the series index (a point's tags are all it says): a third
-            # of what reading the points costs InfluxDB, a quarter of their last()
+            # the sources from the series index (a point's tags are all it says): for 10
+            # sites of 1,000 meters about half of what reading the points costs InfluxDB
+            # and a sixth of their last() grouped by the tags
             state, known = await self._series([
                 f"SELECT last(through) AS through FROM {tch.STATE} "
                 f"WHERE site = {quote(site.site)}",
